@@ -1,0 +1,104 @@
+# qforge — one Makefile.  `make` builds libqforge.a and ./qforge; `make test` runs the suite;
+# `make test-asan` the same under AddressSanitizer+UBSan; `make demo`; `make bench`;
+# `make fuzz` builds libFuzzer targets (clang); CUDA kernels compile when nvcc exists.
+CC      ?= gcc
+ifeq ($(origin CC),default)
+CC      := gcc
+endif
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -MMD -MP
+LDLIBS  := -ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread
+
+OPENMP_OK := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(OPENMP_OK),1)
+  CFLAGS  += -fopenmp
+  LDFLAGS += -fopenmp
+endif
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+LIB_DIRS := common quant formats convert kernels/cpu calib
+LIB_SRC  := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
+ifneq ($(NVCC),)
+  CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  NVCCFLAGS ?= -O2 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
+  CFLAGS    += -DQF_HAVE_CUDA=1
+else
+  CUDA_SRC  :=
+  LIB_SRC   += $(wildcard kernels/cuda/*_stub.c)
+endif
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_UTIL_OBJ := $(BUILD)/tests/util/tu.o
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
+
+.PHONY: all deps test test-asan test-cuda demo bench fuzz clean replay
+all: deps $(BUILD)/libqforge.a qforge
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/libqforge.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/qforge: $(CLI_OBJ) $(BUILD)/libqforge.a
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
+
+qforge: $(BUILD)/qforge
+	@if [ "$(BUILD)" = "build" ]; then cp $(BUILD)/qforge qforge; fi
+
+$(BUILD)/tests/util/tu.o: tests/util/tu.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libqforge.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(TEST_UTIL_OBJ) $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libqforge.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libqforge.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< tests/fuzz/replay.c $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
+
+test: deps $(BUILD)/qforge $(TEST_BIN) $(REPLAY_BIN)
+	@QF_BIN=$(BUILD)/qforge ./tests/run.sh $(BUILD)
+
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan NVCC= OPT=-O1 \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+demo: all
+	@./scripts/demo.sh
+
+bench: all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+fuzz:
+	@./tests/fuzz/build.sh
+
+clean:
+	rm -rf build build-asan build-fuzz qforge
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,19 @@
+/* cli/cli.h — the qforge command: argument parsing and progress only; each subcommand
+ * lives in cli/cmd_<name>.c and calls the library. */
+#ifndef CLI_H
+#define CLI_H
+#include "common/qx.h"
+
+int cmd_inspect(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
+int cmd_ppl(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+/* Prints "qforge: <msg>" on stderr and returns the exit code for a library status. */
+int cli_fail(const qx_err *e);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#endif

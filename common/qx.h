@@ -1,0 +1,92 @@
+/* common/qx.h — the one public header of common/: status codes and the caller-owned
+ * error record, checked arithmetic, file mapping, timing, peak RSS and a progress
+ * reporter.  Nothing here prints except the progress reporter, which writes only to the
+ * FILE* its owner hands it.  No global mutable state. */
+#ifndef QX_H
+#define QX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdbool.h>
+
+typedef enum {
+    QX_OK = 0,
+    QX_EINVAL,       /* bad argument or option value */
+    QX_EIO,          /* open/read/write/mmap failed (errno text in msg) */
+    QX_EFORMAT,      /* input file violates its format */
+    QX_ENOMEM,
+    QX_ENOTFOUND,    /* missing file, tensor, key */
+    QX_EUNSUPPORTED, /* valid input we do not handle */
+    QX_ESHAPE,       /* shape or dtype disagrees with what is required */
+    QX_ETHRESHOLD,   /* a quality gate was crossed */
+    QX_ENOSPC,       /* disk full or file size limit */
+} qx_status;
+
+/* Caller-owned error record: functions fill it when they return non-QX_OK. */
+typedef struct {
+    qx_status code;
+    char msg[256];
+} qx_err;
+
+/* Fills e (if non-NULL) with code and a printf-formatted message; returns code. */
+qx_status qx_fail(qx_err *e, qx_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void qx_err_clear(qx_err *e);
+const char *qx_status_name(qx_status s);
+
+#define QX_TRY(expr) do { qx_status qx_s_ = (expr); if (qx_s_ != QX_OK) return qx_s_; } while (0)
+
+/* Checked size arithmetic: return false on overflow. */
+static inline bool qx_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool qx_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline uint64_t qx_pad(uint64_t n, uint64_t align) {
+    return (n + align - 1) / align * align;
+}
+
+/* Read-only mapping of a whole file.  data is NULL for an empty file. */
+typedef struct {
+    const uint8_t *data;
+    uint64_t size;
+    int fd;
+} qx_map;
+
+qx_status qx_map_open(qx_map *m, const char *path, qx_err *e);
+void qx_map_close(qx_map *m);
+/* Tell the kernel the byte range [off, off+len) of a mapping is no longer needed. */
+void qx_map_release(const qx_map *m, uint64_t off, uint64_t len);
+
+/* Reads a whole small file into a malloc'd NUL-terminated buffer (free with free()). */
+qx_status qx_read_file(const char *path, char **out, size_t *out_len, qx_err *e);
+
+double qx_now(void);              /* monotonic seconds */
+uint64_t qx_peak_rss_bytes(void); /* VmHWM of this process, 0 if unknown */
+int qx_default_threads(void);
+
+/* Path helpers: join dir and name into buf (returns false if it does not fit). */
+bool qx_path_join(char *buf, size_t cap, const char *dir, const char *name);
+bool qx_is_dir(const char *path);
+bool qx_ends_with(const char *s, const char *suffix);
+
+/* Progress reporter for long work.  Writes to `out` (normally stderr): a redrawn line on
+ * a TTY, a plain line every `interval` seconds otherwise.  Not thread-safe: call update
+ * from one thread (e.g. inside an omp critical or from the master). */
+typedef struct {
+    FILE *out;
+    bool tty;
+    double t0, last;
+    double interval;
+    char label[64];
+    uint64_t total;      /* units of work (bytes, items, tokens) */
+    const char *unit;    /* "B" gives MB/s, else "<unit>/s" */
+} qx_progress;
+
+void qx_progress_begin(qx_progress *p, FILE *out, const char *label, uint64_t total, const char *unit);
+void qx_progress_update(qx_progress *p, uint64_t done, const char *what);
+void qx_progress_end(qx_progress *p, uint64_t done);
+
+#endif

@@ -1,0 +1,71 @@
+/* quant/qt.h — the one public header of quant/: tensor element types (GGUF's numbering),
+ * their traits table, scalar decoders for FP8/BF16/F16, block-scaled FP8 dequantization,
+ * and the row quantizers/dequantizers of the GGUF block types.  quant/ does no I/O.
+ * Block layouts themselves live in quant/blocks.h (shared with CUDA). */
+#ifndef QT_H
+#define QT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* GGUF/ggml type ids; grows only at the end.  Types that are not GGUF types
+ * (FP8 of the HF checkpoints) use ids from 1000 on and never reach a GGUF file. */
+typedef enum {
+    QT_F32 = 0, QT_F16 = 1, QT_Q4_0 = 2, QT_Q4_1 = 3,
+    QT_Q5_0 = 6, QT_Q5_1 = 7, QT_Q8_0 = 8, QT_Q8_1 = 9,
+    QT_Q2_K = 10, QT_Q3_K = 11, QT_Q4_K = 12, QT_Q5_K = 13, QT_Q6_K = 14, QT_Q8_K = 15,
+    QT_IQ2_XXS = 16, QT_IQ2_XS = 17, QT_IQ3_XXS = 18, QT_IQ1_S = 19, QT_IQ4_NL = 20,
+    QT_IQ3_S = 21, QT_IQ2_S = 22, QT_IQ4_XS = 23, QT_I8 = 24, QT_I16 = 25, QT_I32 = 26,
+    QT_I64 = 27, QT_F64 = 28, QT_IQ1_M = 29, QT_BF16 = 30,
+    QT_GGUF_COUNT = 40,          /* ids below this are GGUF ids */
+    QT_F8_E4M3 = 1000, QT_F8_E5M2 = 1001,
+} qt_type;
+
+/* Row conversion functions: n is a multiple of the type's block size.
+ * imp (optional, may be NULL): n per-column importance weights (>= 0) that the
+ * quantizer uses to minimize sum imp[j] * (x[j] - q[j])^2. */
+typedef void (*qt_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*qt_from_float_fn)(const float *src, void *dst, int64_t n, const float *imp);
+
+typedef struct {
+    const char *name;        /* "Q4_K" */
+    int blck;                /* elements per block */
+    int type_size;           /* bytes per block */
+    bool quantized;          /* block type (not a plain float) */
+    bool needs_imatrix;      /* quantizer refuses to run without importance weights */
+    qt_to_float_fn to_float;     /* NULL if decode unsupported */
+    qt_from_float_fn from_float; /* NULL if encode unsupported */
+} qt_traits;
+
+/* Traits of t; NULL when the id is unknown. */
+const qt_traits *qt_get_traits(qt_type t);
+/* Looks up a type by name, case-insensitive ("q4_k", "BF16"); returns false if unknown. */
+bool qt_type_from_name(const char *name, qt_type *out);
+const char *qt_type_name(qt_type t);
+/* Bytes of one row of n elements; 0 if n is not a multiple of the block size or t unknown. */
+uint64_t qt_row_size(qt_type t, int64_t n);
+
+/* ---- scalar decoders (exact) ---- */
+float qt_fp8_e4m3_to_f32(uint8_t v);   /* e4m3fn: bias 7, no inf, 0x7F/0xFF NaN */
+float qt_fp8_e5m2_to_f32(uint8_t v);   /* IEEE-like: bias 15, inf and NaN */
+float qt_bf16_to_f32(uint16_t v);
+uint16_t qt_f32_to_bf16(float f);      /* round to nearest even, NaN kept quiet */
+float qt_f16_to_f32(uint16_t v);
+uint16_t qt_f32_to_f16(float f);       /* round to nearest even */
+
+/* Block-scaled FP8 (DeepSeek): w[r][c] = e4m3(q[r*cols+c]) * scale_inv[(r/128)*scols + c/128]
+ * with scols = ceil(cols/128).  Writes rows [r0, r1) into out ((r1-r0) x cols, row-major). */
+void qt_fp8_block_dequant(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
+                          int64_t r0, int64_t r1, float *out);
+
+/* Converts n elements of a plain type (F32, F16, BF16, F8_E4M3, F8_E5M2) to f32;
+ * returns false for other types. */
+bool qt_plain_to_f32(qt_type t, const void *src, float *dst, int64_t n);
+
+/* Whole-row helpers over the traits table: quantize `nrows` rows of length n.  Thread-safe,
+ * deterministic; dst holds nrows * qt_row_size(t, n) bytes. */
+void qt_quantize_rows(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *imp);
+void qt_dequantize_rows(qt_type t, const void *src, float *dst, int64_t nrows, int64_t n);
+
+#endif

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Checks the -dev packages the build needs; installs them with apt-get when run as root,
+# otherwise prints the exact command and fails.
+set -e
+need=""
+check() { # header package
+    if ! printf '#include <%s>\nint main(void){return 0;}\n' "$1" | ${CC:-gcc} -x c - -fsyntax-only 2>/dev/null; then
+        need="$need $2"
+    fi
+}
+check zlib.h zlib1g-dev
+check xxhash.h libxxhash-dev
+check jansson.h libjansson-dev
+check_pcre() { printf "#define PCRE2_CODE_UNIT_WIDTH 8\n#include <pcre2.h>\nint main(void){return 0;}\n" | ${CC:-gcc} -x c - -fsyntax-only 2>/dev/null || need="$need libpcre2-dev"; }
+check_pcre
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "deps: installing$need" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >&2
+else
+    echo "deps: missing packages:$need" >&2
+    echo "deps: run:  sudo apt-get install -y$need" >&2
+    exit 1
+fi
