@@ -13,6 +13,11 @@ int cmd_ppl(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
+/* Prints the summary of a GGUF file (cli/inspect_gguf.c): metadata (arrays shortened) and,
+ * with `tensors`, every tensor's type, shape, bytes and bits per weight; `json` gives a
+ * stable machine-readable object on stdout.  Returns the process exit code. */
+int cli_inspect_gguf(const char *path, bool json, bool tensors);
+
 /* Prints "qforge: <msg>" on stderr and returns the exit code for a library status. */
 int cli_fail(const qx_err *e);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

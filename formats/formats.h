@@ -135,6 +135,259 @@ qx_status hf_config_validate(const hf_config *cfg, const st_model *m, qx_err *e)
 bool hf_is_moe_layer(const hf_config *cfg, int64_t layer);
 
 /* ======================= GGUF (gf_) ======================= */
-/* (section owned by formats/gguf.c) */
+/* (section owned by formats/gguf*.c and formats/imatrix_file.c)
+ *
+ * GGUF v3 container (little-endian; see ../shared/GGUF-DEEPSEEK2.md §3):
+ *   "GGUF" u32 version, i64 n_tensors, i64 n_kv,
+ *   n_kv x { string key, i32 gf_type, value },
+ *   n_tensors x { string name, u32 n_dims, i64 ne[n_dims], i32 ggml type, u64 offset },
+ *   zero padding to `general.alignment` (u32, power of two, default 32), tensor data.
+ *   string = u64 length + bytes (no NUL); array = i32 elem type, u64 n, n items (no nesting).
+ * Tensor offsets are relative to the data section and, in files we write, are exactly
+ * Σ PAD(nbytes_j, alignment) over the preceding tensors in info order (what llama.cpp demands).
+ * The reader accepts third-party files whose offsets are aligned, in bounds and
+ * non-overlapping but not packed that way, and reports it via gf_offsets_canonical().
+ *
+ * Checksums (our addition): key GF_KEY_TENSOR_XXH3, a u64 array with one element per tensor
+ * in tensor-info order, element i = XXH3_64bits(data bytes of tensor i) (seed 0, exactly
+ * nbytes, padding excluded).  `qforge verify` checks them. */
+
+#define GF_MAGIC              "GGUF"
+#define GF_VERSION            3u
+#define GF_DEFAULT_ALIGNMENT  32u
+#define GF_MAX_DIMS           4
+#define GF_NAME_MAX           64     /* tensor names are < GF_NAME_MAX bytes */
+
+/* Metadata keys used by the container itself and by qforge (one source of truth). */
+#define GF_KEY_ALIGNMENT      "general.alignment"            /* u32 */
+#define GF_KEY_ARCHITECTURE   "general.architecture"         /* string */
+#define GF_KEY_TYPE           "general.type"                 /* string ("model", "imatrix") */
+#define GF_KEY_NAME           "general.name"                 /* string */
+#define GF_KEY_FILE_TYPE      "general.file_type"            /* u32 llama_ftype */
+#define GF_KEY_QUANT_VERSION  "general.quantization_version" /* u32 = 2 */
+#define GF_KEY_TENSOR_XXH3    "qforge.tensor_xxh3"           /* u64[n_tensors] */
+#define GF_KEY_QFORGE_VERSION "qforge.version"               /* string */
+#define GF_KEY_QFORGE_SOURCE  "qforge.source"                /* string: what it was made from */
+
+/* KV value types (GGUF's numbering). */
+typedef enum {
+    GF_U8 = 0, GF_I8 = 1, GF_U16 = 2, GF_I16 = 3, GF_U32 = 4, GF_I32 = 5, GF_F32 = 6,
+    GF_BOOL = 7, GF_STRING = 8, GF_ARRAY = 9, GF_U64 = 10, GF_I64 = 11, GF_F64 = 12,
+    GF_TYPE_COUNT
+} gf_type;
+
+const char *gf_type_name(gf_type t);      /* "u32", "string", "array"; "?" if unknown */
+/* Bytes of one value of a fixed-size type (bool = 1); 0 for string, array, unknown. */
+size_t gf_type_size(gf_type t);
+
+/* Scalar value; bool is stored as 0/1. */
+typedef union {
+    uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32;
+    float f32; uint8_t b; uint64_t u64; int64_t i64; double f64;
+} gf_scalar;
+
+/* One metadata pair of an open file.  Borrowed from its gf_file; lives until gf_close.
+ * All pointers are native, aligned copies (not into the mapping); strings are
+ * NUL-terminated (they may also contain NULs: use the lengths). */
+typedef struct {
+    const char *key;
+    gf_type type;                 /* GF_ARRAY for arrays */
+    gf_type arr_type;             /* element type when type == GF_ARRAY */
+    uint64_t n;                   /* element count for arrays, 1 for scalars and strings */
+    gf_scalar v;                  /* fixed-size scalar types */
+    const char *str;              /* GF_STRING */
+    uint64_t str_len;
+    const void *arr;              /* array of fixed-size elements: n values (bool as uint8_t) */
+    const char *const *strs;      /* array of strings: n strings */
+    const uint64_t *str_lens;     /* their lengths */
+} gf_kv;
+
+/* One tensor of an open file.  Borrowed from its gf_file; lives until gf_close. */
+typedef struct {
+    const char *name;
+    int n_dims;                   /* 1..4 */
+    int64_t ne[GF_MAX_DIMS];      /* ggml order: ne[0] = row length; unused dims are 1 */
+    qt_type type;
+    uint64_t n_elems;
+    uint64_t nbytes;              /* exact data bytes (padding excluded) */
+    uint64_t offset;              /* relative to the data section */
+    uint64_t file_offset;         /* absolute offset in the file */
+    const uint8_t *data;          /* into the mapping / buffer (NULL if nbytes == 0) */
+} gf_tensor;
+
+typedef struct gf_file gf_file;   /* opaque */
+
+/* Opens and fully validates a GGUF file (mmap).  Errors: QX_ENOTFOUND / QX_EIO for the
+ * file itself, QX_EFORMAT for any violation (message names the file, key or tensor),
+ * QX_EUNSUPPORTED for a valid file we cannot use (version 1, unknown tensor type). */
+qx_status gf_open(gf_file **out, const char *path, qx_err *e);
+/* Same over a buffer (borrowed; must outlive the file).  label names it in messages. */
+qx_status gf_open_mem(gf_file **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
+void gf_close(gf_file *f);
+
+const char *gf_label(const gf_file *f);        /* path or label */
+uint32_t gf_version(const gf_file *f);         /* 2 or 3 */
+uint32_t gf_alignment(const gf_file *f);
+uint64_t gf_data_offset(const gf_file *f);     /* absolute start of the data section */
+uint64_t gf_file_size(const gf_file *f);
+/* True when every tensor sits at the packed llama.cpp offset (always for files we write). */
+bool gf_offsets_canonical(const gf_file *f);
+
+size_t gf_kv_count(const gf_file *f);
+const gf_kv *gf_kv_at(const gf_file *f, size_t i);          /* file order */
+const gf_kv *gf_find_kv(const gf_file *f, const char *key);  /* NULL when absent */
+
+/* Typed getters.  QX_ENOTFOUND when the key is absent; QX_EFORMAT when its type differs
+ * (the message names the key, the wanted and the found type).  No conversions. */
+qx_status gf_get_u32(const gf_file *f, const char *key, uint32_t *out, qx_err *e);
+qx_status gf_get_i32(const gf_file *f, const char *key, int32_t *out, qx_err *e);
+qx_status gf_get_u64(const gf_file *f, const char *key, uint64_t *out, qx_err *e);
+qx_status gf_get_f32(const gf_file *f, const char *key, float *out, qx_err *e);
+qx_status gf_get_bool(const gf_file *f, const char *key, bool *out, qx_err *e);
+/* *out borrowed from f. */
+qx_status gf_get_str(const gf_file *f, const char *key, const char **out, qx_err *e);
+/* Array of fixed-size `elem` values: *data (aligned, native) and *n borrowed from f. */
+qx_status gf_get_arr(const gf_file *f, const char *key, gf_type elem, const void **data,
+                     uint64_t *n, qx_err *e);
+qx_status gf_get_str_arr(const gf_file *f, const char *key, const char *const **strs,
+                         uint64_t *n, qx_err *e);
+
+size_t gf_tensor_count(const gf_file *f);
+const gf_tensor *gf_tensor_at(const gf_file *f, size_t i);           /* info order */
+const gf_tensor *gf_find_tensor(const gf_file *f, const char *name); /* NULL when absent */
+/* Releases the pages of t (mmap'd files; no-op for buffers). */
+void gf_release(const gf_file *f, const gf_tensor *t);
+
+/* XXH3-64 of n bytes (seed 0): the per-tensor checksum convention above. */
+uint64_t gf_checksum(const void *data, uint64_t n);
+/* Re-hashes every tensor against GF_KEY_TENSOR_XXH3.  QX_ENOTFOUND when the file has no
+ * checksums; QX_EFORMAT on a wrong-sized array or a mismatch (message names the tensor).
+ * *bad_tensor (optional) gets the index of the first mismatch, or -1. */
+qx_status gf_verify_checksums(const gf_file *f, int64_t *bad_tensor, qx_err *e);
+
+/* ---- writer: plan, then execute ----
+ * 1. gf_writer_create; set KVs (any order; a set on an existing key replaces its value in
+ *    place) and add tensor infos (info order = file order).
+ * 2. gf_writer_plan computes the header size, every tensor offset and the file size.  After
+ *    it, only fixed-size values of existing keys may change (same type; arrays element-wise
+ *    through gf_writer_set_u64_array_elem), so the header size never changes.
+ * 3. gf_writer_write_header(fd) writes the header and its padding and sizes the file
+ *    (ftruncate to gf_writer_file_size, so all padding reads as zeros).
+ * 4. Tensor bytes go in with gf_writer_pwrite from any thread, in any order (the writer is
+ *    read-only after plan; nothing is buffered).
+ * 5. Optionally update fixed-size values (checksums) and gf_writer_rewrite_header(fd). */
+typedef struct gf_writer gf_writer;
+
+qx_status gf_writer_create(gf_writer **out, qx_err *e);
+void gf_writer_free(gf_writer *w);
+
+/* Scalars: val points to one value of `type` (bool: one uint8_t or bool, 0/1). */
+qx_status gf_writer_set(gf_writer *w, const char *key, gf_type type, const void *val, qx_err *e);
+qx_status gf_writer_set_u32(gf_writer *w, const char *key, uint32_t v, qx_err *e);
+qx_status gf_writer_set_i32(gf_writer *w, const char *key, int32_t v, qx_err *e);
+qx_status gf_writer_set_u64(gf_writer *w, const char *key, uint64_t v, qx_err *e);
+qx_status gf_writer_set_f32(gf_writer *w, const char *key, float v, qx_err *e);
+qx_status gf_writer_set_bool(gf_writer *w, const char *key, bool v, qx_err *e);
+qx_status gf_writer_set_str(gf_writer *w, const char *key, const char *s, qx_err *e);
+/* Arrays (copied): n values of fixed-size type elem (bool elements are uint8_t 0/1),
+ * or n NUL-terminated strings. */
+qx_status gf_writer_set_arr(gf_writer *w, const char *key, gf_type elem, const void *data,
+                            uint64_t n, qx_err *e);
+qx_status gf_writer_set_str_arr(gf_writer *w, const char *key, const char *const *strs,
+                                uint64_t n, qx_err *e);
+/* Copies one KV of an open file (any type), e.g. to carry metadata over. */
+qx_status gf_writer_set_kv(gf_writer *w, const gf_kv *kv, qx_err *e);
+bool gf_writer_has_key(const gf_writer *w, const char *key);
+qx_status gf_writer_remove_key(gf_writer *w, const char *key, qx_err *e);  /* before plan */
+/* Reserves GF_KEY_TENSOR_XXH3 (u64 zeros, one per tensor, sized at plan time). */
+qx_status gf_writer_reserve_checksums(gf_writer *w, qx_err *e);
+
+/* Adds a tensor info: ne[0..n_dims) in ggml order, type a GGUF type with ne[0] a multiple
+ * of its block size; nbytes = qt_row_size(type, ne0) * ne1 * ne2 * ne3.
+ * *index (optional) gets its position in info order. */
+qx_status gf_writer_add_tensor(gf_writer *w, const char *name, qt_type type, int n_dims,
+                               const int64_t *ne, size_t *index, qx_err *e);
+size_t gf_writer_tensor_count(const gf_writer *w);
+int64_t gf_writer_find_tensor(const gf_writer *w, const char *name);   /* -1 when absent */
+
+qx_status gf_writer_plan(gf_writer *w, qx_err *e);
+/* Valid after plan: */
+uint64_t gf_writer_header_size(const gf_writer *w);   /* bytes before padding */
+uint64_t gf_writer_data_offset(const gf_writer *w);   /* absolute start of data section */
+uint64_t gf_writer_file_size(const gf_writer *w);     /* exact size of the whole file */
+uint64_t gf_writer_tensor_offset(const gf_writer *w, size_t i);   /* absolute file offset */
+uint64_t gf_writer_tensor_nbytes(const gf_writer *w, size_t i);
+const char *gf_writer_tensor_name(const gf_writer *w, size_t i);
+
+/* Serializes the planned header (header_size bytes) into a malloc'd buffer (free()). */
+qx_status gf_writer_header_bytes(const gf_writer *w, uint8_t **out, uint64_t *len, qx_err *e);
+/* Writes header + zero padding at offset 0 of fd and ftruncates fd to the file size.
+ * label (file name) is used in messages. */
+qx_status gf_writer_write_header(const gf_writer *w, int fd, const char *label, qx_err *e);
+/* Writes n bytes of tensor i at byte `off` within the tensor (off + n <= nbytes), retrying
+ * short writes.  Thread-safe.  ENOSPC/EFBIG/EDQUOT -> QX_ENOSPC, other errors QX_EIO; the
+ * message names the file and the tensor. */
+qx_status gf_writer_pwrite(const gf_writer *w, int fd, const char *label, size_t i, uint64_t off,
+                           const void *buf, uint64_t n, qx_err *e);
+/* Changes element i of an existing u64-array KV (allowed after plan). */
+qx_status gf_writer_set_u64_array_elem(gf_writer *w, const char *key, uint64_t i, uint64_t v, qx_err *e);
+/* Sets element i of GF_KEY_TENSOR_XXH3 (reserved first). */
+qx_status gf_writer_set_checksum(gf_writer *w, size_t tensor, uint64_t xxh3, qx_err *e);
+/* Rewrites the header in place (same size as planned). */
+qx_status gf_writer_rewrite_header(const gf_writer *w, int fd, const char *label, qx_err *e);
+
+/* One-shot for small files (tests, imatrix): plans, creates path, writes header and
+ * data[i] (nbytes of tensor i each) for every tensor, fills reserved checksums, fsyncs,
+ * closes. */
+qx_status gf_writer_write_file(gf_writer *w, const char *path, const void *const *data, qx_err *e);
+
+/* ======================= imatrix files (im_) ======================= */
+/* Importance-matrix statistics in memory, read from / written to llama.cpp's GGUF imatrix
+ * (general.type "imatrix", imatrix.datasets, imatrix.chunk_count, imatrix.chunk_size,
+ * per weight W: W.in_sum2 F32 [ne0, nmat] and W.counts F32 [1, nmat]) or its legacy .dat
+ * (../shared/GGUF-DEEPSEEK2.md §7). */
+
+#define IM_KEY_DATASETS    "imatrix.datasets"     /* string array */
+#define IM_KEY_CHUNK_COUNT "imatrix.chunk_count"  /* u32 */
+#define IM_KEY_CHUNK_SIZE  "imatrix.chunk_size"   /* u32 */
+#define IM_SUFFIX_SUM2     ".in_sum2"
+#define IM_SUFFIX_COUNTS   ".counts"
+
+typedef struct {
+    char *name;          /* GGUF weight name, "blk.3.ffn_down_exps.weight" */
+    int64_t ne0;         /* in-features (row length of the weight) */
+    int64_t nmat;        /* 1, or the number of experts of a stacked tensor */
+    float *in_sum2;      /* (nmat, ne0): raw Σ x² of the inputs seen by matrix k */
+    float *counts;       /* (nmat): tokens seen by matrix k */
+} im_entry;
+
+typedef struct {
+    im_entry *entries;   /* n_entries, in insertion (file) order */
+    size_t n_entries, cap_entries;
+    char **datasets;     /* n_datasets names */
+    size_t n_datasets;
+    uint32_t chunk_count;  /* chunks processed */
+    uint32_t chunk_size;   /* tokens per chunk */
+} im_matrix;
+
+qx_status im_create(im_matrix **out, qx_err *e);
+void im_free(im_matrix *m);
+/* Adds an entry with zeroed sums and counts (*out borrowed from m; valid until the next
+ * im_add).  Duplicate names are QX_EINVAL. */
+qx_status im_add(im_matrix *m, const char *name, int64_t ne0, int64_t nmat, im_entry **out, qx_err *e);
+qx_status im_add_dataset(im_matrix *m, const char *name, qx_err *e);
+im_entry *im_find(const im_matrix *m, const char *name);   /* NULL when absent */
+
+qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e);
+/* Legacy .dat: per matrix values are in_sum2/count * ncall; counts of a stacked tensor are
+ * collapsed to one ncall (lossy, as in llama.cpp). */
+qx_status im_write_dat(const im_matrix *m, const char *path, qx_err *e);
+/* Reads either format (GGUF when the file starts with "GGUF", else legacy .dat). */
+qx_status im_load(im_matrix **out, const char *path, qx_err *e);
+qx_status im_load_mem(im_matrix **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
+
+/* Per-column importance of matrix k (0 <= k < nmat): out[j] = in_sum2[k][j] / counts[k],
+ * all ones when counts[k] == 0.  out holds ne0 floats. */
+qx_status im_importance(const im_entry *en, int64_t k, float *out, qx_err *e);
 
 #endif
