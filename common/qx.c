@@ -1,5 +1,4 @@
 /* common/qx.c — errors, file mapping, time, RSS, paths, progress (see qx.h). */
-#define _GNU_SOURCE
 #include "qx.h"
 
 #include <errno.h>

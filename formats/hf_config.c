@@ -1,0 +1,275 @@
+/* formats/hf_config.c — HF config.json → hf_config for DeepseekV3/V2, Llama and Qwen2,
+ * and validation of a config against the tensors of a checkpoint. */
+#include "formats.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t get_int(json_t *o, const char *k, int64_t def) {
+    json_t *v = json_object_get(o, k);
+    if (json_is_integer(v)) return json_integer_value(v);
+    if (json_is_real(v)) return (int64_t)json_real_value(v);
+    return def;
+}
+static double get_num(json_t *o, const char *k, double def) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+static bool get_bool(json_t *o, const char *k, bool def) {
+    json_t *v = json_object_get(o, k);
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}
+static void get_str(json_t *o, const char *k, char *dst, size_t cap) {
+    json_t *v = json_object_get(o, k);
+    snprintf(dst, cap, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+static qx_status need_pos(const char *label, const char *key, int64_t v, qx_err *e) {
+    if (v <= 0) return qx_fail(e, QX_EFORMAT, "%s: \"%s\" missing or not positive", label, key);
+    return QX_OK;
+}
+
+qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_config *c, qx_err *e) {
+    memset(c, 0, sizeof *c);
+    json_error_t je;
+    json_t *r = json_loadb(json, len, 0, &je);
+    if (!r) return qx_fail(e, QX_EFORMAT, "%s: not valid JSON: %s (line %d)", label, je.text, je.line);
+    if (!json_is_object(r)) { json_decref(r); return qx_fail(e, QX_EFORMAT, "%s: not a JSON object", label); }
+    json_t *ar = json_object_get(r, "architectures");
+    const char *a = json_is_array(ar) && json_is_string(json_array_get(ar, 0)) ? json_string_value(json_array_get(ar, 0)) : "";
+    snprintf(c->architecture, sizeof c->architecture, "%s", a);
+    if (!strcmp(a, "DeepseekV3ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V3;
+    else if (!strcmp(a, "DeepseekV2ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V2;
+    else if (!strcmp(a, "LlamaForCausalLM")) c->arch = HF_ARCH_LLAMA;
+    else if (!strcmp(a, "Qwen2ForCausalLM")) c->arch = HF_ARCH_QWEN2;
+    else c->arch = HF_ARCH_UNKNOWN;
+    get_str(r, "model_type", c->model_type, sizeof c->model_type);
+    get_str(r, "torch_dtype", c->torch_dtype, sizeof c->torch_dtype);
+    c->vocab_size = get_int(r, "vocab_size", 0);
+    c->hidden_size = get_int(r, "hidden_size", 0);
+    c->intermediate_size = get_int(r, "intermediate_size", 0);
+    c->n_layers = get_int(r, "num_hidden_layers", 0);
+    c->n_heads = get_int(r, "num_attention_heads", 0);
+    c->n_kv_heads = get_int(r, "num_key_value_heads", c->n_heads);
+    c->head_dim = get_int(r, "head_dim", c->n_heads > 0 ? c->hidden_size / c->n_heads : 0);
+    c->max_position_embeddings = get_int(r, "max_position_embeddings", 0);
+    c->rms_norm_eps = get_num(r, "rms_norm_eps", 1e-6);
+    c->rope_theta = get_num(r, "rope_theta", 10000.0);
+    c->tie_word_embeddings = get_bool(r, "tie_word_embeddings", false);
+    c->bos_token_id = get_int(r, "bos_token_id", -1);
+    c->eos_token_id = get_int(r, "eos_token_id", -1);
+    c->attention_bias = c->arch == HF_ARCH_QWEN2 ? true : get_bool(r, "attention_bias", false);
+
+    c->q_lora_rank = get_int(r, "q_lora_rank", 0);
+    c->kv_lora_rank = get_int(r, "kv_lora_rank", 0);
+    c->qk_nope_head_dim = get_int(r, "qk_nope_head_dim", 0);
+    c->qk_rope_head_dim = get_int(r, "qk_rope_head_dim", 0);
+    c->v_head_dim = get_int(r, "v_head_dim", 0);
+    c->moe_intermediate_size = get_int(r, "moe_intermediate_size", 0);
+    c->n_routed_experts = get_int(r, "n_routed_experts", 0);
+    c->n_shared_experts = get_int(r, "n_shared_experts", 0);
+    c->n_experts_per_tok = get_int(r, "num_experts_per_tok", 0);
+    c->n_group = get_int(r, "n_group", 1);
+    c->topk_group = get_int(r, "topk_group", 1);
+    c->first_k_dense_replace = get_int(r, "first_k_dense_replace", 0);
+    c->moe_layer_freq = get_int(r, "moe_layer_freq", 1);
+    c->num_nextn_predict_layers = get_int(r, "num_nextn_predict_layers", 0);
+    c->routed_scaling_factor = get_num(r, "routed_scaling_factor", 1.0);
+    c->norm_topk_prob = get_bool(r, "norm_topk_prob", false);
+    get_str(r, "scoring_func", c->scoring_func, sizeof c->scoring_func);
+    if (!c->scoring_func[0]) snprintf(c->scoring_func, sizeof c->scoring_func, "softmax");
+    get_str(r, "topk_method", c->topk_method, sizeof c->topk_method);
+
+    json_t *rs = json_object_get(r, "rope_scaling");
+    if (json_is_object(rs)) {
+        get_str(rs, "type", c->rope_type, sizeof c->rope_type);
+        if (!c->rope_type[0]) get_str(rs, "rope_type", c->rope_type, sizeof c->rope_type);
+        c->rope_factor = get_num(rs, "factor", 1.0);
+        c->rope_orig_max_pos = get_num(rs, "original_max_position_embeddings", 0);
+        c->rope_beta_fast = get_num(rs, "beta_fast", 32);
+        c->rope_beta_slow = get_num(rs, "beta_slow", 1);
+        c->rope_mscale = get_num(rs, "mscale", 1);
+        c->rope_mscale_all_dim = get_num(rs, "mscale_all_dim", 0);
+        c->rope_low_freq_factor = get_num(rs, "low_freq_factor", 1);
+        c->rope_high_freq_factor = get_num(rs, "high_freq_factor", 4);
+    }
+    json_t *qc = json_object_get(r, "quantization_config");
+    if (json_is_object(qc)) {
+        char qm[16];
+        get_str(qc, "quant_method", qm, sizeof qm);
+        c->fp8 = !strcmp(qm, "fp8");
+        get_str(qc, "fmt", c->fp8_fmt, sizeof c->fp8_fmt);
+        json_t *bs = json_object_get(qc, "weight_block_size");
+        c->fp8_block[0] = json_is_array(bs) ? json_integer_value(json_array_get(bs, 0)) : 0;
+        c->fp8_block[1] = json_is_array(bs) ? json_integer_value(json_array_get(bs, 1)) : 0;
+    }
+    json_decref(r);
+
+    if (c->arch == HF_ARCH_UNKNOWN)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: DeepseekV3ForCausalLM, DeepseekV2ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM)", label, a[0] ? a : "(none)");
+    QX_TRY(need_pos(label, "vocab_size", c->vocab_size, e));
+    QX_TRY(need_pos(label, "hidden_size", c->hidden_size, e));
+    QX_TRY(need_pos(label, "num_hidden_layers", c->n_layers, e));
+    QX_TRY(need_pos(label, "num_attention_heads", c->n_heads, e));
+    QX_TRY(need_pos(label, "intermediate_size", c->intermediate_size, e));
+    if (c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads)
+        return qx_fail(e, QX_EFORMAT, "%s: num_key_value_heads %lld does not divide num_attention_heads %lld", label, (long long)c->n_kv_heads, (long long)c->n_heads);
+    if (c->arch == HF_ARCH_DEEPSEEK_V3 || c->arch == HF_ARCH_DEEPSEEK_V2) {
+        QX_TRY(need_pos(label, "kv_lora_rank", c->kv_lora_rank, e));
+        QX_TRY(need_pos(label, "qk_nope_head_dim", c->qk_nope_head_dim, e));
+        QX_TRY(need_pos(label, "qk_rope_head_dim", c->qk_rope_head_dim, e));
+        QX_TRY(need_pos(label, "v_head_dim", c->v_head_dim, e));
+        if (c->n_routed_experts > 0) {
+            QX_TRY(need_pos(label, "moe_intermediate_size", c->moe_intermediate_size, e));
+            QX_TRY(need_pos(label, "num_experts_per_tok", c->n_experts_per_tok, e));
+            if (c->n_group <= 0 || c->n_routed_experts % c->n_group)
+                return qx_fail(e, QX_EFORMAT, "%s: n_group %lld does not divide n_routed_experts %lld", label, (long long)c->n_group, (long long)c->n_routed_experts);
+            if (c->topk_group <= 0 || c->topk_group > c->n_group)
+                return qx_fail(e, QX_EFORMAT, "%s: topk_group %lld not in [1, n_group=%lld]", label, (long long)c->topk_group, (long long)c->n_group);
+            if (c->n_experts_per_tok > c->n_routed_experts)
+                return qx_fail(e, QX_EFORMAT, "%s: num_experts_per_tok %lld > n_routed_experts %lld", label, (long long)c->n_experts_per_tok, (long long)c->n_routed_experts);
+        }
+        if (c->fp8 && (c->fp8_block[0] != 128 || c->fp8_block[1] != 128))
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 weight_block_size [%lld, %lld] (only [128, 128] is supported)", label, (long long)c->fp8_block[0], (long long)c->fp8_block[1]);
+        if (c->fp8 && c->fp8_fmt[0] && strcmp(c->fp8_fmt, "e4m3"))
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 fmt '%s' (only e4m3 is supported)", label, c->fp8_fmt);
+    } else if (c->hidden_size % c->n_heads) {
+        return qx_fail(e, QX_EFORMAT, "%s: hidden_size %lld not divisible by num_attention_heads %lld", label, (long long)c->hidden_size, (long long)c->n_heads);
+    }
+    return QX_OK;
+}
+
+qx_status hf_config_load(const char *dir, hf_config *cfg, qx_err *e) {
+    char path[4096];
+    if (!qx_path_join(path, sizeof path, dir, "config.json")) return qx_fail(e, QX_EINVAL, "%s: path too long", dir);
+    char *text;
+    size_t len;
+    qx_status s = qx_read_file(path, &text, &len, e);
+    if (s == QX_ENOTFOUND) return qx_fail(e, QX_ENOTFOUND, "%s: missing config.json", dir);
+    if (s != QX_OK) return s;
+    s = hf_config_parse(text, len, path, cfg, e);
+    free(text);
+    return s;
+}
+
+bool hf_is_moe_layer(const hf_config *c, int64_t layer) {
+    if (c->n_routed_experts <= 0) return false;
+    if (layer < c->first_k_dense_replace) return false;
+    return c->moe_layer_freq <= 1 || layer % c->moe_layer_freq == 0;
+}
+
+/* Checks one expected tensor: present, float dtype, and (if dims > 0) the torch shape. */
+static qx_status expect(const st_model *m, const char *name, int nd, int64_t d0, int64_t d1, bool fp8_ok, qx_err *e) {
+    const st_tensor *t = st_find(m, name);
+    if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' missing from the checkpoint", st_model_dir(m), name);
+    qt_type q;
+    if (!st_dtype_to_qt(t->dtype, &q))
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': dtype %s is not a float type", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
+    bool fp8 = t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2;
+    if (fp8 && !fp8_ok)
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': unexpected dtype %s", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
+    if (fp8 && !t->scale_inv)
+        return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but '%s_scale_inv' is missing", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype), name);
+    bool ok = t->n_dims == nd && (nd < 1 || t->shape[0] == d0) && (nd < 2 || t->shape[1] == d1);
+    if (!ok) {
+        char got[96] = "", want[64];
+        int k = 0;
+        for (int i = 0; i < t->n_dims && k < 80; i++) k += snprintf(got + k, sizeof got - (size_t)k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (nd == 1) snprintf(want, sizeof want, "%lld", (long long)d0);
+        else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': shape [%s], config.json implies [%s]", st_shard_path(m, t->shard), name, got, want);
+    }
+    return QX_OK;
+}
+
+static qx_status validate_deepseek(const hf_config *c, const st_model *m, qx_err *e) {
+    char n[256];
+    int64_t E = c->hidden_size, H = c->n_heads, R = c->qk_rope_head_dim, N = c->qk_nope_head_dim, Dv = c->v_head_dim;
+    QX_TRY(expect(m, "model.embed_tokens.weight", 2, c->vocab_size, E, false, e));
+    QX_TRY(expect(m, "model.norm.weight", 1, E, 0, false, e));
+    if (!c->tie_word_embeddings) QX_TRY(expect(m, "lm_head.weight", 2, c->vocab_size, E, false, e));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+#define P(fmt, ...) (snprintf(n, sizeof n, "model.layers.%lld." fmt, (long long)l, ##__VA_ARGS__), n)
+        QX_TRY(expect(m, P("input_layernorm.weight"), 1, E, 0, false, e));
+        QX_TRY(expect(m, P("post_attention_layernorm.weight"), 1, E, 0, false, e));
+        if (c->q_lora_rank > 0) {
+            QX_TRY(expect(m, P("self_attn.q_a_proj.weight"), 2, c->q_lora_rank, E, true, e));
+            QX_TRY(expect(m, P("self_attn.q_a_layernorm.weight"), 1, c->q_lora_rank, 0, false, e));
+            QX_TRY(expect(m, P("self_attn.q_b_proj.weight"), 2, H * (N + R), c->q_lora_rank, true, e));
+        } else {
+            QX_TRY(expect(m, P("self_attn.q_proj.weight"), 2, H * (N + R), E, true, e));
+        }
+        QX_TRY(expect(m, P("self_attn.kv_a_proj_with_mqa.weight"), 2, c->kv_lora_rank + R, E, true, e));
+        QX_TRY(expect(m, P("self_attn.kv_a_layernorm.weight"), 1, c->kv_lora_rank, 0, false, e));
+        QX_TRY(expect(m, P("self_attn.kv_b_proj.weight"), 2, H * (N + Dv), c->kv_lora_rank, true, e));
+        QX_TRY(expect(m, P("self_attn.o_proj.weight"), 2, E, H * Dv, true, e));
+        if (!hf_is_moe_layer(c, l)) {
+            QX_TRY(expect(m, P("mlp.gate_proj.weight"), 2, c->intermediate_size, E, true, e));
+            QX_TRY(expect(m, P("mlp.up_proj.weight"), 2, c->intermediate_size, E, true, e));
+            QX_TRY(expect(m, P("mlp.down_proj.weight"), 2, E, c->intermediate_size, true, e));
+            continue;
+        }
+        int64_t X = c->n_routed_experts, Fe = c->moe_intermediate_size;
+        QX_TRY(expect(m, P("mlp.gate.weight"), 2, X, E, false, e));
+        if (c->arch == HF_ARCH_DEEPSEEK_V3 || !strcmp(c->topk_method, "noaux_tc"))
+            QX_TRY(expect(m, P("mlp.gate.e_score_correction_bias"), 1, X, 0, false, e));
+        for (int64_t x = 0; x < X; x++) {
+            QX_TRY(expect(m, P("mlp.experts.%lld.gate_proj.weight", (long long)x), 2, Fe, E, true, e));
+            QX_TRY(expect(m, P("mlp.experts.%lld.up_proj.weight", (long long)x), 2, Fe, E, true, e));
+            QX_TRY(expect(m, P("mlp.experts.%lld.down_proj.weight", (long long)x), 2, E, Fe, true, e));
+        }
+        if (c->n_shared_experts > 0) {
+            int64_t Fs = Fe * c->n_shared_experts;
+            QX_TRY(expect(m, P("mlp.shared_experts.gate_proj.weight"), 2, Fs, E, true, e));
+            QX_TRY(expect(m, P("mlp.shared_experts.up_proj.weight"), 2, Fs, E, true, e));
+            QX_TRY(expect(m, P("mlp.shared_experts.down_proj.weight"), 2, E, Fs, true, e));
+        }
+#undef P
+    }
+    /* No expert beyond n_routed_experts. */
+    snprintf(n, sizeof n, "model.layers.%lld.mlp.experts.%lld.gate_proj.weight",
+             (long long)(c->first_k_dense_replace < c->n_layers ? c->first_k_dense_replace : 0), (long long)c->n_routed_experts);
+    if (c->n_routed_experts > 0 && st_find(m, n))
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s' exists but config.json says n_routed_experts = %lld", st_model_dir(m), n, (long long)c->n_routed_experts);
+    return QX_OK;
+}
+
+static qx_status validate_dense(const hf_config *c, const st_model *m, qx_err *e) {
+    char n[256];
+    int64_t E = c->hidden_size, D = c->head_dim;
+    QX_TRY(expect(m, "model.embed_tokens.weight", 2, c->vocab_size, E, false, e));
+    QX_TRY(expect(m, "model.norm.weight", 1, E, 0, false, e));
+    if (!c->tie_word_embeddings || st_find(m, "lm_head.weight")) QX_TRY(expect(m, "lm_head.weight", 2, c->vocab_size, E, false, e));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+#define P(s) (snprintf(n, sizeof n, "model.layers.%lld." s, (long long)l), n)
+        QX_TRY(expect(m, P("input_layernorm.weight"), 1, E, 0, false, e));
+        QX_TRY(expect(m, P("post_attention_layernorm.weight"), 1, E, 0, false, e));
+        QX_TRY(expect(m, P("self_attn.q_proj.weight"), 2, c->n_heads * D, E, false, e));
+        QX_TRY(expect(m, P("self_attn.k_proj.weight"), 2, c->n_kv_heads * D, E, false, e));
+        QX_TRY(expect(m, P("self_attn.v_proj.weight"), 2, c->n_kv_heads * D, E, false, e));
+        QX_TRY(expect(m, P("self_attn.o_proj.weight"), 2, E, c->n_heads * D, false, e));
+        if (c->arch == HF_ARCH_QWEN2) {
+            QX_TRY(expect(m, P("self_attn.q_proj.bias"), 1, c->n_heads * D, 0, false, e));
+            QX_TRY(expect(m, P("self_attn.k_proj.bias"), 1, c->n_kv_heads * D, 0, false, e));
+            QX_TRY(expect(m, P("self_attn.v_proj.bias"), 1, c->n_kv_heads * D, 0, false, e));
+        }
+        QX_TRY(expect(m, P("mlp.gate_proj.weight"), 2, c->intermediate_size, E, false, e));
+        QX_TRY(expect(m, P("mlp.up_proj.weight"), 2, c->intermediate_size, E, false, e));
+        QX_TRY(expect(m, P("mlp.down_proj.weight"), 2, E, c->intermediate_size, false, e));
+#undef P
+    }
+    return QX_OK;
+}
+
+qx_status hf_config_validate(const hf_config *c, const st_model *m, qx_err *e) {
+    switch (c->arch) {
+    case HF_ARCH_DEEPSEEK_V3:
+    case HF_ARCH_DEEPSEEK_V2: return validate_deepseek(c, m, e);
+    case HF_ARCH_LLAMA:
+    case HF_ARCH_QWEN2: return validate_dense(c, m, e);
+    default: return qx_fail(e, QX_EUNSUPPORTED, "unsupported architecture '%s'", c->architecture);
+    }
+}

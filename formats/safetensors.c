@@ -1,0 +1,444 @@
+/* formats/safetensors.c — safetensors files and sharded HF checkpoints: header and index
+ * parsing with full validation, mmapped tensor views, FP8 scale companions, row decoding.
+ * Not here: writing (safetensors_write.c), config.json (hf_config.c). */
+#include "formats.h"
+#include "limits.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct { const char *name; int size; qt_type qt; bool is_float; } dtypes[ST_DTYPE_COUNT] = {
+    [ST_F64] = {"F64", 8, QT_F64, false},   [ST_F32] = {"F32", 4, QT_F32, true},
+    [ST_F16] = {"F16", 2, QT_F16, true},    [ST_BF16] = {"BF16", 2, QT_BF16, true},
+    [ST_F8_E4M3] = {"F8_E4M3", 1, QT_F8_E4M3, true}, [ST_F8_E5M2] = {"F8_E5M2", 1, QT_F8_E5M2, true},
+    [ST_I64] = {"I64", 8, QT_I64, false},   [ST_I32] = {"I32", 4, QT_I32, false},
+    [ST_I16] = {"I16", 2, QT_I16, false},   [ST_I8] = {"I8", 1, QT_I8, false},
+    [ST_U8] = {"U8", 1, QT_I8, false},      [ST_BOOL] = {"BOOL", 1, QT_I8, false},
+};
+
+const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_DTYPE_COUNT ? dtypes[d].name : "?"; }
+int st_dtype_size(st_dtype d) { return (unsigned)d < ST_DTYPE_COUNT ? dtypes[d].size : 0; }
+
+bool st_dtype_from_name(const char *s, st_dtype *out) {
+    for (int i = 0; i < ST_DTYPE_COUNT; i++)
+        if (!strcmp(s, dtypes[i].name)) { *out = (st_dtype)i; return true; }
+    return false;
+}
+
+bool st_dtype_to_qt(st_dtype d, qt_type *out) {
+    if ((unsigned)d >= ST_DTYPE_COUNT || !dtypes[d].is_float) return false;
+    *out = dtypes[d].qt;
+    return true;
+}
+
+/* ---------------- header parsing (memory only; fuzzed) ---------------- */
+
+void st_entries_free(st_entry *entries, size_t n) {
+    if (!entries) return;
+    for (size_t i = 0; i < n; i++) free(entries[i].name);
+    free(entries);
+}
+
+static int cmp_entry_begin(const void *a, const void *b) {
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static qx_status parse_one(const char *label, const char *name, json_t *v, uint64_t data_len,
+                           st_entry *out, qx_err *e) {
+    if (strlen(name) >= ST_MAX_NAME)
+        return qx_fail(e, QX_EFORMAT, "%s: tensor name longer than %d bytes", label, ST_MAX_NAME);
+    if (!json_is_object(v)) return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': entry is not an object", label, name);
+    json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"), *jo = json_object_get(v, "data_offsets");
+    if (!json_is_string(jd)) return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': missing dtype", label, name);
+    if (!st_dtype_from_name(json_string_value(jd), &out->dtype))
+        return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", label, name, json_string_value(jd));
+    if (!json_is_array(js)) return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': missing shape", label, name);
+    size_t nd = json_array_size(js);
+    if (nd > ST_MAX_DIMS) return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': %zu dims (max %d)", label, name, nd, ST_MAX_DIMS);
+    uint64_t nel = 1;
+    out->n_dims = (int)nd;
+    for (size_t i = 0; i < nd; i++) {
+        json_t *x = json_array_get(js, i);
+        if (!json_is_integer(x) || json_integer_value(x) < 0)
+            return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': shape[%zu] is not a non-negative integer", label, name, i);
+        out->shape[i] = json_integer_value(x);
+        if (!qx_mul_u64(nel, (uint64_t)out->shape[i], &nel))
+            return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': shape overflows", label, name);
+    }
+    if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_is_integer(json_array_get(jo, 0)) ||
+        !json_is_integer(json_array_get(jo, 1)))
+        return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': data_offsets must be [begin, end]", label, name);
+    json_int_t b = json_integer_value(json_array_get(jo, 0)), en = json_integer_value(json_array_get(jo, 1));
+    if (b < 0 || en < b) return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': data_offsets [%lld, %lld] invalid", label, name, (long long)b, (long long)en);
+    if ((uint64_t)en > data_len)
+        return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': data_offsets end %lld past data size %llu", label, name,
+                       (long long)en, (unsigned long long)data_len);
+    uint64_t nbytes;
+    if (!qx_mul_u64(nel, (uint64_t)st_dtype_size(out->dtype), &nbytes))
+        return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': byte size overflows", label, name);
+    if (nbytes != (uint64_t)(en - b))
+        return qx_fail(e, QX_EFORMAT, "%s: tensor '%s': shape x %s = %llu bytes but data_offsets span %lld", label, name,
+                       st_dtype_name(out->dtype), (unsigned long long)nbytes, (long long)(en - b));
+    out->begin = (uint64_t)b;
+    out->end = (uint64_t)en;
+    out->name = strdup(name);
+    return out->name ? QX_OK : qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+}
+
+qx_status st_parse_header(const char *json, uint64_t json_len, uint64_t data_len, const char *label,
+                          st_entry **entries, size_t *n_entries, qx_err *e) {
+    *entries = NULL;
+    *n_entries = 0;
+    json_error_t je;
+    json_t *root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!root) {
+        if (strstr(je.text, "duplicate"))
+            return qx_fail(e, QX_EFORMAT, "%s: header: %s", label, je.text);
+        return qx_fail(e, QX_EFORMAT, "%s: header is not valid JSON: %s (line %d)", label, je.text, je.line);
+    }
+    if (!json_is_object(root)) { json_decref(root); return qx_fail(e, QX_EFORMAT, "%s: header is not a JSON object", label); }
+    size_t cap = json_object_size(root);
+    st_entry *ents = calloc(cap ? cap : 1, sizeof *ents);
+    if (!ents) { json_decref(root); return qx_fail(e, QX_ENOMEM, "%s: out of memory", label); }
+    size_t n = 0;
+    qx_status s = QX_OK;
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (!strcmp(key, "__metadata__")) {
+            if (!json_is_object(val)) { s = qx_fail(e, QX_EFORMAT, "%s: __metadata__ is not an object", label); break; }
+            continue;
+        }
+        s = parse_one(label, key, val, data_len, &ents[n], e);
+        if (s != QX_OK) break;
+        n++;
+    }
+    json_decref(root);
+    if (s == QX_OK && n > 1) {
+        const st_entry **by = malloc(n * sizeof *by);
+        if (!by) s = qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+        for (size_t i = 0; s == QX_OK && i < n; i++) by[i] = &ents[i];
+        if (s == QX_OK) {
+            qsort(by, n, sizeof *by, cmp_entry_begin);
+            for (size_t i = 1; i < n; i++) {
+                if (by[i]->begin < by[i - 1]->end && by[i]->begin != by[i]->end) {
+                    s = qx_fail(e, QX_EFORMAT, "%s: tensors '%s' and '%s' overlap in the data section", label,
+                                by[i - 1]->name, by[i]->name);
+                    break;
+                }
+            }
+        }
+        free(by);
+    }
+    if (s != QX_OK) { st_entries_free(ents, n); return s; }
+    *entries = ents;
+    *n_entries = n;
+    return QX_OK;
+}
+
+/* ---------------- index parsing ---------------- */
+
+void st_index_free(st_index_entry *entries, size_t n) {
+    if (!entries) return;
+    for (size_t i = 0; i < n; i++) { free(entries[i].name); free(entries[i].shard); }
+    free(entries);
+}
+
+qx_status st_parse_index(const char *json, size_t len, const char *label,
+                         st_index_entry **entries, size_t *n_entries, qx_err *e) {
+    *entries = NULL;
+    *n_entries = 0;
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return qx_fail(e, QX_EFORMAT, "%s: not valid JSON: %s (line %d)", label, je.text, je.line);
+    json_t *wm = json_object_get(root, "weight_map");
+    if (!json_is_object(wm)) { json_decref(root); return qx_fail(e, QX_EFORMAT, "%s: missing \"weight_map\" object", label); }
+    size_t cap = json_object_size(wm), n = 0;
+    st_index_entry *ents = calloc(cap ? cap : 1, sizeof *ents);
+    qx_status s = ents ? QX_OK : qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+    const char *key;
+    json_t *val;
+    json_object_foreach(wm, key, val) {
+        if (s != QX_OK) break;
+        const char *sh = json_string_value(val);
+        if (!sh) { s = qx_fail(e, QX_EFORMAT, "%s: weight_map['%s'] is not a string", label, key); break; }
+        if (!*sh || strchr(sh, '/') || !strcmp(sh, "..")) {
+            s = qx_fail(e, QX_EFORMAT, "%s: weight_map['%s'] names an invalid shard '%s'", label, key, sh);
+            break;
+        }
+        ents[n].name = strdup(key);
+        ents[n].shard = strdup(sh);
+        n++;
+        if (!ents[n - 1].name || !ents[n - 1].shard) s = qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+    }
+    json_decref(root);
+    if (s != QX_OK) { st_index_free(ents, n); return s; }
+    *entries = ents;
+    *n_entries = n;
+    return QX_OK;
+}
+
+/* ---------------- the model ---------------- */
+
+typedef struct {
+    char *path;
+    qx_map map;
+    uint64_t data_start;     /* 8 + header length */
+} st_shard;
+
+struct st_model {
+    char *dir;
+    st_shard *shards;
+    int n_shards;
+    st_tensor *tensors;      /* sorted by name */
+    char **names;            /* owned name strings */
+    size_t n_tensors;
+};
+
+static int cmp_tensor_name(const void *a, const void *b) {
+    return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
+}
+
+void st_close(st_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_shards; i++) { qx_map_close(&m->shards[i].map); free(m->shards[i].path); }
+    for (size_t i = 0; i < m->n_tensors; i++) free(m->names[i]);
+    free(m->names);
+    free(m->shards);
+    free(m->tensors);
+    free(m->dir);
+    free(m);
+}
+
+/* Parses one mapped shard and appends its tensors to m. */
+static qx_status add_shard(st_model *m, int si, const uint8_t *buf, uint64_t len, const char *label, qx_err *e) {
+    if (len < 8) return qx_fail(e, QX_EFORMAT, "%s: file is %llu bytes, too short for a safetensors header", label, (unsigned long long)len);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
+    if (hl > ST_MAX_HEADER_BYTES)
+        return qx_fail(e, QX_EFORMAT, "%s: header length %llu exceeds the %llu-byte limit", label, (unsigned long long)hl, (unsigned long long)ST_MAX_HEADER_BYTES);
+    if (hl > len - 8)
+        return qx_fail(e, QX_EFORMAT, "%s: header length %llu past end of file (%llu bytes): truncated?", label,
+                       (unsigned long long)hl, (unsigned long long)len);
+    st_entry *ents;
+    size_t n;
+    QX_TRY(st_parse_header((const char *)buf + 8, hl, len - 8 - hl, label, &ents, &n, e));
+    st_tensor *nt = realloc(m->tensors, (m->n_tensors + n + 1) * sizeof *nt);
+    char **nn = nt ? realloc(m->names, (m->n_tensors + n + 1) * sizeof *nn) : NULL;
+    if (nt) m->tensors = nt;
+    if (nn) m->names = nn;
+    if (!nt || !nn) { st_entries_free(ents, n); return qx_fail(e, QX_ENOMEM, "%s: out of memory", label); }
+    for (size_t i = 0; i < n; i++) {
+        st_tensor *t = &m->tensors[m->n_tensors];
+        memset(t, 0, sizeof *t);
+        m->names[m->n_tensors] = ents[i].name;
+        ents[i].name = NULL;
+        t->name = m->names[m->n_tensors];
+        t->dtype = ents[i].dtype;
+        t->n_dims = ents[i].n_dims;
+        memcpy(t->shape, ents[i].shape, sizeof t->shape);
+        t->n_elems = 1;
+        for (int d = 0; d < t->n_dims; d++) t->n_elems *= (uint64_t)t->shape[d];
+        t->nbytes = ents[i].end - ents[i].begin;
+        t->offset = 8 + hl + ents[i].begin;
+        t->data = t->nbytes ? buf + t->offset : NULL;
+        t->shard = si;
+        m->n_tensors++;
+    }
+    st_entries_free(ents, n);
+    if (si < m->n_shards) m->shards[si].data_start = 8 + hl;
+    return QX_OK;
+}
+
+/* Sorts tensors, rejects duplicates across shards, links FP8 weights to their scales. */
+static qx_status finish_model(st_model *m, qx_err *e) {
+    /* sorting moves structs; names stay owned by m->names (pointer copies). */
+    qsort(m->tensors, m->n_tensors, sizeof *m->tensors, cmp_tensor_name);
+    for (size_t i = 1; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, m->tensors[i - 1].name))
+            return qx_fail(e, QX_EFORMAT, "tensor '%s' appears in both %s and %s", m->tensors[i].name,
+                           st_shard_path(m, m->tensors[i - 1].shard), st_shard_path(m, m->tensors[i].shard));
+    char buf[ST_MAX_NAME + 16];
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        st_tensor *t = &m->tensors[i];
+        if (t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) continue;
+        snprintf(buf, sizeof buf, "%s_scale_inv", t->name);
+        const st_tensor *s = st_find(m, buf);
+        if (!s) continue;
+        int64_t rows = t->n_dims >= 1 ? t->shape[0] : 1, cols = t->n_dims >= 2 ? t->shape[1] : 1;
+        if (t->n_dims == 1) { cols = rows; rows = 1; }
+        int64_t want0 = (rows + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK, want1 = (cols + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
+        bool ok = s->dtype == ST_F32 && t->n_dims == 2 && s->n_dims == 2 && s->shape[0] == want0 && s->shape[1] == want1;
+        if (!ok)
+            return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': %s [%lld, %lld] expected F32 [%lld, %lld] for weight [%lld, %lld]",
+                           st_shard_path(m, s->shard), s->name, st_dtype_name(s->dtype),
+                           (long long)s->shape[0], (long long)(s->n_dims > 1 ? s->shape[1] : 0),
+                           (long long)want0, (long long)want1, (long long)rows, (long long)cols);
+        t->scale_inv = s;
+    }
+    return QX_OK;
+}
+
+static qx_status open_shard(st_model *m, const char *path, qx_err *e) {
+    int si = m->n_shards;
+    st_shard *ns = realloc(m->shards, (size_t)(si + 1) * sizeof *ns);
+    if (!ns) return qx_fail(e, QX_ENOMEM, "out of memory");
+    m->shards = ns;
+    memset(&ns[si], 0, sizeof ns[si]);
+    ns[si].map.fd = -1;
+    ns[si].path = strdup(path);
+    m->n_shards++;
+    if (!ns[si].path) return qx_fail(e, QX_ENOMEM, "out of memory");
+    QX_TRY(qx_map_open(&ns[si].map, path, e));
+    return add_shard(m, si, ns[si].map.data, ns[si].map.size, path, e);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static qx_status open_index(st_model *m, const char *dir, const char *index_path, qx_err *e) {
+    char *text;
+    size_t len;
+    QX_TRY(qx_read_file(index_path, &text, &len, e));
+    if (len > ST_MAX_INDEX_BYTES) { free(text); return qx_fail(e, QX_EFORMAT, "%s: index larger than %llu bytes", index_path, (unsigned long long)ST_MAX_INDEX_BYTES); }
+    st_index_entry *ie;
+    size_t ni;
+    qx_status s = st_parse_index(text, len, index_path, &ie, &ni, e);
+    free(text);
+    if (s != QX_OK) return s;
+    /* unique shard names, sorted */
+    char **names = malloc((ni ? ni : 1) * sizeof *names);
+    if (!names) { st_index_free(ie, ni); return qx_fail(e, QX_ENOMEM, "out of memory"); }
+    for (size_t i = 0; i < ni; i++) names[i] = ie[i].shard;
+    qsort(names, ni, sizeof *names, cmp_str);
+    size_t nu = 0;
+    for (size_t i = 0; i < ni; i++) if (nu == 0 || strcmp(names[i], names[nu - 1])) names[nu++] = names[i];
+    if (nu > ST_MAX_SHARDS) s = qx_fail(e, QX_EFORMAT, "%s: %zu shards exceeds limit %d", index_path, nu, ST_MAX_SHARDS);
+    char path[4096];
+    for (size_t i = 0; s == QX_OK && i < nu; i++) {
+        if (!qx_path_join(path, sizeof path, dir, names[i])) { s = qx_fail(e, QX_EINVAL, "%s: path too long", dir); break; }
+        s = open_shard(m, path, e);
+        if (s == QX_ENOTFOUND) qx_fail(e, QX_ENOTFOUND, "%s: shard '%s' listed in the index is missing", index_path, names[i]);
+    }
+    if (s == QX_OK) s = finish_model(m, e);
+    for (size_t i = 0; s == QX_OK && i < ni; i++) {
+        const st_tensor *t = st_find(m, ie[i].name);
+        if (!t) { s = qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is in the index but not in shard '%s'", index_path, ie[i].name, ie[i].shard); break; }
+        const char *sp = st_shard_path(m, t->shard);
+        const char *base = strrchr(sp, '/');
+        base = base ? base + 1 : sp;
+        if (strcmp(base, ie[i].shard)) {
+            s = qx_fail(e, QX_EFORMAT, "%s: tensor '%s' is indexed in '%s' but found in '%s'", index_path, ie[i].name, ie[i].shard, base);
+            break;
+        }
+    }
+    if (s == QX_OK && m->n_tensors != ni) {
+        /* some tensor in a shard is not in the index: name the first */
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            bool found = false;
+            for (size_t k = 0; k < ni && !found; k++) found = !strcmp(ie[k].name, m->tensors[i].name);
+            if (!found) { s = qx_fail(e, QX_EFORMAT, "%s: tensor '%s' is not listed in the index", st_shard_path(m, m->tensors[i].shard), m->tensors[i].name); break; }
+        }
+    }
+    free(names);
+    st_index_free(ie, ni);
+    return s;
+}
+
+qx_status st_open(st_model **out, const char *path, qx_err *e) {
+    *out = NULL;
+    st_model *m = calloc(1, sizeof *m);
+    if (!m) return qx_fail(e, QX_ENOMEM, "out of memory");
+    qx_status s;
+    char buf[4096];
+    if (qx_is_dir(path)) {
+        m->dir = strdup(path);
+        if (qx_path_join(buf, sizeof buf, path, "model.safetensors.index.json") && access(buf, F_OK) == 0) {
+            s = open_index(m, path, buf, e);
+        } else if (qx_path_join(buf, sizeof buf, path, "model.safetensors") && access(buf, F_OK) == 0) {
+            s = open_shard(m, buf, e);
+            if (s == QX_OK) s = finish_model(m, e);
+        } else {
+            s = qx_fail(e, QX_ENOTFOUND, "%s: no model.safetensors.index.json or model.safetensors", path);
+        }
+    } else {
+        const char *slash = strrchr(path, '/');
+        m->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+        s = open_shard(m, path, e);
+        if (s == QX_OK) s = finish_model(m, e);
+    }
+    if (s != QX_OK) { st_close(m); return s; }
+    *out = m;
+    return QX_OK;
+}
+
+qx_status st_open_mem(st_model **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e) {
+    *out = NULL;
+    st_model *m = calloc(1, sizeof *m);
+    if (!m) return qx_fail(e, QX_ENOMEM, "out of memory");
+    m->shards = calloc(1, sizeof *m->shards);
+    m->dir = strdup(".");
+    if (!m->shards || !m->dir) { st_close(m); return qx_fail(e, QX_ENOMEM, "out of memory"); }
+    m->shards[0].path = strdup(label);
+    m->shards[0].map.fd = -1;   /* borrowed buffer: not mapped by us */
+    m->n_shards = 1;
+    qx_status s = add_shard(m, 0, buf, len, label, e);
+    if (s == QX_OK) s = finish_model(m, e);
+    if (s != QX_OK) { st_close(m); return s; }
+    *out = m;
+    return QX_OK;
+}
+
+size_t st_count(const st_model *m) { return m->n_tensors; }
+const st_tensor *st_at(const st_model *m, size_t i) { return i < m->n_tensors ? &m->tensors[i] : NULL; }
+int st_shard_count(const st_model *m) { return m->n_shards; }
+const char *st_shard_path(const st_model *m, int i) { return (i >= 0 && i < m->n_shards) ? m->shards[i].path : "?"; }
+uint64_t st_shard_size(const st_model *m, int i) { return (i >= 0 && i < m->n_shards) ? m->shards[i].map.size : 0; }
+const char *st_model_dir(const st_model *m) { return m->dir; }
+
+const st_tensor *st_find(const st_model *m, const char *name) {
+    size_t lo = 0, hi = m->n_tensors;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(m->tensors[mid].name, name);
+        if (c == 0) return &m->tensors[mid];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+void st_release(const st_model *m, const st_tensor *t) {
+    if (!t || t->shard < 0 || t->shard >= m->n_shards || m->shards[t->shard].map.fd < 0) return;
+    qx_map_release(&m->shards[t->shard].map, t->offset, t->nbytes);
+}
+
+qx_status st_tensor_rows_f32(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
+    int64_t rows = t->n_dims == 2 ? t->shape[0] : 1;
+    int64_t cols = t->n_dims == 2 ? t->shape[1] : (int64_t)t->n_elems;
+    if (t->n_dims > 2) return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': %d-D, rows need a 1-D or 2-D tensor", t->name, t->n_dims);
+    if (r0 < 0 || r1 > rows || r0 > r1) return qx_fail(e, QX_EINVAL, "tensor '%s': rows [%lld, %lld) outside [0, %lld)", t->name, (long long)r0, (long long)r1, (long long)rows);
+    if (t->dtype == ST_F8_E4M3 && t->scale_inv) {
+        const uint8_t *sd = t->scale_inv->data;
+        if (((uintptr_t)sd & 3) == 0) {
+            qt_fp8_block_dequant(t->data, (const float *)(const void *)sd, rows, cols, r0, r1, out);
+            return QX_OK;
+        }
+        float *tmp = malloc(t->scale_inv->nbytes ? t->scale_inv->nbytes : 4);  /* unaligned file */
+        if (!tmp) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", t->name);
+        memcpy(tmp, sd, t->scale_inv->nbytes);
+        qt_fp8_block_dequant(t->data, tmp, rows, cols, r0, r1, out);
+        free(tmp);
+        return QX_OK;
+    }
+    if ((t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2) && t->n_dims == 2 && !t->scale_inv)
+        return qx_fail(e, QX_EFORMAT, "tensor '%s': FP8 weight without its '%s_scale_inv'", t->name, t->name);
+    qt_type q;
+    if (!st_dtype_to_qt(t->dtype, &q))
+        return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': dtype %s is not a float type", t->name, st_dtype_name(t->dtype));
+    int sz = st_dtype_size(t->dtype);
+    qt_plain_to_f32(q, t->data + (uint64_t)r0 * (uint64_t)cols * (uint64_t)sz, out, (r1 - r0) * cols);
+    return QX_OK;
+}
