@@ -95,6 +95,13 @@ qx_status st_writer_write(st_writer *w, const char *path, qx_err *e);
 uint64_t st_writer_data_bytes(const st_writer *w);
 void st_writer_free(st_writer *w);
 
+/* Synthetic checkpoints (formats/synth.c): writes `preset` into dir (created) with config.json,
+ * tokenizer files, shards and index, from `seed`.  sparse: tensor bytes are file holes.
+ * layers_override > 0 replaces the preset's layer count (benchmarks).  Presets:
+ * tiny-v3, v3-671b (sparse only), tiny-llama, tiny-qwen2. */
+qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool sparse, int64_t layers_override, qx_err *e);
+const char *st_synth_preset_names(void);
+
 /* ======================= HF config.json (hf_) ======================= */
 
 typedef enum { HF_ARCH_UNKNOWN, HF_ARCH_DEEPSEEK_V3, HF_ARCH_DEEPSEEK_V2, HF_ARCH_LLAMA, HF_ARCH_QWEN2 } hf_arch;
@@ -367,7 +374,9 @@ typedef struct {
     char **datasets;     /* n_datasets names */
     size_t n_datasets;
     uint32_t chunk_count;  /* chunks processed */
-    uint32_t chunk_size;   /* tokens per chunk */
+    uint32_t chunk_size;   /* tokens per chunk (0 when read from a .dat) */
+    bool legacy;           /* read from a .dat: entries are flat (nmat 1, ne0 = all values),
+                              counts[0] = ncall; see im_entry_reshape */
 } im_matrix;
 
 qx_status im_create(im_matrix **out, qx_err *e);
@@ -386,6 +395,10 @@ qx_status im_write_dat(const im_matrix *m, const char *path, qx_err *e);
 qx_status im_load(im_matrix **out, const char *path, qx_err *e);
 qx_status im_load_mem(im_matrix **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
 
+/* Splits a flat entry (legacy .dat: nmat 1, ne0 = n_experts * in-features) into matrices of
+ * ne0 columns, each with the entry's count; no-op when en->ne0 == ne0 already.  QX_ESHAPE
+ * when the sizes do not divide. */
+qx_status im_entry_reshape(im_entry *en, int64_t ne0, qx_err *e);
 /* Per-column importance of matrix k (0 <= k < nmat): out[j] = in_sum2[k][j] / counts[k],
  * all ones when counts[k] == 0.  out holds ne0 floats. */
 qx_status im_importance(const im_entry *en, int64_t k, float *out, qx_err *e);

@@ -119,3 +119,23 @@ bool qt_plain_to_f32(qt_type t, const void *src, float *dst, int64_t n) {
     default: return false;
     }
 }
+
+uint8_t qt_f32_to_fp8_e4m3(float f) {
+    if (isnan(f)) return 0x7F;
+    fp8_tables_init();
+    uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    if (a >= 448.0f) return sign | 0x7E;
+    /* positive codes 0x00..0x7E are increasing: binary search the last code <= a */
+    int lo = 0, hi = 0x7E;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (e4m3_table[mid] <= a) lo = mid; else hi = mid - 1;
+    }
+    int c = lo;
+    if (c < 0x7E) {
+        float d0 = a - e4m3_table[c], d1 = e4m3_table[c + 1] - a;
+        if (d1 < d0 || (d1 == d0 && (c & 1))) c++;
+    }
+    return sign | (uint8_t)c;
+}

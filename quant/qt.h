@@ -40,6 +40,8 @@ typedef struct {
 
 /* Traits of t; NULL when the id is unknown. */
 const qt_traits *qt_get_traits(qt_type t);
+/* Traits of the IQ1/IQ2/IQ3 i-quant types (quant/iq_quants.c); NULL for any other type. */
+const qt_traits *qt_iq_traits(qt_type t);
 /* Looks up a type by name, case-insensitive ("q4_k", "BF16"); returns false if unknown. */
 bool qt_type_from_name(const char *name, qt_type *out);
 const char *qt_type_name(qt_type t);
@@ -49,6 +51,7 @@ uint64_t qt_row_size(qt_type t, int64_t n);
 /* ---- scalar decoders (exact) ---- */
 float qt_fp8_e4m3_to_f32(uint8_t v);   /* e4m3fn: bias 7, no inf, 0x7F/0xFF NaN */
 float qt_fp8_e5m2_to_f32(uint8_t v);   /* IEEE-like: bias 15, inf and NaN */
+uint8_t qt_f32_to_fp8_e4m3(float f);   /* nearest, ties to even; saturates at +-448; NaN -> 0x7F */
 float qt_bf16_to_f32(uint16_t v);
 uint16_t qt_f32_to_bf16(float f);      /* round to nearest even, NaN kept quiet */
 float qt_f16_to_f32(uint16_t v);

@@ -1,0 +1,522 @@
+/* formats/synth.c — synthetic checkpoints in the official HF layouts, from a seed:
+ * DeepSeek-V3 (FP8 + 128x128 scale_inv, MLA, grouped MoE, dense first layers, MTP block,
+ * shards with an expert run split across a boundary and a scale in another shard than its
+ * weight), Llama and Qwen2 (BF16).  `sparse` writes full-size shapes as holes (no disk).
+ * Weights have realistic structure: log-normal per-row scales and a few outlier columns. */
+#include "formats.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    const char *name;
+    hf_arch arch;
+    int64_t vocab, tok_vocab, hidden, ffn, layers, heads, kv_heads, head_dim;
+    int64_t q_lora, kv_lora, nope, rope, v, moe_ffn, experts, shared, topk, groups, topk_group, dense, mtp;
+    int shards;
+    bool fp8;
+    bool full_scale;         /* real 671B: MTP eh_proj BF16, sparse only */
+    bool qkv_bias, tie;
+    double rope_theta;
+} synth_preset;
+
+static const synth_preset presets[] = {
+    {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000},
+    {"v3-671b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000},
+    {"tiny-llama", HF_ARCH_LLAMA, 320, 0, 256, 512, 2, 8, 4, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, false, false, 500000},
+    {"tiny-qwen2", HF_ARCH_QWEN2, 320, 0, 256, 512, 2, 8, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, true, true, 10000},
+};
+
+const char *st_synth_preset_names(void) { return "tiny-v3, v3-671b (use --sparse), tiny-llama, tiny-qwen2"; }
+
+/* ---- deterministic RNG (splitmix64 + Box-Muller) ---- */
+typedef struct { uint64_t s; } rng_t;
+static uint64_t rng_u64(rng_t *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_unif(rng_t *r) { return ((double)(rng_u64(r) >> 11) + 0.5) / 9007199254740992.0; }
+static float rng_gauss(rng_t *r) {
+    double u = rng_unif(r), v = rng_unif(r);
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+static uint64_t hash_name(const char *s, uint64_t seed) {
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Weight [rows, cols] with per-row log-normal scale, ~1% outlier columns, std ~ 1/sqrt(cols). */
+static float *gen_matrix(const char *name, uint64_t seed, int64_t rows, int64_t cols, float base) {
+    float *w = malloc((size_t)(rows * cols) * sizeof *w);
+    if (!w) return NULL;
+    rng_t r = {hash_name(name, seed)};
+    float *colf = malloc((size_t)cols * sizeof *colf);
+    if (!colf) { free(w); return NULL; }
+    for (int64_t c = 0; c < cols; c++) colf[c] = (rng_unif(&r) < 0.01) ? 8.0f : 1.0f;
+    float sd = base / sqrtf((float)cols);
+    for (int64_t i = 0; i < rows; i++) {
+        float rs = expf(0.5f * rng_gauss(&r)) * sd;
+        for (int64_t c = 0; c < cols; c++) w[i * cols + c] = rng_gauss(&r) * rs * colf[c];
+    }
+    free(colf);
+    return w;
+}
+
+typedef struct {
+    st_writer **w;      /* one writer per shard */
+    int n;
+    int cur;
+    uint64_t *bytes;    /* bytes per shard so far */
+    uint64_t target;    /* bytes per shard */
+    json_t *weight_map;
+    const char *dir;
+    uint64_t seed;
+    bool sparse;
+} sctx;
+
+static const char *shard_file(int i, int n, char *buf, size_t cap) {
+    snprintf(buf, cap, "model-%05d-of-%06d.safetensors", i + 1, n);
+    return buf;
+}
+
+static qx_status put(sctx *c, const char *name, st_dtype dt, int nd, const int64_t *shape, const void *data, uint64_t nbytes, qx_err *e) {
+    uint64_t sz = (uint64_t)st_dtype_size(dt);
+    for (int i = 0; i < nd; i++) sz *= (uint64_t)shape[i];
+    if (c->bytes[c->cur] > 0 && c->bytes[c->cur] + sz / 2 > c->target && c->cur + 1 < c->n) c->cur++;
+    qx_status s = c->sparse ? st_writer_add_sparse(c->w[c->cur], name, dt, nd, shape, e)
+                            : st_writer_add(c->w[c->cur], name, dt, nd, shape, data, nbytes, e);
+    if (s != QX_OK) return s;
+    c->bytes[c->cur] += sz;
+    char f[64];
+    json_object_set_new(c->weight_map, name, json_string(shard_file(c->cur, c->n, f, sizeof f)));
+    return QX_OK;
+}
+
+static qx_status put_f32(sctx *c, const char *name, int nd, const int64_t *shape, const float *v, qx_err *e) {
+    uint64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (uint64_t)shape[i];
+    return put(c, name, ST_F32, nd, shape, v, n * 4, e);
+}
+
+static qx_status put_bf16(sctx *c, const char *name, int nd, const int64_t *shape, const float *v, qx_err *e) {
+    uint64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (uint64_t)shape[i];
+    if (c->sparse) return put(c, name, ST_BF16, nd, shape, NULL, 0, e);
+    uint16_t *b = malloc(n * 2);
+    if (!b) return qx_fail(e, QX_ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++) b[i] = qt_f32_to_bf16(v[i]);
+    qx_status s = put(c, name, ST_BF16, nd, shape, b, n * 2, e);
+    free(b);
+    return s;
+}
+
+/* A norm weight: values around 1. */
+static qx_status put_norm(sctx *c, const char *name, int64_t n, qx_err *e) {
+    int64_t sh[1] = {n};
+    if (c->sparse) return put(c, name, ST_BF16, 1, sh, NULL, 0, e);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return qx_fail(e, QX_ENOMEM, "out of memory");
+    rng_t r = {hash_name(name, c->seed)};
+    for (int64_t i = 0; i < n; i++) v[i] = 1.0f + 0.1f * rng_gauss(&r);
+    qx_status s = put_bf16(c, name, 1, sh, v, e);
+    free(v);
+    return s;
+}
+
+/* A linear weight [rows, cols]: FP8 e4m3 + F32 scale_inv (amax/448 per 128x128 tile), or BF16.
+ * scale_shard_shift puts the scale in the next shard (tests cross-shard companions). */
+static qx_status put_linear(sctx *c, const char *name, int64_t rows, int64_t cols, bool fp8, bool scale_next, qx_err *e) {
+    int64_t sh[2] = {rows, cols};
+    char sname[512];
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    int64_t ssh[2] = {(rows + 127) / 128, (cols + 127) / 128};
+    if (c->sparse) {
+        QX_TRY(put(c, name, fp8 ? ST_F8_E4M3 : ST_BF16, 2, sh, NULL, 0, e));
+        return fp8 ? put(c, sname, ST_F32, 2, ssh, NULL, 0, e) : QX_OK;
+    }
+    float *w = gen_matrix(name, c->seed, rows, cols, 1.0f);
+    if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
+    qx_status s;
+    if (!fp8) {
+        s = put_bf16(c, name, 2, sh, w, e);
+    } else {
+        uint8_t *q = malloc((size_t)(rows * cols));
+        float *sc = calloc((size_t)(ssh[0] * ssh[1]), sizeof *sc);
+        if (!q || !sc) { free(w); free(q); free(sc); return qx_fail(e, QX_ENOMEM, "out of memory"); }
+        for (int64_t i = 0; i < rows * cols; i++) {
+            int64_t k = (i / cols / 128) * ssh[1] + (i % cols) / 128;
+            float a = fabsf(w[i]);
+            if (a > sc[k]) sc[k] = a;
+        }
+        for (int64_t k = 0; k < ssh[0] * ssh[1]; k++) sc[k] = sc[k] > 0 ? sc[k] / 448.0f : 1.0f;
+        for (int64_t i = 0; i < rows * cols; i++)
+            q[i] = qt_f32_to_fp8_e4m3(w[i] / sc[(i / cols / 128) * ssh[1] + (i % cols) / 128]);
+        s = put(c, name, ST_F8_E4M3, 2, sh, q, (uint64_t)(rows * cols), e);
+        if (s == QX_OK) {
+            int saved = c->cur;
+            if (scale_next && c->cur + 1 < c->n) c->cur++;
+            s = put_f32(c, sname, 2, ssh, sc, e);
+            if (scale_next) c->cur = saved;
+        }
+        free(q);
+        free(sc);
+    }
+    free(w);
+    return s;
+}
+
+static qx_status put_embed(sctx *c, const char *name, int64_t vocab, int64_t hidden, qx_err *e) {
+    int64_t sh[2] = {vocab, hidden};
+    if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
+    float *w = gen_matrix(name, c->seed, vocab, hidden, 16.0f);
+    if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
+    qx_status s = put_bf16(c, name, 2, sh, w, e);
+    free(w);
+    return s;
+}
+
+static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool mtp, qx_err *e) {
+    char n[256];
+    int64_t E = p->hidden, H = p->heads;
+#define N(fmt, ...) (snprintf(n, sizeof n, "model.layers.%lld." fmt, (long long)l, ##__VA_ARGS__), n)
+    if (mtp) {
+        QX_TRY(put_embed(c, N("embed_tokens.weight"), p->vocab, E, e));
+        QX_TRY(put_norm(c, N("enorm.weight"), E, e));
+        QX_TRY(put_norm(c, N("hnorm.weight"), E, e));
+        QX_TRY(put_linear(c, N("eh_proj.weight"), E, 2 * E, !p->full_scale, false, e));
+        QX_TRY(put_norm(c, N("shared_head.norm.weight"), E, e));
+        QX_TRY(put_embed(c, N("shared_head.head.weight"), p->vocab, E, e));
+    }
+    QX_TRY(put_norm(c, N("input_layernorm.weight"), E, e));
+    QX_TRY(put_norm(c, N("post_attention_layernorm.weight"), E, e));
+    QX_TRY(put_linear(c, N("self_attn.q_a_proj.weight"), p->q_lora, E, true, false, e));
+    QX_TRY(put_norm(c, N("self_attn.q_a_layernorm.weight"), p->q_lora, e));
+    QX_TRY(put_linear(c, N("self_attn.q_b_proj.weight"), H * (p->nope + p->rope), p->q_lora, true, false, e));
+    QX_TRY(put_linear(c, N("self_attn.kv_a_proj_with_mqa.weight"), p->kv_lora + p->rope, E, true, false, e));
+    QX_TRY(put_norm(c, N("self_attn.kv_a_layernorm.weight"), p->kv_lora, e));
+    QX_TRY(put_linear(c, N("self_attn.kv_b_proj.weight"), H * (p->nope + p->v), p->kv_lora, true, false, e));
+    QX_TRY(put_linear(c, N("self_attn.o_proj.weight"), E, H * p->v, true, false, e));
+    if (l < p->dense) {
+        QX_TRY(put_linear(c, N("mlp.gate_proj.weight"), p->ffn, E, true, false, e));
+        QX_TRY(put_linear(c, N("mlp.up_proj.weight"), p->ffn, E, true, false, e));
+        QX_TRY(put_linear(c, N("mlp.down_proj.weight"), E, p->ffn, true, false, e));
+        return QX_OK;
+    }
+    int64_t sh[2] = {p->experts, E};
+    if (c->sparse) {
+        QX_TRY(put(c, N("mlp.gate.weight"), ST_BF16, 2, sh, NULL, 0, e));
+        QX_TRY(put(c, N("mlp.gate.e_score_correction_bias"), ST_F32, 1, sh, NULL, 0, e));
+    } else {
+        float *g = gen_matrix(N("mlp.gate.weight"), c->seed, p->experts, E, 4.0f);
+        if (!g) return qx_fail(e, QX_ENOMEM, "out of memory");
+        qx_status s = put_bf16(c, n, 2, sh, g, e);
+        free(g);
+        QX_TRY(s);
+        float bias[4096];
+        rng_t r = {hash_name(N("mlp.gate.e_score_correction_bias"), c->seed)};
+        for (int64_t x = 0; x < p->experts && x < 4096; x++) bias[x] = 0.05f * rng_gauss(&r);
+        QX_TRY(put_f32(c, n, 1, sh, bias, e));
+    }
+    for (int64_t x = 0; x < p->experts; x++) {
+        /* tiny presets: the scale of one expert's down_proj sits in the next shard */
+        bool scale_next = !c->sparse && l == p->dense && x == p->experts - 1;
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.gate_proj.weight", (long long)x), p->moe_ffn, E, true, false, e));
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.up_proj.weight", (long long)x), p->moe_ffn, E, true, false, e));
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.down_proj.weight", (long long)x), E, p->moe_ffn, true, scale_next, e));
+    }
+    int64_t Fs = p->moe_ffn * p->shared;
+    QX_TRY(put_linear(c, N("mlp.shared_experts.gate_proj.weight"), Fs, E, true, false, e));
+    QX_TRY(put_linear(c, N("mlp.shared_experts.up_proj.weight"), Fs, E, true, false, e));
+    QX_TRY(put_linear(c, N("mlp.shared_experts.down_proj.weight"), E, Fs, true, false, e));
+#undef N
+    return QX_OK;
+}
+
+static qx_status dense_layer(sctx *c, const synth_preset *p, int64_t l, qx_err *e) {
+    char n[256];
+    int64_t E = p->hidden, D = p->head_dim;
+#define N(s) (snprintf(n, sizeof n, "model.layers.%lld." s, (long long)l), n)
+    QX_TRY(put_norm(c, N("input_layernorm.weight"), E, e));
+    QX_TRY(put_norm(c, N("post_attention_layernorm.weight"), E, e));
+    QX_TRY(put_linear(c, N("self_attn.q_proj.weight"), p->heads * D, E, false, false, e));
+    QX_TRY(put_linear(c, N("self_attn.k_proj.weight"), p->kv_heads * D, E, false, false, e));
+    QX_TRY(put_linear(c, N("self_attn.v_proj.weight"), p->kv_heads * D, E, false, false, e));
+    QX_TRY(put_linear(c, N("self_attn.o_proj.weight"), E, p->heads * D, false, false, e));
+    if (p->qkv_bias) {
+        QX_TRY(put_norm(c, N("self_attn.q_proj.bias"), p->heads * D, e));
+        QX_TRY(put_norm(c, N("self_attn.k_proj.bias"), p->kv_heads * D, e));
+        QX_TRY(put_norm(c, N("self_attn.v_proj.bias"), p->kv_heads * D, e));
+    }
+    QX_TRY(put_linear(c, N("mlp.gate_proj.weight"), p->ffn, E, false, false, e));
+    QX_TRY(put_linear(c, N("mlp.up_proj.weight"), p->ffn, E, false, false, e));
+    QX_TRY(put_linear(c, N("mlp.down_proj.weight"), E, p->ffn, false, false, e));
+#undef N
+    return QX_OK;
+}
+
+static json_t *config_for(const synth_preset *p) {
+    json_t *o = json_object();
+    const char *arch = p->arch == HF_ARCH_DEEPSEEK_V3 ? "DeepseekV3ForCausalLM" : p->arch == HF_ARCH_LLAMA ? "LlamaForCausalLM" : "Qwen2ForCausalLM";
+    json_t *a = json_array();
+    json_array_append_new(a, json_string(arch));
+    json_object_set_new(o, "architectures", a);
+    json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? "deepseek_v3" : p->arch == HF_ARCH_LLAMA ? "llama" : "qwen2"));
+    json_object_set_new(o, "vocab_size", json_integer(p->vocab));
+    json_object_set_new(o, "hidden_size", json_integer(p->hidden));
+    json_object_set_new(o, "intermediate_size", json_integer(p->ffn));
+    json_object_set_new(o, "num_hidden_layers", json_integer(p->layers));
+    json_object_set_new(o, "num_attention_heads", json_integer(p->heads));
+    json_object_set_new(o, "num_key_value_heads", json_integer(p->kv_heads));
+    json_object_set_new(o, "rms_norm_eps", json_real(p->arch == HF_ARCH_DEEPSEEK_V3 ? 1e-6 : 1e-5));
+    json_object_set_new(o, "rope_theta", json_real(p->rope_theta));
+    json_object_set_new(o, "bos_token_id", json_integer(0));
+    json_object_set_new(o, "eos_token_id", json_integer(1));
+    json_object_set_new(o, "tie_word_embeddings", json_boolean(p->tie));
+    json_object_set_new(o, "torch_dtype", json_string("bfloat16"));
+    json_object_set_new(o, "hidden_act", json_string("silu"));
+    if (p->arch == HF_ARCH_DEEPSEEK_V3) {
+        json_object_set_new(o, "max_position_embeddings", json_integer(p->full_scale ? 163840 : 1024));
+        json_object_set_new(o, "q_lora_rank", json_integer(p->q_lora));
+        json_object_set_new(o, "kv_lora_rank", json_integer(p->kv_lora));
+        json_object_set_new(o, "qk_nope_head_dim", json_integer(p->nope));
+        json_object_set_new(o, "qk_rope_head_dim", json_integer(p->rope));
+        json_object_set_new(o, "v_head_dim", json_integer(p->v));
+        json_object_set_new(o, "moe_intermediate_size", json_integer(p->moe_ffn));
+        json_object_set_new(o, "n_routed_experts", json_integer(p->experts));
+        json_object_set_new(o, "n_shared_experts", json_integer(p->shared));
+        json_object_set_new(o, "num_experts_per_tok", json_integer(p->topk));
+        json_object_set_new(o, "n_group", json_integer(p->groups));
+        json_object_set_new(o, "topk_group", json_integer(p->topk_group));
+        json_object_set_new(o, "first_k_dense_replace", json_integer(p->dense));
+        json_object_set_new(o, "moe_layer_freq", json_integer(1));
+        json_object_set_new(o, "num_nextn_predict_layers", json_integer(p->mtp));
+        json_object_set_new(o, "routed_scaling_factor", json_real(2.5));
+        json_object_set_new(o, "scoring_func", json_string("sigmoid"));
+        json_object_set_new(o, "topk_method", json_string("noaux_tc"));
+        json_object_set_new(o, "norm_topk_prob", json_true());
+        json_t *rs = json_object();
+        json_object_set_new(rs, "type", json_string("yarn"));
+        json_object_set_new(rs, "factor", json_real(p->full_scale ? 40 : 4));
+        json_object_set_new(rs, "original_max_position_embeddings", json_integer(p->full_scale ? 4096 : 256));
+        json_object_set_new(rs, "beta_fast", json_integer(32));
+        json_object_set_new(rs, "beta_slow", json_integer(1));
+        json_object_set_new(rs, "mscale", json_real(1.0));
+        json_object_set_new(rs, "mscale_all_dim", json_real(1.0));
+        json_object_set_new(o, "rope_scaling", rs);
+        json_t *qc = json_object(), *bs = json_array();
+        json_object_set_new(qc, "activation_scheme", json_string("dynamic"));
+        json_object_set_new(qc, "fmt", json_string("e4m3"));
+        json_object_set_new(qc, "quant_method", json_string("fp8"));
+        json_array_append_new(bs, json_integer(128));
+        json_array_append_new(bs, json_integer(128));
+        json_object_set_new(qc, "weight_block_size", bs);
+        json_object_set_new(o, "quantization_config", qc);
+    } else {
+        json_object_set_new(o, "max_position_embeddings", json_integer(1024));
+        json_object_set_new(o, "head_dim", json_integer(p->head_dim));
+        if (p->arch == HF_ARCH_LLAMA) {
+            json_t *rs = json_object();
+            json_object_set_new(rs, "rope_type", json_string("llama3"));
+            json_object_set_new(rs, "factor", json_real(8.0));
+            json_object_set_new(rs, "low_freq_factor", json_real(1.0));
+            json_object_set_new(rs, "high_freq_factor", json_real(4.0));
+            json_object_set_new(rs, "original_max_position_embeddings", json_integer(256));
+            json_object_set_new(o, "rope_scaling", rs);
+        }
+    }
+    return o;
+}
+
+/* GPT-2 byte-level alphabet: printable bytes map to themselves, the rest to U+0100.. */
+static int byte_to_cp(int b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
+    int k = 0;
+    for (int x = 0; x < b; x++)
+        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) k++;
+    return 256 + k;
+}
+static void cp_utf8(int cp, char *out) {
+    if (cp < 0x80) { out[0] = (char)cp; out[1] = 0; }
+    else if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 63)); out[2] = 0; }
+    else { out[0] = (char)(0xE0 | (cp >> 12)); out[1] = (char)(0x80 | ((cp >> 6) & 63)); out[2] = (char)(0x80 | (cp & 63)); out[3] = 0; }
+}
+
+/* A small byte-level BPE tokenizer.json with DeepSeek-V3's pre-tokenizer and some merges. */
+static json_t *tokenizer_for(const synth_preset *p, const char *bos, const char *eos) {
+    static const char *merges[] = {"Ġ t", "h e", "i n", "e r", "a n", "Ġ a", "o n", "r e", "Ġt he", "Ġ s",
+        "e n", "a t", "o r", "Ġ w", "Ġ o", "e s", "i s", "Ġ c", "i t", "Ġ b", "a r", "Ġ f", "Ġ p", "a l",
+        "Ġ m", "Ġ d", "l e", "Ġ in", "e d", "in g", "Ġ h", "o u", "Ġt o", "Ġo f", "Ġa n", "Ġan d", "a s", "Ġ l"};
+    size_t nm = sizeof merges / sizeof merges[0];
+    json_t *t = json_object(), *added = json_array(), *vocab = json_object(), *mj = json_array();
+    json_object_set_new(t, "version", json_string("1.0"));
+    json_object_set_new(t, "truncation", json_null());
+    json_object_set_new(t, "padding", json_null());
+    const char *sp[2] = {bos, eos};
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object();
+        json_object_set_new(a, "id", json_integer(i));
+        json_object_set_new(a, "content", json_string(sp[i]));
+        json_object_set_new(a, "single_word", json_false());
+        json_object_set_new(a, "lstrip", json_false());
+        json_object_set_new(a, "rstrip", json_false());
+        json_object_set_new(a, "normalized", json_false());
+        json_object_set_new(a, "special", json_true());
+        json_array_append_new(added, a);
+        json_object_set_new(vocab, sp[i], json_integer(i));
+    }
+    json_object_set_new(t, "added_tokens", added);
+    json_object_set_new(t, "normalizer", json_null());
+    json_error_t je;
+    const char *pre = p->arch == HF_ARCH_DEEPSEEK_V3 ?
+        "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{N}{1,3}\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[\\u4e00-\\u9fa5\\u3040-\\u309f\\u30a0-\\u30ff]+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\\\p{L}\\\\p{P}\\\\p{S}]?[\\\\p{L}\\\\p{M}]+| ?[\\\\p{P}\\\\p{S}]+[\\r\\n]*|\\\\s*[\\r\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]}" :
+        "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+        "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]}";
+    json_object_set_new(t, "pre_tokenizer", json_loads(pre, 0, &je));
+    json_object_set_new(t, "post_processor", json_null());
+    json_t *dec = json_object();
+    json_object_set_new(dec, "type", json_string("ByteLevel"));
+    json_object_set_new(dec, "add_prefix_space", json_true());
+    json_object_set_new(dec, "trim_offsets", json_true());
+    json_object_set_new(dec, "use_regex", json_true());
+    json_object_set_new(t, "decoder", dec);
+    for (int b = 0; b < 256; b++) {
+        char u[8];
+        cp_utf8(byte_to_cp(b), u);
+        json_object_set_new(vocab, u, json_integer(2 + b));
+    }
+    int64_t id = 258;
+    for (size_t i = 0; i < nm && id < p->vocab; i++) {
+        char a[32], c[32];
+        const char *sp2 = strchr(merges[i], ' ');
+        snprintf(a, sizeof a, "%.*s%s", (int)(sp2 - merges[i]), merges[i], sp2 + 1);
+        (void)c;
+        if (json_object_get(vocab, a)) continue;
+        json_object_set_new(vocab, a, json_integer(id++));
+        json_array_append_new(mj, json_string(merges[i]));
+    }
+    json_t *m = json_object();
+    json_object_set_new(m, "type", json_string("BPE"));
+    json_object_set_new(m, "dropout", json_null());
+    json_object_set_new(m, "unk_token", json_null());
+    json_object_set_new(m, "continuing_subword_prefix", json_null());
+    json_object_set_new(m, "end_of_word_suffix", json_null());
+    json_object_set_new(m, "fuse_unk", json_false());
+    json_object_set_new(m, "byte_fallback", json_false());
+    json_object_set_new(m, "vocab", vocab);
+    json_object_set_new(m, "merges", mj);
+    json_object_set_new(t, "model", m);
+    return t;
+}
+
+static qx_status dump_json(json_t *o, const char *dir, const char *name, qx_err *e) {
+    char path[4096];
+    if (!qx_path_join(path, sizeof path, dir, name)) return qx_fail(e, QX_EINVAL, "%s: path too long", dir);
+    int r = json_dump_file(o, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    return r == 0 ? QX_OK : qx_fail(e, QX_EIO, "%s: cannot write", path);
+}
+
+static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err *e) {
+    json_t *cfg = config_for(p);
+    qx_status s = dump_json(cfg, dir, "config.json", e);
+    json_decref(cfg);
+    QX_TRY(s);
+    const char *bos = p->arch == HF_ARCH_DEEPSEEK_V3 ? "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>" : "<|begin_of_text|>";
+    const char *eos = p->arch == HF_ARCH_DEEPSEEK_V3 ? "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>" : "<|end_of_text|>";
+    if (p->arch == HF_ARCH_QWEN2) { bos = "<|im_start|>"; eos = "<|endoftext|>"; }
+    json_t *tok = tokenizer_for(p, bos, eos);
+    s = dump_json(tok, dir, "tokenizer.json", e);
+    json_decref(tok);
+    QX_TRY(s);
+    json_t *tc = json_object();
+    json_object_set_new(tc, "add_bos_token", json_boolean(p->arch != HF_ARCH_QWEN2));
+    json_object_set_new(tc, "add_eos_token", json_false());
+    json_object_set_new(tc, "bos_token", json_string(bos));
+    json_object_set_new(tc, "eos_token", json_string(eos));
+    json_object_set_new(tc, "model_max_length", json_integer(1024));
+    json_object_set_new(tc, "tokenizer_class", json_string("LlamaTokenizerFast"));
+    json_object_set_new(tc, "chat_template", json_string("{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"));
+    s = dump_json(tc, dir, "tokenizer_config.json", e);
+    json_decref(tc);
+    return s;
+}
+
+qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool sparse, int64_t layers_override, qx_err *e) {
+    const synth_preset *p = NULL;
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcmp(presets[i].name, preset)) p = &presets[i];
+    if (!p) return qx_fail(e, QX_EINVAL, "unknown synth preset '%s' (known: %s)", preset, st_synth_preset_names());
+    if (p->full_scale && !sparse)
+        return qx_fail(e, QX_EINVAL, "preset '%s' is %s at full size: use --sparse", preset, "689 GB");
+    synth_preset pp = *p;
+    if (layers_override > 0) {
+        pp.layers = layers_override;
+        if (pp.dense > pp.layers) pp.dense = pp.layers;
+    }
+    p = &pp;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return qx_fail(e, QX_EIO, "%s: %s", dir, strerror(errno));
+    QX_TRY(write_side_files(p, dir, e));
+
+    sctx c = {0};
+    c.n = p->shards;
+    c.dir = dir;
+    c.seed = seed;
+    c.sparse = sparse;
+    c.w = calloc((size_t)c.n, sizeof *c.w);
+    c.bytes = calloc((size_t)c.n, sizeof *c.bytes);
+    c.weight_map = json_object();
+    qx_status s = (c.w && c.bytes) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    for (int i = 0; s == QX_OK && i < c.n; i++) s = st_writer_create(&c.w[i], e);
+    /* estimate total bytes to size shards evenly */
+    uint64_t E = (uint64_t)p->hidden, total;
+    if (p->arch == HF_ARCH_DEEPSEEK_V3) {
+        uint64_t attn = E * (uint64_t)p->q_lora + (uint64_t)(p->q_lora * p->heads * (p->nope + p->rope)) +
+                        E * (uint64_t)(p->kv_lora + p->rope) + (uint64_t)(p->kv_lora * p->heads * (p->nope + p->v)) + E * (uint64_t)(p->heads * p->v);
+        uint64_t moe = 3 * E * (uint64_t)(p->moe_ffn * (p->experts + p->shared));
+        total = (uint64_t)(p->layers + p->mtp) * attn + (uint64_t)p->dense * 3 * E * (uint64_t)p->ffn +
+                (uint64_t)(p->layers + p->mtp - p->dense) * moe + 4 * E * (uint64_t)p->vocab * 2;
+    } else {
+        total = (uint64_t)p->layers * (E * (uint64_t)(p->heads * p->head_dim) * 2 * 2 + 2 * E * (uint64_t)(p->kv_heads * p->head_dim) * 2 + 3 * E * (uint64_t)p->ffn * 2) +
+                2 * E * (uint64_t)p->vocab * 2;
+    }
+    c.target = total / (uint64_t)c.n + 1;
+    int64_t sh1[1] = {p->hidden};
+    (void)sh1;
+    if (s == QX_OK) s = put_embed(&c, "model.embed_tokens.weight", p->vocab, p->hidden, e);
+    for (int64_t l = 0; s == QX_OK && l < p->layers; l++)
+        s = p->arch == HF_ARCH_DEEPSEEK_V3 ? deepseek_layer(&c, p, l, false, e) : dense_layer(&c, p, l, e);
+    for (int64_t l = 0; s == QX_OK && l < p->mtp; l++) s = deepseek_layer(&c, p, p->layers + l, true, e);
+    if (s == QX_OK) s = put_norm(&c, "model.norm.weight", p->hidden, e);
+    if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, e);
+    uint64_t total_size = 0;
+    for (int i = 0; s == QX_OK && i < c.n; i++) {
+        char f[64], path[4096];
+        shard_file(i, c.n, f, sizeof f);
+        if (!qx_path_join(path, sizeof path, dir, f)) { s = qx_fail(e, QX_EINVAL, "%s: path too long", dir); break; }
+        total_size += st_writer_data_bytes(c.w[i]);
+        s = st_writer_write(c.w[i], path, e);
+    }
+    if (s == QX_OK) {
+        json_t *idx = json_object(), *meta = json_object();
+        json_object_set_new(meta, "total_size", json_integer((json_int_t)total_size));
+        json_object_set_new(idx, "metadata", meta);
+        json_object_set(idx, "weight_map", c.weight_map);
+        s = dump_json(idx, dir, "model.safetensors.index.json", e);
+        json_decref(idx);
+    }
+    for (int i = 0; c.w && i < c.n; i++) st_writer_free(c.w[i]);
+    free(c.w);
+    free(c.bytes);
+    json_decref(c.weight_map);
+    return s;
+}
