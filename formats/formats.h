@@ -388,8 +388,10 @@ qx_status im_add_dataset(im_matrix *m, const char *name, qx_err *e);
 im_entry *im_find(const im_matrix *m, const char *name);   /* NULL when absent */
 
 qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e);
-/* Legacy .dat: per matrix values are in_sum2/count * ncall; counts of a stacked tensor are
- * collapsed to one ncall (lossy, as in llama.cpp). */
+/* Both writers store entries sorted by name (as llama.cpp does).  Legacy .dat: one
+ * ncall = ceil(max count / chunk_size) per entry (chunk_size 0 counts as 1), values
+ * in_sum2[k]/counts[k] * ncall (a matrix with count 0 stores ones); entries whose counts are
+ * all zero are skipped; per-matrix counts are lost (as in llama.cpp). */
 qx_status im_write_dat(const im_matrix *m, const char *path, qx_err *e);
 /* Reads either format (GGUF when the file starts with "GGUF", else legacy .dat). */
 qx_status im_load(im_matrix **out, const char *path, qx_err *e);
