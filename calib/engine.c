@@ -1,0 +1,318 @@
+/* calib/engine.c — the layer-major forward pass (deepseek2 MLA + MoE, llama, qwen2) over
+ * weight views of any type, with observers.  Per layer: load views, run every batch of
+ * windows through it, release the layer's pages.  Shapes are written beside buffers:
+ * T = tokens of the current batch, E = n_embd, H = heads. */
+#include "engine_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+cal_run_params cal_run_default_params(void) {
+    cal_run_params p = { 0, 4096, 0, true };
+    return p;
+}
+
+typedef struct {
+    cal_model *m;
+    const cal_observer *obs;
+    int layer;
+    int64_t n_ctx;
+    int64_t t0;          /* global index of the batch's first token */
+    int32_t *pos;        /* [T] positions of the batch */
+} fwd_ctx;
+
+static void *xmalloc(size_t n, qx_err *e) {
+    void *p = malloc(n ? n : 1);
+    if (!p) qx_fail(e, QX_ENOMEM, "engine: out of memory (%zu bytes)", n);
+    return p;
+}
+
+static void mm(fwd_ctx *c, const cal_w *w, cal_wkind kind, int expert, const float *x, int64_t ldx,
+               int64_t T, const float *bias, float *y, int64_t ldy) {
+    if (c->obs && c->obs->matmul_input)
+        c->obs->matmul_input(c->obs->ud, kind, kind == CAL_W_OUTPUT ? -1 : c->layer, expert, x, ldx, T, w->w.cols);
+    kn_matmul(&w->w, x, ldx, T, bias, y, ldy);
+}
+
+/* SwiGLU MLP on x [T, E] -> y [T, E]. */
+static qx_status mlp(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d, cal_wkind kg, int expert,
+                     const float *x, int64_t T, float *y, qx_err *e) {
+    const int64_t E = c->m->hp.n_embd, F = g->w.rows;
+    float *gb = xmalloc((size_t)(T * F) * sizeof(float), e), *ub = xmalloc((size_t)(T * F) * sizeof(float), e);
+    if (!gb || !ub) { free(gb); free(ub); return QX_ENOMEM; }
+    mm(c, g, kg, expert, x, E, T, NULL, gb, F);
+    mm(c, u, (cal_wkind)(kg + 1), expert, x, E, T, NULL, ub, F);
+    kn_silu_mul(gb, ub, F, T, F, gb, F);
+    mm(c, d, (cal_wkind)(kg + 2), expert, gb, F, T, NULL, y, E);
+    free(gb); free(ub);
+    return QX_OK;
+}
+
+/* MoE FFN: route, group tokens by expert, run each expert once over its tokens. */
+static qx_status moe(fwd_ctx *c, const cal_layer *l, const float *x, int64_t T, float *y, qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, X = hp->n_exp;
+    const int k = (int)hp->n_exp_used;
+    qx_status s = QX_ENOMEM;
+    float *lg = xmalloc((size_t)(T * X) * sizeof(float), e), *rw = xmalloc((size_t)(T * k) * sizeof(float), e);
+    int32_t *ids = xmalloc((size_t)(T * k) * sizeof(int32_t), e);
+    int64_t *cnt = calloc((size_t)X + 1, sizeof(int64_t)), *list = xmalloc((size_t)(T * k) * sizeof(int64_t), e);
+    float *xe = xmalloc((size_t)(T * E) * sizeof(float), e), *ye = xmalloc((size_t)(T * E) * sizeof(float), e);
+    float *we = xmalloc((size_t)T * sizeof(float), e);
+    if (!lg || !rw || !ids || !cnt || !list || !xe || !ye || !we) { if (!cnt) qx_fail(e, QX_ENOMEM, "engine: out of memory"); goto done; }
+    mm(c, &l->router, CAL_W_ROUTER, -1, x, E, T, NULL, lg, X);
+    kn_route_args ra = { (int)X, k, (int)hp->n_group, (int)hp->topk_group, hp->route_sigmoid, hp->route_norm,
+                         hp->route_scale, l->exp_bias };
+    kn_moe_route(&ra, lg, T, ids, rw);
+    if (c->obs && c->obs->routing) c->obs->routing(c->obs->ud, c->layer, c->t0, T, k, ids, rw);
+    /* bucket (token, slot) pairs by expert, tokens ascending within an expert */
+    for (int64_t i = 0; i < T * k; i++) if (ids[i] >= 0) cnt[ids[i] + 1]++;
+    for (int64_t x2 = 0; x2 < X; x2++) cnt[x2 + 1] += cnt[x2];
+    {
+        int64_t *fill = calloc((size_t)X, sizeof(int64_t));
+        if (!fill) { qx_fail(e, QX_ENOMEM, "engine: out of memory"); goto done; }
+        for (int64_t i = 0; i < T * k; i++) if (ids[i] >= 0) list[cnt[ids[i]] + fill[ids[i]]++] = i;
+        free(fill);
+    }
+    memset(y, 0, (size_t)(T * E) * sizeof(float));
+    for (int64_t x2 = 0; x2 < X; x2++) {
+        int64_t n = cnt[x2 + 1] - cnt[x2];
+        if (n == 0) {
+            if (c->obs && c->obs->matmul_input) {   /* experts with no tokens still exist */
+                c->obs->matmul_input(c->obs->ud, CAL_W_EXP_GATE, c->layer, (int)x2, x, E, 0, E);
+                c->obs->matmul_input(c->obs->ud, CAL_W_EXP_UP, c->layer, (int)x2, x, E, 0, E);
+                c->obs->matmul_input(c->obs->ud, CAL_W_EXP_DOWN, c->layer, (int)x2, x, E, 0, hp->n_ff_exp);
+            }
+            continue;
+        }
+        const int64_t *li = list + cnt[x2];
+        for (int64_t j = 0; j < n; j++) {
+            memcpy(xe + j * E, x + (li[j] / k) * E, (size_t)E * sizeof(float));
+            we[j] = rw[li[j]];
+        }
+        if ((s = mlp(c, &l->eg[x2], &l->eu[x2], &l->ed[x2], CAL_W_EXP_GATE, (int)x2, xe, n, ye, e)) != QX_OK) goto done;
+        for (int64_t j = 0; j < n; j++) {
+            float *yt = y + (li[j] / k) * E;
+            const float *src = ye + j * E;
+            for (int64_t i = 0; i < E; i++) yt[i] += we[j] * src[i];
+        }
+    }
+    if (l->has_shared) {
+        if ((s = mlp(c, &l->sg, &l->su, &l->sd, CAL_W_SH_GATE, -1, x, T, ye, e)) != QX_OK) goto done;
+        kn_add_scaled(y, E, ye, E, NULL, T, E);
+    }
+    s = QX_OK;
+done:
+    free(lg); free(rw); free(ids); free(cnt); free(list); free(xe); free(ye); free(we);
+    return s;
+}
+
+/* MLA attention (deepseek2) on xn [T, E]; adds its output into out [T, E] (zeroed). */
+static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *out, qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, N = hp->qk_nope, R = hp->qk_rope, Dv = hp->v_dim;
+    const int64_t KVL = hp->kv_lora, QD = N + R;
+    qx_status s = QX_ENOMEM;
+    float *qa = NULL, *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
+    float *kva = xmalloc((size_t)(T * (KVL + R)) * sizeof(float), e);
+    float *ckv = xmalloc((size_t)(T * KVL) * sizeof(float), e);
+    float *kv = xmalloc((size_t)(T * H * (N + Dv)) * sizeof(float), e);
+    float *K = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
+    float *o = xmalloc((size_t)(T * H * (Dv > KVL ? Dv : KVL)) * sizeof(float), e);
+    if (!q || !kva || !ckv || !kv || !K || !o) goto done;
+    if (hp->q_lora > 0) {
+        if (!(qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e))) goto done;
+        mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
+        kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
+        mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, H * QD);
+    } else {
+        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, H * QD);
+    }
+    mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, KVL + R);
+    kn_rmsnorm(kva, KVL + R, l->kv_a_norm, T, KVL, hp->norm_eps, ckv, KVL);
+    mm(c, &l->kv_b, CAL_W_KV_B, -1, ckv, KVL, T, NULL, kv, H * (N + Dv));
+    if (c->obs && c->obs->matmul_input && c->obs->want_mla_split)
+        for (int h = 0; h < H; h++)   /* attn_k_b: q_nope of head h (absorbed form) */
+            c->obs->matmul_input(c->obs->ud, CAL_W_K_B, c->layer, h, q + h * QD, H * QD, T, N);
+    kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    kn_rope(kva + KVL, KVL + R, T, 1, 0, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+            memcpy(K + (t * H + h) * QD, kv + t * H * (N + Dv) + h * (N + Dv), (size_t)N * sizeof(float));
+            memcpy(K + (t * H + h) * QD + N, kva + t * (KVL + R) + KVL, (size_t)R * sizeof(float));
+        }
+    kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)H, (int)QD, (int)Dv,
+                       q, H * QD, QD, K, H * QD, QD, kv + N, H * (N + Dv), N + Dv, o, H * Dv, hp->attn_scale };
+    if (c->obs && c->obs->matmul_input && c->obs->want_mla_split) {
+        /* attn_v_b: the attention-weighted latent (KVL wide) of each head */
+        kn_attn_args al = a;
+        al.dv = (int)KVL; al.v = ckv; al.ldv = KVL; al.dv_stride = 0; al.ldo = H * KVL;
+        kn_attention(&al);
+        for (int h = 0; h < H; h++)
+            c->obs->matmul_input(c->obs->ud, CAL_W_V_B, c->layer, h, o + h * KVL, H * KVL, T, KVL);
+    }
+    kn_attention(&a);
+    mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
+    s = QX_OK;
+done:
+    free(qa); free(q); free(kva); free(ckv); free(kv); free(K); free(o);
+    return s;
+}
+
+/* GQA attention (llama, qwen2) with NEOX rope. */
+static qx_status attn_gqa(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *out, qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, KV = hp->n_head_kv, D = hp->head_dim;
+    qx_status s = QX_ENOMEM;
+    float *q = xmalloc((size_t)(T * H * D) * sizeof(float), e), *k = xmalloc((size_t)(T * KV * D) * sizeof(float), e);
+    float *v = xmalloc((size_t)(T * KV * D) * sizeof(float), e), *o = xmalloc((size_t)(T * H * D) * sizeof(float), e);
+    if (!q || !k || !v || !o) goto done;
+    mm(c, &l->q, CAL_W_Q, -1, xn, E, T, l->bq, q, H * D);
+    mm(c, &l->k, CAL_W_K, -1, xn, E, T, l->bk, k, KV * D);
+    mm(c, &l->v, CAL_W_V, -1, xn, E, T, l->bv, v, KV * D);
+    kn_rope(q, H * D, T, (int)H, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    kn_rope(k, KV * D, T, (int)KV, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)KV, (int)D, (int)D,
+                       q, H * D, D, k, KV * D, D, v, KV * D, D, o, H * D, hp->attn_scale };
+    kn_attention(&a);
+    mm(c, &l->o, CAL_W_O, -1, o, H * D, T, NULL, out, E);
+    s = QX_OK;
+done:
+    free(q); free(k); free(v); free(o);
+    return s;
+}
+
+/* One decoder layer on the batch h [T, E] (updated in place). */
+static qx_status layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    float *xn = xmalloc((size_t)(T * E) * sizeof(float), e), *y = xmalloc((size_t)(T * E) * sizeof(float), e);
+    qx_status s = QX_ENOMEM;
+    if (!xn || !y) goto done;
+    kn_rmsnorm(h, E, l->attn_norm, T, E, hp->norm_eps, xn, E);
+    s = hp->arch == CAL_ARCH_DEEPSEEK2 ? attn_mla(c, l, xn, T, y, e) : attn_gqa(c, l, xn, T, y, e);
+    if (s != QX_OK) goto done;
+    kn_add_scaled(h, E, y, E, NULL, T, E);
+    kn_rmsnorm(h, E, l->ffn_norm, T, E, hp->norm_eps, xn, E);
+    s = l->moe ? moe(c, l, xn, T, y, e) : mlp(c, &l->gate, &l->up, &l->down, CAL_W_GATE, -1, xn, T, y, e);
+    if (s != QX_OK) goto done;
+    kn_add_scaled(h, E, y, E, NULL, T, E);
+done:
+    free(xn); free(y);
+    return s;
+}
+
+/* model.norm and the output head for windows [w0, w1). */
+static qx_status head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const cal_run_params *p,
+                          qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, V = hp->n_vocab, S = c->n_ctx, T = (w1 - w0) * S;
+    const int64_t p0 = p->logits_from, nr = S - p0;
+    float *xn = xmalloc((size_t)(T * E) * sizeof(float), e);
+    if (!xn) return QX_ENOMEM;
+    kn_rmsnorm(h + w0 * S * E, E, c->m->out_norm, T, E, hp->norm_eps, xn, E);
+    if (c->obs && c->obs->hidden) c->obs->hidden(c->obs->ud, (int)hp->n_layer, w0 * S, xn, T, E);
+    qx_status s = QX_OK;
+    if (p->want_logits && c->obs && c->obs->logits) {
+        const int64_t wpb = (int64_t)1 << 26;   /* logits floats per output batch (256 MiB) */
+        int64_t nw = wpb / (nr * V);
+        if (nw < 1) nw = 1;
+        float *rows = xmalloc((size_t)(nw * nr * E) * sizeof(float), e);
+        float *lg = xmalloc((size_t)(nw * nr * V) * sizeof(float), e);
+        if (!rows || !lg) s = QX_ENOMEM;
+        for (int64_t w = w0; s == QX_OK && w < w1; w += nw) {
+            int64_t n = w + nw <= w1 ? nw : w1 - w;
+            for (int64_t i = 0; i < n; i++)
+                memcpy(rows + i * nr * E, xn + ((w - w0 + i) * S + p0) * E, (size_t)(nr * E) * sizeof(float));
+            mm(c, &c->m->output, CAL_W_OUTPUT, -1, rows, E, n * nr, NULL, lg, V);
+            for (int64_t i = 0; s == QX_OK && i < n; i++)
+                s = c->obs->logits(c->obs->ud, w + i, p0, lg + i * nr * V, nr, V, e);
+        }
+        free(rows); free(lg);
+    }
+    free(xn);
+    return s;
+}
+
+qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n_ctx,
+                      const cal_run_params *pp, const cal_observer *obs, qx_err *e) {
+    const cal_hparams *hp = &m->hp;
+    cal_run_params p = pp ? *pp : cal_run_default_params();
+    if (n_win <= 0 || n_ctx <= 0) return qx_fail(e, QX_EINVAL, "engine: %lld windows of %lld tokens", (long long)n_win, (long long)n_ctx);
+    if (p.logits_from < 0 || p.logits_from >= n_ctx) return qx_fail(e, QX_EINVAL, "engine: logits_from %lld outside the window of %lld", (long long)p.logits_from, (long long)n_ctx);
+    if (p.batch_tokens <= 0) p.batch_tokens = 4096;
+    const int64_t E = hp->n_embd, T = n_win * n_ctx;
+    for (int64_t t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
+            return qx_fail(e, QX_EINVAL, "engine: token id %d at %lld outside the vocabulary of %lld", ids[t], (long long)t, (long long)hp->n_vocab);
+#ifdef _OPENMP
+    if (p.n_threads > 0) omp_set_num_threads(p.n_threads);
+#endif
+    int64_t wpb = p.batch_tokens / n_ctx;
+    if (wpb < 1) wpb = 1;
+    float *h = xmalloc((size_t)(T * E) * sizeof(float), e);       /* [T, E] residual stream */
+    int32_t *pos = xmalloc((size_t)(wpb * n_ctx) * sizeof(int32_t), e);
+    if (!h || !pos) { free(h); free(pos); return QX_ENOMEM; }
+    for (int64_t t = 0; t < wpb * n_ctx; t++) pos[t] = (int32_t)(t % n_ctx);
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; t++) kn_weight_rows(&m->embed.w, ids[t], ids[t] + 1, h + t * E);
+    fwd_ctx c = { m, obs, 0, n_ctx, 0, pos };
+    qx_status s = QX_OK;
+    for (int L = 0; s == QX_OK && L < hp->n_layer; L++) {
+        cal_layer l;
+        if ((s = cal_layer_load(m, L, &l, e)) != QX_OK) break;
+        c.layer = L;
+        for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
+            int64_t nw = w + wpb <= n_win ? wpb : n_win - w;
+            c.t0 = w * n_ctx;
+            s = layer_fwd(&c, &l, h + c.t0 * E, nw * n_ctx, e);
+            if (s == QX_OK && obs && obs->hidden) obs->hidden(obs->ud, L, c.t0, h + c.t0 * E, nw * n_ctx, E);
+            if (obs && obs->progress) obs->progress(obs->ud, L, (int)hp->n_layer, (w + nw) * n_ctx, T);
+        }
+        cal_layer_free(m, &l);
+    }
+    c.layer = (int)hp->n_layer;
+    for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
+        int64_t nw = w + wpb <= n_win ? wpb : n_win - w;
+        c.t0 = w * n_ctx;
+        s = head_fwd(&c, h, w, w + nw, &p, e);
+        if (obs && obs->progress) obs->progress(obs->ud, (int)hp->n_layer, (int)hp->n_layer, (w + nw) * n_ctx, T);
+    }
+    free(h); free(pos);
+    return s;
+}
+
+static const char *const hf_suffix[CAL_W_KIND_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "self_attn.q_a_proj", "self_attn.q_b_proj", "self_attn.kv_a_proj_with_mqa", "self_attn.kv_b_proj", NULL, NULL,
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    "mlp.gate", "gate_proj", "up_proj", "down_proj",
+    "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj", NULL };
+static const char *const gguf_name[CAL_W_KIND_COUNT] = {
+    "attn_q", "attn_k", "attn_v", "attn_output",
+    "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b", "attn_k_b", "attn_v_b",
+    "ffn_gate", "ffn_up", "ffn_down",
+    "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
+    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "output" };
+
+bool cal_weight_name(cal_wkind kind, int layer, int expert, bool gguf, char *buf, size_t cap) {
+    if ((unsigned)kind >= CAL_W_KIND_COUNT) return false;
+    int n;
+    if (gguf) {
+        n = kind == CAL_W_OUTPUT ? snprintf(buf, cap, "output.weight")
+                                 : snprintf(buf, cap, "blk.%d.%s.weight", layer, gguf_name[kind]);
+    } else if (kind == CAL_W_OUTPUT) {
+        n = snprintf(buf, cap, "lm_head.weight");
+    } else if (!hf_suffix[kind]) {
+        return false;
+    } else if (kind >= CAL_W_EXP_GATE && kind <= CAL_W_EXP_DOWN) {
+        n = snprintf(buf, cap, "model.layers.%d.mlp.experts.%d.%s.weight", layer, expert, hf_suffix[kind]);
+    } else {
+        n = snprintf(buf, cap, "model.layers.%d.%s.weight", layer, hf_suffix[kind]);
+    }
+    return n > 0 && (size_t)n < cap;
+}

@@ -1,0 +1,45 @@
+/* calib/engine_int.h — internal to calib/engine*.c and calib/model*.c: the model struct and
+ * one decoder layer's weight views.  Not a public header. */
+#ifndef CALIB_ENGINE_INT_H
+#define CALIB_ENGINE_INT_H
+
+#include "calib.h"
+#include "../kernels/kernels.h"
+
+/* One weight of the current layer: a view into the mapping plus what owns its pages. */
+typedef struct {
+    kn_weight w;
+    bool present;
+    float *scale;              /* owned aligned copy of an FP8 scale_inv grid */
+    const st_tensor *st;       /* source tensor, released after the layer */
+} cal_w;
+
+typedef struct {
+    float *attn_norm, *ffn_norm, *q_a_norm, *kv_a_norm;   /* owned f32 vectors */
+    float *bq, *bk, *bv;                                  /* qwen2 biases */
+    cal_w q, k, v, o;
+    cal_w q_a, q_b, kv_a, kv_b;
+    cal_w gate, up, down;
+    bool moe;
+    cal_w router;
+    float *exp_bias;                                      /* [n_exp] or NULL */
+    cal_w *eg, *eu, *ed;                                  /* [n_exp] each */
+    cal_w sg, su, sd;
+    bool has_shared;
+} cal_layer;
+
+struct cal_model {
+    char *path;
+    cal_hparams hp;
+    st_model *st;
+    hf_config cfg;
+    cal_w embed, output;
+    float *out_norm;
+};
+
+qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e);
+/* Frees owned copies and releases the pages of every tensor of the layer. */
+void cal_layer_free(cal_model *m, cal_layer *l);
+void cal_w_release(cal_model *m, cal_w *w);
+
+#endif

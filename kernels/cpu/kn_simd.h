@@ -1,0 +1,20 @@
+/* kernels/cpu/kn_simd.h — internal: runtime-dispatched dot products shared by the CPU
+ * kernels.  The AVX2/FMA variants are compiled with function target attributes so the
+ * library builds for any x86-64 (and non-x86) and picks them only when the CPU has them. */
+#ifndef KN_SIMD_H
+#define KN_SIMD_H
+#include <stdbool.h>
+#include <stdint.h>
+
+bool kn_have_avx2(void);
+/* Σ a[i]·b[i] in f32, plain left-to-right order. */
+float kn_dot_ref(const float *a, const float *b, int64_t n);
+/* Σ a[i]·b[i], SIMD when available (8 lanes, then lanes summed, then the tail). */
+float kn_dot(const float *a, const float *b, int64_t n);
+/* y[i] += s * x[i] */
+void kn_axpy(float *y, const float *x, float s, int64_t n);
+/* out[r*ldo + t] for 4 weight rows w[0..3] (n floats each) against tokens x[t] (ldx apart):
+ * out0..3[t] = dot(w_r, x_t).  Used by the matmul tile loop. */
+void kn_dot4(const float *w0, const float *w1, const float *w2, const float *w3,
+             const float *x, int64_t n, float out[4]);
+#endif
