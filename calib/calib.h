@@ -42,6 +42,8 @@ qx_status cal_tok_from_json(const char *tok_json, size_t tok_len, const char *cf
                             const char *label, cal_tok **out, qx_err *e);
 /* Builds from a GGUF-form vocabulary (v is only read during the call). */
 qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok **out, qx_err *e);
+/* Builds from an open GGUF file's tokenizer.ggml.* keys (g is only read during the call). */
+qx_status cal_tok_from_gguf(const gf_file *g, cal_tok **out, qx_err *e);
 void cal_tok_free(cal_tok *t);   /* accepts NULL */
 
 /* Encodes UTF-8 text (invalid UTF-8 is QX_EINVAL).  Added/special tokens written in the text
@@ -73,6 +75,8 @@ const char *cal_tok_pre(const cal_tok *t);          /* GGUF pre name, "" when un
 qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch, cal_tok_vocab *v,
                          qx_err *e);
 void cal_tok_vocab_free(cal_tok_vocab *v);   /* accepts a zeroed or NULL v */
+/* Sets the tokenizer.ggml.* and tokenizer.chat_template keys of v on a GGUF writer. */
+qx_status cal_tok_vocab_write(const cal_tok_vocab *v, gf_writer *w, qx_err *e);
 
 /* ======================= engine (cal_) — calib/engine*.c ======================= */
 /* The layer-major forward engine (DESIGN.md decisions 4-6).  A cal_model is a source of
@@ -171,5 +175,81 @@ const char *cal_model_path(const cal_model *m);
 qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n_ctx,
                       const cal_run_params *p, const cal_observer *obs, qx_err *e);
 
+
+/* ---- perplexity and KL drift (cal_ppl_) — calib/ppl.c ----
+ * Protocols (ids = the text's tokens without BOS):
+ *   CAL_PPL_LLAMA  llama-perplexity's: tokens = [BOS] + ids when add_bos; chunk i =
+ *                  tokens[i*n_ctx, (i+1)*n_ctx) with its first token overwritten by BOS (when
+ *                  add_bos); logits at positions n_ctx/2 .. n_ctx-2 scored against the next
+ *                  token (the second half of each window).
+ *   CAL_PPL_ALL    the fixtures' protocol: window w = ids[w*n_ctx, (w+1)*n_ctx), no BOS, every
+ *                  position 0 .. n_ctx-2 scored.
+ * NLL = -log_softmax(logits)[target] in double.  With a base file (written by an earlier run
+ * with save_base, see calib/ppl.c for its format: top-k log-probs plus remainder mass per
+ * scored token, zlib-compressed), KL divergence, top-1 agreement and Δp are computed per
+ * scored token. */
+typedef enum { CAL_PPL_LLAMA, CAL_PPL_ALL } cal_ppl_protocol;
+
+typedef struct {
+    cal_ppl_protocol protocol;
+    int64_t n_ctx;            /* window length (default 512) */
+    int64_t n_chunks;         /* windows to evaluate; 0 = all that fit */
+    int n_threads;            /* 0 = default */
+    int64_t batch_tokens;     /* engine batch (0 = default) */
+    const char *save_base;    /* write base log-probs here (NULL: no) */
+    const char *base;         /* compare against this base file (NULL: no) */
+    int top_k;                /* log-probs kept per token in save_base (default 64) */
+    void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+    void *progress_ud;
+} cal_ppl_params;
+
+cal_ppl_params cal_ppl_default_params(void);
+
+typedef struct {
+    cal_ppl_protocol protocol;
+    int64_t n_ctx, n_chunks, n_tokens_scored;
+    double nll_mean, ppl, ppl_err;            /* ppl_err: 1 standard error */
+    int64_t n_nonfinite;                      /* scored rows with NaN/Inf logits or KLD */
+    bool has_base;
+    double ppl_base, ln_ppl_ratio, ln_ppl_ratio_err;
+    double kld_mean, kld_err, kld_median, kld_p99, kld_max;
+    double top1_agree;                        /* fraction of tokens with the same argmax */
+    double dp_rms;                            /* RMS of p(target) - p_base(target) */
+    double seconds, tokens_per_s;             /* forward throughput (all tokens run) */
+} cal_ppl_result;
+
+/* Builds the windows of a protocol: *win (malloc'd, n_win * n_ctx ids; free()) and the
+ * number of windows that fit (limited by n_chunks when > 0).  QX_EINVAL when not one fits. */
+qx_status cal_ppl_windows(const int32_t *ids, int64_t n_ids, cal_ppl_protocol proto, int64_t n_ctx,
+                          int64_t n_chunks, int32_t bos, bool add_bos, int32_t **win,
+                          int64_t *n_win, qx_err *e);
+/* Runs the perplexity (and, with p->base, the drift) evaluation of ids (the text's tokens
+ * without BOS).  A base file that does not match (protocol, n_ctx, vocab, rows, tokens)
+ * is QX_EINVAL.  NaN/Inf are counted in r->n_nonfinite (the caller decides; the CLI fails). */
+qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *p,
+                      cal_ppl_result *r, qx_err *e);
+
+/* ---- importance matrix (cal_imatrix_) — calib/imatrix.c ----
+ * Windows of n_ctx tokens (CAL_PPL_LLAMA layout with BOS when add_bos and bos_first, else
+ * the plain split); for every weight the engine multiplies by, Σ x² per input channel and
+ * the number of rows, per expert for MoE (experts that got no token keep zero counts),
+ * attn_k_b/attn_v_b per head in GGUF naming.  Names are GGUF names when gguf_names, else
+ * HF names (one entry per expert, nmat 1). */
+typedef struct {
+    int64_t n_ctx;            /* default 512 */
+    int64_t n_chunks;         /* 0 = all */
+    bool bos_first;           /* overwrite each window's first token with BOS (llama-imatrix) */
+    bool gguf_names;          /* default true */
+    int n_threads;
+    int64_t batch_tokens;
+    void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+    void *progress_ud;
+} cal_imatrix_params;
+
+cal_imatrix_params cal_imatrix_default_params(void);
+/* Computes the statistics into a new im_matrix (free with im_free); chunk_count/chunk_size
+ * are filled, datasets left to the caller. */
+qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_imatrix_params *p,
+                          im_matrix **out, qx_err *e);
 
 #endif

@@ -611,7 +611,11 @@ qx_status cal_tok_load(const char *path, cal_tok **out, qx_err *e) {
         if (!qx_path_join(tj, sizeof tj, path, "tokenizer.json")) return qx_fail(e, QX_EINVAL, "%s: path too long", path);
         if (!qx_path_join(cj, sizeof cj, path, "tokenizer_config.json")) return qx_fail(e, QX_EINVAL, "%s: path too long", path);
     } else if (qx_ends_with(path, ".gguf")) {
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: reading a tokenizer from GGUF is not available in this build yet", path);
+        gf_file *g = NULL;
+        QX_TRY(gf_open(&g, path, e));
+        qx_status st = cal_tok_from_gguf(g, out, e);
+        gf_close(g);
+        return st;
     } else {
         if (snprintf(tj, sizeof tj, "%s", path) >= (int)sizeof tj) return qx_fail(e, QX_EINVAL, "%s: path too long", path);
         const char *slash = strrchr(path, '/');
