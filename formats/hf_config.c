@@ -109,7 +109,7 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     json_decref(r);
 
     if (c->arch == HF_ARCH_UNKNOWN)
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: DeepseekV3ForCausalLM, DeepseekV2ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM)", label, a[0] ? a : "(none)");
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: DeepseekV3ForCausalLM, DeepseekV2ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM)", label, c->architecture[0] ? c->architecture : "(none)");
     QX_TRY(need_pos(label, "vocab_size", c->vocab_size, e));
     QX_TRY(need_pos(label, "hidden_size", c->hidden_size, e));
     QX_TRY(need_pos(label, "num_hidden_layers", c->n_layers, e));
