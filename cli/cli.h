@@ -21,4 +21,10 @@ int cli_inspect_gguf(const char *path, bool json, bool tensors);
 /* Prints "qforge: <msg>" on stderr and returns the exit code for a library status. */
 int cli_fail(const qx_err *e);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Shared by ppl and imatrix (cli/cmd_ppl.c): token ids from --text (MODEL's tokenizer, no BOS)
+ * or --ids (int32 LE); returns 0 or an exit code.  Engine progress into a qx_progress. */
+int cli_read_ids(const char *cmd, const char *model, const char *text, const char *ids_path,
+                 int32_t **ids, int64_t *n_ids);
+void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+int cli_check_device(const char *cmd, const char *dev);
 #endif

@@ -1,8 +1,216 @@
-/* cli/cmd_ppl.c — placeholder until the ppl command lands (see the issues). */
+/* cli/cmd_ppl.c — `qforge ppl`: perplexity, and KL drift against a saved base, as a CI gate.
+ * Also holds the helpers shared with `qforge imatrix` (token input, engine progress). */
 #include "cli.h"
-#include <stdio.h>
+#include "calib/calib.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const char *ppl_help =
+    "usage: qforge ppl MODEL (--text FILE | --ids FILE) [options]\n"
+    "  MODEL              an HF checkpoint dir (FP8 / BF16 safetensors)\n"
+    "  --text FILE        UTF-8 text, tokenized with MODEL's tokenizer (no BOS added to the text)\n"
+    "  --ids FILE         pre-tokenized input instead: int32 little-endian token ids, no BOS\n"
+    "  --ctx N            window length (default 512)\n"
+    "  --chunks N         evaluate only the first N windows (default: all that fit)\n"
+    "  --protocol P       llama (default): llama-perplexity's protocol: BOS + text, chunk i =\n"
+    "                     tokens[i*ctx, (i+1)*ctx) with its first token set to BOS, only the second\n"
+    "                     half of each window scored (positions ctx/2 .. ctx-2 predict the next token);\n"
+    "                     all: windows of the text's ids without BOS, every position after the\n"
+    "                     first scored (the fixtures' protocol)\n"
+    "  --save-base F      store this model's log-probabilities (top-k + remainder, zlib) in F\n"
+    "  --base-topk K      log-probs kept per token in --save-base (default 64; >= vocab: exact)\n"
+    "  --base F           compare against a base file: KLD, top-1 agreement, Δp, PPL ratio\n"
+    "  --max-kld X        exit 3 when the mean KLD exceeds X\n"
+    "  --max-ppl-ratio R  exit 3 when PPL / PPL_base exceeds R\n"
+    "  --min-top1 P       exit 3 when the same-top-1 rate is below P (fraction, e.g. 0.9)\n"
+    "  --json F           write all numbers as JSON to F ('-' = stdout)\n"
+    "  -t N               threads (default: all)\n"
+    "  --batch N          tokens per engine batch (default 4096; memory vs. speed)\n"
+    "  --device cpu|cuda  where the engine runs (cuda: not available in this build)\n"
+    "NaN or Inf in any logit is always a failure (exit 3).  Progress goes to stderr.\n";
+
+int cli_read_ids(const char *cmd, const char *model, const char *text, const char *ids_path,
+                 int32_t **ids, int64_t *n_ids) {
+    qx_err e = {0};
+    char *buf; size_t len;
+    if (ids_path) {
+        if (qx_read_file(ids_path, &buf, &len, &e) != QX_OK) return cli_fail(&e);
+        if (len % 4) { free(buf); return cli_usage_error(cmd, "%s: %zu bytes is not a whole number of int32 ids", ids_path, len); }
+        *ids = (int32_t *)(void *)buf;
+        *n_ids = (int64_t)(len / 4);
+        return 0;
+    }
+    cal_tok *tok = NULL;
+    if (cal_tok_load(model, &tok, &e) != QX_OK) return cli_fail(&e);
+    if (qx_read_file(text, &buf, &len, &e) != QX_OK) { cal_tok_free(tok); return cli_fail(&e); }
+    size_t n = 0;
+    double t0 = qx_now();
+    qx_status s = cal_tok_encode(tok, buf, len, false, ids, &n, &e);
+    free(buf);
+    cal_tok_free(tok);
+    if (s != QX_OK) return cli_fail(&e);
+    fprintf(stderr, "qforge %s: %s: %zu tokens (%.1f s)\n", cmd, text, n, qx_now() - t0);
+    *n_ids = (int64_t)n;
+    return 0;
+}
+
+void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {
+    qx_progress *p = ud;
+    char what[64];
+    if (layer < n_layer) snprintf(what, sizeof what, "layer %d/%d", layer + 1, n_layer);
+    else snprintf(what, sizeof what, "output head");
+    qx_progress_update(p, (uint64_t)layer * (uint64_t)total + (uint64_t)done, what);
+}
+
+int cli_check_device(const char *cmd, const char *dev) {
+    if (!strcmp(dev, "cpu")) return 0;
+    if (!strcmp(dev, "cuda")) {
+#ifdef QF_HAVE_CUDA
+        fprintf(stderr, "qforge %s: --device cuda: the CUDA engine backend is not part of this build yet; use --device cpu\n", cmd);
+#else
+        fprintf(stderr, "qforge %s: --device cuda: this qforge was built without CUDA (nvcc not found at build time); use --device cpu\n", cmd);
+#endif
+        return 2;
+    }
+    return cli_usage_error(cmd, "--device must be cpu or cuda, not '%s'", dev);
+}
+
+static bool parse_i64(const char *s, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < 0) return false;
+    *out = v;
+    return true;
+}
+static bool parse_dbl(const char *s, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+static int write_json(const char *path, const cal_ppl_result *r) {
+    json_t *o = json_object();
+    json_object_set_new(o, "protocol", json_string(r->protocol == CAL_PPL_LLAMA ? "llama" : "all"));
+    json_object_set_new(o, "n_ctx", json_integer(r->n_ctx));
+    json_object_set_new(o, "n_chunks", json_integer(r->n_chunks));
+    json_object_set_new(o, "n_tokens_scored", json_integer(r->n_tokens_scored));
+    json_object_set_new(o, "n_nonfinite", json_integer(r->n_nonfinite));
+    json_object_set_new(o, "ppl", json_real(r->ppl));
+    json_object_set_new(o, "ppl_err", json_real(r->ppl_err));
+    json_object_set_new(o, "nll_mean", json_real(r->nll_mean));
+    json_object_set_new(o, "tokens_per_s", json_real(r->tokens_per_s));
+    json_object_set_new(o, "seconds", json_real(r->seconds));
+    if (r->has_base) {
+        json_object_set_new(o, "ppl_base", json_real(r->ppl_base));
+        json_object_set_new(o, "ln_ppl_ratio", json_real(r->ln_ppl_ratio));
+        json_object_set_new(o, "ln_ppl_ratio_err", json_real(r->ln_ppl_ratio_err));
+        json_object_set_new(o, "kld_mean", json_real(r->kld_mean));
+        json_object_set_new(o, "kld_err", json_real(r->kld_err));
+        json_object_set_new(o, "kld_median", json_real(r->kld_median));
+        json_object_set_new(o, "kld_p99", json_real(r->kld_p99));
+        json_object_set_new(o, "kld_max", json_real(r->kld_max));
+        json_object_set_new(o, "top1_agree", json_real(r->top1_agree));
+        json_object_set_new(o, "dp_rms", json_real(r->dp_rms));
+    }
+    int rc = 0;
+    if (!strcmp(path, "-")) { json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)); putchar('\n'); }
+    else if (json_dump_file(o, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10))) {
+        fprintf(stderr, "qforge ppl: cannot write %s\n", path);
+        rc = 1;
+    }
+    json_decref(o);
+    return rc;
+}
+
 int cmd_ppl(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qforge ppl: not available in this build yet\n");
-    return 2;
+    const char *model = NULL, *text = NULL, *ids_path = NULL, *json = NULL, *dev = "cpu";
+    cal_ppl_params p = cal_ppl_default_params();
+    double max_kld = -1, max_ratio = -1, min_top1 = -1;
+    int64_t v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(ppl_help, stdout); return 0; }
+        if (a[0] != '-') { if (model) return cli_usage_error("ppl", "unexpected argument '%s'", a); model = a; continue; }
+        if (!val) return cli_usage_error("ppl", "%s needs a value", a);
+        i++;
+        if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "--ids")) ids_path = val;
+        else if (!strcmp(a, "--json")) json = val;
+        else if (!strcmp(a, "--save-base")) p.save_base = val;
+        else if (!strcmp(a, "--base")) p.base = val;
+        else if (!strcmp(a, "--device")) dev = val;
+        else if (!strcmp(a, "--protocol")) {
+            if (!strcmp(val, "llama")) p.protocol = CAL_PPL_LLAMA;
+            else if (!strcmp(val, "all")) p.protocol = CAL_PPL_ALL;
+            else return cli_usage_error("ppl", "--protocol must be llama or all, not '%s'", val);
+        } else if (!strcmp(a, "--ctx")) { if (!parse_i64(val, &v) || v < 4 || v > (1 << 20)) return cli_usage_error("ppl", "bad --ctx '%s'", val); p.n_ctx = v; }
+        else if (!strcmp(a, "--chunks")) { if (!parse_i64(val, &v)) return cli_usage_error("ppl", "bad --chunks '%s'", val); p.n_chunks = v; }
+        else if (!strcmp(a, "--batch")) { if (!parse_i64(val, &v) || v < 1) return cli_usage_error("ppl", "bad --batch '%s'", val); p.batch_tokens = v; }
+        else if (!strcmp(a, "--base-topk")) { if (!parse_i64(val, &v) || v < 1 || v > (1 << 24)) return cli_usage_error("ppl", "bad --base-topk '%s'", val); p.top_k = (int)v; }
+        else if (!strcmp(a, "-t")) { if (!parse_i64(val, &v) || v < 1 || v > 4096) return cli_usage_error("ppl", "bad -t '%s'", val); p.n_threads = (int)v; }
+        else if (!strcmp(a, "--max-kld")) { if (!parse_dbl(val, &max_kld) || max_kld < 0) return cli_usage_error("ppl", "bad --max-kld '%s'", val); }
+        else if (!strcmp(a, "--max-ppl-ratio")) { if (!parse_dbl(val, &max_ratio) || max_ratio <= 0) return cli_usage_error("ppl", "bad --max-ppl-ratio '%s'", val); }
+        else if (!strcmp(a, "--min-top1")) { if (!parse_dbl(val, &min_top1) || min_top1 < 0 || min_top1 > 1) return cli_usage_error("ppl", "bad --min-top1 '%s'", val); }
+        else return cli_usage_error("ppl", "unknown option '%s'", a);
+    }
+    if (!model) return cli_usage_error("ppl", "MODEL is required");
+    if (!text == !ids_path) return cli_usage_error("ppl", "give exactly one of --text FILE or --ids FILE");
+    if ((max_kld >= 0 || max_ratio > 0 || min_top1 >= 0) && !p.base)
+        return cli_usage_error("ppl", "--max-kld, --max-ppl-ratio and --min-top1 need --base");
+    int rc = cli_check_device("ppl", dev);
+    if (rc) return rc;
+
+    qx_err e = {0};
+    cal_model *m = NULL;
+    if (cal_model_open(&m, model, &e) != QX_OK) return cli_fail(&e);
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    if ((rc = cli_read_ids("ppl", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); return rc; }
+    const cal_hparams *hp = cal_model_hparams(m);
+    qx_progress prog;
+    int64_t nw_est = (n_ids + 1) / p.n_ctx;
+    if (p.n_chunks > 0 && p.n_chunks < nw_est) nw_est = p.n_chunks;
+    qx_progress_begin(&prog, stderr, "ppl", (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw_est * p.n_ctx), "tok");
+    p.progress = cli_engine_progress;
+    p.progress_ud = &prog;
+    cal_ppl_result r;
+    qx_status s = cal_ppl_run(m, ids, n_ids, &p, &r, &e);
+    qx_progress_end(&prog, (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw_est * p.n_ctx));
+    free(ids);
+    cal_model_close(m);
+    if (s != QX_OK) return cli_fail(&e);
+
+    printf("protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
+           r.protocol == CAL_PPL_LLAMA ? "llama (second half of each window scored)" : "all (every token after the first)",
+           (long long)r.n_ctx, (long long)r.n_chunks, (long long)r.n_tokens_scored, r.tokens_per_s);
+    printf("PPL           %.6f +/- %.6f\n", r.ppl, r.ppl_err);
+    if (r.has_base) {
+        printf("PPL base      %.6f\n", r.ppl_base);
+        printf("ln(PPL/base)  %.6f +/- %.6f  (ratio %.6f)\n", r.ln_ppl_ratio, r.ln_ppl_ratio_err, exp(r.ln_ppl_ratio));
+        printf("KLD mean      %.6f +/- %.6f\n", r.kld_mean, r.kld_err);
+        printf("KLD median    %.6f   p99 %.6f   max %.6f\n", r.kld_median, r.kld_p99, r.kld_max);
+        printf("same top-1    %.4f %%\n", 100.0 * r.top1_agree);
+        printf("RMS Δp        %.4f %%\n", 100.0 * r.dp_rms);
+    }
+    if (json && write_json(json, &r)) return 1;
+    if (r.n_nonfinite > 0 || !isfinite(r.ppl) || (r.has_base && (!isfinite(r.kld_mean) || !isfinite(r.ppl_base)))) {
+        printf("FAIL: %lld scored tokens had NaN/Inf logits or divergences\n", (long long)r.n_nonfinite);
+        return 3;
+    }
+    if (r.has_base) {
+        double ratio = exp(r.ln_ppl_ratio);
+        if (max_kld >= 0 && r.kld_mean > max_kld) { printf("FAIL: mean KLD %.6f > --max-kld %g\n", r.kld_mean, max_kld); return 3; }
+        if (max_ratio > 0 && ratio > max_ratio) { printf("FAIL: PPL ratio %.6f > --max-ppl-ratio %g\n", ratio, max_ratio); return 3; }
+        if (min_top1 >= 0 && r.top1_agree < min_top1) { printf("FAIL: same-top-1 %.6f < --min-top1 %g\n", r.top1_agree, min_top1); return 3; }
+    }
+    return 0;
 }

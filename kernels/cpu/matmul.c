@@ -89,7 +89,8 @@ void kn_matmul(const kn_weight *w, const float *x, int64_t ldx, int64_t T, const
     const int64_t n_rt = (w->rows + KN_TILE_R - 1) / KN_TILE_R;
     const int64_t n_tb = (T + KN_TILE_T - 1) / KN_TILE_T;
     const int64_t n_items = n_rt * n_tb;
-#pragma omp parallel
+    const bool par = n_items > 1 && (double)T * (double)w->rows * (double)cols >= (double)(1 << 18);
+#pragma omp parallel if (par)
     {
         float *wt = malloc((size_t)KN_TILE_R * (size_t)cols * sizeof *wt);
         if (!wt) abort();

@@ -8,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Below this many elements an operation runs on the calling thread: a parallel region
+ * costs more than it saves. */
+enum { KN_PAR_MIN = 1 << 16 };
+
 void kn_rmsnorm(const float *x, int64_t ldx, const float *w, int64_t T, int64_t n, float eps,
                 float *y, int64_t ldy) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) {
         const float *xt = x + t * ldx;
         float *yt = y + t * ldy;
@@ -24,7 +28,7 @@ void kn_rmsnorm(const float *x, int64_t ldx, const float *w, int64_t T, int64_t 
 void kn_rope(float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride, int dim,
              const int32_t *pos, const float *inv_freq, float mscale, bool neox) {
     const int half = dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * n_heads * dim >= KN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) {
         float cs[256], sn[256];
         for (int i = 0; i < half && i < 256; i++) {
@@ -94,7 +98,7 @@ void kn_attention(const kn_attn_args *a) {
 
 void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,
                  int64_t ldo) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < n; i++) {
             float z = g[t * ld + i];
@@ -104,7 +108,7 @@ void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t 
 
 void kn_add_scaled(float *y, int64_t ldy, const float *x, int64_t ldx, const float *s, int64_t T,
                    int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
     for (int64_t t = 0; t < T; t++) {
         float f = s ? s[t] : 1.0f;
         for (int64_t i = 0; i < n; i++) y[t * ldy + i] += f * x[t * ldx + i];
@@ -169,7 +173,7 @@ static void route_one(const kn_route_args *a, const float *l, int32_t *ids, floa
 }
 
 void kn_moe_route(const kn_route_args *a, const float *logits, int64_t T, int32_t *ids, float *w) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T * a->n_exp >= KN_PAR_MIN)
     for (int64_t t = 0; t < T; t++)
         route_one(a, logits + t * a->n_exp, ids + t * a->k, w + t * a->k);
 }

@@ -1,0 +1,353 @@
+/* calib/ppl.c — perplexity and KL drift over the layer-major engine, and the base
+ * log-probability file.
+ *
+ * Base file (qforge's own; written by `qforge ppl --save-base`, read with `--base`): one gzip
+ * (zlib deflate) stream holding, little-endian:
+ *   header  char magic[8] "QFBASE1\0", u32 version (1), u32 protocol (cal_ppl_protocol),
+ *           i64 n_ctx, i64 n_vocab, i64 n_chunks, i64 n_rows (scored tokens), u32 top_k,
+ *           u32 reserved (0), u64 XXH3-64 of the evaluated windows' token ids (int32 LE)
+ *   n_rows records, in window order then position order:
+ *           f32 logp_target          base log-probability of the scored (next) token
+ *           f32 logp_rest            log of the probability mass outside the top-k (-inf: none)
+ *           i32 id[top_k]            the top-k tokens, most probable first
+ *           f32 logp[top_k]          their log-probabilities
+ * Why top-k plus remainder and not full rows: a full row of a 129,280-token vocabulary is
+ * 253 KiB even as u16 (llama-perplexity's format): 100 chunks of 512 tokens would be 12 GiB.
+ * Top-64 is 520 bytes per token (~500x smaller before deflate).  KLD is then computed over
+ * the k+1 bins (top-k tokens + "everything else"); by the log-sum inequality this never
+ * exceeds the true KLD and misses only the divergence *within* the tail, which carries
+ * little mass for a trained model (measured on mini-v3 with a rounded-weight build: see
+ * tests/test_ppl.c, where k = 64 is compared to the exact full-vocabulary value).
+ * top_k >= n_vocab stores full rows and gives the exact KLD.  logp_target is stored
+ * exactly, so PPL of the base, Δp and ln PPL ratio do not depend on k. */
+#include "engine_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define BASE_MAGIC "QFBASE1"
+
+cal_ppl_params cal_ppl_default_params(void) {
+    cal_ppl_params p;
+    memset(&p, 0, sizeof p);
+    p.protocol = CAL_PPL_LLAMA;
+    p.n_ctx = 512;
+    p.top_k = 64;
+    return p;
+}
+
+qx_status cal_ppl_windows(const int32_t *ids, int64_t n_ids, cal_ppl_protocol proto, int64_t n_ctx,
+                          int64_t n_chunks, int32_t bos, bool add_bos, int32_t **win,
+                          int64_t *n_win, qx_err *e) {
+    *win = NULL; *n_win = 0;
+    if (n_ctx < 2) return qx_fail(e, QX_EINVAL, "ppl: context %lld is too small", (long long)n_ctx);
+    bool with_bos = proto == CAL_PPL_LLAMA && add_bos && bos >= 0;
+    int64_t n_tok = n_ids + (with_bos ? 1 : 0);
+    int64_t n = n_tok / n_ctx;
+    if (n_chunks > 0 && n_chunks < n) n = n_chunks;
+    if (n < 1)
+        return qx_fail(e, QX_EINVAL, "ppl: %lld tokens do not fill one window of %lld", (long long)n_tok, (long long)n_ctx);
+    int32_t *w = malloc((size_t)(n * n_ctx) * sizeof *w);
+    if (!w) return qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    for (int64_t i = 0; i < n * n_ctx; i++) {
+        int64_t src = with_bos ? i - 1 : i;
+        w[i] = src < 0 ? bos : ids[src];
+    }
+    if (with_bos)
+        for (int64_t c = 0; c < n; c++) w[c * n_ctx] = bos;
+    *win = w; *n_win = n;
+    return QX_OK;
+}
+
+typedef struct {
+    float logp_target, logp_rest;
+    int32_t *id;
+    float *logp;
+} base_row;
+
+typedef struct {
+    const cal_ppl_params *p;
+    const int32_t *win;
+    int64_t n_ctx, p0, n_rows_per_win, V;
+    int k;                         /* top-k written to the save file */
+    int base_k;                    /* top-k of the base file */
+    gzFile save, base;
+    const char *save_path, *base_path;
+    double *lse;
+    int32_t *am;
+    /* top-k scratch */
+    int32_t *hid; float *hval;
+    base_row br;
+    /* accumulators */
+    int64_t n, n_nonfinite, top1;
+    double s_nll, s_nll2, s_d, s_d2, s_bnll, s_kld, s_kld2, s_dp2;
+    double *klds;
+    cal_ppl_result *r;
+} ppl_obs;
+
+static qx_status gz_w(ppl_obs *o, const void *buf, unsigned n, qx_err *e) {
+    if (gzwrite(o->save, buf, n) != (int)n)
+        return qx_fail(e, QX_EIO, "%s: write failed", o->save_path);
+    return QX_OK;
+}
+static qx_status gz_r(ppl_obs *o, void *buf, unsigned n, qx_err *e) {
+    int got = gzread(o->base, buf, n);
+    if (got != (int)n)
+        return qx_fail(e, QX_EFORMAT, "%s: truncated or corrupt base file (read %d of %u bytes)", o->base_path, got, n);
+    return QX_OK;
+}
+
+/* Min-heap on (val) of size k: keeps the k largest values; ties keep the lower id. */
+static bool heap_less(const float *v, const int32_t *id, int a, int b) {
+    return v[a] < v[b] || (v[a] == v[b] && id[a] > id[b]);
+}
+static void heap_down(float *v, int32_t *id, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && heap_less(v, id, l, m)) m = l;
+        if (r < n && heap_less(v, id, r, m)) m = r;
+        if (m == i) return;
+        float tv = v[i]; v[i] = v[m]; v[m] = tv;
+        int32_t ti = id[i]; id[i] = id[m]; id[m] = ti;
+        i = m;
+    }
+}
+/* Top-k of row l (k <= V) into id/val, most probable first (ties: lower id first). */
+static void top_k(const float *l, int64_t V, int k, int32_t *id, float *val) {
+    int n = 0;
+    for (int64_t j = 0; j < V; j++) {
+        if (n < k) {
+            id[n] = (int32_t)j; val[n] = l[j]; n++;
+            if (n == k) for (int i = k / 2 - 1; i >= 0; i--) heap_down(val, id, k, i);
+        } else if (l[j] > val[0]) {
+            val[0] = l[j]; id[0] = (int32_t)j;
+            heap_down(val, id, k, 0);
+        }
+    }
+    if (n < k) for (int i = n / 2 - 1; i >= 0; i--) heap_down(val, id, n, i);
+    for (int m = n; m > 1; m--) {    /* heap sort: smallest to the end */
+        float tv = val[0]; val[0] = val[m - 1]; val[m - 1] = tv;
+        int32_t ti = id[0]; id[0] = id[m - 1]; id[m - 1] = ti;
+        heap_down(val, id, m - 1, 0);
+    }
+}
+
+static qx_status save_row(ppl_obs *o, const float *l, double lse, float logp_t, qx_err *e) {
+    top_k(l, o->V, o->k, o->hid, o->hval);
+    double top = 0.0;
+    for (int i = 0; i < o->k; i++) { o->hval[i] = (float)(o->hval[i] - lse); top += exp((double)o->hval[i]); }
+    double rest = 0.0;
+    if (o->k < o->V) {   /* mass outside the top-k: all minus top, both in double */
+        double all = 0.0;
+        for (int64_t j = 0; j < o->V; j++) all += exp((double)l[j] - lse);
+        rest = all - top;
+        if (rest < 0) rest = 0;
+    }
+    float lr = rest > 0 ? (float)log(rest) : -INFINITY;
+    QX_TRY(gz_w(o, &logp_t, 4, e));
+    QX_TRY(gz_w(o, &lr, 4, e));
+    QX_TRY(gz_w(o, o->hid, (unsigned)(o->k * 4), e));
+    QX_TRY(gz_w(o, o->hval, (unsigned)(o->k * 4), e));
+    return QX_OK;
+}
+
+/* Reads the next base row and accumulates the drift of this row; *ok false (nothing
+ * accumulated) when anything is non-finite. */
+static qx_status base_row_cmp(ppl_obs *o, const float *l, double lse, int32_t am, float logp_t, bool *ok,
+                              qx_err *e) {
+    base_row *b = &o->br;
+    QX_TRY(gz_r(o, &b->logp_target, 4, e));
+    QX_TRY(gz_r(o, &b->logp_rest, 4, e));
+    QX_TRY(gz_r(o, b->id, (unsigned)(o->base_k * 4), e));
+    QX_TRY(gz_r(o, b->logp, (unsigned)(o->base_k * 4), e));
+    double kld = 0.0, qtop = 0.0;
+    for (int i = 0; i < o->base_k; i++) {
+        if (b->id[i] < 0 || b->id[i] >= o->V)
+            return qx_fail(e, QX_EFORMAT, "%s: token id %d outside the vocabulary", o->base_path, b->id[i]);
+        double lp = b->logp[i], lq = (double)l[b->id[i]] - lse;
+        double pp = exp(lp);
+        kld += pp * (lp - lq);
+        qtop += exp(lq);
+    }
+    if (b->logp_rest > -INFINITY) {
+        double pr = exp((double)b->logp_rest), qr = 1.0 - qtop;
+        if (qr < 1e-300) qr = 1e-300;
+        kld += pr * ((double)b->logp_rest - log(qr));
+    }
+    double d = -(double)logp_t - -(double)b->logp_target;
+    double dp = exp((double)logp_t) - exp((double)b->logp_target);
+    if (!*ok || !isfinite(kld) || !isfinite(d)) { *ok = false; return QX_OK; }
+    o->klds[o->n] = kld;
+    o->s_kld += kld; o->s_kld2 += kld * kld;
+    o->s_d += d; o->s_d2 += d * d;
+    o->s_bnll += -(double)b->logp_target;
+    o->s_dp2 += dp * dp;
+    o->top1 += b->id[0] == am;
+    return QX_OK;
+}
+
+static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *lg, int64_t n_rows,
+                           int64_t V, qx_err *e) {
+    ppl_obs *o = ud;
+    const int64_t ns = o->n_rows_per_win;
+    (void)n_rows; (void)p0;
+    kn_logsumexp(lg, V, ns, V, o->lse, o->am);
+    for (int64_t i = 0; i < ns; i++) {
+        const float *l = lg + i * V;
+        int64_t p = o->p0 + i;
+        int32_t tgt = o->win[win * o->n_ctx + p + 1];
+        double lp = (double)l[tgt] - o->lse[i];
+        bool fin = isfinite(lp) && isfinite(o->lse[i]);
+        if (o->save) {
+            if (fin) QX_TRY(save_row(o, l, o->lse[i], (float)lp, e));
+            else {   /* a record of NaNs: a later --base run counts it non-finite */
+                float z = NAN;
+                QX_TRY(gz_w(o, &z, 4, e)); QX_TRY(gz_w(o, &z, 4, e));
+                for (int j = 0; j < o->k; j++) o->hid[j] = 0, o->hval[j] = NAN;
+                QX_TRY(gz_w(o, o->hid, (unsigned)(o->k * 4), e));
+                QX_TRY(gz_w(o, o->hval, (unsigned)(o->k * 4), e));
+            }
+        }
+        bool ok = fin;
+        if (o->base) QX_TRY(base_row_cmp(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
+        if (!ok) { o->n_nonfinite++; continue; }
+        o->s_nll += -lp; o->s_nll2 += lp * lp;
+        o->n++;
+    }
+    return QX_OK;
+}
+
+static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {
+    ppl_obs *o = ud;
+    o->p->progress(o->p->progress_ud, layer, n_layer, done, total);
+}
+
+static qx_status write_header(ppl_obs *o, int64_t n_chunks, uint64_t hash, qx_err *e) {
+    char magic[8] = BASE_MAGIC;
+    uint32_t ver = 1, proto = (uint32_t)o->p->protocol, k = (uint32_t)o->k, res = 0;
+    int64_t nr = n_chunks * o->n_rows_per_win;
+    QX_TRY(gz_w(o, magic, 8, e)); QX_TRY(gz_w(o, &ver, 4, e)); QX_TRY(gz_w(o, &proto, 4, e));
+    QX_TRY(gz_w(o, &o->n_ctx, 8, e)); QX_TRY(gz_w(o, &o->V, 8, e)); QX_TRY(gz_w(o, &n_chunks, 8, e));
+    QX_TRY(gz_w(o, &nr, 8, e)); QX_TRY(gz_w(o, &k, 4, e)); QX_TRY(gz_w(o, &res, 4, e));
+    QX_TRY(gz_w(o, &hash, 8, e));
+    return QX_OK;
+}
+
+static qx_status read_header(ppl_obs *o, int64_t n_chunks, uint64_t hash, qx_err *e) {
+    char magic[8]; uint32_t ver, proto, k, res; int64_t nctx, V, nc, nr; uint64_t h;
+    QX_TRY(gz_r(o, magic, 8, e));
+    if (memcmp(magic, BASE_MAGIC, 8)) return qx_fail(e, QX_EFORMAT, "%s: not a qforge base file (bad magic)", o->base_path);
+    QX_TRY(gz_r(o, &ver, 4, e)); QX_TRY(gz_r(o, &proto, 4, e)); QX_TRY(gz_r(o, &nctx, 8, e));
+    QX_TRY(gz_r(o, &V, 8, e)); QX_TRY(gz_r(o, &nc, 8, e)); QX_TRY(gz_r(o, &nr, 8, e));
+    QX_TRY(gz_r(o, &k, 4, e)); QX_TRY(gz_r(o, &res, 4, e)); QX_TRY(gz_r(o, &h, 8, e));
+    if (ver != 1) return qx_fail(e, QX_EUNSUPPORTED, "%s: base file version %u", o->base_path, ver);
+    if (proto != (uint32_t)o->p->protocol || nctx != o->n_ctx)
+        return qx_fail(e, QX_EINVAL, "%s: base was made with protocol %s, ctx %lld; this run is %s, ctx %lld", o->base_path,
+                       proto == CAL_PPL_LLAMA ? "llama" : "all", (long long)nctx,
+                       o->p->protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)o->n_ctx);
+    if (V != o->V) return qx_fail(e, QX_EINVAL, "%s: base vocabulary %lld, model has %lld", o->base_path, (long long)V, (long long)o->V);
+    if (nc != n_chunks || nr != n_chunks * o->n_rows_per_win)
+        return qx_fail(e, QX_EINVAL, "%s: base has %lld chunks, this run %lld (use the same --chunks)", o->base_path, (long long)nc, (long long)n_chunks);
+    if (h != hash) return qx_fail(e, QX_EINVAL, "%s: base was computed on different tokens (text or tokenizer differ)", o->base_path);
+    if (k < 1 || k > (uint32_t)V) return qx_fail(e, QX_EFORMAT, "%s: top_k %u outside [1, %lld]", o->base_path, k, (long long)V);
+    o->base_k = (int)k;
+    return QX_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void finish(ppl_obs *o) {
+    cal_ppl_result *r = o->r;
+    const double n = (double)o->n;
+    r->n_tokens_scored = o->n;
+    r->n_nonfinite = o->n_nonfinite;
+    if (o->n == 0) { r->ppl = NAN; return; }
+    r->nll_mean = o->s_nll / n;
+    r->ppl = exp(r->nll_mean);
+    double var = o->n > 1 ? (o->s_nll2 / n - r->nll_mean * r->nll_mean) / (n - 1) : 0;
+    r->ppl_err = r->ppl * sqrt(var > 0 ? var : 0);
+    if (!o->base) return;
+    r->has_base = true;
+    r->ppl_base = exp(o->s_bnll / n);
+    r->ln_ppl_ratio = o->s_d / n;
+    var = o->n > 1 ? (o->s_d2 / n - r->ln_ppl_ratio * r->ln_ppl_ratio) / (n - 1) : 0;
+    r->ln_ppl_ratio_err = sqrt(var > 0 ? var : 0);
+    r->kld_mean = o->s_kld / n;
+    var = o->n > 1 ? (o->s_kld2 / n - r->kld_mean * r->kld_mean) / (n - 1) : 0;
+    r->kld_err = sqrt(var > 0 ? var : 0);
+    qsort(o->klds, (size_t)o->n, sizeof(double), cmp_dbl);
+    r->kld_median = o->n % 2 ? o->klds[o->n / 2] : 0.5 * (o->klds[o->n / 2 - 1] + o->klds[o->n / 2]);
+    r->kld_p99 = o->klds[(int64_t)(0.99 * (n - 1))];
+    r->kld_max = o->klds[o->n - 1];
+    r->top1_agree = (double)o->top1 / n;
+    r->dp_rms = sqrt(o->s_dp2 / n);
+}
+
+qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *pp,
+                      cal_ppl_result *r, qx_err *e) {
+    cal_ppl_params p = pp ? *pp : cal_ppl_default_params();
+    const cal_hparams *hp = cal_model_hparams(m);
+    memset(r, 0, sizeof *r);
+    if (p.top_k <= 0) p.top_k = 64;
+    int32_t *win;
+    int64_t n_win;
+    QX_TRY(cal_ppl_windows(ids, n_ids, p.protocol, p.n_ctx, p.n_chunks, hp->bos_id, hp->add_bos, &win, &n_win, e));
+    ppl_obs o;
+    memset(&o, 0, sizeof o);
+    o.p = &p; o.win = win; o.n_ctx = p.n_ctx; o.V = hp->n_vocab; o.r = r;
+    o.p0 = p.protocol == CAL_PPL_LLAMA ? p.n_ctx / 2 : 0;
+    o.n_rows_per_win = p.n_ctx - 1 - o.p0;
+    o.k = p.top_k < o.V ? p.top_k : (int)o.V;
+    r->protocol = p.protocol; r->n_ctx = p.n_ctx; r->n_chunks = n_win;
+    uint64_t hash = gf_checksum(win, (uint64_t)(n_win * p.n_ctx) * sizeof(int32_t));
+    qx_status s = QX_OK;
+    o.lse = malloc((size_t)p.n_ctx * sizeof(double));
+    o.am = malloc((size_t)p.n_ctx * sizeof(int32_t));
+    o.hid = malloc((size_t)o.k * sizeof(int32_t));
+    o.hval = malloc((size_t)o.k * sizeof(float));
+    o.br.id = malloc((size_t)o.V * sizeof(int32_t));
+    o.br.logp = malloc((size_t)o.V * sizeof(float));
+    if (!o.lse || !o.am || !o.hid || !o.hval || !o.br.id || !o.br.logp) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    if (s == QX_OK && p.base) {
+        o.base_path = p.base;
+        o.base = gzopen(p.base, "rb");
+        if (!o.base) s = qx_fail(e, QX_ENOTFOUND, "%s: cannot open base file", p.base);
+        else s = read_header(&o, n_win, hash, e);
+        if (s == QX_OK && !(o.klds = malloc((size_t)(n_win * o.n_rows_per_win) * sizeof(double))))
+            s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    }
+    if (s == QX_OK && p.save_base) {
+        o.save_path = p.save_base;
+        o.save = gzopen(p.save_base, "wb6");
+        if (!o.save) s = qx_fail(e, QX_EIO, "%s: cannot create base file", p.save_base);
+        else s = write_header(&o, n_win, hash, e);
+    }
+    if (s == QX_OK) {
+        cal_observer ob;
+        memset(&ob, 0, sizeof ob);
+        ob.ud = &o; ob.logits = on_logits;
+        if (p.progress) ob.progress = on_progress;
+        cal_run_params rp = cal_run_default_params();
+        rp.n_threads = p.n_threads;
+        if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
+        rp.logits_from = o.p0;
+        double t0 = qx_now();
+        s = cal_forward(m, win, n_win, p.n_ctx, &rp, &ob, e);
+        r->seconds = qx_now() - t0;
+        r->tokens_per_s = r->seconds > 0 ? (double)(n_win * p.n_ctx) / r->seconds : 0;
+    }
+    if (s == QX_OK && o.base) {
+        char extra;
+        if (gzread(o.base, &extra, 1) != 0) s = qx_fail(e, QX_EFORMAT, "%s: trailing data after the last row", p.base);
+    }
+    if (o.save && gzclose(o.save) != Z_OK && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: write failed on close", p.save_base);
+    if (o.base) gzclose(o.base);
+    if (s == QX_OK) finish(&o);
+    free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.br.id); free(o.br.logp); free(o.klds); free(win);
+    return s;
+}
