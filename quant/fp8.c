@@ -83,21 +83,76 @@ static void fp8_tables_init(void) {
     __atomic_store_n(&tables_ready, 1, __ATOMIC_RELEASE);
 }
 
-void qt_fp8_block_dequant(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
+/* Scalar reference: table lookup times the tile's scale. */
+static void dequant_span_ref(const uint8_t *q, float s, float *o, int64_t n) {
+    for (int64_t c = 0; c < n; c++) o[c] = e4m3_table[q[c]] * s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* AVX2: rebuild the float bits from the code.  Normal codes: exponent re-biased by +120,
+ * mantissa shifted; subnormals (exponent field 0): m * 2^-9 via an int->float convert;
+ * 0x7F/0xFF: NaN.  Bit-identical to the table (each step is exact). */
+__attribute__((target("avx2")))
+static void dequant_span_avx2(const uint8_t *q, float s, float *o, int64_t n) {
+    const __m256 vs = _mm256_set1_ps(s), sub_scale = _mm256_set1_ps(0x1p-9f);
+    const __m256i m7f = _mm256_set1_epi32(0x7F), m78 = _mm256_set1_epi32(0x78), m80 = _mm256_set1_epi32(0x80);
+    const __m256i m07 = _mm256_set1_epi32(0x07), bias = _mm256_set1_epi32(120 << 23), zero = _mm256_setzero_si256();
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FC00000));
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(q + c)));
+        __m256i mag = _mm256_and_si256(v, m7f);
+        __m256 normal = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(mag, 20), bias));
+        __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, m07)), sub_scale);
+        __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(v, m78), zero));
+        __m256 is_nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
+        __m256 x = _mm256_blendv_ps(normal, sub, is_sub);
+        x = _mm256_or_ps(x, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(v, m80), 24)));
+        x = _mm256_mul_ps(x, vs);
+        x = _mm256_blendv_ps(x, qnan, is_nan);
+        _mm256_storeu_ps(o + c, x);
+    }
+    dequant_span_ref(q + c, s, o + c, n - c);
+}
+#endif
+
+typedef void (*span_fn)(const uint8_t *, float, float *, int64_t);
+
+static span_fn pick_span(bool force_ref) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (!force_ref && __builtin_cpu_supports("avx2")) return dequant_span_avx2;
+#endif
+    (void)force_ref;
+    return dequant_span_ref;
+}
+
+static void block_dequant(span_fn span, const uint8_t *q, const float *scale_inv, int64_t cols,
                           int64_t r0, int64_t r1, float *out) {
-    fp8_tables_init();
     int64_t scols = (cols + 127) / 128;
-    (void)rows;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *qr = q + r * cols;
         const float *sr = scale_inv + (r / 128) * scols;
         float *o = out + (r - r0) * cols;
         for (int64_t cb = 0; cb < scols; cb++) {
-            float s = sr[cb];
-            int64_t c1 = (cb + 1) * 128 < cols ? (cb + 1) * 128 : cols;
-            for (int64_t c = cb * 128; c < c1; c++) o[c] = e4m3_table[qr[c]] * s;
+            int64_t c0 = cb * 128, c1 = c0 + 128 < cols ? c0 + 128 : cols;
+            span(qr + c0, sr[cb], o + c0, c1 - c0);
         }
     }
+}
+
+void qt_fp8_block_dequant(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
+                          int64_t r0, int64_t r1, float *out) {
+    fp8_tables_init();
+    (void)rows;
+    block_dequant(pick_span(false), q, scale_inv, cols, r0, r1, out);
+}
+
+void qt_fp8_block_dequant_ref(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
+                              int64_t r0, int64_t r1, float *out) {
+    fp8_tables_init();
+    (void)rows;
+    block_dequant(pick_span(true), q, scale_inv, cols, r0, r1, out);
 }
 
 bool qt_plain_to_f32(qt_type t, const void *src, float *dst, int64_t n) {
