@@ -217,6 +217,8 @@ static qx_status head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, co
     kn_rmsnorm(h + w0 * S * E, E, c->m->out_norm, T, E, hp->norm_eps, xn, E);
     if (c->obs && c->obs->hidden) c->obs->hidden(c->obs->ud, (int)hp->n_layer, w0 * S, xn, T, E);
     qx_status s = QX_OK;
+    if (c->obs && c->obs->matmul_input)   /* every token reaches the output head's input */
+        c->obs->matmul_input(c->obs->ud, CAL_W_OUTPUT, -1, -1, xn, E, T, E);
     if (p->want_logits && c->obs && c->obs->logits) {
         const int64_t wpb = (int64_t)1 << 26;   /* logits floats per output batch (256 MiB) */
         int64_t nw = wpb / (nr * V);
@@ -228,7 +230,7 @@ static qx_status head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, co
             int64_t n = w + nw <= w1 ? nw : w1 - w;
             for (int64_t i = 0; i < n; i++)
                 memcpy(rows + i * nr * E, xn + ((w - w0 + i) * S + p0) * E, (size_t)(nr * E) * sizeof(float));
-            mm(c, &c->m->output, CAL_W_OUTPUT, -1, rows, E, n * nr, NULL, lg, V);
+            kn_matmul(&c->m->output.w, rows, E, n * nr, NULL, lg, V);
             for (int64_t i = 0; s == QX_OK && i < n; i++)
                 s = c->obs->logits(c->obs->ud, w + i, p0, lg + i * nr * V, nr, V, e);
         }

@@ -1,8 +1,96 @@
-/* cli/cmd_imatrix.c — placeholder until the imatrix command lands (see the issues). */
+/* cli/cmd_imatrix.c — `qforge imatrix`: importance-matrix statistics of a model over a text,
+ * written in llama.cpp's GGUF imatrix format (or its legacy .dat). */
 #include "cli.h"
-#include <stdio.h>
+#include "calib/calib.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *imatrix_help =
+    "usage: qforge imatrix MODEL (--text FILE | --ids FILE) -o OUT [options]\n"
+    "  MODEL            an HF checkpoint dir (FP8 / BF16 safetensors)\n"
+    "  --text FILE      calibration text (UTF-8), tokenized with MODEL's tokenizer\n"
+    "  --ids FILE       pre-tokenized input instead: int32 little-endian token ids, no BOS\n"
+    "  -o OUT           output file\n"
+    "  --format F       gguf (default: llama.cpp's GGUF imatrix, general.type \"imatrix\", per weight\n"
+    "                   W.in_sum2 [ne0, nmat] and W.counts [1, nmat]) or dat (legacy imatrix.dat)\n"
+    "  --ctx N          tokens per chunk (default 512)\n"
+    "  --chunks N       use only the first N chunks (default: all)\n"
+    "  --no-bos         keep each chunk's first token (default: overwrite it with BOS, as\n"
+    "                   llama-imatrix does)\n"
+    "  --hf-names       name entries by HF tensor (one per expert) instead of GGUF names\n"
+    "  -t N             threads;  --batch N tokens per engine batch;  --device cpu|cuda\n"
+    "Statistics per weight and input channel: sum of squared inputs and token counts, per\n"
+    "expert for MoE (experts that received no token are listed with count 0) and per head for\n"
+    "the MLA attn_k_b / attn_v_b.\n";
+
 int cmd_imatrix(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qforge imatrix: not available in this build yet\n");
-    return 2;
+    const char *model = NULL, *text = NULL, *ids_path = NULL, *outp = NULL, *fmt = "gguf", *dev = "cpu";
+    cal_imatrix_params p = cal_imatrix_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(imatrix_help, stdout); return 0; }
+        if (!strcmp(a, "--no-bos")) { p.bos_first = false; continue; }
+        if (!strcmp(a, "--hf-names")) { p.gguf_names = false; continue; }
+        if (a[0] != '-') { if (model) return cli_usage_error("imatrix", "unexpected argument '%s'", a); model = a; continue; }
+        if (i + 1 >= argc) return cli_usage_error("imatrix", "%s needs a value", a);
+        const char *val = argv[++i];
+        char *end;
+        long long v = strtoll(val, &end, 10);
+        bool num_ok = *val && !*end && v > 0;
+        if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "--ids")) ids_path = val;
+        else if (!strcmp(a, "-o")) outp = val;
+        else if (!strcmp(a, "--format")) fmt = val;
+        else if (!strcmp(a, "--device")) dev = val;
+        else if (!strcmp(a, "--ctx")) { if (!num_ok || v < 2 || v > (1 << 20)) return cli_usage_error("imatrix", "bad --ctx '%s'", val); p.n_ctx = v; }
+        else if (!strcmp(a, "--chunks")) { if (!num_ok) return cli_usage_error("imatrix", "bad --chunks '%s'", val); p.n_chunks = v; }
+        else if (!strcmp(a, "--batch")) { if (!num_ok) return cli_usage_error("imatrix", "bad --batch '%s'", val); p.batch_tokens = v; }
+        else if (!strcmp(a, "-t")) { if (!num_ok || v > 4096) return cli_usage_error("imatrix", "bad -t '%s'", val); p.n_threads = (int)v; }
+        else return cli_usage_error("imatrix", "unknown option '%s'", a);
+    }
+    if (!model) return cli_usage_error("imatrix", "MODEL is required");
+    if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
+    if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
+    if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
+    int rc = cli_check_device("imatrix", dev);
+    if (rc) return rc;
+
+    qx_err e = {0};
+    cal_model *m = NULL;
+    if (cal_model_open(&m, model, &e) != QX_OK) return cli_fail(&e);
+    int32_t *ids = NULL;
+    int64_t n_ids = 0;
+    if ((rc = cli_read_ids("imatrix", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); return rc; }
+    const cal_hparams *hp = cal_model_hparams(m);
+    int64_t nw = n_ids / p.n_ctx;
+    if (p.n_chunks > 0 && p.n_chunks < nw) nw = p.n_chunks;
+    qx_progress prog;
+    uint64_t total = (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw * p.n_ctx);
+    qx_progress_begin(&prog, stderr, "imatrix", total, "tok");
+    p.progress = cli_engine_progress;
+    p.progress_ud = &prog;
+    im_matrix *im = NULL;
+    qx_status s = cal_imatrix_run(m, ids, n_ids, &p, &im, &e);
+    qx_progress_end(&prog, total);
+    free(ids);
+    cal_model_close(m);
+    if (s == QX_OK) {
+        const char *ds = text ? text : ids_path, *slash = strrchr(ds, '/');
+        s = im_add_dataset(im, slash ? slash + 1 : ds, &e);
+    }
+    if (s == QX_OK) s = !strcmp(fmt, "dat") ? im_write_dat(im, outp, &e) : im_write_gguf(im, outp, &e);
+    if (s != QX_OK) { im_free(im); return cli_fail(&e); }
+    size_t unused = 0, total_m = 0;
+    for (size_t i = 0; i < im->n_entries; i++)
+        for (int64_t k = 0; k < im->entries[i].nmat; k++) { total_m++; unused += im->entries[i].counts[k] == 0; }
+    printf("imatrix: %zu weights (%zu matrices, %zu received no token), %u chunks of %u tokens -> %s (%s)\n",
+           im->n_entries, total_m, unused, im->chunk_count, im->chunk_size, outp, fmt);
+    if (unused) {
+        for (size_t i = 0; i < im->n_entries; i++)
+            for (int64_t k = 0; k < im->entries[i].nmat; k++)
+                if (im->entries[i].counts[k] == 0) printf("  no tokens: %s [%lld]\n", im->entries[i].name, (long long)k);
+    }
+    im_free(im);
+    return 0;
 }
