@@ -108,9 +108,9 @@ static void dequant_span_avx2(const uint8_t *q, float s, float *o, int64_t n) {
         __m256 is_sub = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(v, m78), zero));
         __m256 is_nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, m7f));
         __m256 x = _mm256_blendv_ps(normal, sub, is_sub);
+        x = _mm256_blendv_ps(x, qnan, is_nan);
         x = _mm256_or_ps(x, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(v, m80), 24)));
         x = _mm256_mul_ps(x, vs);
-        x = _mm256_blendv_ps(x, qnan, is_nan);
         _mm256_storeu_ps(o + c, x);
     }
     dequant_span_ref(q + c, s, o + c, n - c);
