@@ -22,7 +22,10 @@
 static uint64_t s_ = 0x2545F4914F6CDD1Dull;
 static double urand(void) { s_ ^= s_ << 13; s_ ^= s_ >> 7; s_ ^= s_ << 17; return ((double)(s_ >> 11) + 0.5) / 9007199254740992.0; }
 static double gauss(void) { return sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()); }
+/* Wall clock for the all-thread runs; the CPU time of this thread for 1-thread runs, so
+ * that other processes on a shared machine do not distort the single-thread rates. */
 static double now(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec; }
+static double cpu_now(void) { struct timespec ts; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec; }
 
 /* ggml single-thread quantize rates on this machine (issue 3), M weights/s; 0 = not given */
 static const struct { qt_type t; double plain, imp; } ggml_ref[] = {
@@ -66,20 +69,20 @@ int main(void) {
         for (int wi = 0; wi < 2; wi++) {
             const float *im = wi ? imp : NULL;
             set_threads(1);
-            double t0 = now();
+            double t0 = cpu_now();
             qt_quantize_rows(t, x, q, ROWS, COLS, im);
-            double q1 = ROWS * (double)COLS / (now() - t0) / 1e6;
+            double q1 = ROWS * (double)COLS / (cpu_now() - t0) / 1e6;
             set_threads(nt);
             t0 = now();
             qt_quantize_rows(t, x, q, ROWS, COLS, im);
             double qa = ROWS * (double)COLS / (now() - t0) / 1e6;
-            t0 = now();
+            t0 = cpu_now();
             for (int r = 0; r < REF_ROWS; r++) ref(x + (size_t)r * COLS, q + r * rs, COLS, im);
-            double qr = REF_ROWS * (double)COLS / (now() - t0) / 1e6;
+            double qr = REF_ROWS * (double)COLS / (cpu_now() - t0) / 1e6;
             set_threads(1);
-            t0 = now();
+            t0 = cpu_now();
             qt_dequantize_rows(t, q, y, ROWS, COLS);
-            double d1 = ROWS * (double)COLS / (now() - t0) / 1e6;
+            double d1 = ROWS * (double)COLS / (cpu_now() - t0) / 1e6;
             set_threads(nt);
             t0 = now();
             qt_dequantize_rows(t, q, y, ROWS, COLS);

@@ -8,9 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* weak until cli/inspect_gguf.c lands */
-int cli_inspect_gguf(const char *path, bool json, bool tensors) __attribute__((weak));
-
 static const char *inspect_help =
     "usage: qforge inspect PATH [--json] [--tensors]\n"
     "  PATH       an HF checkpoint directory, a .safetensors file or a .gguf file\n"
@@ -204,9 +201,6 @@ int cmd_inspect(int argc, char **argv) {
         else path = argv[i];
     }
     if (!path) { fputs(inspect_help, stderr); return 2; }
-    if (qx_ends_with(path, ".gguf")) {
-        if (!cli_inspect_gguf) { fprintf(stderr, "qforge inspect: GGUF support not built\n"); return 1; }
-        return cli_inspect_gguf(path, as_json, tensors);
-    }
+    if (qx_ends_with(path, ".gguf")) return cli_inspect_gguf(path, as_json, tensors);
     return inspect_safetensors(path, as_json, tensors);
 }

@@ -15,17 +15,21 @@ static float nl_search(const qk_kern *k, const float *x, const float *w, int n) 
         if (a > amax) { amax = a; max = x[j]; }
     }
     if (!(amax > 1e-15f) || !isfinite(amax)) return 0.f;
-    float best = -1, d = 0, s[2];
-    for (int side = 0; side < 2; side++)
-        for (int t = -7; t <= 7; t++) {
-            float is = (side ? (float)t + 113.f : (float)t - 127.f) / max;
-            k->nl(x, w, n, is, s);
-            if (s[1] > 0 && s[0] * s[0] > best * s[1]) { best = s[0] * s[0] / s[1]; d = s[0] / s[1]; }
+    float bx = 0, bl = 0, d = 0, is[8], sxl[8], sll[8];
+    for (int g = 0; g < 6; g++) {
+        if (g < 4) {                /* largest |x| near level -127 (g 0,1) or +113 (g 2,3) */
+            for (int c = 0; c < 8; c++) {
+                float t = (float)(8 * (g & 1) + c - 8);
+                is[c] = (g < 2 ? t - 127.f : t + 113.f) / max;
+            }
+        } else {
+            if (d == 0) break;
+            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / d;
         }
-    for (int r = 0; r < 2 && d != 0; r++) {
-        k->nl(x, w, n, 1.f / d, s);
-        if (!(s[1] > 0 && s[0] * s[0] > best * s[1])) break;
-        best = s[0] * s[0] / s[1]; d = s[0] / s[1];
+        k->nl8(x, w, n, is, sxl, sll);
+        for (int c = 0; c < 8; c++)
+            if (sll[c] > 0 && (bl == 0 || (sxl[c] * sxl[c]) * bl > (bx * bx) * sll[c])) { bx = sxl[c]; bl = sll[c]; }
+        if (bl > 0) d = bx / bl;
     }
     return d;
 }
@@ -59,7 +63,7 @@ void qk_quant_iq4_xs(const qk_kern *k, const float *x, void *dst, int64_t n, con
             for (int l = 0; l < 32; l++) s += w[32 * j + l];
             sw[j] = s;
         }
-        float d = qk_sym_search(k, sc, sw, 8, 32, 4, 0.1f, 1, Ls);
+        float d = qk_sym_search(k, sc, sw, 8, 32, 1, 0.1f, 1, Ls);
         y[i].d = qt_f32_to_f16(d);
         float df = qt_f16_to_f32(y[i].d);
         y[i].scales_h = 0;

@@ -65,7 +65,7 @@ static void qkx_superblock(const qk_kern *k, const float *x, const float *imp, i
     uint8_t ls[8], lm[8];
     qk_weights(x, imp, QK, w);
     for (int j = 0; j < 8; j++) {
-        sc[j] = qk_asym_search(k, x + 32 * j, w + 32 * j, 32, nmax, -1.f, 0.1f, 20, 2, &mn[j], L + 32 * j);
+        sc[j] = qk_asym_search(k, x + 32 * j, w + 32 * j, 32, nmax, -1.f, 0.1f, 3, 1, &mn[j], NULL);
         float s = 0;
         for (int l = 0; l < 32; l++) s += w[32 * j + l];
         sw[j] = s;
@@ -121,7 +121,7 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(x, imp ? imp + QK * i : NULL, QK, w);
         for (int j = 0; j < 16; j++) {
-            sc[j] = qk_asym_search(k, x + 16 * j, w + 16 * j, 16, 3, -0.9f, 0.05f, 36, 2, &mn[j], L + 16 * j);
+            sc[j] = qk_asym_search(k, x + 16 * j, w + 16 * j, 16, 3, -0.9f, 0.08f, 3, 1, &mn[j], NULL);
             float s = 0;
             for (int l = 0; l < 16; l++) s += w[16 * j + l];
             sw[j] = s;
@@ -156,14 +156,14 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
 static void sym_superblock(const qk_kern *k, const float *x, const float *w, int nmax, int cmax,
                            uint16_t *dh, int *codes, uint8_t *L) {
     float sc[16], sw[16];
-    int8_t Li[16], Ls[16];
+    int8_t Ls[16];
     for (int j = 0; j < 16; j++) {
-        sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, 9, 0.1f, 2, Li);
+        sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, 2, 0.125f, 1, NULL);
         float s = 0;
         for (int l = 0; l < 16; l++) s += w[16 * j + l];
         sw[j] = s;
     }
-    float d = qk_sym_search(k, sc, sw, 16, cmax, 4, 0.1f, 1, Ls);
+    float d = qk_sym_search(k, sc, sw, 16, cmax, 1, 0.1f, 1, Ls);
     *dh = qt_f32_to_f16(d);
     float df = qt_f16_to_f32(*dh);
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
@@ -200,8 +200,11 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
             y[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
         }
         memset(y[i].hmask, 0, 32);
-        for (int j = 0; j < QK; j++)
-            if (L[j] > 3) { y[i].hmask[j % 32] |= (uint8_t)(1 << (j / 32)); L[j] -= 4; }
+        for (int j = 0; j < QK; j++) {
+            uint8_t hb = (uint8_t)(L[j] >> 2);
+            y[i].hmask[j % 32] |= (uint8_t)(hb << (j / 32));
+            L[j] &= 3;
+        }
         for (int h = 0; h < 2; h++)
             for (int l = 0; l < 32; l++) {
                 const uint8_t *Lh = L + 128 * h;

@@ -12,9 +12,8 @@ static uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return
 /* Symmetric 32-blocks: levels -nmax..nmax-1 stored as L + nmax. */
 static void sym_block(const qk_kern *k, const float *x, const float *imp, int nmax, uint16_t *dh, uint8_t *Lq) {
     float w[32];
-    int8_t L[32];
     qk_weights(x, imp, 32, w);
-    float d = qk_sym_search(k, x, w, 32, nmax, 9, 0.1f, 2, L);
+    float d = qk_sym_search(k, x, w, 32, nmax, 2, 0.125f, 1, NULL);
     *dh = qt_f32_to_f16(d);
     float df = qt_f16_to_f32(*dh), id = df != 0 ? 1.f / df : 0.f;
     for (int j = 0; j < 32; j++)
@@ -25,7 +24,7 @@ static void sym_block(const qk_kern *k, const float *x, const float *imp, int nm
 static void asym_block(const qk_kern *k, const float *x, const float *imp, int nmax, uint16_t *dh, uint16_t *mh, uint8_t *Lq) {
     float w[32], m;
     qk_weights(x, imp, 32, w);
-    float d = qk_asym_search(k, x, w, 32, nmax, -0.9f, 0.05f, 36, 2, &m, Lq);
+    float d = qk_asym_search(k, x, w, 32, nmax, -1.f, 0.1f, 3, 1, &m, Lq);
     *dh = qt_f32_to_f16(d);
     *mh = qt_f32_to_f16(-m);
     float df = qt_f16_to_f32(*dh), mf = qt_f16_to_f32(*mh);

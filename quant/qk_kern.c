@@ -8,41 +8,46 @@ const float qk_iq4_mids[15] = {
     -115.5f, -93.5f, -74.f, -57.f, -42.f, -28.5f, -16.f, -4.5f, 7.f, 19.f, 31.5f, 45.5f, 61.f, 79.f, 101.f,
 };
 
-static void asym_ref(const float *x, const float *w, int n, float mn, float is, float nmax, float out[3]) {
-    float a0[8] = {0}, a1[8] = {0}, a2[8] = {0};
-    for (int j = 0; j < n; j += 8)
-        for (int k = 0; k < 8; k++) {
-            float l = qk_rint(qk_clamp((x[j + k] - mn) * is, 0.f, nmax));
-            float wl = w[j + k] * l;
-            a0[k] += wl;
-            a1[k] += wl * l;
-            a2[k] += wl * x[j + k];
+static void asym8_ref(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                      const float mom[3], float d[8], float m[8], float err[8]) {
+    for (int c = 0; c < 8; c++) {
+        float s0 = 0, s1 = 0, s2 = 0;
+        for (int j = 0; j < n; j++) {
+            float l = qk_rint(qk_clamp((x[j] - mn) * is[c], 0.f, nmax));
+            float wl = w[j] * l;
+            s0 += wl;
+            s1 += wl * l;
+            s2 += wl * x[j];
         }
-    out[0] = qk_hsum8(a0); out[1] = qk_hsum8(a1); out[2] = qk_hsum8(a2);
+        err[c] = qk_asym_fit(s0, s1, s2, mom, &d[c], &m[c]);
+    }
 }
 
-static void sym_ref(const float *x, const float *w, int n, float is, float lo, float hi, float out[2]) {
-    float a0[8] = {0}, a1[8] = {0};
-    for (int j = 0; j < n; j += 8)
-        for (int k = 0; k < 8; k++) {
-            float l = qk_rint(qk_clamp(x[j + k] * is, lo, hi));
-            float wl = w[j + k] * l;
-            a0[k] += wl * x[j + k];
-            a1[k] += wl * l;
+static void sym8_ref(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                     float sxl[8], float sll[8]) {
+    for (int c = 0; c < 8; c++) {
+        float a0 = 0, a1 = 0;
+        for (int j = 0; j < n; j++) {
+            float l = qk_rint(qk_clamp(x[j] * is[c], lo, hi));
+            float wl = w[j] * l;
+            a0 += wl * x[j];
+            a1 += wl * l;
         }
-    out[0] = qk_hsum8(a0); out[1] = qk_hsum8(a1);
+        sxl[c] = a0; sll[c] = a1;
+    }
 }
 
-static void nl_ref(const float *x, const float *w, int n, float is, float out[2]) {
-    float a0[8] = {0}, a1[8] = {0};
-    for (int j = 0; j < n; j += 8)
-        for (int k = 0; k < 8; k++) {
-            float q = qk_iq4_levels[qk_iq4_index(x[j + k] * is)];
-            float wq = w[j + k] * q;
-            a0[k] += wq * x[j + k];
-            a1[k] += wq * q;
+static void nl8_ref(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]) {
+    for (int c = 0; c < 8; c++) {
+        float a0 = 0, a1 = 0;
+        for (int j = 0; j < n; j++) {
+            float q = qk_iq4_levels[qk_iq4_index(x[j] * is[c])];
+            float wq = w[j] * q;
+            a0 += wq * x[j];
+            a1 += wq * q;
         }
-    out[0] = qk_hsum8(a0); out[1] = qk_hsum8(a1);
+        sxl[c] = a0; sll[c] = a1;
+    }
 }
 
 static float asym_err_ref(const float *x, const float *w, int n, float d, float id, float m, float nmax) {
@@ -77,7 +82,7 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
     return qk_hsum8(a);
 }
 
-const qk_kern qk_kern_ref = { asym_ref, sym_ref, nl_ref, asym_err_ref, sym_err_ref, nl_err_ref };
+const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

@@ -6,6 +6,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
+#include <math.h>
 
 #define AVX2 __attribute__((target("avx2")))
 #define RND (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -22,32 +23,57 @@ AVX2 static inline __m256 clampv(__m256 v, __m256 lo, __m256 hi) {
     return _mm256_max_ps(_mm256_min_ps(v, hi), lo);
 }
 
-AVX2 static void asym_avx2(const float *x, const float *w, int n, float mn, float is, float nmax, float out[3]) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0;
-    const __m256 vmn = _mm256_set1_ps(mn), vis = _mm256_set1_ps(is), vmax = _mm256_set1_ps(nmax);
-    const __m256 z = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += 8) {
-        __m256 vx = _mm256_loadu_ps(x + j);
-        __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(_mm256_sub_ps(vx, vmn), vis), z, vmax), RND);
-        __m256 wl = _mm256_mul_ps(_mm256_loadu_ps(w + j), l);
-        a0 = _mm256_add_ps(a0, wl);
-        a1 = _mm256_add_ps(a1, _mm256_mul_ps(wl, l));
-        a2 = _mm256_add_ps(a2, _mm256_mul_ps(wl, vx));
+AVX2 static void asym8_avx2(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                            const float mom[3], float d[8], float m[8], float err[8]) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0;
+    const __m256 vis = _mm256_loadu_ps(is), vmax = _mm256_set1_ps(nmax), z = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m256 vxm = _mm256_set1_ps(x[j] - mn), vx = _mm256_set1_ps(x[j]), vw = _mm256_set1_ps(w[j]);
+        __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vxm, vis), z, vmax), RND);
+        __m256 wl = _mm256_mul_ps(vw, l);
+        s0 = _mm256_add_ps(s0, wl);
+        s1 = _mm256_add_ps(s1, _mm256_mul_ps(wl, l));
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(wl, vx));
     }
-    out[0] = hsum(a0); out[1] = hsum(a1); out[2] = hsum(a2);
+    /* qk_asym_fit, lane-wise */
+    const __m256 sw = _mm256_set1_ps(mom[0]), sx = _mm256_set1_ps(mom[1]), sxx = _mm256_set1_ps(mom[2]);
+    const __m256 one = _mm256_set1_ps(1.f), two = _mm256_set1_ps(2.f);
+    __m256 D = _mm256_sub_ps(_mm256_mul_ps(sw, s1), _mm256_mul_ps(s0, s0));
+    __m256 Dpos = _mm256_cmp_ps(D, z, _CMP_GT_OQ);
+    __m256 Dd = _mm256_blendv_ps(one, D, Dpos);
+    __m256 td = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, s2), _mm256_mul_ps(sx, s0)), Dd);
+    __m256 tm = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(s1, sx), _mm256_mul_ps(s0, s2)), Dd);
+    __m256 s1d = _mm256_blendv_ps(one, s1, _mm256_cmp_ps(s1, z, _CMP_GT_OQ));
+    __m256 td2 = _mm256_div_ps(s2, s1d);
+    __m256 mpos = _mm256_cmp_ps(tm, z, _CMP_GT_OQ);
+    td = _mm256_blendv_ps(td, td2, mpos);
+    tm = _mm256_blendv_ps(tm, z, mpos);
+    __m256 td2x = _mm256_mul_ps(two, td);
+    __m256 e = _mm256_sub_ps(sxx, _mm256_mul_ps(td2x, s2));
+    e = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_mul_ps(two, tm), sx));
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(td, td), s1));
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(td2x, tm), s0));
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(tm, tm), sw));
+    __m256 ok = _mm256_and_ps(Dpos, _mm256_cmp_ps(td, z, _CMP_GT_OQ));
+    e = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), e, ok);
+    _mm256_storeu_ps(d, td);
+    _mm256_storeu_ps(m, tm);
+    _mm256_storeu_ps(err, e);
 }
 
-AVX2 static void sym_avx2(const float *x, const float *w, int n, float is, float lo, float hi, float out[2]) {
+AVX2 static void sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                           float sxl[8], float sll[8]) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    const __m256 vis = _mm256_set1_ps(is), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    for (int j = 0; j < n; j += 8) {
-        __m256 vx = _mm256_loadu_ps(x + j);
+    const __m256 vis = _mm256_loadu_ps(is), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int j = 0; j < n; j++) {
+        __m256 vx = _mm256_set1_ps(x[j]);
         __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, vis), vlo, vhi), RND);
-        __m256 wl = _mm256_mul_ps(_mm256_loadu_ps(w + j), l);
+        __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[j]), l);
         a0 = _mm256_add_ps(a0, _mm256_mul_ps(wl, vx));
         a1 = _mm256_add_ps(a1, _mm256_mul_ps(wl, l));
     }
-    out[0] = hsum(a0); out[1] = hsum(a1);
+    _mm256_storeu_ps(sxl, a0);
+    _mm256_storeu_ps(sll, a1);
 }
 
 /* IQ4 level of v: index = number of midpoints <= v, looked up in two 8-entry halves. */
@@ -63,17 +89,18 @@ AVX2 static inline __m256 nl_level(__m256 v) {
     return _mm256_blendv_ps(ql, qh, sel);
 }
 
-AVX2 static void nl_avx2(const float *x, const float *w, int n, float is, float out[2]) {
+AVX2 static void nl8_avx2(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    const __m256 vis = _mm256_set1_ps(is);
-    for (int j = 0; j < n; j += 8) {
-        __m256 vx = _mm256_loadu_ps(x + j);
+    const __m256 vis = _mm256_loadu_ps(is);
+    for (int j = 0; j < n; j++) {
+        __m256 vx = _mm256_set1_ps(x[j]);
         __m256 q = nl_level(_mm256_mul_ps(vx, vis));
-        __m256 wq = _mm256_mul_ps(_mm256_loadu_ps(w + j), q);
+        __m256 wq = _mm256_mul_ps(_mm256_set1_ps(w[j]), q);
         a0 = _mm256_add_ps(a0, _mm256_mul_ps(wq, vx));
         a1 = _mm256_add_ps(a1, _mm256_mul_ps(wq, q));
     }
-    out[0] = hsum(a0); out[1] = hsum(a1);
+    _mm256_storeu_ps(sxl, a0);
+    _mm256_storeu_ps(sll, a1);
 }
 
 AVX2 static float asym_err_avx2(const float *x, const float *w, int n, float d, float id, float m, float nmax) {
@@ -113,7 +140,7 @@ AVX2 static float nl_err_avx2(const float *x, const float *w, int n, float d, fl
     return hsum(a);
 }
 
-static const qk_kern kern_avx2 = { asym_avx2, sym_avx2, nl_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2 };
+static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -61,6 +61,9 @@ uint16_t qt_f32_to_f16(float f);       /* round to nearest even */
  * with scols = ceil(cols/128).  Writes rows [r0, r1) into out ((r1-r0) x cols, row-major). */
 void qt_fp8_block_dequant(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
                           int64_t r0, int64_t r1, float *out);
+/* The scalar reference of the same (the default above uses SIMD when the CPU has it). */
+void qt_fp8_block_dequant_ref(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
+                              int64_t r0, int64_t r1, float *out);
 
 /* Converts n elements of a plain type (F32, F16, BF16, F8_E4M3, F8_E5M2) to f32;
  * returns false for other types. */

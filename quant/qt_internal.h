@@ -12,6 +12,7 @@
 #include "qt.h"
 #include "blocks.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Round half to even of v for |v| < 2^22 (exact; the same as vroundps). */
@@ -26,21 +27,44 @@ static inline float qk_hsum8(const float a[8]) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Search kernels.  n is a multiple of 8; sums follow the 8-lane rule above.
- *  asym: l = rint(clamp((x - mn) * is, 0, nmax));  out = {sum w*l, sum w*l*l, sum w*l*x}
- *  sym:  l = rint(clamp(x * is, lo, hi));            out = {sum w*l*x, sum w*l*l}
- *  nl:   q = IQ4 level nearest x * is (ties up);     out = {sum w*q*x, sum w*q*q}
+/* Search kernels.  The *8 kernels score 8 candidate inverse scales at once (lane c uses
+ * is[c]; each lane sums over j = 0..n-1 in order, so a scalar loop reproduces it):
+ *  asym8: l = rint(clamp((x - mn) * is[c], 0, nmax)); S0 = sum w*l, S1 = sum w*l*l,
+ *         S2 = sum w*l*x; then qk_asym_fit(S0, S1, S2, mom) gives d[c], m[c], err[c].
+ *  sym8:  l = rint(clamp(x * is[c], lo, hi)); sxl[c] = sum w*l*x, sll[c] = sum w*l*l.
+ *  nl8:   q = IQ4 level nearest x * is[c] (ties up); sxl[c] = sum w*q*x, sll[c] = sum w*q*q.
+ * The *_err kernels measure one candidate, n a multiple of 8, in 8 lanes (element j in lane
+ * j % 8, lanes summed in qk_hsum8 order):
  *  asym_err: l = rint(clamp((x + m) * id, 0, nmax)), returns sum w*(x - (d*l - m))^2
  *  sym_err:  l = rint(clamp(x * id, lo, hi)),          returns sum w*(x - d*l)^2
  *  nl_err:   q = level nearest x * id,                 returns sum w*(x - d*q)^2 */
 typedef struct {
-    void (*asym)(const float *x, const float *w, int n, float mn, float is, float nmax, float out[3]);
-    void (*sym)(const float *x, const float *w, int n, float is, float lo, float hi, float out[2]);
-    void (*nl)(const float *x, const float *w, int n, float is, float out[2]);
+    void (*asym8)(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                  const float mom[3], float d[8], float m[8], float err[8]);
+    void (*sym8)(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                 float sxl[8], float sll[8]);
+    void (*nl8)(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]);
     float (*asym_err)(const float *x, const float *w, int n, float d, float id, float m, float nmax);
     float (*sym_err)(const float *x, const float *w, int n, float d, float id, float lo, float hi);
     float (*nl_err)(const float *x, const float *w, int n, float d, float id);
 } qk_kern;
+
+/* Weighted least-squares fit of x ~ d*l + m with m <= 0 from the level sums S0..S2 and the
+ * block moments mom = {sum w, sum w*x, sum w*x^2}; returns the weighted SSE of the fit
+ * (INFINITY when degenerate).  The AVX2 kernel performs these exact float operations. */
+static inline float qk_asym_fit(float s0, float s1, float s2, const float mom[3], float *d, float *m) {
+    const float sw = mom[0], sx = mom[1], sxx = mom[2];
+    float D = sw * s1 - s0 * s0;
+    float Dd = D > 0 ? D : 1.f;
+    float td = (sw * s2 - sx * s0) / Dd;
+    float tm = (s1 * sx - s0 * s2) / Dd;
+    float s1d = s1 > 0 ? s1 : 1.f;
+    float td2 = s2 / s1d;
+    if (tm > 0) { td = td2; tm = 0.f; }
+    float e = ((((sxx - (2.f * td) * s2) - (2.f * tm) * sx) + (td * td) * s1) + ((2.f * td) * tm) * s0) + (tm * tm) * sw;
+    *d = td; *m = tm;
+    return (D > 0 && td > 0) ? e : INFINITY;
+}
 
 extern const qk_kern qk_kern_ref;
 /* The AVX2 kernels, or NULL when the CPU (or the compiler) lacks AVX2. */
@@ -91,15 +115,19 @@ void qt_dequant_iq4_xs(const void *src, float *dst, int64_t n);
 qt_from_float_fn qt_ref_from_float(qt_type t);
 
 /* Shared search helpers (quant/search.c). w: per-element weights (> 0 somewhere). */
-/* Symmetric levels -nmax..nmax-1 (nmax > 0); candidate inverse scales
- * -(nmax + step*c)/max for c in [-nc, nc], then `refine` Lloyd steps.  Writes L
- * (values in -nmax..nmax-1) and returns the scale d (x ~ d*L). */
+/* Symmetric levels -nmax..nmax-1 (nmax > 0); 8*ng candidate inverse scales
+ * -(nmax + step*(c - 4*ng))/max, then `refine` rounds of 8 candidates around the inverse
+ * of the best fitted scale.  Writes L (values in -nmax..nmax-1) if L is non-NULL and
+ * returns the scale d (x ~ d*L).  n is a multiple of 8 (or any n for the scalar path). */
 float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
-                    int nc, float step, int refine, int8_t *L);
-/* Levels 0..nmax with a min: x ~ d*L - m (m >= 0 returned in *m).  Candidates
- * (nmax + rmin + rdelta*i)/(max - min) for i in 0..nstep, then `refine` Lloyd steps. */
+                    int ng, float step, int refine, int8_t *L);
+/* Levels 0..nmax with a min: x ~ d*L - m (m >= 0 returned in *m).  8*ng candidates
+ * (nmax + r0 + rstep*i)/(max - min), then `refine` rounds around the best fit.  Writes L
+ * if non-NULL. */
 float qk_asym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
-                     float rmin, float rdelta, int nstep, int refine, float *m, uint8_t *L);
+                     float r0, float rstep, int ng, int refine, float *m, uint8_t *L);
+/* Factors applied to 1/d in the refinement rounds (lane 0 is the plain Lloyd step). */
+extern const float qk_refine_f[8];
 /* Quantizes n >= 0 non-negative values v with weights w to levels 0..nmax: v ~ d*L.
  * Returns d (0 when all v are 0). */
 float qk_pos_scale_search(const float *v, const float *w, int n, int nmax, uint8_t *L);

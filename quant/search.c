@@ -24,92 +24,76 @@ void qk_weights(const float *x, const float *imp, int n, float *w) {
     for (int j = 0; j < n; j++) w[j] = sqrtf(sigma2 + x[j] * x[j]);
 }
 
+const float qk_refine_f[8] = { 1.f, 0.995f, 1.005f, 0.99f, 1.01f, 0.98f, 1.02f, 0.97f };
+
 float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
-                    int nc, float step, int refine, int8_t *L) {
-    float amax = 0, max = 0;
+                    int ng, float step, int refine, int8_t *L) {
+    float hi_v = 0, lo_v = 0;           /* branch-free extremes; max = the one of larger |x| */
     for (int j = 0; j < n; j++) {
-        float ax = fabsf(x[j]);
-        if (ax > amax) { amax = ax; max = x[j]; }
+        hi_v = x[j] > hi_v ? x[j] : hi_v;
+        lo_v = x[j] < lo_v ? x[j] : lo_v;
     }
+    float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
     if (!(amax > EPS_MAX) || !isfinite(amax)) {
-        memset(L, 0, (size_t)n);
+        if (L) memset(L, 0, (size_t)n);
         return 0.f;
     }
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
-    float best_is = -nmax / max, best_score = -1, d = 0, s[2];
-    for (int c = -nc; c <= nc; c++) {
-        float is = -((float)nmax + step * (float)c) / max;
-        k->sym(x, w, n, is, lo, hi, s);
-        if (s[1] > 0 && s[0] * s[0] > best_score * s[1]) {
-            best_score = s[0] * s[0] / s[1];
-            best_is = is; d = s[0] / s[1];
+    /* best so far as the pair (bx, bl): score bx^2/bl, compared by cross-multiplication */
+    float best_is = -nmax / max, bx = 0, bl = 0, d = 0, is[8], sxl[8], sll[8];
+    for (int g = 0; g < ng + refine; g++) {
+        if (g < ng) {
+            for (int c = 0; c < 8; c++) is[c] = -((float)nmax + step * (float)(8 * g + c - 4 * ng)) / max;
+        } else {
+            if (d == 0) break;
+            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / d;
         }
+        k->sym8(x, w, n, is, lo, hi, sxl, sll);
+        for (int c = 0; c < 8; c++)
+            if (sll[c] > 0 && (bl == 0 || (sxl[c] * sxl[c]) * bl > (bx * bx) * sll[c])) {
+                bx = sxl[c]; bl = sll[c]; best_is = is[c];
+            }
+        if (bl > 0) d = bx / bl;
     }
-    for (int r = 0; r < refine && d != 0; r++) {
-        float is = 1.f / d;
-        k->sym(x, w, n, is, lo, hi, s);
-        if (!(s[1] > 0 && s[0] * s[0] > best_score * s[1])) break;
-        best_score = s[0] * s[0] / s[1];
-        best_is = is; d = s[0] / s[1];
-    }
-    if (best_score < 0) d = 1.f / best_is;
-    for (int j = 0; j < n; j++) L[j] = (int8_t)qk_rint(qk_clamp(x[j] * best_is, lo, hi));
+    if (!(bl > 0)) d = 1.f / best_is;
+    if (L)
+        for (int j = 0; j < n; j++) L[j] = (int8_t)qk_rint(qk_clamp(x[j] * best_is, lo, hi));
     return d;
 }
 
-/* Weighted SSE of x ~ d*l + mn from the sums of one candidate (double, exact enough). */
-static double asym_sse(double sw, double sx, double sxx, const float s[3], double d, double mn) {
-    return sxx - 2 * d * s[2] - 2 * mn * sx + d * d * s[1] + 2 * d * mn * s[0] + mn * mn * sw;
-}
-
-/* Fits d, mn (mn <= 0) to the levels summarized in s; returns false if degenerate. */
-static bool asym_fit(float sw, float sx, const float s[3], float *d, float *mn) {
-    float D = sw * s[1] - s[0] * s[0];
-    if (!(D > 0)) return false;
-    float td = (sw * s[2] - sx * s[0]) / D;
-    float tm = (s[1] * sx - s[0] * s[2]) / D;
-    if (tm > 0) { tm = 0; td = s[1] > 0 ? s[2] / s[1] : 0.f; }
-    if (!(td > 0)) return false;
-    *d = td; *mn = tm;
-    return true;
-}
-
 float qk_asym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
-                     float rmin, float rdelta, int nstep, int refine, float *m, uint8_t *L) {
-    float min = x[0], max = x[0], sw = 0, sx = 0, sxx = 0;
+                     float r0, float rstep, int ng, int refine, float *m, uint8_t *L) {
+    float min = x[0], max = x[0], mom[3] = { 0, 0, 0 };
     for (int j = 0; j < n; j++) {
         if (x[j] < min) min = x[j];
         if (x[j] > max) max = x[j];
-        sw += w[j]; sx += w[j] * x[j]; sxx += w[j] * x[j] * x[j];
+        mom[0] += w[j]; mom[1] += w[j] * x[j]; mom[2] += w[j] * x[j] * x[j];
     }
     if (min > 0) min = 0;
-    if (!(max > min) || !isfinite(max - min) || !(sw > 0)) {
-        memset(L, 0, (size_t)n);
+    if (!(max > min) || !isfinite(max - min) || !(mom[0] > 0)) {
+        if (L) memset(L, 0, (size_t)n);
         *m = -min;
         return 0.f;
     }
     const float fmax = (float)nmax;
     /* best: quantization parameters (is, qmn) and the fit (d, mn) of its levels */
-    float b_is = fmax / (max - min), b_qmn = min, b_d = (max - min) / fmax, b_mn = min, s[3], d, mn;
-    k->asym(x, w, n, b_qmn, b_is, fmax, s);
-    if (asym_fit(sw, sx, s, &d, &mn)) { b_d = d; b_mn = mn; }
-    double best = asym_sse(sw, sx, sxx, s, b_d, b_mn);
-    for (int i = 0; i <= nstep; i++) {
-        float is = (fmax + rmin + rdelta * (float)i) / (max - min);
-        k->asym(x, w, n, min, is, fmax, s);
-        if (!asym_fit(sw, sx, s, &d, &mn)) continue;
-        double e = asym_sse(sw, sx, sxx, s, d, mn);
-        if (e < best) { best = e; b_is = is; b_qmn = min; b_d = d; b_mn = mn; }
+    float b_is = fmax / (max - min), b_qmn = min, b_d = (max - min) / fmax, b_mn = min, best = INFINITY;
+    float is[8], d[8], mn[8], err[8];
+    for (int g = 0; g < ng + refine; g++) {
+        float qmn = min;
+        if (g < ng) {
+            for (int c = 0; c < 8; c++) is[c] = (fmax + r0 + rstep * (float)(8 * g + c)) / (max - min);
+        } else {
+            if (!(best < INFINITY)) break;
+            qmn = b_mn;
+            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / b_d;
+        }
+        k->asym8(x, w, n, qmn, is, fmax, mom, d, mn, err);
+        for (int c = 0; c < 8; c++)
+            if (err[c] < best) { best = err[c]; b_is = is[c]; b_qmn = qmn; b_d = d[c]; b_mn = mn[c]; }
     }
-    for (int r = 0; r < refine; r++) {
-        float is = 1.f / b_d, qmn = b_mn;
-        k->asym(x, w, n, qmn, is, fmax, s);
-        if (!asym_fit(sw, sx, s, &d, &mn)) break;
-        double e = asym_sse(sw, sx, sxx, s, d, mn);
-        if (!(e < best)) break;
-        best = e; b_is = is; b_qmn = qmn; b_d = d; b_mn = mn;
-    }
-    for (int j = 0; j < n; j++) L[j] = (uint8_t)qk_rint(qk_clamp((x[j] - b_qmn) * b_is, 0.f, fmax));
+    if (L)
+        for (int j = 0; j < n; j++) L[j] = (uint8_t)qk_rint(qk_clamp((x[j] - b_qmn) * b_is, 0.f, fmax));
     *m = -b_mn;
     return b_d;
 }
@@ -119,8 +103,8 @@ float qk_pos_scale_search(const float *v, const float *w, int n, int nmax, uint8
     for (int j = 0; j < n; j++) max = v[j] > max ? v[j] : max;
     if (!(max > EPS_MAX)) { memset(L, 0, (size_t)n); return 0.f; }
     float best_is = nmax / max, best = INFINITY;
-    for (int c = -8; c <= 8; c++) {
-        float is = ((float)nmax + 0.05f * (float)c) / max, d = 1.f / is, e = 0;
+    for (int c = -4; c <= 4; c++) {
+        float is = ((float)nmax + 0.1f * (float)c) / max, d = 1.f / is, e = 0;
         for (int j = 0; j < n; j++) {
             float l = qk_rint(qk_clamp(v[j] * is, 0.f, (float)nmax));
             float r = v[j] - d * l;
