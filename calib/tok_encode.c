@@ -215,8 +215,9 @@ static cand heap_pop(tok_ctx *c) {
 }
 
 static void push_pair(tok_ctx *c, int32_t i) {
+    if (i < 0) return;
     int32_t j = c->sy[i].next;
-    if (i < 0 || j < 0) return;
+    if (j < 0) return;
     int32_t rank, res;
     if (merge_get(c->t, c->sy[i].id, c->sy[j].id, &rank, &res)) heap_push(c, (cand){rank, i, res});
 }
@@ -539,6 +540,8 @@ qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavi
 #define RE_DS3_NUM "\\p{N}{1,3}"
 #define RE_DS3_CJK "[\\x{4e00}-\\x{9fa5}\\x{3040}-\\x{309f}\\x{30a0}-\\x{30ff}]+"
 #define RE_DS3_MAIN "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+const char tok_re_gpt2[] = RE_GPT2;
 
 bool tok_pre_setup(cal_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st) {
     const char *re[3] = {NULL, NULL, NULL};

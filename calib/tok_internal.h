@@ -91,6 +91,8 @@ int32_t tok_strmap_get(const cal_tok *t, const char *s, size_t n);
 /* Pre-tokenizer stage set-up (tok_encode.c). */
 qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavior b, bool invert,
                         const char *label, qx_err *e);
+/* GPT-2's pre-tokenizer regex (ByteLevel with use_regex). */
+extern const char tok_re_gpt2[];
 /* Regexes of the named GGUF pre-tokenizers; false for an unknown name. */
 bool tok_pre_setup(cal_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st);
 

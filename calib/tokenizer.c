@@ -281,9 +281,7 @@ static qx_status parse_pre(cal_tok *t, json_t *p, const char *label, qx_err *e) 
             return qx_fail(e, QX_EUNSUPPORTED, "%s: ByteLevel pre_tokenizer with add_prefix_space is not supported", label);
         json_t *ur = json_object_get(p, "use_regex");
         if (ur && !json_is_true(ur)) return QX_OK;
-        qx_status st = QX_OK;
-        tok_pre_setup(t, "gpt2", label, e, &st);
-        return st;
+        return tok_stage_add(t, tok_re_gpt2, strlen(tok_re_gpt2), TOK_ISOLATED, false, label, e);
     }
     if (!strcmp(type, "Digits")) {
         const char *re = json_is_true(json_object_get(p, "individual_digits")) ? "\\p{N}" : "\\p{N}+";
@@ -307,6 +305,8 @@ static void detect_pre(cal_tok *t) {
             name = find_token(t, bos, strlen(bos)) >= 0 ? "deepseek-r1-qwen" : "qwen2";
         }
     }
+    else if (t->n_stages == 1 && !strcmp(t->stage[0].pattern, tok_re_gpt2))
+        name = "gpt-2";
     snprintf(t->pre, sizeof t->pre, "%s", name);
 }
 
