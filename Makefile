@@ -8,13 +8,13 @@ endif
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -MMD -MP
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -MMD -MP
 LDLIBS  := -ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread
 
 OPENMP_OK := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
 ifeq ($(OPENMP_OK),1)
-  CFLAGS  += -fopenmp
-  LDFLAGS += -fopenmp
+  override CFLAGS += -fopenmp
+  override LDFLAGS += -fopenmp
 endif
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
@@ -25,7 +25,7 @@ ifneq ($(NVCC),)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   NVCCFLAGS ?= -O2 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
-  CFLAGS    += -DQF_HAVE_CUDA=1
+  override CFLAGS += -DQF_HAVE_CUDA=1
 else
   CUDA_SRC  :=
   LIB_SRC   += $(wildcard kernels/cuda/*_stub.c)
