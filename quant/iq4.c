@@ -15,7 +15,7 @@ static float nl_search(const qk_kern *k, const float *x, const float *w, int n) 
         if (a > amax) { amax = a; max = x[j]; }
     }
     if (!(amax > 1e-15f) || !isfinite(amax)) return 0.f;
-    float bx = 0, bl = 0, d = 0, is[8], sxl[8], sll[8];
+    float bscore = -1, d = 0, is[8];
     for (int g = 0; g < 6; g++) {
         if (g < 4) {                /* largest |x| near level -127 (g 0,1) or +113 (g 2,3) */
             for (int c = 0; c < 8; c++) {
@@ -26,10 +26,8 @@ static float nl_search(const qk_kern *k, const float *x, const float *w, int n) 
             if (d == 0) break;
             for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / d;
         }
-        k->nl8(x, w, n, is, sxl, sll);
-        for (int c = 0; c < 8; c++)
-            if (sll[c] > 0 && (bl == 0 || (sxl[c] * sxl[c]) * bl > (bx * bx) * sll[c])) { bx = sxl[c]; bl = sll[c]; }
-        if (bl > 0) d = bx / bl;
+        float sc, sxl, sll;
+        if (k->nl8(x, w, n, is, &sc, &sxl, &sll) >= 0 && sc > bscore) { bscore = sc; d = sxl / sll; }
     }
     return d;
 }
@@ -44,7 +42,7 @@ void qk_quant_iq4_nl(const qk_kern *k, const float *x, void *dst, int64_t n, con
     float w[32];
     for (int64_t i = 0; i < n / 32; i++) {
         const float *xb = x + 32 * i;
-        qk_weights(xb, imp ? imp + 32 * i : NULL, 32, w);
+        qk_weights(k, xb, imp ? imp + 32 * i : NULL, 32, w);
         y[i].d = qt_f32_to_f16(nl_search(k, xb, w, 32));
         float df = qt_f16_to_f32(y[i].d);
         pack_idx(xb, df != 0 ? 1.f / df : 0.f, y[i].qs);
@@ -56,7 +54,7 @@ void qk_quant_iq4_xs(const qk_kern *k, const float *x, void *dst, int64_t n, con
     float w[256], sc[8], sw[8];
     int8_t Ls[8];
     for (int64_t i = 0; i < n / 256; i++, x += 256) {
-        qk_weights(x, imp ? imp + 256 * i : NULL, 256, w);
+        qk_weights(k, x, imp ? imp + 256 * i : NULL, 256, w);
         for (int j = 0; j < 8; j++) {
             sc[j] = nl_search(k, x + 32 * j, w + 32 * j, 32);
             float s = 0;

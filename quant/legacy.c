@@ -12,7 +12,7 @@ static uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return
 /* Symmetric 32-blocks: levels -nmax..nmax-1 stored as L + nmax. */
 static void sym_block(const qk_kern *k, const float *x, const float *imp, int nmax, uint16_t *dh, uint8_t *Lq) {
     float w[32];
-    qk_weights(x, imp, 32, w);
+    qk_weights(k, x, imp, 32, w);
     float d = qk_sym_search(k, x, w, 32, nmax, 2, 0.125f, 1, NULL);
     *dh = qt_f32_to_f16(d);
     float df = qt_f16_to_f32(*dh), id = df != 0 ? 1.f / df : 0.f;
@@ -23,7 +23,7 @@ static void sym_block(const qk_kern *k, const float *x, const float *imp, int nm
 /* Blocks with a min: x = d*L + m, L in 0..nmax. */
 static void asym_block(const qk_kern *k, const float *x, const float *imp, int nmax, uint16_t *dh, uint16_t *mh, uint8_t *Lq) {
     float w[32], m;
-    qk_weights(x, imp, 32, w);
+    qk_weights(k, x, imp, 32, w);
     float d = qk_asym_search(k, x, w, 32, nmax, -1.f, 0.1f, 3, 1, &m, Lq);
     *dh = qt_f32_to_f16(d);
     *mh = qt_f32_to_f16(-m);

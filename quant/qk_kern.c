@@ -3,15 +3,18 @@
  * the IQ4 level tables, and run-time kernel selection. */
 #include "qt_internal.h"
 
+#include <math.h>
+
 const float qk_iq4_levels[16] = QT_IQ4NL_VALUES;
 const float qk_iq4_mids[15] = {
     -115.5f, -93.5f, -74.f, -57.f, -42.f, -28.5f, -16.f, -4.5f, 7.f, 19.f, 31.5f, 45.5f, 61.f, 79.f, 101.f,
 };
 
-static void asym8_ref(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
-                      const float mom[3], float d[8], float m[8], float err[8]) {
+static int asym8_ref(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                     const float mom[3], float *bd, float *bm, float *berr) {
+    int best = -1;
     for (int c = 0; c < 8; c++) {
-        float s0 = 0, s1 = 0, s2 = 0;
+        float s0 = 0, s1 = 0, s2 = 0, d, m;
         for (int j = 0; j < n; j++) {
             float l = qk_rint(qk_clamp((x[j] - mn) * is[c], 0.f, nmax));
             float wl = w[j] * l;
@@ -19,12 +22,15 @@ static void asym8_ref(const float *x, const float *w, int n, float mn, const flo
             s1 += wl * l;
             s2 += wl * x[j];
         }
-        err[c] = qk_asym_fit(s0, s1, s2, mom, &d[c], &m[c]);
+        float e = qk_asym_fit(s0, s1, s2, mom, &d, &m);
+        if (e < INFINITY && (best < 0 || e < *berr)) { best = c; *bd = d; *bm = m; *berr = e; }
     }
+    return best;
 }
 
-static void sym8_ref(const float *x, const float *w, int n, const float is[8], float lo, float hi,
-                     float sxl[8], float sll[8]) {
+static int sym8_ref(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                    float *score, float *bsxl, float *bsll) {
+    int best = -1;
     for (int c = 0; c < 8; c++) {
         float a0 = 0, a1 = 0;
         for (int j = 0; j < n; j++) {
@@ -33,11 +39,14 @@ static void sym8_ref(const float *x, const float *w, int n, const float is[8], f
             a0 += wl * x[j];
             a1 += wl * l;
         }
-        sxl[c] = a0; sll[c] = a1;
+        float sc = qk_sym_score(a0, a1);
+        if (sc >= 0 && (best < 0 || sc > *score)) { best = c; *score = sc; *bsxl = a0; *bsll = a1; }
     }
+    return best;
 }
 
-static void nl8_ref(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]) {
+static int nl8_ref(const float *x, const float *w, int n, const float is[8], float *score, float *bsxl, float *bsll) {
+    int best = -1;
     for (int c = 0; c < 8; c++) {
         float a0 = 0, a1 = 0;
         for (int j = 0; j < n; j++) {
@@ -46,8 +55,21 @@ static void nl8_ref(const float *x, const float *w, int n, const float is[8], fl
             a0 += wq * x[j];
             a1 += wq * q;
         }
-        sxl[c] = a0; sll[c] = a1;
+        float sc = qk_sym_score(a0, a1);
+        if (sc >= 0 && (best < 0 || sc > *score)) { best = c; *score = sc; *bsxl = a0; *bsll = a1; }
     }
+    return best;
+}
+
+static float sumsq_ref(const float *x, int n) {
+    float a[8] = { 0 };
+    for (int j = 0; j < n; j += 8)
+        for (int k = 0; k < 8; k++) a[k] += x[j + k] * x[j + k];
+    return qk_hsum8(a);
+}
+
+static void wsqrt_ref(const float *x, int n, float sigma2, float *w) {
+    for (int j = 0; j < n; j++) w[j] = sqrtf(sigma2 + x[j] * x[j]);
 }
 
 static float asym_err_ref(const float *x, const float *w, int n, float d, float id, float m, float nmax) {
@@ -82,7 +104,8 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
     return qk_hsum8(a);
 }
 
-const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref };
+const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
+                               sumsq_ref, wsqrt_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

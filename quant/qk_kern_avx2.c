@@ -23,8 +23,42 @@ AVX2 static inline __m256 clampv(__m256 v, __m256 lo, __m256 hi) {
     return _mm256_max_ps(_mm256_min_ps(v, hi), lo);
 }
 
-AVX2 static void asym8_avx2(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
-                            const float mom[3], float d[8], float m[8], float err[8]) {
+/* First lane holding the max (min) of v: the argmax/argmin of the scalar loops. */
+AVX2 static inline int first_lane_eq(__m256 v, float t) {
+    return __builtin_ctz((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_set1_ps(t), _CMP_EQ_OQ)));
+}
+AVX2 static inline float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+AVX2 static inline float hmin(__m256 v) {
+    __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_min_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* qk_sym_score lane-wise; picks the best lane like the scalar loop */
+AVX2 static inline int sym_pick(__m256 a0, __m256 a1, float *score, float *bsxl, float *bsll) {
+    const __m256 z = _mm256_setzero_ps();
+    __m256 pos = _mm256_cmp_ps(a1, z, _CMP_GT_OQ);
+    __m256 sc = _mm256_div_ps(_mm256_mul_ps(a0, a0), _mm256_blendv_ps(_mm256_set1_ps(1.f), a1, pos));
+    __m256 ok = _mm256_and_ps(pos, _mm256_cmp_ps(sc, sc, _CMP_EQ_OQ));
+    sc = _mm256_blendv_ps(_mm256_set1_ps(-1.f), sc, ok);
+    float mx = hmax(sc);
+    if (!(mx >= 0)) return -1;
+    int c = first_lane_eq(sc, mx);
+    float t0[8], t1[8];
+    _mm256_storeu_ps(t0, a0);
+    _mm256_storeu_ps(t1, a1);
+    *score = mx; *bsxl = t0[c]; *bsll = t1[c];
+    return c;
+}
+
+AVX2 static int asym8_avx2(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                           const float mom[3], float *bd, float *bm, float *berr) {
     __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0;
     const __m256 vis = _mm256_loadu_ps(is), vmax = _mm256_set1_ps(nmax), z = _mm256_setzero_ps();
     for (int j = 0; j < n; j++) {
@@ -55,14 +89,21 @@ AVX2 static void asym8_avx2(const float *x, const float *w, int n, float mn, con
     e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(td2x, tm), s0));
     e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(tm, tm), sw));
     __m256 ok = _mm256_and_ps(Dpos, _mm256_cmp_ps(td, z, _CMP_GT_OQ));
-    e = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), e, ok);
-    _mm256_storeu_ps(d, td);
-    _mm256_storeu_ps(m, tm);
-    _mm256_storeu_ps(err, e);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    e = _mm256_blendv_ps(inf, e, ok);
+    e = _mm256_blendv_ps(inf, e, _mm256_cmp_ps(e, inf, _CMP_LT_OQ));
+    float mn_e = hmin(e);
+    if (!(mn_e < INFINITY)) return -1;
+    int c = first_lane_eq(e, mn_e);
+    float t0[8], t1[8];
+    _mm256_storeu_ps(t0, td);
+    _mm256_storeu_ps(t1, tm);
+    *bd = t0[c]; *bm = t1[c]; *berr = mn_e;
+    return c;
 }
 
-AVX2 static void sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
-                           float sxl[8], float sll[8]) {
+AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                          float *score, float *bsxl, float *bsll) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     const __m256 vis = _mm256_loadu_ps(is), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     for (int j = 0; j < n; j++) {
@@ -72,8 +113,7 @@ AVX2 static void sym8_avx2(const float *x, const float *w, int n, const float is
         a0 = _mm256_add_ps(a0, _mm256_mul_ps(wl, vx));
         a1 = _mm256_add_ps(a1, _mm256_mul_ps(wl, l));
     }
-    _mm256_storeu_ps(sxl, a0);
-    _mm256_storeu_ps(sll, a1);
+    return sym_pick(a0, a1, score, bsxl, bsll);
 }
 
 /* IQ4 level of v: index = number of midpoints <= v, looked up in two 8-entry halves. */
@@ -89,7 +129,7 @@ AVX2 static inline __m256 nl_level(__m256 v) {
     return _mm256_blendv_ps(ql, qh, sel);
 }
 
-AVX2 static void nl8_avx2(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]) {
+AVX2 static int nl8_avx2(const float *x, const float *w, int n, const float is[8], float *score, float *bsxl, float *bsll) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     const __m256 vis = _mm256_loadu_ps(is);
     for (int j = 0; j < n; j++) {
@@ -99,8 +139,7 @@ AVX2 static void nl8_avx2(const float *x, const float *w, int n, const float is[
         a0 = _mm256_add_ps(a0, _mm256_mul_ps(wq, vx));
         a1 = _mm256_add_ps(a1, _mm256_mul_ps(wq, q));
     }
-    _mm256_storeu_ps(sxl, a0);
-    _mm256_storeu_ps(sll, a1);
+    return sym_pick(a0, a1, score, bsxl, bsll);
 }
 
 AVX2 static float asym_err_avx2(const float *x, const float *w, int n, float d, float id, float m, float nmax) {
@@ -140,7 +179,27 @@ AVX2 static float nl_err_avx2(const float *x, const float *w, int n, float d, fl
     return hsum(a);
 }
 
-static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2 };
+AVX2 static float sumsq_avx2(const float *x, int n) {
+    __m256 a = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        a = _mm256_add_ps(a, _mm256_mul_ps(v, v));
+    }
+    return hsum(a);
+}
+
+AVX2 static void wsqrt_avx2(const float *x, int n, float sigma2, float *w) {
+    const __m256 s2 = _mm256_set1_ps(sigma2);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        _mm256_storeu_ps(w + j, _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(v, v))));
+    }
+    for (; j < n; j++) w[j] = sqrtf(sigma2 + x[j] * x[j]);
+}
+
+static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
+                                   sumsq_avx2, wsqrt_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -39,15 +39,26 @@ static inline float qk_hsum8(const float a[8]) {
  *  sym_err:  l = rint(clamp(x * id, lo, hi)),          returns sum w*(x - d*l)^2
  *  nl_err:   q = level nearest x * id,                 returns sum w*(x - d*q)^2 */
 typedef struct {
-    void (*asym8)(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
-                  const float mom[3], float d[8], float m[8], float err[8]);
-    void (*sym8)(const float *x, const float *w, int n, const float is[8], float lo, float hi,
-                 float sxl[8], float sll[8]);
-    void (*nl8)(const float *x, const float *w, int n, const float is[8], float sxl[8], float sll[8]);
+    /* asym8/sym8/nl8 return the best lane (lowest err / highest score sxl^2/sll, first on
+     * ties; -1 when no lane is valid) and write that lane's results through the pointers */
+    int (*asym8)(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
+                 const float mom[3], float *d, float *m, float *err);
+    int (*sym8)(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                float *score, float *sxl, float *sll);
+    int (*nl8)(const float *x, const float *w, int n, const float is[8], float *score, float *sxl, float *sll);
     float (*asym_err)(const float *x, const float *w, int n, float d, float id, float m, float nmax);
     float (*sym_err)(const float *x, const float *w, int n, float d, float id, float lo, float hi);
     float (*nl_err)(const float *x, const float *w, int n, float d, float id);
+    /* sum of x^2 in 8 lanes (n a multiple of 8); w[j] = sqrt(sigma2 + x[j]^2) */
+    float (*sumsq)(const float *x, int n);
+    void (*wsqrt)(const float *x, int n, float sigma2, float *w);
 } qk_kern;
+
+/* Score of a symmetric candidate: sxl^2/sll, or -1 when sll <= 0 or not a number. */
+static inline float qk_sym_score(float sxl, float sll) {
+    float s = (sxl * sxl) / (sll > 0 ? sll : 1.f);
+    return (sll > 0 && s == s) ? s : -1.f;
+}
 
 /* Weighted least-squares fit of x ~ d*l + m with m <= 0 from the level sums S0..S2 and the
  * block moments mom = {sum w, sum w*x, sum w*x^2}; returns the weighted SSE of the fit
@@ -131,9 +142,10 @@ extern const float qk_refine_f[8];
 /* Quantizes n >= 0 non-negative values v with weights w to levels 0..nmax: v ~ d*L.
  * Returns d (0 when all v are 0). */
 float qk_pos_scale_search(const float *v, const float *w, int n, int nmax, uint8_t *L);
-/* Fills w[0..n) with the default per-element weights of a block: imp[j] if imp and the
- * block's imp sum is positive, else sqrt(sigma2 + x^2) with sigma2 = mean x^2 of the block. */
-void qk_weights(const float *x, const float *imp, int n, float *w);
+/* Fills w[0..n) (n a multiple of 8) with the per-element weights of a block: imp[j] if
+ * imp and the block's imp sum is positive, else sqrt(sigma2 + x^2) with sigma2 = mean x^2
+ * of the block. */
+void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w);
 
 static inline float qk_f16_round(float f) { return qt_f16_to_f32(qt_f32_to_f16(f)); }
 

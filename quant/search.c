@@ -9,7 +9,7 @@
 
 #define EPS_MAX 1e-15f
 
-void qk_weights(const float *x, const float *imp, int n, float *w) {
+void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w) {
     if (imp) {
         float s = 0;
         for (int j = 0; j < n; j++) s += imp[j] > 0 ? imp[j] : 0.f;
@@ -18,10 +18,7 @@ void qk_weights(const float *x, const float *imp, int n, float *w) {
             return;
         }
     }
-    float s2 = 0;
-    for (int j = 0; j < n; j++) s2 += x[j] * x[j];
-    float sigma2 = s2 / (float)n;
-    for (int j = 0; j < n; j++) w[j] = sqrtf(sigma2 + x[j] * x[j]);
+    k->wsqrt(x, n, k->sumsq(x, n) / (float)n, w);
 }
 
 const float qk_refine_f[8] = { 1.f, 0.995f, 1.005f, 0.99f, 1.01f, 0.98f, 1.02f, 0.97f };
@@ -39,8 +36,7 @@ float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int
         return 0.f;
     }
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
-    /* best so far as the pair (bx, bl): score bx^2/bl, compared by cross-multiplication */
-    float best_is = -nmax / max, bx = 0, bl = 0, d = 0, is[8], sxl[8], sll[8];
+    float best_is = -nmax / max, bscore = -1, d = 0, is[8];
     for (int g = 0; g < ng + refine; g++) {
         if (g < ng) {
             for (int c = 0; c < 8; c++) is[c] = -((float)nmax + step * (float)(8 * g + c - 4 * ng)) / max;
@@ -48,14 +44,11 @@ float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int
             if (d == 0) break;
             for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / d;
         }
-        k->sym8(x, w, n, is, lo, hi, sxl, sll);
-        for (int c = 0; c < 8; c++)
-            if (sll[c] > 0 && (bl == 0 || (sxl[c] * sxl[c]) * bl > (bx * bx) * sll[c])) {
-                bx = sxl[c]; bl = sll[c]; best_is = is[c];
-            }
-        if (bl > 0) d = bx / bl;
+        float sc, sxl, sll;
+        int c = k->sym8(x, w, n, is, lo, hi, &sc, &sxl, &sll);
+        if (c >= 0 && sc > bscore) { bscore = sc; best_is = is[c]; d = sxl / sll; }
     }
-    if (!(bl > 0)) d = 1.f / best_is;
+    if (bscore < 0) d = 1.f / best_is;
     if (L)
         for (int j = 0; j < n; j++) L[j] = (int8_t)qk_rint(qk_clamp(x[j] * best_is, lo, hi));
     return d;
@@ -78,7 +71,7 @@ float qk_asym_search(const qk_kern *k, const float *x, const float *w, int n, in
     const float fmax = (float)nmax;
     /* best: quantization parameters (is, qmn) and the fit (d, mn) of its levels */
     float b_is = fmax / (max - min), b_qmn = min, b_d = (max - min) / fmax, b_mn = min, best = INFINITY;
-    float is[8], d[8], mn[8], err[8];
+    float is[8];
     for (int g = 0; g < ng + refine; g++) {
         float qmn = min;
         if (g < ng) {
@@ -88,9 +81,9 @@ float qk_asym_search(const qk_kern *k, const float *x, const float *w, int n, in
             qmn = b_mn;
             for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / b_d;
         }
-        k->asym8(x, w, n, qmn, is, fmax, mom, d, mn, err);
-        for (int c = 0; c < 8; c++)
-            if (err[c] < best) { best = err[c]; b_is = is[c]; b_qmn = qmn; b_d = d[c]; b_mn = mn[c]; }
+        float d, mn, e;
+        int c = k->asym8(x, w, n, qmn, is, fmax, mom, &d, &mn, &e);
+        if (c >= 0 && e < best) { best = e; b_is = is[c]; b_qmn = qmn; b_d = d; b_mn = mn; }
     }
     if (L)
         for (int j = 0; j < n; j++) L[j] = (uint8_t)qk_rint(qk_clamp((x[j] - b_qmn) * b_is, 0.f, fmax));
