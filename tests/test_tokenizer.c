@@ -165,6 +165,39 @@ static void test_tiny(void) {
     cal_tok_free(t);
 }
 
+/* NFC normalizer: expected forms from the Unicode data (UAX #15 examples and others) */
+static void test_nfc(void) {
+    char *js = tiny_json(TINY_PRE, TINY_MERGES, false);
+    char *at = strstr(js, "\"normalizer\":null");
+    TU_CHECK(at != NULL, "tiny JSON layout");
+    if (!at) { free(js); return; }
+    size_t pre = (size_t)(at - js);
+    char *js2 = malloc(strlen(js) + 64);
+    sprintf(js2, "%.*s\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"}]}%s", (int)pre, js,
+            at + strlen("\"normalizer\":null"));
+    cal_tok *t = NULL; qx_err e = {0};
+    TU_OK(cal_tok_from_json(js2, strlen(js2), NULL, 0, "tiny-nfc", &t, &e), &e);
+    free(js); free(js2);
+    if (!t) return;
+    static const char *cases[][2] = {
+        {"e\xcc\x81", "\xc3\xa9"},                              /* e + U+0301 -> U+00E9 */
+        {"\xe2\x84\xab", "\xc3\x85"},                          /* ANGSTROM SIGN -> U+00C5 */
+        {"\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81"},   /* jamo L V T -> U+AC01 */
+        {"a\xcc\x82\xcc\xa3", "\xe1\xba\xad"},               /* a + U+0302 + U+0323 -> U+1EAD */
+        {"\xe0\xa5\x98", "\xe0\xa4\x95\xe0\xa4\xbc"},       /* U+0958 is a composition exclusion */
+        {"\xc3\x85\xcc\x81", "\xc7\xba"},                     /* U+00C5 + U+0301 -> U+01FA */
+        {"plain ascii", "plain ascii"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (!enc(t, cases[i][0], strlen(cases[i][0]))) continue;
+        char *d; size_t dl;
+        TU_OK(cal_tok_decode(t, g_ids, g_n, &d, &dl, &e), &e);
+        if (d) TU_CHECK(dl == strlen(cases[i][1]) && !memcmp(d, cases[i][1], dl), "NFC case %zu", i);
+        free(d);
+    }
+    cal_tok_free(t);
+}
+
 /* ---------------------------------------------------------------- shared fixtures */
 
 /* Writes v as GGUF tokenizer keys (a tensor-less GGUF in tmpdir/name) and loads a tokenizer
@@ -340,6 +373,7 @@ static void test_cli(void) {
 
 int main(void) {
     test_tiny();
+    test_nfc();
     if (!tu_shared_dir()) { free(g_ids); tu_done("test_tokenizer (unit part)"); return tu_skip("../shared is absent"); }
     test_deepseek_cases();
     test_model("mini-v3", "deepseek2", "deepseek-v3");
