@@ -185,8 +185,8 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
  *   CAL_PPL_ALL    the fixtures' protocol: window w = ids[w*n_ctx, (w+1)*n_ctx), no BOS, every
  *                  position 0 .. n_ctx-2 scored.
  * NLL = -log_softmax(logits)[target] in double.  With a base file (written by an earlier run
- * with save_base, see calib/ppl.c for its format: top-k log-probs plus remainder mass per
- * scored token, zlib-compressed), KL divergence, top-1 agreement and Δp are computed per
+ * with save_base, see calib/ppl.c for its format: 16-bit full rows or top-k log-probs plus
+ * remainder mass per scored token, zlib-compressed), KL divergence, top-1 agreement and Δp are computed per
  * scored token. */
 typedef enum { CAL_PPL_LLAMA, CAL_PPL_ALL } cal_ppl_protocol;
 
@@ -198,7 +198,8 @@ typedef struct {
     int64_t batch_tokens;     /* engine batch (0 = default) */
     const char *save_base;    /* write base log-probs here (NULL: no) */
     const char *base;         /* compare against this base file (NULL: no) */
-    int top_k;                /* log-probs kept per token in save_base (default 64) */
+    int top_k;                /* save_base: 0 (default) = full rows as 16-bit log-probs (exact
+                                 KLD); k > 0 = top-k + remainder only (compact, KLD lower bound) */
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
 } cal_ppl_params;

@@ -6,20 +6,28 @@
  *   header  char magic[8] "QFBASE1\0", u32 version (1), u32 protocol (cal_ppl_protocol),
  *           i64 n_ctx, i64 n_vocab, i64 n_chunks, i64 n_rows (scored tokens), u32 top_k,
  *           u32 reserved (0), u64 XXH3-64 of the evaluated windows' token ids (int32 LE)
- *   n_rows records, in window order then position order:
- *           f32 logp_target          base log-probability of the scored (next) token
+ *   then n_rows records, in window order then position order.  top_k == 0 (the default):
+ *   full rows quantized to 16 bits over the row's own range,
+ *           f32 logp_target          base log-probability of the scored (next) token (exact)
+ *           i32 top1                 the base's most probable token
+ *           f32 lo, f32 step         logp[j] ~ lo + step * u[j], lo = row min, step = range/65535
+ *           u16 u[n_vocab]
+ *   top_k > 0 (compact, opt-in):
+ *           f32 logp_target
  *           f32 logp_rest            log of the probability mass outside the top-k (-inf: none)
  *           i32 id[top_k]            the top-k tokens, most probable first
  *           f32 logp[top_k]          their log-probabilities
- * Why top-k plus remainder and not full rows: a full row of a 129,280-token vocabulary is
- * 253 KiB even as u16 (llama-perplexity's format): 100 chunks of 512 tokens would be 12 GiB.
- * Top-64 is 520 bytes per token (~500x smaller before deflate).  KLD is then computed over
- * the k+1 bins (top-k tokens + "everything else"); by the log-sum inequality this never
- * exceeds the true KLD and misses only the divergence *within* the tail, which carries
- * little mass for a trained model (measured on mini-v3 with a rounded-weight build: see
- * tests/test_ppl.c, where k = 64 is compared to the exact full-vocabulary value).
- * top_k >= n_vocab stores full rows and gives the exact KLD.  logp_target is stored
- * exactly, so PPL of the base, Δp and ln PPL ratio do not depend on k. */
+ * The size/accuracy trade-off for a 129,280-token vocabulary: a full 16-bit row is 253 KiB
+ * (like llama-perplexity's --kl-divergence-base, which however clamps to a 16-nat range:
+ * we keep the whole range, so the step is ~40/65535 nat and after renormalizing the
+ * decoded row the KLD error is second order, ~1e-8).  64 chunks x 256 scored tokens are then
+ * ~4 GiB before deflate.  Top-k + remainder is ~(8k + 8) bytes per token (64: ~500x smaller)
+ * but computes the KLD over k+1 bins (top-k + "everything else"): by the log-sum inequality
+ * it never exceeds the true KLD and misses the divergence within the tail.  Measured on
+ * mini-llama (vocab 2048, PPL ~100, a 4-bit-rounded build, tests/test_ppl.c): top-64 gives
+ * ~70% of the exact KLD, so it is a lower bound for trend-watching only; the gate uses full
+ * rows unless told otherwise.  PPL, ln PPL ratio, Δp and top-1 use exact stored values in
+ * both modes and do not depend on k. */
 #include "engine_int.h"
 
 #include <math.h>
@@ -34,7 +42,7 @@ cal_ppl_params cal_ppl_default_params(void) {
     memset(&p, 0, sizeof p);
     p.protocol = CAL_PPL_LLAMA;
     p.n_ctx = 512;
-    p.top_k = 64;
+    p.top_k = 0;
     return p;
 }
 
@@ -79,6 +87,8 @@ typedef struct {
     int32_t *am;
     /* top-k scratch */
     int32_t *hid; float *hval;
+    uint16_t *hu;                  /* full-row scratch */
+    double *dl;
     base_row br;
     /* accumulators */
     int64_t n, n_nonfinite, top1;
@@ -132,6 +142,49 @@ static void top_k(const float *l, int64_t V, int k, int32_t *id, float *val) {
         int32_t ti = id[0]; id[0] = id[m - 1]; id[m - 1] = ti;
         heap_down(val, id, m - 1, 0);
     }
+}
+
+static qx_status save_row_full(ppl_obs *o, const float *l, double lse, int32_t am, float logp_t, qx_err *e) {
+    float lo = l[0], hi = l[0];
+    for (int64_t j = 1; j < o->V; j++) { lo = fminf(lo, l[j]); hi = fmaxf(hi, l[j]); }
+    double step = ((double)hi - lo) / 65535.0;
+    for (int64_t j = 0; j < o->V; j++)
+        o->hu[j] = step > 0 ? (uint16_t)lrint(((double)l[j] - lo) / step) : 0;
+    float flo = (float)((double)lo - lse), fst = (float)step;
+    QX_TRY(gz_w(o, &logp_t, 4, e));
+    QX_TRY(gz_w(o, &am, 4, e));
+    QX_TRY(gz_w(o, &flo, 4, e));
+    QX_TRY(gz_w(o, &fst, 4, e));
+    return gz_w(o, o->hu, (unsigned)(o->V * 2), e);
+}
+
+/* Full-row base: decode, renormalize, exact KLD over the vocabulary. */
+static qx_status base_row_full(ppl_obs *o, const float *l, double lse, int32_t am, float logp_t, bool *ok,
+                               qx_err *e) {
+    float blt, lo, st; int32_t btop;
+    QX_TRY(gz_r(o, &blt, 4, e)); QX_TRY(gz_r(o, &btop, 4, e));
+    QX_TRY(gz_r(o, &lo, 4, e)); QX_TRY(gz_r(o, &st, 4, e));
+    QX_TRY(gz_r(o, o->hu, (unsigned)(o->V * 2), e));
+    if (btop < 0 || btop >= o->V) { *ok = false; return QX_OK; }
+    double mx = -INFINITY, z = 0.0;
+    for (int64_t j = 0; j < o->V; j++) { o->dl[j] = (double)lo + (double)st * o->hu[j]; mx = fmax(mx, o->dl[j]); }
+    for (int64_t j = 0; j < o->V; j++) z += exp(o->dl[j] - mx);
+    double blse = mx + log(z), kld = 0.0;
+    for (int64_t j = 0; j < o->V; j++) {
+        double lp = o->dl[j] - blse;
+        kld += exp(lp) * (lp - ((double)l[j] - lse));
+    }
+    double d = -(double)logp_t + (double)blt;
+    double dp = exp((double)logp_t) - exp((double)blt);
+    if (!*ok || !isfinite(kld) || !isfinite(d)) { *ok = false; return QX_OK; }
+    if (kld < 0) kld = 0;   /* rounding of a zero divergence */
+    o->klds[o->n] = kld;
+    o->s_kld += kld; o->s_kld2 += kld * kld;
+    o->s_d += d; o->s_d2 += d * d;
+    o->s_bnll += -(double)blt;
+    o->s_dp2 += dp * dp;
+    o->top1 += btop == am;
+    return QX_OK;
 }
 
 static qx_status save_row(ppl_obs *o, const float *l, double lse, float logp_t, qx_err *e) {
@@ -201,8 +254,14 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *lg, i
         double lp = (double)l[tgt] - o->lse[i];
         bool fin = isfinite(lp) && isfinite(o->lse[i]);
         if (o->save) {
-            if (fin) QX_TRY(save_row(o, l, o->lse[i], (float)lp, e));
-            else {   /* a record of NaNs: a later --base run counts it non-finite */
+            if (fin && o->k == 0) QX_TRY(save_row_full(o, l, o->lse[i], o->am[i], (float)lp, e));
+            else if (fin) QX_TRY(save_row(o, l, o->lse[i], (float)lp, e));
+            else if (o->k == 0) {
+                float z = NAN; int32_t zi = 0;
+                QX_TRY(gz_w(o, &z, 4, e)); QX_TRY(gz_w(o, &zi, 4, e)); QX_TRY(gz_w(o, &z, 4, e)); QX_TRY(gz_w(o, &z, 4, e));
+                memset(o->hu, 0, (size_t)o->V * 2);
+                QX_TRY(gz_w(o, o->hu, (unsigned)(o->V * 2), e));
+            } else {   /* a record of NaNs: a later --base run counts it non-finite */
                 float z = NAN;
                 QX_TRY(gz_w(o, &z, 4, e)); QX_TRY(gz_w(o, &z, 4, e));
                 for (int j = 0; j < o->k; j++) o->hid[j] = 0, o->hval[j] = NAN;
@@ -211,7 +270,8 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *lg, i
             }
         }
         bool ok = fin;
-        if (o->base) QX_TRY(base_row_cmp(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
+        if (o->base && o->base_k == 0) QX_TRY(base_row_full(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
+        else if (o->base) QX_TRY(base_row_cmp(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
         if (!ok) { o->n_nonfinite++; continue; }
         o->s_nll += -lp; o->s_nll2 += lp * lp;
         o->n++;
@@ -251,7 +311,7 @@ static qx_status read_header(ppl_obs *o, int64_t n_chunks, uint64_t hash, qx_err
     if (nc != n_chunks || nr != n_chunks * o->n_rows_per_win)
         return qx_fail(e, QX_EINVAL, "%s: base has %lld chunks, this run %lld (use the same --chunks)", o->base_path, (long long)nc, (long long)n_chunks);
     if (h != hash) return qx_fail(e, QX_EINVAL, "%s: base was computed on different tokens (text or tokenizer differ)", o->base_path);
-    if (k < 1 || k > (uint32_t)V) return qx_fail(e, QX_EFORMAT, "%s: top_k %u outside [1, %lld]", o->base_path, k, (long long)V);
+    if (k > (uint32_t)V) return qx_fail(e, QX_EFORMAT, "%s: top_k %u outside [0, %lld]", o->base_path, k, (long long)V);
     o->base_k = (int)k;
     return QX_OK;
 }
@@ -293,7 +353,7 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     cal_ppl_params p = pp ? *pp : cal_ppl_default_params();
     const cal_hparams *hp = cal_model_hparams(m);
     memset(r, 0, sizeof *r);
-    if (p.top_k <= 0) p.top_k = 64;
+    if (p.top_k < 0) p.top_k = 0;
     int32_t *win;
     int64_t n_win;
     QX_TRY(cal_ppl_windows(ids, n_ids, p.protocol, p.n_ctx, p.n_chunks, hp->bos_id, hp->add_bos, &win, &n_win, e));
@@ -303,16 +363,18 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     o.p0 = p.protocol == CAL_PPL_LLAMA ? p.n_ctx / 2 : 0;
     o.n_rows_per_win = p.n_ctx - 1 - o.p0;
     o.k = p.top_k < o.V ? p.top_k : (int)o.V;
+    o.hu = malloc((size_t)o.V * sizeof(uint16_t));
+    o.dl = malloc((size_t)o.V * sizeof(double));
     r->protocol = p.protocol; r->n_ctx = p.n_ctx; r->n_chunks = n_win;
     uint64_t hash = gf_checksum(win, (uint64_t)(n_win * p.n_ctx) * sizeof(int32_t));
     qx_status s = QX_OK;
     o.lse = malloc((size_t)p.n_ctx * sizeof(double));
     o.am = malloc((size_t)p.n_ctx * sizeof(int32_t));
-    o.hid = malloc((size_t)o.k * sizeof(int32_t));
-    o.hval = malloc((size_t)o.k * sizeof(float));
+    o.hid = malloc((size_t)(o.k ? o.k : 1) * sizeof(int32_t));
+    o.hval = malloc((size_t)(o.k ? o.k : 1) * sizeof(float));
     o.br.id = malloc((size_t)o.V * sizeof(int32_t));
     o.br.logp = malloc((size_t)o.V * sizeof(float));
-    if (!o.lse || !o.am || !o.hid || !o.hval || !o.br.id || !o.br.logp) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    if (!o.lse || !o.am || !o.hid || !o.hval || !o.br.id || !o.br.logp || !o.hu || !o.dl) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
     if (s == QX_OK && p.base) {
         o.base_path = p.base;
         o.base = gzopen(p.base, "rb");
@@ -348,6 +410,6 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     if (o.save && gzclose(o.save) != Z_OK && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: write failed on close", p.save_base);
     if (o.base) gzclose(o.base);
     if (s == QX_OK) finish(&o);
-    free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.br.id); free(o.br.logp); free(o.klds); free(win);
+    free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.hu); free(o.dl); free(o.br.id); free(o.br.logp); free(o.klds); free(win);
     return s;
 }
