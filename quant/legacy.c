@@ -82,11 +82,10 @@ void qk_quant_q5_1(const qk_kern *k, const float *x, void *dst, int64_t n, const
 }
 
 /* Q8_0: d = amax/127 (the error of 8-bit levels is dominated by rounding, not by the
- * scale choice); every operation is element-wise, so any vectorization is exact. */
-void qk_quant_q8_0(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp) {
-    (void)k; (void)imp;
+ * scale choice); every operation is element-wise, so the AVX2 kernel is exact. */
+void qk_q8_0_blocks_ref(const float *x, void *dst, int64_t nb) {
     qt_block_q8_0 *y = dst;
-    for (int64_t i = 0; i < n / 32; i++) {
+    for (int64_t i = 0; i < nb; i++) {
         const float *xb = x + 32 * i;
         float amax = 0;
         for (int j = 0; j < 32; j++) {
@@ -97,6 +96,11 @@ void qk_quant_q8_0(const qk_kern *k, const float *x, void *dst, int64_t n, const
         float df = qt_f16_to_f32(y[i].d), id = df != 0 ? 1.f / df : 0.f;
         for (int j = 0; j < 32; j++) y[i].qs[j] = (int8_t)qk_rint(qk_clamp(xb[j] * id, -127.f, 127.f));
     }
+}
+
+void qk_quant_q8_0(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp) {
+    (void)imp;
+    k->q8_0(x, dst, n / 32);
 }
 
 /* ---- dequantizers: ggml's formulas, operation for operation ---- */

@@ -105,7 +105,7 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
 }
 
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
-                               sumsq_ref, wsqrt_ref };
+                               sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

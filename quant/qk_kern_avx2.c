@@ -198,8 +198,31 @@ AVX2 static void wsqrt_avx2(const float *x, int n, float sigma2, float *w) {
     for (; j < n; j++) w[j] = sqrtf(sigma2 + x[j] * x[j]);
 }
 
+AVX2 static void q8_0_avx2(const float *x, void *dst, int64_t nb) {
+    qt_block_q8_0 *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.f), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < nb; i++) {
+        const float *xb = x + 32 * i;
+        __m256 v[4], am = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            am = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), am);
+        }
+        float amax = hmax(am);
+        y[i].d = qt_f32_to_f16(amax / 127.f);
+        float df = qt_f16_to_f32(y[i].d), id = df != 0 ? 1.f / df : 0.f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(clampv(_mm256_mul_ps(v[k], vid), lo, hi), RND));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)y[i].qs, _mm256_permutevar8x32_epi32(p, perm));
+    }
+}
+
 static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
-                                   sumsq_avx2, wsqrt_avx2 };
+                                   sumsq_avx2, wsqrt_avx2, q8_0_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -52,6 +52,8 @@ typedef struct {
     /* sum of x^2 in 8 lanes (n a multiple of 8); w[j] = sqrt(sigma2 + x[j]^2) */
     float (*sumsq)(const float *x, int n);
     void (*wsqrt)(const float *x, int n, float sigma2, float *w);
+    /* Q8_0 blocks of a row: d = f16(amax/127), q = rint(clamp(x / f16d, -127, 127)) */
+    void (*q8_0)(const float *x, void *dst, int64_t nblocks);
 } qk_kern;
 
 /* Score of a symmetric candidate: sxl^2/sll, or -1 when sll <= 0 or not a number. */
@@ -78,6 +80,7 @@ static inline float qk_asym_fit(float s0, float s1, float s2, const float mom[3]
 }
 
 extern const qk_kern qk_kern_ref;
+void qk_q8_0_blocks_ref(const float *x, void *dst, int64_t nblocks);
 /* The AVX2 kernels, or NULL when the CPU (or the compiler) lacks AVX2. */
 const qk_kern *qk_kern_avx2(void);
 /* Best kernels for this CPU. */
