@@ -18,12 +18,13 @@ ifeq ($(OPENMP_OK),1)
 endif
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
-LIB_DIRS := common quant formats convert kernels/cpu calib
+LIB_DIRS := common quant formats convert kernels kernels/cpu calib
 LIB_SRC  := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 ifneq ($(NVCC),)
   CUDA_SRC  := $(wildcard kernels/cuda/*.cu)
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   NVCCFLAGS ?= -O2 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC
+  NVCCFLAGS += -MMD -MP -Xcompiler -Wall,-Wextra $(if $(filter 1,$(OPENMP_OK)),-Xcompiler -fopenmp)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lstdc++
   override CFLAGS += -DQF_HAVE_CUDA=1
 else
@@ -88,6 +89,16 @@ test-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan NVCC= OPT=-O1 \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
+
+# CUDA kernels against their CPU twins and `qforge ppl --device cuda` vs cpu (needs a GPU;
+# not part of `make test`).  tests/cuda/test_*.c link like the other tests.
+CUDA_TEST_BIN := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(wildcard tests/cuda/test_*.c))
+test-cuda: $(BUILD)/qforge $(CUDA_TEST_BIN)
+ifeq ($(NVCC),)
+	@echo "make test-cuda: nvcc was not found: the CUDA kernels are not part of this build"; exit 1
+else
+	@QF_BIN=$(BUILD)/qforge ./tests/cuda/run.sh $(BUILD)
+endif
 
 demo: all
 	@./scripts/demo.sh

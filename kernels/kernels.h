@@ -100,4 +100,89 @@ void kn_moe_route(const kn_route_args *a, const float *logits, int64_t T, int32_
 void kn_logsumexp(const float *logits, int64_t ld, int64_t T, int64_t V, double *lse,
                   int32_t *argmax);
 
+/* ============ backends: where the engine's operations run (kernels/backend.c, kernels/cuda) ============
+ * A kn_backend is a table of the operations above, chosen at run time (`--device`).  Its
+ * functions take a context first and otherwise the CPU signatures; all data pointers are
+ * HOST pointers (the engine's buffers, the weight views' mappings).  The CPU backend calls
+ * the kn_ functions.  The CUDA backend (kernels/cuda/backend.cu) runs matmul on the GPU:
+ * each weight is uploaded once (through pinned staging buffers) and kept on the device
+ * until layer_done; activations are copied per call; the other operations run on the CPU
+ * there (moving their activations over PCIe would cost more than computing them).  The
+ * device-resident twins of every operation (kernels/cuda/kn_cuda.h) are what the bench and
+ * a device-resident engine use.  A backend is used from one thread at a time. */
+typedef enum { KN_DEVICE_CPU = 0, KN_DEVICE_CUDA = 1 } kn_device;
+
+typedef struct kn_backend {
+    kn_device device;
+    char name[128];              /* "cpu", "cuda: NVIDIA H200, 132 SMs, ..." */
+    void *ctx;
+    void (*matmul)(void *ctx, const kn_weight *w, const float *x, int64_t ldx, int64_t T,
+                   const float *bias, float *y, int64_t ldy);
+    void (*rmsnorm)(void *ctx, const float *x, int64_t ldx, const float *w, int64_t T, int64_t n,
+                    float eps, float *y, int64_t ldy);
+    void (*rope)(void *ctx, float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride,
+                 int dim, const int32_t *pos, const float *inv_freq, float mscale, bool neox);
+    void (*attention)(void *ctx, const kn_attn_args *a);
+    void (*silu_mul)(void *ctx, const float *g, const float *u, int64_t ld, int64_t T, int64_t n,
+                     float *out, int64_t ldo);
+    void (*add_scaled)(void *ctx, float *y, int64_t ldy, const float *x, int64_t ldx,
+                       const float *s, int64_t T, int64_t n);
+    void (*moe_route)(void *ctx, const kn_route_args *a, const float *logits, int64_t T,
+                      int32_t *ids, float *w);
+    void (*logsumexp)(void *ctx, const float *logits, int64_t ld, int64_t T, int64_t V,
+                      double *lse, int32_t *argmax);
+    /* The weights seen since the last call may be dropped (their mappings may go away).
+     * Returns the first device error since the last call (QX_OK on the CPU). */
+    qx_status (*layer_done)(void *ctx, qx_err *e);
+} kn_backend;
+
+/* The CPU backend: a static table, never freed (kn_backend_close ignores it). */
+const kn_backend *kn_backend_cpu(void);
+/* Opens a backend.  KN_DEVICE_CUDA fails with QX_EUNSUPPORTED and the message
+ * "--device cuda: no CUDA device available (cudaGetDeviceCount: <reason>)" when no GPU is
+ * usable, or "--device cuda: this build has no CUDA support (nvcc was absent)" in a build
+ * without nvcc.  Close with kn_backend_close. */
+qx_status kn_backend_open(kn_device dev, kn_backend **out, qx_err *e);
+void kn_backend_close(kn_backend *b);   /* accepts NULL and the CPU table */
+/* "cpu" / "cuda" -> device; false for anything else. */
+bool kn_device_from_name(const char *name, kn_device *out);
+
+/* ============ layer streaming plan (kernels/stream.c) ============
+ * How n_layers layers whose weights live in host memory run through n_slots device buffers
+ * (2 = double buffering): layer L lives in slot L % n_slots; the copy of a later layer into
+ * a slot waits until the compute of the slot's previous layer is done, and is issued after
+ * the compute of the layer before it is queued, so copies overlap computes.  The plan is
+ * backend-agnostic: a CPU executor (memcpy) and the CUDA one (two streams, events, pinned
+ * staging) run the same steps, and tests/test_kn_stream.c checks it under every
+ * interleaving an asynchronous executor may choose. */
+typedef enum {
+    KN_STEP_COPY,         /* start filling `slot` with `layer` (may be asynchronous) */
+    KN_STEP_WAIT_COPY,    /* computes queued after this see the slot's copy complete */
+    KN_STEP_COMPUTE,      /* queue layer's compute on the slot */
+    KN_STEP_RECORD_DONE,  /* mark the end of layer's compute */
+    KN_STEP_WAIT_DONE     /* copies queued after this start after layer's compute is done */
+} kn_step_op;
+
+typedef struct {
+    kn_step_op op;
+    int layer, slot;
+} kn_stream_step;
+
+/* Writes the plan into steps (room for cap; 5 * n_layers always suffices) and returns the
+ * number of steps, or -1 when n_layers < 0, n_slots < 1 or cap is too small. */
+int64_t kn_stream_plan(int n_layers, int n_slots, kn_stream_step *steps, int64_t cap);
+
+typedef struct {
+    void *ud;
+    qx_status (*step[5])(void *ud, int layer, int slot, qx_err *e);   /* indexed by kn_step_op */
+} kn_stream_ops;
+/* Runs the steps in order through ops (a NULL entry is a no-op); stops at the first error. */
+qx_status kn_stream_run(const kn_stream_step *steps, int64_t n, const kn_stream_ops *ops, qx_err *e);
+
+/* The CPU executor: n_slots host buffers of max(layer_bytes); COPY is a memcpy of
+ * layer_src[L]; compute(ud, L, slot bytes) runs synchronously. */
+typedef qx_status (*kn_layer_fn)(void *ud, int layer, const void *slot, qx_err *e);
+qx_status kn_stream_layers_host(int n_layers, int n_slots, const void *const *layer_src,
+                                const size_t *layer_bytes, kn_layer_fn compute, void *ud, qx_err *e);
+
 #endif
