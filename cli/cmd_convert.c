@@ -1,8 +1,187 @@
-/* cli/cmd_convert.c — placeholder until the convert command lands (see the issues). */
+/* cli/cmd_convert.c — `qforge convert` (HF checkpoint -> GGUF) and, through the same code,
+ * `qforge quantize` (F32/F16/BF16 GGUF -> GGUF): argument parsing, the dry-run table,
+ * progress and the final summary.  The work is convert/ (cv_plan_*, cv_execute). */
 #include "cli.h"
+#include "convert/convert.h"
+
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
-int cmd_convert(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qforge convert: not available in this build yet\n");
-    return 2;
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f, bool quantize) {
+    if (quantize)
+        fprintf(f, "usage: qforge quantize IN.gguf OUT.gguf TYPE [options]\n"
+                   "  requantize an F32/F16/BF16 GGUF (any architecture); TYPE is a preset or a bare type\n");
+    else
+        fprintf(f, "usage: qforge convert HFDIR -o OUT.gguf --type PRESET [options]\n"
+                   "  DeepSeek-V3/R1 (FP8), DeepSeek-V2, Llama, Qwen2 (BF16) checkpoint -> one GGUF, one streaming pass\n");
+    fprintf(f, "options:\n"
+               "  --type PRESET             %s (default Q4_K_M)\n"
+               "  --tensor-type REGEX=TYPE  override (lower-cased regex searched in the GGUF name; first match wins; repeatable)\n"
+               "  --output-tensor-type T    type of output.weight\n"
+               "  --token-embedding-type T  type of token_embd.weight\n"
+               "  --pure                    every quantizable tensor at the preset's default type\n"
+               "  --imatrix FILE            importance matrix (llama.cpp GGUF imatrix or legacy .dat)\n"
+               "  --keep-mtp                deepseek2: keep the MTP block (nextn_predict_layers)\n"
+               "  --dry-run                 print the plan (every tensor, type, size, totals, exact file size) and exit\n"
+               "  --resume                  continue an interrupted run from OUT.part and its journal\n"
+               "  -t, --threads N           worker threads (default: all)\n"
+               "  --json FILE               write the summary as JSON\n"
+               "  --quiet                   no per-tensor table in --dry-run, no progress\n", cv_preset_names());
 }
+
+static void fmt_shape(const cv_tensor_info *t, char *buf, size_t cap) {
+    int k = 0;
+    for (int d = 0; d < t->n_dims && k < (int)cap; d++) k += snprintf(buf + k, cap - (size_t)k, "%s%lld", d ? " x " : "", (long long)t->ne[d]);
+}
+
+static void print_plan(const cv_plan *pl, bool table) {
+    size_t n = cv_plan_tensor_count(pl);
+    uint64_t cat_bytes[CV_CAT_COUNT] = {0}, cat_elems[CV_CAT_COUNT] = {0}, cat_n[CV_CAT_COUNT] = {0};
+    if (table) printf("%-40s %-8s %-24s %14s\n", "tensor", "type", "shape (ne)", "MiB");
+    for (size_t i = 0; i < n; i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        cat_bytes[t.cat] += t.nbytes;
+        cat_elems[t.cat] += t.n_elems;
+        cat_n[t.cat]++;
+        if (!table) continue;
+        char sh[64];
+        fmt_shape(&t, sh, sizeof sh);
+        printf("%-40s %-8s %-24s %14.3f%s%s%s\n", t.name, qt_type_name(t.type), sh, t.nbytes / 1048576.0,
+               t.type != t.wanted ? "  (fallback from " : "", t.type != t.wanted ? qt_type_name(t.wanted) : "",
+               t.type != t.wanted ? ")" : "");
+    }
+    printf("\n%-26s %8s %16s %14s %7s\n", "category", "tensors", "weights", "MiB", "bpw");
+    for (int c = 0; c < CV_CAT_COUNT; c++) {
+        if (!cat_n[c]) continue;
+        printf("%-26s %8" PRIu64 " %16" PRIu64 " %14.2f %7.3f\n", cv_category_name((cv_category)c), cat_n[c], cat_elems[c],
+               cat_bytes[c] / 1048576.0, cat_elems[c] ? 8.0 * cat_bytes[c] / cat_elems[c] : 0.0);
+    }
+    printf("%-26s %8zu %16" PRIu64 " %14.2f %7.3f\n", "total", n, cv_plan_n_elems(pl), cv_plan_tensor_bytes(pl) / 1048576.0,
+           cv_plan_bpw(pl));
+    printf("\narch %s, preset %s: %zu tensors, %zu work items, %zu row-length fallbacks\n", cv_plan_arch(pl), cv_plan_preset(pl), n,
+           cv_plan_item_count(pl), cv_plan_fallback_count(pl));
+    printf("tensor data %.2f MiB (%.2f GB), %.3f bits per weight\n", cv_plan_tensor_bytes(pl) / 1048576.0,
+           cv_plan_tensor_bytes(pl) / 1e9, cv_plan_bpw(pl));
+    printf("output file size %" PRIu64 " bytes (%.2f GB, %.2f GiB); source bytes to read %.2f GB\n", cv_plan_file_size(pl),
+           cv_plan_file_size(pl) / 1e9, cv_plan_file_size(pl) / 1073741824.0, cv_plan_input_bytes(pl) / 1e9);
+}
+
+static int write_json(const char *path, const char *out, const cv_result *r, const cv_plan *pl, bool dry) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "qforge: error: cannot write %s\n", path); return 1; }
+    fprintf(f, "{\n  \"output\": \"");
+    for (const char *s = out; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fprintf(f, "\",\n  \"dry_run\": %s,\n  \"preset\": \"%s\",\n  \"arch\": \"%s\",\n  \"bytes\": %" PRIu64 ",\n"
+               "  \"tensor_bytes\": %" PRIu64 ",\n  \"bpw\": %.6f,\n  \"seconds\": %.3f,\n  \"peak_rss_bytes\": %" PRIu64 ",\n"
+               "  \"n_tensors\": %zu,\n  \"items\": %zu,\n  \"items_skipped\": %" PRIu64 ",\n  \"input_bytes\": %" PRIu64 ",\n"
+               "  \"input_gb_per_s\": %.4f\n}\n",
+            dry ? "true" : "false", cv_plan_preset(pl), cv_plan_arch(pl), cv_plan_file_size(pl), cv_plan_tensor_bytes(pl), cv_plan_bpw(pl),
+            r->seconds, r->peak_rss_bytes, cv_plan_tensor_count(pl), cv_plan_item_count(pl), r->items_skipped, r->input_bytes,
+            r->seconds > 0 ? r->input_bytes / r->seconds / 1e9 : 0.0);
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+int cli_convert_main(int argc, char **argv, bool quantize) {
+    const char *cmd = quantize ? "quantize" : "convert";
+    cv_params p;
+    cv_default_params(&p);
+    const char *in = NULL, *out = NULL, *json = NULL, *type_pos = NULL;
+    bool dry = false, quiet = false;
+    const char **tt = calloc((size_t)argc + 1, sizeof *tt);
+    if (!tt) return 1;
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        const char *a = argv[i];
+#define VAL() (i + 1 < argc ? argv[++i] : (rc = cli_usage_error(cmd, "%s needs a value", a), (char *)NULL))
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, quantize); free(tt); return 0; }
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = VAL();
+        else if (!strcmp(a, "--type")) p.preset = VAL();
+        else if (!strcmp(a, "--tensor-type")) { const char *v = VAL(); if (v) tt[p.n_tensor_types++] = v; }
+        else if (!strcmp(a, "--output-tensor-type")) p.output_tensor_type = VAL();
+        else if (!strcmp(a, "--token-embedding-type")) p.token_embedding_type = VAL();
+        else if (!strcmp(a, "--imatrix")) p.imatrix = VAL();
+        else if (!strcmp(a, "--pure")) p.pure = true;
+        else if (!strcmp(a, "--keep-mtp")) p.keep_mtp = true;
+        else if (!strcmp(a, "--dry-run")) dry = true;
+        else if (!strcmp(a, "--resume")) p.resume = true;
+        else if (!strcmp(a, "--quiet")) quiet = true;
+        else if (!strcmp(a, "--json")) json = VAL();
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { const char *v = VAL(); if (v) p.n_threads = atoi(v); }
+        else if (!strcmp(a, "--max-items")) { const char *v = VAL(); if (v) p.max_items = atoll(v); }   /* testing */
+        else if (a[0] == '-' && a[1]) rc = cli_usage_error(cmd, "unknown option '%s'", a);
+        else if (!in) in = a;
+        else if (quantize && !out) out = a;
+        else if (quantize && !type_pos) type_pos = a;
+        else rc = cli_usage_error(cmd, "unexpected argument '%s'", a);
+#undef VAL
+    }
+    p.tensor_types = tt;
+    if (type_pos) p.preset = type_pos;
+    if (rc == 0 && !in) rc = cli_usage_error(cmd, quantize ? "missing IN.gguf" : "missing HFDIR");
+    if (rc == 0 && !out && !dry) rc = cli_usage_error(cmd, "missing %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
+    if (rc) { free(tt); return rc; }
+
+    signal(SIGXFSZ, SIG_IGN);   /* file size limit: let write() fail with EFBIG and report it */
+    qx_err e;
+    qx_err_clear(&e);
+    double t0 = qx_now();
+    cv_plan *pl = NULL;
+    qx_status s = quantize ? cv_plan_from_gguf(&pl, in, &p, &e) : cv_plan_create(&pl, in, &p, &e);
+    if (s != QX_OK) { free(tt); return cli_fail(&e); }
+    const char *w = cv_plan_warnings(pl);
+    if (*w) {
+        for (const char *l = w; *l;) {
+            const char *nl = strchr(l, '\n');
+            int len = nl ? (int)(nl - l) : (int)strlen(l);
+            fprintf(stderr, "qforge %s: warning: %.*s\n", cmd, len, l);
+            l += len + (nl ? 1 : 0);
+        }
+    }
+    cv_result r;
+    memset(&r, 0, sizeof r);
+    if (dry) {
+        print_plan(pl, !quiet);
+        r.seconds = qx_now() - t0;
+        r.peak_rss_bytes = qx_peak_rss_bytes();
+        printf("planned in %.2f s\n", r.seconds);
+        rc = json ? write_json(json, out ? out : "", &r, pl, true) : 0;
+        cv_plan_free(pl);
+        free(tt);
+        return rc;
+    }
+    qx_progress prog;
+    char label[64];
+    snprintf(label, sizeof label, "%s", cmd);
+    qx_progress_begin(&prog, quiet ? NULL : stderr, label, cv_plan_input_bytes(pl), "B");
+    p.progress = quiet ? NULL : &prog;
+    fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.2f GB\n", cmd, in, out, cv_plan_preset(pl),
+            cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e9);
+    s = cv_execute(pl, out, &p, &r, &e);
+    if (s != QX_OK) {
+        if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
+        cv_plan_free(pl);
+        free(tt);
+        return cli_fail(&e);
+    }
+    double secs = qx_now() - t0;
+    r.seconds = secs;
+    printf("qforge %s: wrote %s\n", cmd, out);
+    printf("  %" PRIu64 " tensors, %" PRIu64 " bytes (%.3f GB), %.3f bits per weight, preset %s\n", r.n_tensors, r.bytes, r.bytes / 1e9,
+           r.bpw, cv_plan_preset(pl));
+    printf("  %.2f s, input %.3f GB decoded at %.3f GB/s, peak RSS %.1f MiB\n", secs, r.input_bytes / 1e9,
+           secs > 0 ? r.input_bytes / secs / 1e9 : 0.0, r.peak_rss_bytes / 1048576.0);
+    if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
+    rc = json ? write_json(json, out, &r, pl, false) : 0;
+    cv_plan_free(pl);
+    free(tt);
+    return rc;
+}
+
+int cmd_convert(int argc, char **argv) { return cli_convert_main(argc, argv, false); }

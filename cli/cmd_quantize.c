@@ -1,8 +1,6 @@
-/* cli/cmd_quantize.c — placeholder until the quantize command lands (see the issues). */
+/* cli/cmd_quantize.c — `qforge quantize IN.gguf OUT.gguf TYPE [...]`: requantize an
+ * F32/F16/BF16 GGUF with llama-quantize's flags; shares the convert pipeline and recipes
+ * (cli/cmd_convert.c, convert/). */
 #include "cli.h"
-#include <stdio.h>
-int cmd_quantize(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qforge quantize: not available in this build yet\n");
-    return 2;
-}
+
+int cmd_quantize(int argc, char **argv) { return cli_convert_main(argc, argv, true); }

@@ -24,6 +24,8 @@ rm -f /tmp/qf_fuzz_probe.$$
 make --no-print-directory BUILD=$B/lib CC="$CC" NVCC= OPT=-O1 \
     CFLAGS="-O1 -g -fsanitize=fuzzer-no-link $SAN" $B/lib/libqforge.a
 LIBS="-ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread"
+# the Makefile adds -fopenmp when the compiler links it; the fuzz binaries must then too
+if echo 'int main(void){return 0;}' | $CC -fopenmp -x c - -o /dev/null 2>/dev/null; then LIBS="$LIBS -fopenmp"; fi
 for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
     $CC -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer $SAN "$src" $B/lib/libqforge.a $LIBS -o $B/$name

@@ -1,0 +1,111 @@
+/* convert/convert.h — the one public header of convert/: HF checkpoint (DeepSeek-V3/V2 FP8,
+ * Llama/Qwen2 BF16) or F32/F16/BF16 GGUF -> one quantized GGUF, in one streaming pass
+ * (DESIGN.md decisions 1-3).
+ *
+ *   cv_plan_create / cv_plan_from_gguf   headers only: every output tensor, its type (preset
+ *                                        rules, --tensor-type overrides, row-length fallbacks),
+ *                                        size, offset, the metadata and the exact file size;
+ *   cv_execute                           independent work items (a tensor, a row range of one,
+ *                                        or one expert's slice of a stacked tensor) decoded
+ *                                        tile by tile, quantized and pwrite-n at planned
+ *                                        offsets into OUT.part; a journal OUT.part.journal
+ *                                        (finished items + XXH3-64) allows --resume; per-tensor
+ *                                        checksums (qforge.tensor_xxh3) go into the header and
+ *                                        OUT.part is renamed to OUT only when complete.
+ *
+ * Architecture maps follow ../shared/GGUF-DEEPSEEK2.md §4-§6 (deepseek2 MLA layout with
+ * attn_k_b/attn_v_b, *_exps stacks, exp_probs_b.bias, MTP dropped unless keep_mtp) and
+ * llama.cpp's converter for llama (q/k row permutation, rope_freqs for llama3 scaling) and
+ * qwen2 (qkv biases).  Presets reproduce llama-quantize's per-tensor rules (§10); the DS-*
+ * mixes are rule tables (convert/recipe.c) and easy to extend.
+ * The library never prints: warnings are returned as text (cv_plan_warnings), progress goes
+ * through a caller-owned qx_progress. */
+#ifndef CONVERT_H
+#define CONVERT_H
+
+#include "../common/qx.h"
+#include "../formats/formats.h"
+#include "../quant/qt.h"
+
+/* Broad groups for the dry-run totals. */
+typedef enum {
+    CV_CAT_EMBD, CV_CAT_OUTPUT, CV_CAT_ATTN, CV_CAT_FFN, CV_CAT_SHEXP, CV_CAT_EXPS,
+    CV_CAT_F32, CV_CAT_MTP, CV_CAT_COUNT
+} cv_category;
+const char *cv_category_name(cv_category c);   /* "routed experts" */
+
+typedef struct {
+    const char *preset;                 /* "Q4_K_M", "DS-Q2_K_XL", ... or a bare type "Q4_K" */
+    const char *const *tensor_types;    /* n_tensor_types strings "REGEX=TYPE" (first match wins) */
+    int n_tensor_types;
+    const char *imatrix;                /* llama.cpp GGUF imatrix or legacy .dat, NULL for none */
+    const char *output_tensor_type;     /* NULL: preset rule */
+    const char *token_embedding_type;   /* NULL: preset rule */
+    bool pure;                          /* every quantizable tensor at the default type */
+    bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
+    int n_threads;                      /* 0: qx_default_threads() */
+    bool resume;                        /* continue from OUT.part + OUT.part.journal */
+    int64_t max_items;                  /* test/debug: stop after this many items (0: all);
+                                           cv_execute then returns QX_EINVAL "stopped" */
+    qx_progress *progress;              /* optional, updated from one thread at a time */
+} cv_params;
+
+void cv_default_params(cv_params *p);
+
+/* Names of the presets, comma separated. */
+const char *cv_preset_names(void);
+
+typedef struct cv_plan cv_plan;   /* opaque */
+
+/* One planned output tensor (borrowed from the plan). */
+typedef struct {
+    const char *name;               /* GGUF name */
+    qt_type type;
+    qt_type wanted;                 /* type before the row-length fallback (== type if none) */
+    int n_dims;
+    int64_t ne[GF_MAX_DIMS];
+    uint64_t n_elems, nbytes;
+    uint64_t offset;                /* absolute file offset */
+    cv_category cat;
+    int layer;                      /* block index, -1 for none */
+} cv_tensor_info;
+
+/* Plans the conversion of an HF checkpoint directory.  Reads config.json, the safetensors
+ * headers, the tokenizer and (if given) the imatrix; validates shapes and dtypes against
+ * config.json.  No tensor data is read. */
+qx_status cv_plan_create(cv_plan **out, const char *hf_dir, const cv_params *p, qx_err *e);
+/* Plans requantizing an F32/F16/BF16 (or any decodable) GGUF of any architecture: all
+ * metadata is carried over (general.file_type updated), every tensor kept in order. */
+qx_status cv_plan_from_gguf(cv_plan **out, const char *gguf_path, const cv_params *p, qx_err *e);
+void cv_plan_free(cv_plan *pl);
+
+size_t cv_plan_tensor_count(const cv_plan *pl);
+void cv_plan_tensor(const cv_plan *pl, size_t i, cv_tensor_info *out);
+uint64_t cv_plan_file_size(const cv_plan *pl);        /* exact bytes of the output file */
+uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama.cpp's "size") */
+uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
+uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */
+size_t cv_plan_item_count(const cv_plan *pl);
+size_t cv_plan_fallback_count(const cv_plan *pl);     /* tensors that hit the row-length fallback */
+const char *cv_plan_arch(const cv_plan *pl);          /* "deepseek2", "llama", "qwen2", ... */
+const char *cv_plan_preset(const cv_plan *pl);
+/* Newline-separated warnings (unusual configs, fallbacks, ignored imatrix entries); "" if none. */
+const char *cv_plan_warnings(const cv_plan *pl);
+/* Bits per weight of the plan: 8 * tensor bytes / weights. */
+double cv_plan_bpw(const cv_plan *pl);
+
+typedef struct {
+    uint64_t bytes;                 /* output file size */
+    uint64_t n_tensors;
+    uint64_t items_total, items_done, items_skipped;   /* skipped: verified from the journal */
+    uint64_t input_bytes;           /* source bytes decoded in this run */
+    double seconds, bpw;
+    uint64_t peak_rss_bytes;
+} cv_result;
+
+/* Executes the plan into out_path (via out_path.part + .part.journal).  On any error the
+ * .part and journal are left for --resume and no out_path is created.  Deterministic: the
+ * bytes never depend on the thread count or on interruptions.  r is optional. */
+qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e);
+
+#endif

@@ -1,0 +1,433 @@
+/* convert/execute.c — runs a plan (DESIGN.md decisions 2-3): work items in parallel (OpenMP,
+ * dynamic schedule), each decoding its source rows tile by tile into a bounded per-thread
+ * buffer, quantizing and pwrite-ing at its planned offset in OUT.part; consumed input pages
+ * are released.  A journal OUT.part.journal gets one line per finished item with the
+ * XXH3-64 of its bytes; --resume re-hashes those bytes in OUT.part and skips what matches.
+ * When the last item of a tensor is done its bytes are read back and hashed into
+ * qforge.tensor_xxh3; the header is rewritten, the file fsync'd and renamed to OUT.
+ * Output bytes depend on neither the thread count nor interruptions. */
+#include "cv_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define TILE_ELEMS (1LL << 20)        /* floats decoded at a time per thread (4 MiB) */
+#define HASH_CHUNK (4u << 20)         /* read-back buffer for tensor checksums */
+#define JOURNAL_MAGIC "qforge-journal 1"
+
+typedef struct {
+    float *f, *tmp, *imp;
+    uint8_t *q;
+    size_t fcap, tcap, icap, qcap;
+    XXH3_state_t *xs;
+} tbuf;
+
+static bool grow(void **p, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    void *n = realloc(*p, need);
+    if (!n) return false;
+    *p = n;
+    *cap = need;
+    return true;
+}
+
+/* Drops the whole pages inside [p, p+len) of a read-only file mapping. */
+static void release_range(const void *p, uint64_t len) {
+    if (!p || len == 0) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
+    uintptr_t b = ((uintptr_t)p + len) / (uintptr_t)pg * (uintptr_t)pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static const qt_traits *traits_of(qt_type t) {
+    const qt_traits *tr = qt_get_traits(t);
+    if (!tr || !tr->from_float) {
+        const qt_traits *iq = qt_iq_traits(t);
+        if (iq) tr = iq;
+    }
+    return tr;
+}
+
+static int64_t tile_rows(const cv_out *o, int64_t n) {
+    if (o->xf == XF_KB || o->xf == XF_VB || o->xf == XF_GEN || (o->xf == XF_PERM && o->n_dims == 1)) return n;
+    int64_t t = TILE_ELEMS / o->ne[0];
+    if (t < 1) t = 1;
+    return t < n ? t : n;
+}
+
+/* Decodes output rows [r0, r0+n) of slice x of o (row length ne[0]) into dst. */
+static qx_status decode(const cv_out *o, int64_t x, int64_t r0, int64_t n, float *dst, tbuf *b, qx_err *e) {
+    int64_t ne0 = o->ne[0];
+    if (o->gsrc) {
+        const gf_tensor *g = o->gsrc;
+        uint64_t rs = qt_row_size(g->type, ne0);
+        const uint8_t *base = g->data + ((uint64_t)x * (uint64_t)o->ne[1] + (uint64_t)r0) * rs;
+        const qt_traits *tr = qt_get_traits(g->type);
+        for (int64_t r = 0; r < n; r++) tr->to_float(base + (uint64_t)r * rs, dst + r * ne0, ne0);
+        release_range(base, (uint64_t)n * rs);
+        return QX_OK;
+    }
+    if (o->xf == XF_GEN) {
+        memcpy(dst, o->gen, (size_t)ne0 * sizeof(float));
+        return QX_OK;
+    }
+    const st_tensor *t = o->src[o->n_src > 1 ? x : 0];
+    uint64_t esz = (uint64_t)st_dtype_size(t->dtype);
+    if (o->xf == XF_ROWS) {
+        QX_TRY(st_tensor_rows_f32(t, r0, r0 + n, dst, e));
+        release_range(t->data + (uint64_t)r0 * (uint64_t)ne0 * esz, (uint64_t)n * (uint64_t)ne0 * esz);
+        return QX_OK;
+    }
+    if (o->xf == XF_PERM && o->n_dims == 1) {   /* bias: permute elements */
+        if (!grow((void **)&b->tmp, &b->tcap, (size_t)ne0 * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
+        QX_TRY(st_tensor_rows_f32(t, 0, 1, b->tmp, e));
+        int64_t D = ne0 / o->perm_heads;
+        for (int64_t r = 0; r < ne0; r++) {
+            int64_t h = r / D, i = (r % D) / 2, j = r % 2;
+            dst[r] = b->tmp[h * D + j * (D / 2) + i];
+        }
+        return QX_OK;
+    }
+    if (o->xf == XF_PERM) {
+        int64_t D = o->ne[1] / o->perm_heads;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t r = r0 + k, h = r / D, i = (r % D) / 2, j = r % 2;
+            int64_t s = h * D + j * (D / 2) + i;
+            QX_TRY(st_tensor_rows_f32(t, s, s + 1, dst + k * ne0, e));
+        }
+        return QX_OK;
+    }
+    /* XF_KB / XF_VB: slice x = head */
+    int64_t KVL = o->KVL, N = o->N, Dv = o->Dv, hbase = x * (N + Dv);
+    if (o->xf == XF_VB) {
+        QX_TRY(st_tensor_rows_f32(t, hbase + N + r0, hbase + N + r0 + n, dst, e));
+        release_range(t->data + (uint64_t)(hbase + N + r0) * (uint64_t)KVL * esz, (uint64_t)n * (uint64_t)KVL * esz);
+        return QX_OK;
+    }
+    if (!grow((void **)&b->tmp, &b->tcap, (size_t)(N * KVL) * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
+    QX_TRY(st_tensor_rows_f32(t, hbase, hbase + N, b->tmp, e));   /* [N, KVL] */
+    for (int64_t k = 0; k < n; k++)                                 /* out row k = latent index */
+        for (int64_t j = 0; j < N; j++) dst[k * N + j] = b->tmp[j * KVL + r0 + k];
+    release_range(t->data + (uint64_t)hbase * (uint64_t)KVL * esz, (uint64_t)N * (uint64_t)KVL * esz);
+    return QX_OK;
+}
+
+typedef struct {
+    cv_plan *pl;
+    int fd;
+    const char *part;
+} run_ctx;
+
+static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t *hash, qx_err *e) {
+    const cv_out *o = &c->pl->outs[it->tensor];
+    int64_t ne0 = o->ne[0], n = it->r1 - it->r0, tr_rows = tile_rows(o, n);
+    uint64_t rb = qt_row_size(o->type, ne0);
+    XXH3_64bits_reset(b->xs);
+    if (o->gsrc && o->gsrc->type == o->type) {   /* same type: copy bytes */
+        const uint8_t *src = o->gsrc->data + ((uint64_t)it->slice * (uint64_t)o->ne[1] + (uint64_t)it->r0) * rb;
+        for (int64_t r = 0; r < n; r += tr_rows) {
+            int64_t m = r + tr_rows < n ? tr_rows : n - r;
+            QX_TRY(gf_writer_pwrite(c->pl->w, c->fd, c->part, it->tensor, it->off + (uint64_t)r * rb, src + (uint64_t)r * rb, (uint64_t)m * rb, e));
+            XXH3_64bits_update(b->xs, src + (uint64_t)r * rb, (size_t)((uint64_t)m * rb));
+            release_range(src + (uint64_t)r * rb, (uint64_t)m * rb);
+        }
+        *hash = XXH3_64bits_digest(b->xs);
+        return QX_OK;
+    }
+    const qt_traits *tr = traits_of(o->type);
+    if (!tr || !tr->from_float) return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': no quantizer for %s", o->name, qt_type_name(o->type));
+    if (!grow((void **)&b->f, &b->fcap, (size_t)(tr_rows * ne0) * sizeof(float)) ||
+        !grow((void **)&b->q, &b->qcap, (size_t)((uint64_t)tr_rows * rb)))
+        return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory for a %lld-row tile", o->name, (long long)tr_rows);
+    const float *imp = NULL;
+    if (o->imp) {
+        if (!grow((void **)&b->imp, &b->icap, (size_t)ne0 * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
+        QX_TRY(im_importance(o->imp, o->imp->nmat > 1 ? it->slice : 0, b->imp, e));
+        imp = b->imp;
+    }
+    for (int64_t r = 0; r < n; r += tr_rows) {
+        int64_t m = r + tr_rows < n ? tr_rows : n - r;
+        QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
+        for (int64_t k = 0; k < m; k++) tr->from_float(b->f + k * ne0, b->q + (uint64_t)k * rb, ne0, imp);
+        QX_TRY(gf_writer_pwrite(c->pl->w, c->fd, c->part, it->tensor, it->off + (uint64_t)r * rb, b->q, (uint64_t)m * rb, e));
+        XXH3_64bits_update(b->xs, b->q, (size_t)((uint64_t)m * rb));
+    }
+    *hash = XXH3_64bits_digest(b->xs);
+    return QX_OK;
+}
+
+/* XXH3-64 of n bytes at absolute offset off of fd (read back). */
+static qx_status hash_range(int fd, const char *label, uint64_t off, uint64_t n, tbuf *b, uint64_t *out, qx_err *e) {
+    if (!grow((void **)&b->q, &b->qcap, HASH_CHUNK)) return qx_fail(e, QX_ENOMEM, "out of memory");
+    XXH3_64bits_reset(b->xs);
+    uint64_t done = 0;
+    while (done < n) {
+        size_t want = (size_t)(n - done < HASH_CHUNK ? n - done : HASH_CHUNK);
+        ssize_t got = pread(fd, b->q, want, (off_t)(off + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return qx_fail(e, QX_EIO, "%s: reading back %" PRIu64 " bytes at %" PRIu64 ": %s", label, n, off,
+                                     got < 0 ? strerror(errno) : "unexpected end of file");
+        XXH3_64bits_update(b->xs, b->q, (size_t)got);
+        done += (uint64_t)got;
+    }
+    *out = XXH3_64bits_digest(b->xs);
+    posix_fadvise(fd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
+    return QX_OK;
+}
+
+/* Reads the journal: *ok[i] / hashes[i] for items it lists.  QX_ENOTFOUND when absent,
+ * QX_EINVAL when it belongs to another plan. */
+static qx_status read_journal(const char *path, const cv_plan *pl, bool *ok, uint64_t *hashes, qx_err *e) {
+    char *txt;
+    size_t len;
+    qx_status s = qx_read_file(path, &txt, &len, e);
+    if (s != QX_OK) return s;
+    char want[96];
+    snprintf(want, sizeof want, JOURNAL_MAGIC " %016" PRIx64 " %zu\n", pl->plan_hash, pl->n_items);
+    if (len < strlen(want) || strncmp(txt, want, strlen(want)) != 0) {
+        free(txt);
+        return qx_fail(e, QX_EINVAL, "%s: journal belongs to a different plan (inputs or options changed); "
+                       "delete it and the .part, or run without --resume", path);
+    }
+    char *p = txt + strlen(want);
+    while (*p) {
+        char *nl = strchr(p, '\n');
+        if (!nl) break;                      /* torn last line: ignored */
+        unsigned long long idx, h;
+        if (sscanf(p, "%llu %llx", &idx, &h) == 2 && idx < pl->n_items) {
+            ok[idx] = true;
+            hashes[idx] = h;
+        }
+        p = nl + 1;
+    }
+    free(txt);
+    return QX_OK;
+}
+
+static qx_status write_all(int fd, const char *path, const char *buf, size_t n, qx_err *e) {
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return qx_fail(e, errno == ENOSPC || errno == EFBIG ? QX_ENOSPC : QX_EIO, "%s: %s", path, strerror(errno));
+        buf += w;
+        n -= (size_t)w;
+    }
+    return QX_OK;
+}
+
+static void fsync_dir_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (sl) { if (sl == dir) sl[1] = 0; else *sl = 0; } else snprintf(dir, sizeof dir, ".");
+    int d = open(dir, O_RDONLY | O_DIRECTORY);
+    if (d >= 0) { fsync(d); close(d); }
+}
+
+static void tbuf_free(tbuf *b) {
+    free(b->f); free(b->tmp); free(b->imp); free(b->q);
+    if (b->xs) XXH3_freeState(b->xs);
+    memset(b, 0, sizeof *b);
+}
+
+/* Opens (fresh or resumed) OUT.part and its journal. */
+static qx_status open_outputs(cv_plan *pl, const cv_params *p, const char *part, const char *jpath, int *fd, int *jfd,
+                              bool *ok, uint64_t *jh, bool *resumed, qx_err *e) {
+    *resumed = false;
+    if (p->resume) {
+        struct stat sp;
+        if (stat(part, &sp) == 0 && access(jpath, F_OK) == 0) {
+            QX_TRY(read_journal(jpath, pl, ok, jh, e));
+            if ((uint64_t)sp.st_size != gf_writer_file_size(pl->w))
+                return qx_fail(e, QX_EINVAL, "%s: size %lld differs from the plan's %" PRIu64 "; delete it or run without --resume",
+                               part, (long long)sp.st_size, gf_writer_file_size(pl->w));
+            *fd = open(part, O_RDWR);
+            if (*fd < 0) return qx_fail(e, QX_EIO, "%s: %s", part, strerror(errno));
+            *jfd = open(jpath, O_WRONLY | O_APPEND);
+            if (*jfd < 0) return qx_fail(e, QX_EIO, "%s: %s", jpath, strerror(errno));
+            *resumed = true;
+            return QX_OK;
+        }
+    }
+    *fd = open(part, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (*fd < 0) return qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "cannot create %s: %s", part, strerror(errno));
+    *jfd = open(jpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    if (*jfd < 0) return qx_fail(e, QX_EIO, "cannot create %s: %s", jpath, strerror(errno));
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, JOURNAL_MAGIC " %016" PRIx64 " %zu\n", pl->plan_hash, pl->n_items);
+    return write_all(*jfd, jpath, hdr, strlen(hdr), e);
+}
+
+static qx_status check_space(int fd, const char *part, uint64_t size, qx_err *e) {
+    struct statvfs vs;
+    struct stat st;
+    if (fstatvfs(fd, &vs) != 0 || fstat(fd, &st) != 0) return QX_OK;
+    uint64_t have = (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize, used = (uint64_t)st.st_blocks * 512u;
+    uint64_t need = size > used ? size - used : 0;
+    if (need > have)
+        return qx_fail(e, QX_ENOSPC, "%s: not enough disk space: %.2f GB more needed, %.2f GB available", part, need / 1e9, have / 1e9);
+    return QX_OK;
+}
+
+qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e) {
+    double t0 = qx_now();
+    char part[4096], jpath[4200];
+    if (snprintf(part, sizeof part, "%s.part", out_path) >= (int)sizeof part) return qx_fail(e, QX_EINVAL, "%s: path too long", out_path);
+    snprintf(jpath, sizeof jpath, "%s.journal", part);
+    size_t ni = pl->n_items, nt = pl->n_outs;
+    bool *ok = calloc(ni ? ni : 1, sizeof *ok);
+    uint64_t *jh = calloc(ni ? ni : 1, sizeof *jh);
+    int64_t *left = calloc(nt ? nt : 1, sizeof *left);
+    uint64_t *th = calloc(nt ? nt : 1, sizeof *th);
+    int fd = -1, jfd = -1;
+    bool resumed = false;
+    qx_status s = (ok && jh && left && th) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    if (s == QX_OK) s = open_outputs(pl, p, part, jpath, &fd, &jfd, ok, jh, &resumed, e);
+    if (s == QX_OK && !resumed) s = check_space(fd, part, gf_writer_file_size(pl->w), e);
+    if (s == QX_OK) s = gf_writer_write_header(pl->w, fd, part, e);
+    int nthr = p->n_threads > 0 ? p->n_threads : qx_default_threads();
+    run_ctx c = {pl, fd, part};
+    qx_err err1;
+    qx_err_clear(&err1);
+    volatile int failed = s != QX_OK;
+    uint64_t n_skipped = 0, n_done = 0, in_done = 0, in_bytes_run = 0;
+    int64_t budget = p->max_items > 0 ? p->max_items : -1;
+    bool stopped = false;
+
+    /* 1. verify what the journal says is done */
+    if (!failed && resumed) {
+#pragma omp parallel num_threads(nthr)
+        {
+            tbuf b = {0};
+            b.xs = XXH3_createState();
+#pragma omp for schedule(dynamic, 1)
+            for (size_t i = 0; i < ni; i++) {
+                if (!ok[i] || failed || !b.xs) continue;
+                const cv_item *it = &pl->items[i];
+                uint64_t h;
+                qx_err e2;
+                if (hash_range(fd, part, gf_writer_tensor_offset(pl->w, it->tensor) + it->off, it->nbytes, &b, &h, &e2) != QX_OK || h != jh[i])
+                    ok[i] = false;
+            }
+            tbuf_free(&b);
+        }
+    }
+    for (size_t i = 0; i < ni; i++) {
+        if (ok[i]) { n_skipped++; in_done += pl->items[i].in_bytes; }
+        else left[pl->items[i].tensor]++;
+    }
+    /* 2. tensors already complete: hash them now */
+    if (!failed) {
+#pragma omp parallel num_threads(nthr)
+        {
+            tbuf b = {0};
+            b.xs = XXH3_createState();
+#pragma omp for schedule(dynamic, 1)
+            for (size_t t = 0; t < nt; t++) {
+                if (left[t] != 0 || failed) continue;
+                qx_err e2;
+                if (!b.xs || hash_range(fd, part, gf_writer_tensor_offset(pl->w, t), pl->outs[t].nbytes, &b, &th[t], &e2) != QX_OK) {
+#pragma omp critical(cv_err)
+                    { if (!failed) { err1 = e2; failed = 1; } }
+                }
+            }
+            tbuf_free(&b);
+        }
+    }
+    /* 3. the work */
+    if (!failed) {
+#pragma omp parallel num_threads(nthr)
+        {
+            tbuf b = {0};
+            b.xs = XXH3_createState();
+            if (!b.xs) {
+#pragma omp critical(cv_err)
+                { if (!failed) { qx_fail(&err1, QX_ENOMEM, "out of memory"); failed = 1; } }
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (size_t i = 0; i < ni; i++) {
+                if (ok[i] || failed || stopped) continue;
+                bool go = true;
+                if (budget >= 0) {
+#pragma omp critical(cv_budget)
+                    { if (budget == 0) { stopped = true; go = false; } else budget--; }
+                }
+                if (!go) continue;
+                const cv_item *it = &pl->items[i];
+                qx_err e2;
+                uint64_t h = 0;
+                qx_status si = run_item(&c, it, &b, &h, &e2);
+                if (si == QX_OK) {
+                    char line[64];
+                    int n = snprintf(line, sizeof line, "%zu %016" PRIx64 "\n", i, h);
+#pragma omp critical(cv_journal)
+                    si = write_all(jfd, jpath, line, (size_t)n, &e2);
+                }
+                if (si == QX_OK && __atomic_sub_fetch(&left[it->tensor], 1, __ATOMIC_ACQ_REL) == 0)
+                    si = hash_range(fd, part, gf_writer_tensor_offset(pl->w, it->tensor), pl->outs[it->tensor].nbytes, &b, &th[it->tensor], &e2);
+                if (si != QX_OK) {
+#pragma omp critical(cv_err)
+                    { if (!failed) { err1 = e2; failed = 1; } }
+                    continue;
+                }
+#pragma omp critical(cv_progress)
+                {
+                    n_done++;
+                    in_done += it->in_bytes;
+                    in_bytes_run += it->in_bytes;
+                    if (p->progress) {
+                        char what[128];
+                        snprintf(what, sizeof what, "items %" PRIu64 "/%zu  %s", n_done + n_skipped, ni, pl->outs[it->tensor].name);
+                        qx_progress_update(p->progress, in_done, what);
+                    }
+                }
+            }
+            tbuf_free(&b);
+        }
+    }
+    if (failed && s == QX_OK) { s = err1.code ? err1.code : QX_EIO; if (e) *e = err1; }
+    if (s == QX_OK && stopped)
+        s = qx_fail(e, QX_EINVAL, "stopped after %" PRIu64 " items as asked (--max-items); %s is incomplete, continue with --resume", n_done, part);
+    /* 4. checksums, header, fsync, rename */
+    for (size_t t = 0; s == QX_OK && t < nt; t++) s = gf_writer_set_checksum(pl->w, t, th[t], e);
+    if (s == QX_OK) s = gf_writer_rewrite_header(pl->w, fd, part, e);
+    if (s == QX_OK && fsync(fd) != 0) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: fsync: %s", part, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: close: %s", part, strerror(errno));
+    if (jfd >= 0) close(jfd);
+    if (s == QX_OK && rename(part, out_path) != 0) s = qx_fail(e, QX_EIO, "rename %s -> %s: %s", part, out_path, strerror(errno));
+    if (s == QX_OK) {
+        unlink(jpath);
+        fsync_dir_of(out_path);
+    }
+    if (r) {
+        memset(r, 0, sizeof *r);
+        r->bytes = gf_writer_file_size(pl->w);
+        r->n_tensors = nt;
+        r->items_total = ni;
+        r->items_done = n_done;
+        r->items_skipped = n_skipped;
+        r->input_bytes = in_bytes_run;
+        r->seconds = qx_now() - t0;
+        r->bpw = cv_plan_bpw(pl);
+        r->peak_rss_bytes = qx_peak_rss_bytes();
+    }
+    if (p->progress && s == QX_OK) qx_progress_end(p->progress, in_done);
+    free(ok);
+    free(jh);
+    free(left);
+    free(th);
+    return s;
+}
