@@ -153,7 +153,15 @@ bool hf_is_moe_layer(const hf_config *cfg, int64_t layer);
  * Tensor offsets are relative to the data section and, in files we write, are exactly
  * Σ PAD(nbytes_j, alignment) over the preceding tensors in info order (what llama.cpp demands).
  * The reader accepts third-party files whose offsets are aligned, in bounds and
- * non-overlapping but not packed that way, and reports it via gf_offsets_canonical().
+ * non-overlapping but not packed that way, and reports it via gf_offsets_canonical()
+ * (llama.cpp refuses them; `qforge verify` fails on them).
+ * Reader decisions beyond llama.cpp's own checks: versions 2 and 3 are read (1 and > 3 are
+ * QX_EUNSUPPORTED); n_dims 0 is accepted as one element (llama.cpp does) but every ne must
+ * be >= 1 (llama.cpp divides by ne[1..3]); bools must be 0 or 1; keys and tensor names must
+ * be non-empty and free of NUL bytes; a ggml type id < QT_GGUF_COUNT that quant/ does not
+ * know is QX_EUNSUPPORTED, any other unknown id QX_EFORMAT; every tensor must lie inside the
+ * file (the padding after the last one may be missing).  An open gf_file is immutable:
+ * any number of threads may read it at once.
  *
  * Checksums (our addition): key GF_KEY_TENSOR_XXH3, a u64 array with one element per tensor
  * in tensor-info order, element i = XXH3_64bits(data bytes of tensor i) (seed 0, exactly
