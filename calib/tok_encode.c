@@ -12,23 +12,20 @@
 
 /* ---------------------------------------------------------------- UTF-8 and byte map */
 
+/* GPT-2 bytes_to_unicode: printable bytes (33..126, 161..172, 174..255) map to themselves;
+ * the 68 others, in byte order, to 256..323 (0..32 -> 256..288, 127..160 -> 289..322, 173 -> 323). */
 uint32_t tok_byte_to_cp(uint8_t b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
-    /* the others, in byte order, map to 256, 257, ... */
-    uint32_t k = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174)) k++;
-    return 256 + k;
+    if (b <= 32) return 256u + b;
+    if (b >= 127 && b <= 160) return 289u + (b - 127u);
+    if (b == 173) return 323;
+    return b;
 }
 
 int tok_cp_to_byte(uint32_t cp) {
     if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return (int)cp;
-    if (cp < 256 || cp >= 256 + 68) return -1;
-    uint32_t k = 0;
-    for (unsigned x = 0; x < 256; x++) {
-        if ((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174) continue;
-        if (k++ == cp - 256) return (int)x;
-    }
+    if (cp >= 256 && cp <= 288) return (int)(cp - 256);
+    if (cp >= 289 && cp <= 322) return (int)(cp - 289 + 127);
+    if (cp == 323) return 173;
     return -1;
 }
 
@@ -90,11 +87,11 @@ static uint32_t hash_bytes(const void *s, size_t n) { return (uint32_t)XXH3_64bi
 int32_t tok_strmap_get(const cal_tok *t, const char *s, size_t n) {
     const tok_strmap *m = &t->bpe_map;
     if (m->cap == 0) return -1;
-    uint32_t mask = m->cap - 1, h = hash_bytes(s, n) & mask;
+    uint32_t mask = m->cap - 1, hv = hash_bytes(s, n), h = hv & mask;
     for (;;) {
-        int32_t id = m->slot[h];
+        int32_t id = m->slot[h].id;
         if (id < 0) return -1;
-        if (t->off[id + 1] - t->off[id] == n && memcmp(t->blob + t->off[id], s, n) == 0) return id;
+        if (m->slot[h].hash == hv && t->off[id + 1] - t->off[id] == n && memcmp(t->blob + t->off[id], s, n) == 0) return id;
         h = (h + 1) & mask;
     }
 }

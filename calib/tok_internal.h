@@ -7,6 +7,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <jansson.h>
 #include "calib.h"
 
 /* Hard limits, with their reasons. */
@@ -31,7 +32,7 @@ typedef struct {
 /* Open-addressing hash of byte strings -> id (token lookup). */
 typedef struct {
     uint32_t cap;        /* power of two */
-    int32_t *slot;       /* [cap] token id or -1 */
+    struct { int32_t id; uint32_t hash; } *slot;   /* [cap] token id (-1: empty) and its hash */
 } tok_strmap;
 
 /* Merge (left id, right id) -> rank and result id. */
@@ -95,6 +96,18 @@ qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavi
 extern const char tok_re_gpt2[];
 /* Regexes of the named GGUF pre-tokenizers; false for an unknown name. */
 bool tok_pre_setup(cal_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st);
+
+/* Streaming scan of tokenizer.json (tok_json.c): *root gets every member except
+ * model.vocab and model.merges, whose value spans are returned (p NULL when absent). */
+typedef struct { const char *p; size_t n; } tok_span;
+typedef qx_status (*tok_vocab_fn)(void *ctx, const char *tok, size_t len, int64_t id, qx_err *e);
+typedef qx_status (*tok_merge_fn)(void *ctx, const char *a, size_t na, const char *b, size_t nb, qx_err *e);
+qx_status tok_json_split(const char *buf, size_t len, const char *label, json_t **root, tok_span *vocab,
+                         tok_span *merges, qx_err *e);
+/* Iterate the spans; strings are decoded into arena (at least span.n bytes), which the
+ * vocab strings keep pointing into. */
+qx_status tok_json_vocab(tok_span sp, const char *label, char *arena, tok_vocab_fn fn, void *ctx, qx_err *e);
+qx_status tok_json_merges(tok_span sp, const char *label, char *arena, tok_merge_fn fn, void *ctx, qx_err *e);
 
 /* NFC of UTF-8 text (tok_nfc.c): *out malloc'd.  Returns false on allocation failure. */
 bool tok_nfc(const char *s, size_t n, char **out, size_t *out_len);

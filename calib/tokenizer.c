@@ -74,18 +74,19 @@ static size_t map_bytes(const char *s, size_t len, char *out) {
 static qx_status strmap_build(cal_tok *t, qx_err *e, const char *label) {
     uint32_t cap = 1024;
     while (cap < (uint32_t)t->n_vocab * 2u) cap *= 2;
-    t->bpe_map.slot = malloc((size_t)cap * sizeof(int32_t));
+    t->bpe_map.slot = malloc((size_t)cap * sizeof *t->bpe_map.slot);
     if (!t->bpe_map.slot) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
-    memset(t->bpe_map.slot, 0xff, (size_t)cap * sizeof(int32_t));
+    memset(t->bpe_map.slot, 0xff, (size_t)cap * sizeof *t->bpe_map.slot);
     t->bpe_map.cap = cap;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (!(t->flags[id] & TOK_F_MAPPED)) continue;
         const char *s = t->blob + t->off[id];
         size_t n = t->off[id + 1] - t->off[id];
         if (tok_strmap_get(t, s, n) >= 0) continue;    /* first id wins */
-        uint32_t h = (uint32_t)XXH3_64bits(s, n) & (cap - 1);
-        while (t->bpe_map.slot[h] >= 0) h = (h + 1) & (cap - 1);
-        t->bpe_map.slot[h] = id;
+        uint32_t hv = (uint32_t)XXH3_64bits(s, n), h = hv & (cap - 1);
+        while (t->bpe_map.slot[h].id >= 0) h = (h + 1) & (cap - 1);
+        t->bpe_map.slot[h].id = id;
+        t->bpe_map.slot[h].hash = hv;
     }
     for (int b = 0; b < 256; b++) { char c = (char)b; t->byte_tok[b] = tok_strmap_get(t, &c, 1); }
     return QX_OK;
@@ -145,14 +146,39 @@ static qx_status b_finish_tokens(builder *b, qx_err *e) {
     return strmap_build(t, e, b->label);
 }
 
+/* Sizes the merge tables for about n merges (they grow when more come). */
 static qx_status merges_alloc(cal_tok *t, int64_t n, const char *label, qx_err *e) {
     if (n < 0 || n > 4 * (int64_t)TOK_MAX_VOCAB) return qx_fail(e, QX_EFORMAT, "%s: %lld merges is out of range", label, (long long)n);
     uint64_t cap = 1024;
     while (cap < (uint64_t)n * 2) cap *= 2;
     t->mslot = calloc(cap, sizeof *t->mslot);
-    t->merge_pair = malloc(((size_t)n + 1) * 2 * sizeof(int32_t));
+    t->merge_pair = malloc(cap / 2 * 2 * sizeof(int32_t));
     if (!t->mslot || !t->merge_pair) return qx_fail(e, QX_ENOMEM, "%s: out of memory for %lld merges", label, (long long)n);
     t->mcap = cap;
+    return QX_OK;
+}
+
+static uint64_t merge_hash(uint64_t h) {
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
+    return h;
+}
+
+/* Doubles the merge tables (load factor stays <= 1/2; the pair list holds mcap/2). */
+static qx_status merges_grow(cal_tok *t, const char *label, qx_err *e) {
+    uint64_t nc = t->mcap * 2;
+    if (t->n_merges >= 4 * (int64_t)TOK_MAX_VOCAB) return qx_fail(e, QX_EFORMAT, "%s: too many merges", label);
+    tok_merge_slot *ns = calloc(nc, sizeof *ns);
+    int32_t *np = realloc(t->merge_pair, nc / 2 * 2 * sizeof(int32_t));
+    if (!ns || !np) { free(ns); if (np) t->merge_pair = np; return qx_fail(e, QX_ENOMEM, "%s: out of memory for merges", label); }
+    t->merge_pair = np;
+    for (uint64_t i = 0; i < t->mcap; i++) {
+        if (!t->mslot[i].key) continue;
+        uint64_t h = merge_hash(t->mslot[i].key) & (nc - 1);
+        while (ns[h].key) h = (h + 1) & (nc - 1);
+        ns[h] = t->mslot[i];
+    }
+    free(t->mslot);
+    t->mslot = ns; t->mcap = nc;
     return QX_OK;
 }
 
@@ -178,9 +204,9 @@ static qx_status merge_add(cal_tok *t, const char *a, size_t na, const char *bb,
     if (r < 0)
         return qx_fail(e, QX_EFORMAT, "%s: merge %lld '%.*s %.*s' gives a token not in the vocabulary", label,
                        (long long)rank, (int)(na > 40 ? 40 : na), a, (int)(nb > 40 ? 40 : nb), bb);
+    if ((uint64_t)(t->n_merges + 1) * 2 > t->mcap) QX_TRY(merges_grow(t, label, e));
     uint64_t key = ((uint64_t)(uint32_t)ia << 32 | (uint32_t)ib) + 1, mask = t->mcap - 1;
-    uint64_t h = key;
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
+    uint64_t h = merge_hash(key);
     for (h &= mask; t->mslot[h].key != 0; h = (h + 1) & mask)
         if (t->mslot[h].key == key) break;          /* duplicate: the lower rank stays */
     if (t->mslot[h].key == 0) t->mslot[h] = (tok_merge_slot){key, (int32_t)rank, r};
@@ -356,7 +382,18 @@ static qx_status parse_config(cal_tok *t, json_t *tj, json_t *cfg, const char *l
     return QX_OK;
 }
 
-static qx_status parse_model(builder *b, json_t *tj, qx_err *e) {
+static qx_status vocab_cb(void *ctx, const char *tok, size_t len, int64_t id, qx_err *e) {
+    return b_set(ctx, id, tok, len, 0, false, e);
+}
+
+typedef struct { cal_tok *t; const char *label; } merge_ctx;
+static qx_status merge_cb(void *ctx, const char *a, size_t na, const char *b, size_t nb, qx_err *e) {
+    merge_ctx *m = ctx;
+    return merge_add(m->t, a, na, b, nb, m->label, e);
+}
+
+/* model (vocab and merges from the streaming scan), added_tokens. */
+static qx_status parse_model(builder *b, json_t *tj, tok_span vocab, tok_span merges, qx_err *e) {
     const char *label = b->label;
     json_t *model = json_object_get(tj, "model");
     if (!json_is_object(model)) return qx_fail(e, QX_EFORMAT, "%s: no \"model\" object", label);
@@ -369,66 +406,53 @@ static qx_status parse_model(builder *b, json_t *tj, qx_err *e) {
     if ((json_is_string(v) && json_string_length(v)) || (json_is_string(w) && json_string_length(w)))
         return qx_fail(e, QX_EUNSUPPORTED, "%s: BPE subword prefix/suffix is not supported", label);
     b->t->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
-    json_t *vocab = json_object_get(model, "vocab");
-    if (!json_is_object(vocab)) return qx_fail(e, QX_EFORMAT, "%s: model.vocab is not an object", label);
-    const char *key; json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val)) return qx_fail(e, QX_EFORMAT, "%s: vocab entry '%.40s' has no integer id", label, key);
-        QX_TRY(b_set(b, json_integer_value(val), key, strlen(key), 0, false, e));
-    }
+    if (!vocab.p) return qx_fail(e, QX_EFORMAT, "%s: model.vocab is missing", label);
+    char *arena = malloc(vocab.n + 1);
+    if (!arena) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+    qx_status st = tok_json_vocab(vocab, label, arena, vocab_cb, b, e);
     json_t *added = json_object_get(tj, "added_tokens");
-    for (size_t i = 0; json_is_array(added) && i < json_array_size(added); i++) {
+    for (size_t i = 0; st == QX_OK && json_is_array(added) && i < json_array_size(added); i++) {
         json_t *a = json_array_get(added, i);
         json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
-        if (!json_is_integer(id) || !json_is_string(content))
-            return qx_fail(e, QX_EFORMAT, "%s: added_tokens[%zu] lacks an integer id or a string content", label, i);
+        if (!json_is_integer(id) || !json_is_string(content) || json_string_length(content) == 0) {
+            st = qx_fail(e, QX_EFORMAT, "%s: added_tokens[%zu] lacks an integer id or a non-empty content", label, i);
+            break;
+        }
         uint8_t f = TOK_F_ADDED;
         if (json_is_true(json_object_get(a, "special"))) f |= TOK_F_SPECIAL;
         if (json_is_true(json_object_get(a, "lstrip"))) f |= TOK_F_LSTRIP;
         if (json_is_true(json_object_get(a, "rstrip"))) f |= TOK_F_RSTRIP;
-        if (json_string_length(content) == 0) return qx_fail(e, QX_EFORMAT, "%s: added_tokens[%zu] is empty", label, i);
-        QX_TRY(b_set(b, json_integer_value(id), json_string_value(content), json_string_length(content), f, true, e));
+        st = b_set(b, json_integer_value(id), json_string_value(content), json_string_length(content), f, true, e);
     }
-    if (b->n == 0) return qx_fail(e, QX_EFORMAT, "%s: empty vocabulary", label);
-    QX_TRY(b_finish_tokens(b, e));
-    json_t *merges = json_object_get(model, "merges");
-    if (merges && !json_is_array(merges)) return qx_fail(e, QX_EFORMAT, "%s: model.merges is not a list", label);
-    QX_TRY(merges_alloc(b->t, (int64_t)json_array_size(merges), label, e));
-    for (size_t i = 0; i < json_array_size(merges); i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_string(m)) {
-            const char *s = json_string_value(m);
-            size_t n = json_string_length(m);
-            const char *sp = memchr(s, ' ', n);
-            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
-                return qx_fail(e, QX_EFORMAT, "%s: merge %zu '%.60s' is not two tokens separated by one space", label, i, s);
-            QX_TRY(merge_add(b->t, s, (size_t)(sp - s), sp + 1, n - (size_t)(sp + 1 - s), label, e));
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                   json_is_string(json_array_get(m, 1))) {
-            json_t *a = json_array_get(m, 0), *c = json_array_get(m, 1);
-            QX_TRY(merge_add(b->t, json_string_value(a), json_string_length(a), json_string_value(c),
-                             json_string_length(c), label, e));
-        } else return qx_fail(e, QX_EFORMAT, "%s: merge %zu is neither \"a b\" nor [a, b]", label, i);
-    }
-    return QX_OK;
+    if (st == QX_OK && b->n == 0) st = qx_fail(e, QX_EFORMAT, "%s: empty vocabulary", label);
+    if (st == QX_OK) st = b_finish_tokens(b, e);     /* copies the strings out of arena */
+    free(arena);
+    QX_TRY(st);
+    QX_TRY(merges_alloc(b->t, (int64_t)(merges.n / 16), label, e));
+    if (!merges.p) return QX_OK;
+    arena = malloc(merges.n + 1);
+    if (!arena) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+    merge_ctx mc = {b->t, label};
+    st = tok_json_merges(merges, label, arena, merge_cb, &mc, e);
+    free(arena);
+    return st;
 }
 
 qx_status cal_tok_from_json(const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
                             const char *label, cal_tok **out, qx_err *e) {
     *out = NULL;
     if (!label) label = "tokenizer.json";
-    json_error_t je;
-    json_t *tj = json_loadb(tok_json, tok_len, JSON_ALLOW_NUL, &je);
-    if (!tj) return qx_fail(e, QX_EFORMAT, "%s: JSON error at line %d: %s", label, je.line, je.text);
-    json_t *cfg = NULL;
+    json_t *tj = NULL, *cfg = NULL;
+    tok_span vocab, merges;
+    QX_TRY(tok_json_split(tok_json, tok_len, label, &tj, &vocab, &merges, e));
     if (cfg_json) {
+        json_error_t je;
         cfg = json_loadb(cfg_json, cfg_len, JSON_ALLOW_NUL, &je);
         if (!cfg) { json_decref(tj); return qx_fail(e, QX_EFORMAT, "%s: tokenizer_config.json: JSON error at line %d: %s", label, je.line, je.text); }
     }
     builder b = {.label = label, .t = tok_alloc()};
     qx_status st = b.t ? QX_OK : qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
-    if (st == QX_OK && !json_is_object(tj)) st = qx_fail(e, QX_EFORMAT, "%s: not a JSON object", label);
-    if (st == QX_OK) st = parse_model(&b, tj, e);
+    if (st == QX_OK) st = parse_model(&b, tj, vocab, merges, e);
     if (st == QX_OK) st = parse_normalizer(b.t, json_object_get(tj, "normalizer"), label, e);
     if (st == QX_OK) st = parse_pre(b.t, json_object_get(tj, "pre_tokenizer"), label, e);
     if (st == QX_OK) st = parse_config(b.t, tj, cfg, label, e);

@@ -165,6 +165,38 @@ static void test_tiny(void) {
     cal_tok_free(t);
 }
 
+/* The streaming tokenizer.json scanner: member order, escapes, faults. */
+static void test_json_scan(void) {
+    static const char ok[] = "{\"model\":{\"merges\":[\"a b\"],\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"
+        "\"ab\":2,\"\\u00e9\":3,\"\\ud83d\\ude00\":4,\"q\\\"\\n\":5}},\"added_tokens\":[],\"pre_tokenizer\":null}";
+    cal_tok *t = NULL; qx_err e = {0};
+    TU_OK(cal_tok_from_json(ok, strlen(ok), NULL, 0, "scan", &t, &e), &e);
+    if (t) {
+        if (enc(t, "ab", 2)) { int32_t w[] = {2}; same_ids(g_ids, g_n, w, 1, "merges before vocab"); }
+        size_t l;
+        const char *b3 = cal_tok_bytes(t, 3, &l);
+        TU_CHECK(b3 && l == 1 && (uint8_t)b3[0] == 0xE9, "\\u00e9 is the byte-level form of byte 0xE9");
+        const char *b4 = cal_tok_bytes(t, 4, &l);
+        TU_CHECK(b4 && l == 4 && !memcmp(b4, "\xf0\x9f\x98\x80", 4), "surrogate pair -> U+1F600, kept as text");
+        const char *b5 = cal_tok_bytes(t, 5, &l);
+        /* a raw newline is outside the byte-level image, so the token keeps its text */
+        TU_CHECK(b5 && l == 3 && memcmp(b5, "q\"\n", 3) == 0, "escaped quote and newline decoded");
+        cal_tok_free(t); t = NULL;
+    }
+    static const struct { const char *js, *needle; } bad[] = {
+        {"{\"model\":{\"vocab\":{\"a\":0,\"b\":0}}}", "appears twice"},
+        {"{\"model\":{\"vocab\":{\"a\":1.5}}}", "integer expected"},
+        {"{\"model\":{\"vocab\":{\"a\":0}}} x", "trailing data"},
+        {"{\"model\":{\"vocab\":{\"\\ud800\":0}}}", "unpaired surrogate"},
+        {"{\"model\":{\"vocab\":{\"a\":99999999999}}}", "out of range"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a  a\"]}}", "not two tokens"},
+        {"{\"model\":{\"vocab\":{\"a\":0}},\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", "nesting too deep"},
+        {"{\"model\":{\"merges\":[]}}", "model.vocab is missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        TU_FAILS(cal_tok_from_json(bad[i].js, strlen(bad[i].js), NULL, 0, "scan", &t, &e), &e, QX_EFORMAT, bad[i].needle);
+}
+
 /* NFC normalizer: expected forms from the Unicode data (UAX #15 examples and others) */
 static void test_nfc(void) {
     char *js = tiny_json(TINY_PRE, TINY_MERGES, false);
@@ -374,6 +406,7 @@ static void test_cli(void) {
 int main(void) {
     test_tiny();
     test_nfc();
+    test_json_scan();
     if (!tu_shared_dir()) { free(g_ids); tu_done("test_tokenizer (unit part)"); return tu_skip("../shared is absent"); }
     test_deepseek_cases();
     test_model("mini-v3", "deepseek2", "deepseek-v3");
