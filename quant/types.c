@@ -143,7 +143,9 @@ void qt_quantize_rows(qt_type t, const float *src, void *dst, int64_t nrows, int
     uint64_t rs = qt_row_size(t, n);
     if (!tr || !tr->from_float || rs == 0) return;
     qt_from_float_fn f = tr->from_float;
+#ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4)
+#endif
     for (int64_t r = 0; r < nrows; r++) f(src + r * n, (uint8_t *)dst + (uint64_t)r * rs, n, imp);
 }
 
@@ -152,6 +154,8 @@ void qt_dequantize_rows(qt_type t, const void *src, float *dst, int64_t nrows, i
     uint64_t rs = qt_row_size(t, n);
     if (!tr || !tr->to_float || rs == 0) return;
     qt_to_float_fn f = tr->to_float;
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static)
+#endif
     for (int64_t r = 0; r < nrows; r++) f((const uint8_t *)src + (uint64_t)r * rs, dst + r * n, n);
 }
