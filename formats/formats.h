@@ -318,7 +318,8 @@ qx_status gf_writer_remove_key(gf_writer *w, const char *key, qx_err *e);  /* be
 qx_status gf_writer_reserve_checksums(gf_writer *w, qx_err *e);
 
 /* Adds a tensor info: ne[0..n_dims) in ggml order, type a GGUF type with ne[0] a multiple
- * of its block size; nbytes = qt_row_size(type, ne0) * ne1 * ne2 * ne3.
+ * of its block size; nbytes = qt_row_size(type, ne0) * ne1 * ne2 * ne3.  n_dims is written
+ * as given (ggml's own writer drops trailing 1s; pass that count for byte-identical files).
  * *index (optional) gets its position in info order. */
 qx_status gf_writer_add_tensor(gf_writer *w, const char *name, qt_type type, int n_dims,
                                const int64_t *ne, size_t *index, qx_err *e);
