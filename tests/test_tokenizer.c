@@ -197,6 +197,38 @@ static void test_json_scan(void) {
         TU_FAILS(cal_tok_from_json(bad[i].js, strlen(bad[i].js), NULL, 0, "scan", &t, &e), &e, QX_EFORMAT, bad[i].needle);
 }
 
+/* ignore_merges (Llama-3): a piece that is itself a vocab entry is emitted whole, even when
+ * the merges would stop earlier; llama.cpp does the same for pre "llama-bpe" GGUFs. */
+static void test_ignore_merges(void) {
+    static const char js[] = "{\"model\":{\"type\":\"BPE\",\"ignore_merges\":%s,\"vocab\":{\"a\":0,\"b\":1,\"c\":2,"
+        "\"ab\":3,\"abc\":4},\"merges\":[\"a b\"]},\"pre_tokenizer\":null}";
+    for (int im = 0; im < 2; im++) {
+        char buf[512];
+        snprintf(buf, sizeof buf, js, im ? "true" : "false");
+        cal_tok *t = NULL; qx_err e = {0};
+        TU_OK(cal_tok_from_json(buf, strlen(buf), NULL, 0, "im", &t, &e), &e);
+        if (!t) continue;
+        if (enc(t, "abc", 3)) {
+            int32_t w1[] = {4}, w0[] = {3, 2};
+            same_ids(g_ids, g_n, im ? w1 : w0, im ? 1 : 2, im ? "ignore_merges true" : "ignore_merges false");
+        }
+        cal_tok_vocab v;
+        TU_OK(cal_tok_export(t, 0, im ? "llama" : "qwen2", &v, &e), &e);
+        cal_tok *t2 = NULL;
+        if (v.tokens) {
+            TU_CHECK(!strcmp(v.pre, im ? "llama-bpe" : "qwen2"), "pre from arch: %s", v.pre);
+            TU_OK(cal_tok_from_vocab(&v, "im-vocab", &t2, &e), &e);
+            cal_tok_vocab_free(&v);
+        }
+        if (t2 && enc(t2, "abc", 3)) {
+            int32_t w1[] = {4}, w0[] = {3, 2};
+            same_ids(g_ids, g_n, im ? w1 : w0, im ? 1 : 2, im ? "GGUF llama-bpe" : "GGUF qwen2");
+        }
+        cal_tok_free(t2);
+        cal_tok_free(t);
+    }
+}
+
 /* NFC normalizer: expected forms from the Unicode data (UAX #15 examples and others) */
 static void test_nfc(void) {
     char *js = tiny_json(TINY_PRE, TINY_MERGES, false);
@@ -407,6 +439,7 @@ int main(void) {
     test_tiny();
     test_nfc();
     test_json_scan();
+    test_ignore_merges();
     if (!tu_shared_dir()) { free(g_ids); tu_done("test_tokenizer (unit part)"); return tu_skip("../shared is absent"); }
     test_deepseek_cases();
     test_model("mini-v3", "deepseek2", "deepseek-v3");
