@@ -159,6 +159,8 @@ typedef struct {
     int64_t batch_tokens;   /* tokens per internal batch within a layer (0: 4096) */
     int64_t logits_from;    /* first position of each window whose logits are wanted */
     bool want_logits;       /* compute the output head at all */
+    bool ref_kernels;       /* scalar reference matmul/attention (tests, benchmark baseline) */
+    const struct kn_backend *backend;   /* where matmuls run (kernels/kernels.h); NULL: CPU */
 } cal_run_params;
 
 cal_run_params cal_run_default_params(void);
@@ -202,6 +204,7 @@ typedef struct {
                                  KLD); k > 0 = top-k + remainder only (compact, KLD lower bound) */
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
+    const struct kn_backend *backend;   /* NULL: CPU (see cal_run_params) */
 } cal_ppl_params;
 
 cal_ppl_params cal_ppl_default_params(void);
@@ -245,6 +248,7 @@ typedef struct {
     int64_t batch_tokens;
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
+    const struct kn_backend *backend;   /* NULL: CPU (see cal_run_params) */
 } cal_imatrix_params;
 
 cal_imatrix_params cal_imatrix_default_params(void);

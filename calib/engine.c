@@ -12,7 +12,7 @@
 #endif
 
 cal_run_params cal_run_default_params(void) {
-    cal_run_params p = { 0, 4096, 0, true };
+    cal_run_params p = { 0, 4096, 0, true, false, NULL };
     return p;
 }
 
@@ -23,6 +23,8 @@ typedef struct {
     int64_t n_ctx;
     int64_t t0;          /* global index of the batch's first token */
     int32_t *pos;        /* [T] positions of the batch */
+    bool ref;            /* reference kernels */
+    const kn_backend *be;   /* where matmuls run */
 } fwd_ctx;
 
 static void *xmalloc(size_t n, qx_err *e) {
@@ -35,7 +37,12 @@ static void mm(fwd_ctx *c, const cal_w *w, cal_wkind kind, int expert, const flo
                int64_t T, const float *bias, float *y, int64_t ldy) {
     if (c->obs && c->obs->matmul_input)
         c->obs->matmul_input(c->obs->ud, kind, kind == CAL_W_OUTPUT ? -1 : c->layer, expert, x, ldx, T, w->w.cols);
-    kn_matmul(&w->w, x, ldx, T, bias, y, ldy);
+    if (c->ref) kn_matmul_ref(&w->w, x, ldx, T, bias, y, ldy);
+    else c->be->matmul(c->be->ctx, &w->w, x, ldx, T, bias, y, ldy);
+}
+
+static void attention(const fwd_ctx *c, const kn_attn_args *a) {
+    (c->ref ? kn_attention_ref : kn_attention)(a);
 }
 
 /* SwiGLU MLP on x [T, E] -> y [T, E]. */
@@ -151,11 +158,11 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
         /* attn_v_b: the attention-weighted latent (KVL wide) of each head */
         kn_attn_args al = a;
         al.dv = (int)KVL; al.v = ckv; al.ldv = KVL; al.dv_stride = 0; al.ldo = H * KVL;
-        kn_attention(&al);
+        attention(c, &al);
         for (int h = 0; h < H; h++)
             c->obs->matmul_input(c->obs->ud, CAL_W_V_B, c->layer, h, o + h * KVL, H * KVL, T, KVL);
     }
-    kn_attention(&a);
+    attention(c, &a);
     mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
@@ -178,7 +185,7 @@ static qx_status attn_gqa(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     kn_rope(k, KV * D, T, (int)KV, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)KV, (int)D, (int)D,
                        q, H * D, D, k, KV * D, D, v, KV * D, D, o, H * D, hp->attn_scale };
-    kn_attention(&a);
+    attention(c, &a);
     mm(c, &l->o, CAL_W_O, -1, o, H * D, T, NULL, out, E);
     s = QX_OK;
 done:
@@ -230,7 +237,8 @@ static qx_status head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, co
             int64_t n = w + nw <= w1 ? nw : w1 - w;
             for (int64_t i = 0; i < n; i++)
                 memcpy(rows + i * nr * E, xn + ((w - w0 + i) * S + p0) * E, (size_t)(nr * E) * sizeof(float));
-            kn_matmul(&c->m->output.w, rows, E, n * nr, NULL, lg, V);
+            if (c->ref) kn_matmul_ref(&c->m->output.w, rows, E, n * nr, NULL, lg, V);
+            else c->be->matmul(c->be->ctx, &c->m->output.w, rows, E, n * nr, NULL, lg, V);
             for (int64_t i = 0; s == QX_OK && i < n; i++)
                 s = c->obs->logits(c->obs->ud, w + i, p0, lg + i * nr * V, nr, V, e);
         }
@@ -262,7 +270,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     for (int64_t t = 0; t < wpb * n_ctx; t++) pos[t] = (int32_t)(t % n_ctx);
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; t++) kn_weight_rows(&m->embed.w, ids[t], ids[t] + 1, h + t * E);
-    fwd_ctx c = { m, obs, 0, n_ctx, 0, pos };
+    fwd_ctx c = { m, obs, 0, n_ctx, 0, pos, p.ref_kernels, p.backend ? p.backend : kn_backend_cpu() };
     qx_status s = QX_OK;
     for (int L = 0; s == QX_OK && L < hp->n_layer; L++) {
         cal_layer l;
@@ -276,6 +284,8 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
             if (obs && obs->progress) obs->progress(obs->ud, L, (int)hp->n_layer, (w + nw) * n_ctx, T);
         }
         cal_layer_free(m, &l);
+        qx_status sd = c.be->layer_done(c.be->ctx, s == QX_OK ? e : NULL);   /* device copies go too */
+        if (s == QX_OK) s = sd;
     }
     c.layer = (int)hp->n_layer;
     for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
@@ -283,6 +293,10 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
         c.t0 = w * n_ctx;
         s = head_fwd(&c, h, w, w + nw, &p, e);
         if (obs && obs->progress) obs->progress(obs->ud, (int)hp->n_layer, (int)hp->n_layer, (w + nw) * n_ctx, T);
+    }
+    {
+        qx_status sd = c.be->layer_done(c.be->ctx, s == QX_OK ? e : NULL);
+        if (s == QX_OK) s = sd;
     }
     free(h); free(pos);
     return s;
