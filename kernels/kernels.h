@@ -10,6 +10,10 @@
 #ifndef KERNELS_H
 #define KERNELS_H
 
+#ifdef __cplusplus   /* the CUDA twins (kernels/cuda, .cu files) include this from C++ */
+extern "C" {
+#endif
+
 #include "../common/qx.h"
 #include "../quant/qt.h"
 
@@ -184,5 +188,9 @@ qx_status kn_stream_run(const kn_stream_step *steps, int64_t n, const kn_stream_
 typedef qx_status (*kn_layer_fn)(void *ud, int layer, const void *slot, qx_err *e);
 qx_status kn_stream_layers_host(int n_layers, int n_slots, const void *const *layer_src,
                                 const size_t *layer_bytes, kn_layer_fn compute, void *ud, qx_err *e);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
