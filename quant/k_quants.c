@@ -85,9 +85,7 @@ static void qkx_superblock(const qk_kern *k, const float *x, const float *imp, i
         asym_codes_refine(k, x + 32 * j, w + 32 * j, 32, nmax, df, dmf, 63, &ls[j], &lm[j]);
         float dj = df * (float)ls[j], mj = dmf * (float)lm[j];
         if (dj == 0) { memset(L + 32 * j, 0, 32); continue; }
-        float id = 1.f / dj;
-        for (int l = 0; l < 32; l++)
-            L[32 * j + l] = (uint8_t)qk_rint(qk_clamp((x[32 * j + l] + mj) * id, 0.f, (float)nmax));
+        k->lev_asym(x + 32 * j, 32, 1.f / dj, mj, (float)nmax, L + 32 * j);
     }
     pack_scale_min_k4(ls, lm, scales);
 }
@@ -142,9 +140,7 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
             y[i].scales[j] = (uint8_t)(ls[j] | (lm[j] << 4));
             float dj = df * (float)ls[j], mj = dmf * (float)lm[j];
             if (dj == 0) { memset(L + 16 * j, 0, 16); continue; }
-            float id = 1.f / dj;
-            for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (uint8_t)qk_rint(qk_clamp((x[16 * j + l] + mj) * id, 0.f, 3.f));
+            k->lev_asym(x + 16 * j, 16, 1.f / dj, mj, 3.f, L + 16 * j);
         }
         for (int h = 0; h < 2; h++)
             for (int l = 0; l < 32; l++) {
@@ -186,7 +182,7 @@ static void sym_superblock(const qk_kern *k, const float *x, const float *w, int
         }
         codes[j] = bc;
         float dj = df * (float)bc, id = dj != 0 ? 1.f / dj : 0.f;
-        for (int l = 0; l < 16; l++) L[16 * j + l] = (uint8_t)(qk_rint(qk_clamp(xb[l] * id, lo, hi)) + (float)nmax);
+        k->lev_sym(xb, 16, id, lo, hi, (float)nmax, L + 16 * j);
     }
 }
 

@@ -16,8 +16,7 @@ static void sym_block(const qk_kern *k, const float *x, const float *imp, int nm
     float d = qk_sym_search(k, x, w, 32, nmax, 2, 0.125f, 1, NULL);
     *dh = qt_f32_to_f16(d);
     float df = qt_f16_to_f32(*dh), id = df != 0 ? 1.f / df : 0.f;
-    for (int j = 0; j < 32; j++)
-        Lq[j] = (uint8_t)(qk_rint(qk_clamp(x[j] * id, (float)-nmax, (float)(nmax - 1))) + (float)nmax);
+    k->lev_sym(x, 32, id, (float)-nmax, (float)(nmax - 1), (float)nmax, Lq);
 }
 
 /* Blocks with a min: x = d*L + m, L in 0..nmax. */
@@ -30,7 +29,7 @@ static void asym_block(const qk_kern *k, const float *x, const float *imp, int n
     float df = qt_f16_to_f32(*dh), mf = qt_f16_to_f32(*mh);
     if (df == 0) return;
     float id = 1.f / df;
-    for (int j = 0; j < 32; j++) Lq[j] = (uint8_t)qk_rint(qk_clamp((x[j] - mf) * id, 0.f, (float)nmax));
+    k->lev_asym(x, 32, id, -mf, (float)nmax, Lq);
 }
 
 static void pack_nibbles(const uint8_t *L, uint8_t *qs) {

@@ -61,6 +61,14 @@ static int nl8_ref(const float *x, const float *w, int n, const float is[8], flo
     return best;
 }
 
+static void lev_sym_ref(const float *x, int n, float id, float lo, float hi, float off, uint8_t *L) {
+    for (int j = 0; j < n; j++) L[j] = (uint8_t)(qk_rint(qk_clamp(x[j] * id, lo, hi)) + off);
+}
+
+static void lev_asym_ref(const float *x, int n, float id, float m, float nmax, uint8_t *L) {
+    for (int j = 0; j < n; j++) L[j] = (uint8_t)qk_rint(qk_clamp((x[j] + m) * id, 0.f, nmax));
+}
+
 static float sumsq_ref(const float *x, int n) {
     float a[8] = { 0 };
     for (int j = 0; j < n; j += 8)
@@ -105,7 +113,8 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
 }
 
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
-                               sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref };
+                               sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref,
+                               lev_sym_ref, lev_asym_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

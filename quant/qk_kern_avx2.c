@@ -221,8 +221,36 @@ AVX2 static void q8_0_avx2(const float *x, void *dst, int64_t nb) {
     }
 }
 
+/* 16 floats holding small non-negative integers -> 16 bytes */
+AVX2 static inline void store16(__m256 a, __m256 b, uint8_t *L) {
+    __m256i p = _mm256_packs_epi32(_mm256_cvtps_epi32(a), _mm256_cvtps_epi32(b)); /* a0-3 b0-3 | a4-7 b4-7 */
+    p = _mm256_permute4x64_epi64(p, 0xD8);                                        /* a0-7 | b0-7 */
+    p = _mm256_packus_epi16(p, p);
+    __m128i r = _mm_unpacklo_epi64(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    _mm_storeu_si128((__m128i *)L, r);
+}
+
+AVX2 static void lev_sym_avx2(const float *x, int n, float id, float lo, float hi, float off, uint8_t *L) {
+    const __m256 vid = _mm256_set1_ps(id), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vo = _mm256_set1_ps(off);
+    for (int j = 0; j < n; j += 16) {
+        __m256 a = _mm256_add_ps(_mm256_round_ps(clampv(_mm256_mul_ps(_mm256_loadu_ps(x + j), vid), vlo, vhi), RND), vo);
+        __m256 b = _mm256_add_ps(_mm256_round_ps(clampv(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), vid), vlo, vhi), RND), vo);
+        store16(a, b, L + j);
+    }
+}
+
+AVX2 static void lev_asym_avx2(const float *x, int n, float id, float m, float nmax, uint8_t *L) {
+    const __m256 vid = _mm256_set1_ps(id), vm = _mm256_set1_ps(m), vmax = _mm256_set1_ps(nmax), z = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        __m256 a = _mm256_round_ps(clampv(_mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(x + j), vm), vid), z, vmax), RND);
+        __m256 b = _mm256_round_ps(clampv(_mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(x + j + 8), vm), vid), z, vmax), RND);
+        store16(a, b, L + j);
+    }
+}
+
 static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
-                                   sumsq_avx2, wsqrt_avx2, q8_0_avx2 };
+                                   sumsq_avx2, wsqrt_avx2, q8_0_avx2,
+                                   lev_sym_avx2, lev_asym_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -54,6 +54,10 @@ typedef struct {
     void (*wsqrt)(const float *x, int n, float sigma2, float *w);
     /* Q8_0 blocks of a row: d = f16(amax/127), q = rint(clamp(x / f16d, -127, 127)) */
     void (*q8_0)(const float *x, void *dst, int64_t nblocks);
+    /* final levels (element-wise, exact): L = rint(clamp(x * id, lo, hi)) + off, and
+     * L = rint(clamp((x + m) * id, 0, nmax)); n a multiple of 16 */
+    void (*lev_sym)(const float *x, int n, float id, float lo, float hi, float off, uint8_t *L);
+    void (*lev_asym)(const float *x, int n, float id, float m, float nmax, uint8_t *L);
 } qk_kern;
 
 /* Score of a symmetric candidate: sxl^2/sll, or -1 when sll <= 0 or not a number. */
