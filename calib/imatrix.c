@@ -111,6 +111,7 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
         if (p.progress) ob.progress = on_progress;
         cal_run_params rp = cal_run_default_params();
         rp.n_threads = p.n_threads;
+        rp.backend = p.backend;
         if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
         rp.want_logits = false;   /* the output head's input is observed; logits are not needed */
         s = cal_forward(m, win, n_win, p.n_ctx, &rp, &ob, e);

@@ -396,6 +396,7 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         if (p.progress) ob.progress = on_progress;
         cal_run_params rp = cal_run_default_params();
         rp.n_threads = p.n_threads;
+        rp.backend = p.backend;
         if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
         rp.logits_from = o.p0;
         double t0 = qx_now();

@@ -28,5 +28,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_read_ids(const char *cmd, const char *model, const char *text, const char *ids_path,
                  int32_t **ids, int64_t *n_ids);
 void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total);
-int cli_check_device(const char *cmd, const char *dev);
+/* --device: opens the backend ("cpu" or "cuda") into *be; on failure prints one line
+ * ("qforge: error: --device cuda: no CUDA device available (...)") and returns the exit
+ * code, else 0.  Release with cli_close_device (accepts NULL). */
+struct kn_backend;
+int cli_open_device(const char *cmd, const char *dev, struct kn_backend **be);
+void cli_close_device(struct kn_backend *be);
 #endif

@@ -53,15 +53,17 @@ int cmd_imatrix(int argc, char **argv) {
     if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
     if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
     if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
-    int rc = cli_check_device("imatrix", dev);
+    struct kn_backend *be = NULL;
+    int rc = cli_open_device("imatrix", dev, &be);
     if (rc) return rc;
+    p.backend = be;
 
     qx_err e = {0};
     cal_model *m = NULL;
-    if (cal_model_open(&m, model, &e) != QX_OK) return cli_fail(&e);
+    if (cal_model_open(&m, model, &e) != QX_OK) { cli_close_device(be); return cli_fail(&e); }
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    if ((rc = cli_read_ids("imatrix", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); return rc; }
+    if ((rc = cli_read_ids("imatrix", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
     const cal_hparams *hp = cal_model_hparams(m);
     int64_t nw = n_ids / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw) nw = p.n_chunks;
@@ -75,6 +77,7 @@ int cmd_imatrix(int argc, char **argv) {
     qx_progress_end(&prog, total);
     free(ids);
     cal_model_close(m);
+    cli_close_device(be);
     if (s == QX_OK) {
         const char *ds = text ? text : ids_path, *slash = strrchr(ds, '/');
         s = im_add_dataset(im, slash ? slash + 1 : ds, &e);

@@ -2,6 +2,7 @@
  * Also holds the helpers shared with `qforge imatrix` (token input, engine progress). */
 #include "cli.h"
 #include "calib/calib.h"
+#include "kernels/kernels.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -35,7 +36,7 @@ static const char *ppl_help =
     "  --json F           write all numbers as JSON to F ('-' = stdout)\n"
     "  -t N               threads (default: all)\n"
     "  --batch N          tokens per engine batch (default 4096; memory vs. speed)\n"
-    "  --device cpu|cuda  where the engine runs (cuda: not available in this build)\n"
+    "  --device cpu|cuda  where the matmuls run (cuda: the first GPU; weights uploaded per layer)\n"
     "NaN or Inf in any logit is always a failure (exit 3).  Progress goes to stderr.\n";
 
 int cli_read_ids(const char *cmd, const char *model, const char *text, const char *ids_path,
@@ -71,18 +72,18 @@ void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t
     qx_progress_update(p, (uint64_t)layer * (uint64_t)total + (uint64_t)done, what);
 }
 
-int cli_check_device(const char *cmd, const char *dev) {
-    if (!strcmp(dev, "cpu")) return 0;
-    if (!strcmp(dev, "cuda")) {
-#ifdef QF_HAVE_CUDA
-        fprintf(stderr, "qforge %s: --device cuda: the CUDA engine backend is not part of this build yet; use --device cpu\n", cmd);
-#else
-        fprintf(stderr, "qforge %s: --device cuda: this qforge was built without CUDA (nvcc not found at build time); use --device cpu\n", cmd);
-#endif
-        return 2;
-    }
-    return cli_usage_error(cmd, "--device must be cpu or cuda, not '%s'", dev);
+int cli_open_device(const char *cmd, const char *dev, struct kn_backend **be) {
+    kn_device d;
+    *be = NULL;
+    if (!kn_device_from_name(dev, &d)) return cli_usage_error(cmd, "--device must be cpu or cuda, not '%s'", dev);
+    if (d == KN_DEVICE_CPU) return 0;
+    qx_err e = {0};
+    if (kn_backend_open(d, be, &e) != QX_OK) return cli_fail(&e);
+    fprintf(stderr, "qforge %s: device %s\n", cmd, (*be)->name);
+    return 0;
 }
+
+void cli_close_device(struct kn_backend *be) { kn_backend_close(be); }
 
 static bool parse_i64(const char *s, int64_t *out) {
     char *end;
@@ -169,15 +170,17 @@ int cmd_ppl(int argc, char **argv) {
     if (!text == !ids_path) return cli_usage_error("ppl", "give exactly one of --text FILE or --ids FILE");
     if ((max_kld >= 0 || max_ratio > 0 || min_top1 >= 0) && !p.base)
         return cli_usage_error("ppl", "--max-kld, --max-ppl-ratio and --min-top1 need --base");
-    int rc = cli_check_device("ppl", dev);
+    kn_backend *be = NULL;
+    int rc = cli_open_device("ppl", dev, &be);
     if (rc) return rc;
+    p.backend = be;
 
     qx_err e = {0};
     cal_model *m = NULL;
-    if (cal_model_open(&m, model, &e) != QX_OK) return cli_fail(&e);
+    if (cal_model_open(&m, model, &e) != QX_OK) { cli_close_device(be); return cli_fail(&e); }
     int32_t *ids = NULL;
     int64_t n_ids = 0;
-    if ((rc = cli_read_ids("ppl", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); return rc; }
+    if ((rc = cli_read_ids("ppl", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
     const cal_hparams *hp = cal_model_hparams(m);
     qx_progress prog;
     int64_t nw_est = (n_ids + 1) / p.n_ctx;
@@ -190,6 +193,7 @@ int cmd_ppl(int argc, char **argv) {
     qx_progress_end(&prog, (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw_est * p.n_ctx));
     free(ids);
     cal_model_close(m);
+    cli_close_device(be);
     if (s != QX_OK) return cli_fail(&e);
 
     printf("protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
