@@ -11,12 +11,12 @@
 #include <math.h>
 
 #define QK 256
-/* scale grid of the Q3_K / Q6_K sub-blocks: one group of 8 candidates 0.25 apart, then a
- * refinement round (two groups 0.125 apart gained < 0.2% error for 35% more time) */
-#define Q3_NG 1
-#define Q3_STEP 0.25f
-#define Q6_NG 1
-#define Q6_STEP 0.25f
+/* scale grid of the Q3_K / Q6_K sub-blocks: one group of 8 candidates 0.25 apart and no
+ * refinement round (two groups 0.125 apart, or a refinement round, gained < 0.3% error
+ * for 35-90% more time) */
+#define SYM_NG 1
+#define SYM_STEP 0.25f
+#define SYM_REFINE 0
 
 /* ---------------------------------------------------------------- Q4_K / Q5_K */
 
@@ -156,11 +156,11 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
  * integer scale codes -cmax..cmax-1 on one f16 scale.  Fills *dh, codes[16], L[256]
  * (L stored with +nmax offset). */
 static void sym_superblock(const qk_kern *k, const float *x, const float *w, int nmax, int cmax,
-                           int ng, float step, uint16_t *dh, int *codes, uint8_t *L) {
+                           uint16_t *dh, int *codes, uint8_t *L) {
     float sc[16], sw[16];
     int8_t Ls[16];
     for (int j = 0; j < 16; j++) {
-        sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, ng, step, 1, NULL);
+        sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, SYM_NG, SYM_STEP, SYM_REFINE, NULL);
         float s = 0;
         for (int l = 0; l < 16; l++) s += w[16 * j + l];
         sw[j] = s;
@@ -193,7 +193,7 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 4, 32, Q3_NG, Q3_STEP, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 4, 32, &y[i].d, codes, L);
         memset(y[i].scales, 0, 12);
         for (int j = 0; j < 16; j++) {
             int l = codes[j] + 32;
@@ -222,7 +222,7 @@ void qk_quant_q6_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 32, 128, Q6_NG, Q6_STEP, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 32, 128, &y[i].d, codes, L);
         for (int j = 0; j < 16; j++) y[i].scales[j] = (int8_t)codes[j];
         for (int h = 0; h < 2; h++) {
             const uint8_t *Lh = L + 128 * h;
