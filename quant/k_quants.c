@@ -201,12 +201,13 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
             else y[i].scales[j - 8] |= (uint8_t)((l & 15) << 4);
             y[i].scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
         }
-        memset(y[i].hmask, 0, 32);
-        for (int j = 0; j < QK; j++) {
-            uint8_t hb = (uint8_t)(L[j] >> 2);
-            y[i].hmask[j % 32] |= (uint8_t)(hb << (j / 32));
-            L[j] &= 3;
-        }
+        uint8_t hm[32] = { 0 };
+        for (int b = 0; b < 8; b++)
+            for (int m = 0; m < 32; m++) {
+                hm[m] |= (uint8_t)((L[32 * b + m] >> 2) << b);
+                L[32 * b + m] &= 3;
+            }
+        memcpy(y[i].hmask, hm, 32);
         for (int h = 0; h < 2; h++)
             for (int l = 0; l < 32; l++) {
                 const uint8_t *Lh = L + 128 * h;
