@@ -3,9 +3,11 @@
  * and the per-type row functions.  Not a public header.
  *
  * Bit-identity between the scalar and AVX2 kernels: every element-wise operation is a
- * single IEEE operation (add, sub, mul, div, min/max by comparison, round-half-even) and
- * no FMA is used, so lanes agree exactly; every reduction is done in 8 lanes (element j
- * goes to lane j % 8) and the lanes are summed in the fixed order of qk_hsum8. */
+ * single IEEE operation (add, sub, mul, div, sqrt, min/max by comparison, round-half-even)
+ * and no FMA is used, so lanes agree exactly; every sum has one fixed order: the
+ * candidate-parallel kernels (*8) sum each candidate's elements in index order, the
+ * others sum element j in lane j % 8 and then the lanes in qk_hsum8 order; the best
+ * candidate is the first lane holding the extreme value. */
 #ifndef QT_INTERNAL_H
 #define QT_INTERNAL_H
 
@@ -30,9 +32,10 @@ static inline float qk_hsum8(const float a[8]) {
 /* Search kernels.  The *8 kernels score 8 candidate inverse scales at once (lane c uses
  * is[c]; each lane sums over j = 0..n-1 in order, so a scalar loop reproduces it):
  *  asym8: l = rint(clamp((x - mn) * is[c], 0, nmax)); S0 = sum w*l, S1 = sum w*l*l,
- *         S2 = sum w*l*x; then qk_asym_fit(S0, S1, S2, mom) gives d[c], m[c], err[c].
- *  sym8:  l = rint(clamp(x * is[c], lo, hi)); sxl[c] = sum w*l*x, sll[c] = sum w*l*l.
- *  nl8:   q = IQ4 level nearest x * is[c] (ties up); sxl[c] = sum w*q*x, sll[c] = sum w*q*q.
+ *         S2 = sum w*l*x; qk_asym_fit(S0, S1, S2, mom) gives (d, m, err) per lane.
+ *  sym8:  l = rint(clamp(x * is[c], lo, hi)); sxl = sum w*l*x, sll = sum w*l*l,
+ *         score qk_sym_score(sxl, sll).
+ *  nl8:   q = IQ4 level nearest x * is[c] (ties up); sxl = sum w*q*x, sll = sum w*q*q.
  * The *_err kernels measure one candidate, n a multiple of 8, in 8 lanes (element j in lane
  * j % 8, lanes summed in qk_hsum8 order):
  *  asym_err: l = rint(clamp((x + m) * id, 0, nmax)), returns sum w*(x - (d*l - m))^2
@@ -99,9 +102,8 @@ static inline int qk_iq4_index(float v) {
     return i;
 }
 
-/* Row quantizer of one type with explicit kernels: n elements, imp optional. */
-typedef void (*qk_row_fn)(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
-
+/* Row quantizers with explicit kernels (&qk_kern_ref: the _ref path): n elements,
+ * imp optional (n per-column importance weights). */
 void qk_quant_q4_0(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
 void qk_quant_q4_1(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
 void qk_quant_q5_0(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
