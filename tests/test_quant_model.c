@@ -7,6 +7,7 @@
 #include "tests/util/tu.h"
 #include "formats/formats.h"
 #include "quant/qt.h"
+#include "quant/qt_internal.h"
 
 #include <stdlib.h>
 
@@ -71,6 +72,16 @@ int main(void) {
                         double ww = wi ? imp[j] : 1.0, x = w[k][r * cols[k] + j], d = x - y[r * cols[k] + j];
                         se += ww * d * d; sx += ww * x * x;
                     }
+            }
+            /* the fast path matches the scalar _ref bytes on real weights too (last tensor) */
+            {
+                int k = nt - 1;
+                uint64_t rs = qt_row_size(bounds[b].t, cols[k]);
+                uint8_t *q2 = malloc(rs * (uint64_t)rows[k]);
+                qt_from_float_fn ref = qt_ref_from_float(bounds[b].t);
+                for (int64_t r = 0; r < rows[k]; r++) ref(w[k] + r * cols[k], q2 + r * rs, cols[k], wi ? imp : NULL);
+                TU_CHECK(!memcmp(q, q2, rs * (uint64_t)rows[k]), "%s imp=%d: fast != _ref on mini-v3", tr->name, wi);
+                free(q2);
             }
             double rel = sqrt(se / sx), bound = wi ? bounds[b].imp : bounds[b].no_imp;
             fprintf(stderr, "%-7s imp=%d rel-RMSE %.5f (bound %.4f)\n", tr->name, wi, rel, bound);
