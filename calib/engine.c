@@ -170,6 +170,57 @@ done:
     return s;
 }
 
+/* MLA in the absorbed form of GGUF's attn_k_b / attn_v_b split (what llama.cpp runs):
+ * per head, q_lat = k_b[h]·q_nope (KVL), scores against [c_kv, k_pe] shared by all heads,
+ * o_lat = Σ p c_kv, o_h = v_b[h]·o_lat.  Equal to the HF form up to summation order. */
+static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *out,
+                                   qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, N = hp->qk_nope, R = hp->qk_rope, Dv = hp->v_dim;
+    const int64_t KVL = hp->kv_lora, QD = N + R, LD = KVL + R;
+    qx_status s = QX_ENOMEM;
+    float *qa = NULL, *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
+    float *kva = xmalloc((size_t)(T * LD) * sizeof(float), e);
+    float *ql = xmalloc((size_t)(T * H * LD) * sizeof(float), e);      /* [T, H, KVL + R] */
+    float *ol = xmalloc((size_t)(T * H * KVL) * sizeof(float), e);     /* [T, H, KVL] */
+    float *o = xmalloc((size_t)(T * H * Dv) * sizeof(float), e);
+    if (!q || !kva || !ql || !ol || !o) goto done;
+    if (hp->q_lora > 0) {
+        if (!(qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e))) goto done;
+        mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
+        kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
+        mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, H * QD);
+    } else {
+        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, H * QD);
+    }
+    mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, LD);
+    kn_rmsnorm(kva, LD, l->kv_a_norm, T, KVL, hp->norm_eps, kva, LD);   /* c_kv in place */
+    kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    kn_rope(kva + KVL, LD, T, 1, 0, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
+    for (int64_t h = 0; h < H; h++) {
+        cal_w kb = l->k_b;
+        kb.w.rows = KVL;
+        kb.w.data = (const uint8_t *)l->k_b.w.data + (uint64_t)(h * KVL) * l->k_b.w.row_bytes;
+        mm(c, &kb, CAL_W_K_B, (int)h, q + h * QD, H * QD, T, NULL, ql + h * LD, H * LD);
+        for (int64_t t = 0; t < T; t++)
+            memcpy(ql + (t * H + h) * LD + KVL, q + t * H * QD + h * QD + N, (size_t)R * sizeof(float));
+    }
+    kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, 1, (int)LD, (int)KVL,
+                       ql, H * LD, LD, kva, LD, 0, kva, LD, 0, ol, H * KVL, hp->attn_scale };
+    attention(c, &a);
+    for (int64_t h = 0; h < H; h++) {
+        cal_w vb = l->v_b;
+        vb.w.rows = Dv;
+        vb.w.data = (const uint8_t *)l->v_b.w.data + (uint64_t)(h * Dv) * l->v_b.w.row_bytes;
+        mm(c, &vb, CAL_W_V_B, (int)h, ol + h * KVL, H * KVL, T, NULL, o + h * Dv, H * Dv);
+    }
+    mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
+    s = QX_OK;
+done:
+    free(qa); free(q); free(kva); free(ql); free(ol); free(o);
+    return s;
+}
+
 /* GQA attention (llama, qwen2) with NEOX rope. */
 static qx_status attn_gqa(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *out, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
@@ -201,7 +252,8 @@ static qx_status layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, 
     qx_status s = QX_ENOMEM;
     if (!xn || !y) goto done;
     kn_rmsnorm(h, E, l->attn_norm, T, E, hp->norm_eps, xn, E);
-    s = hp->arch == CAL_ARCH_DEEPSEEK2 ? attn_mla(c, l, xn, T, y, e) : attn_gqa(c, l, xn, T, y, e);
+    s = hp->arch != CAL_ARCH_DEEPSEEK2 ? attn_gqa(c, l, xn, T, y, e)
+        : l->k_b.present ? attn_mla_absorbed(c, l, xn, T, y, e) : attn_mla(c, l, xn, T, y, e);
     if (s != QX_OK) goto done;
     kn_add_scaled(h, E, y, E, NULL, T, E);
     kn_rmsnorm(h, E, l->ffn_norm, T, E, hp->norm_eps, xn, E);

@@ -11,7 +11,8 @@ typedef struct {
     kn_weight w;
     bool present;
     float *scale;              /* owned aligned copy of an FP8 scale_inv grid */
-    const st_tensor *st;       /* source tensor, released after the layer */
+    const st_tensor *st;       /* source tensor (HF), released after the layer */
+    const gf_tensor *gt;       /* source tensor (GGUF), released after the layer */
 } cal_w;
 
 typedef struct {
@@ -19,6 +20,7 @@ typedef struct {
     float *bq, *bk, *bv;                                  /* qwen2 biases */
     cal_w q, k, v, o;
     cal_w q_a, q_b, kv_a, kv_b;
+    cal_w k_b, v_b;            /* GGUF MLA split: [H*KVL, N] and [H*Dv, KVL] (absorbed attention) */
     cal_w gate, up, down;
     bool moe;
     cal_w router;
@@ -31,13 +33,21 @@ typedef struct {
 struct cal_model {
     char *path;
     cal_hparams hp;
-    st_model *st;
-    hf_config cfg;
+    st_model *st;              /* HF checkpoint, or */
+    gf_file *gf;               /* GGUF file */
+    hf_config cfg;             /* HF: as read; GGUF: the rope/arch fields derived from metadata */
+    int64_t n_dense_first;     /* layers < this are dense (GGUF: leading_dense_block_count) */
     cal_w embed, output;
     float *out_norm;
 };
 
 qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e);
+/* calib/model_gguf.c: hyper-parameters and global tensors of m->path (a GGUF), one layer. */
+qx_status cal_model_open_gguf(cal_model *m, qx_err *e);
+qx_status cal_layer_load_gguf(cal_model *m, int layer, cal_layer *l, qx_err *e);
+/* calib/model.c, shared: inv_freq/mscale from the rope fields of c into hp. */
+void cal_rope_freqs(cal_hparams *hp, const hf_config *c);
+float cal_yarn_mscale(double scale, double m);
 /* Frees owned copies and releases the pages of every tensor of the layer. */
 void cal_layer_free(cal_model *m, cal_layer *l);
 void cal_w_release(cal_model *m, cal_w *w);

@@ -65,18 +65,19 @@ static qx_status load_w(cal_model *m, const char *name, int64_t rows, int64_t co
 }
 
 void cal_w_release(cal_model *m, cal_w *w) {
+    if (w->gt) gf_release(m->gf, w->gt);
     if (w->st) st_release(m->st, w->st);
     if (w->st && w->st->scale_inv) st_release(m->st, w->st->scale_inv);
     free(w->scale);
     memset(w, 0, sizeof *w);
 }
 
-static float yarn_mscale(double scale, double m) {
+float cal_yarn_mscale(double scale, double m) {
     return scale <= 1.0 ? 1.0f : (float)(0.1 * m * log(scale) + 1.0);
 }
 
 /* inv_freq in f32 the way HF computes it (base^(2j/d) as f32 pow). */
-static void rope_freqs(cal_hparams *hp, const hf_config *c) {
+void cal_rope_freqs(cal_hparams *hp, const hf_config *c) {
     const int d = hp->rope_dim, half = d / 2;
     const float base = (float)c->rope_theta;
     for (int j = 0; j < half; j++) {
@@ -99,7 +100,7 @@ static void rope_freqs(cal_hparams *hp, const hf_config *c) {
             float mask = 1.0f - ramp;
             hp->rope_inv_freq[j] = inter * (1.0f - mask) + extra * mask;
         }
-        hp->rope_mscale = yarn_mscale(f, c->rope_mscale) / yarn_mscale(f, c->rope_mscale_all_dim);
+        hp->rope_mscale = cal_yarn_mscale(f, c->rope_mscale) / cal_yarn_mscale(f, c->rope_mscale_all_dim);
     } else if (!strcmp(c->rope_type, "llama3")) {
         const double f = c->rope_factor, lf = c->rope_low_freq_factor, hf = c->rope_high_freq_factor;
         const double old = c->rope_orig_max_pos;
@@ -159,7 +160,7 @@ static qx_status hparams_from_hf(cal_model *m, qx_err *e) {
         hp->rope_dim = (int)hp->qk_rope; hp->rope_neox = false;
         double ms = 1.0;
         if (!strcmp(c->rope_type, "yarn") && c->rope_mscale_all_dim != 0)
-            ms = yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
+            ms = cal_yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
         hp->attn_scale = (float)(1.0 / sqrt((double)(hp->qk_nope + hp->qk_rope)) * ms * ms);
         if (hp->n_exp > 1024 || hp->n_exp_used > hp->n_exp || hp->n_group > hp->n_exp || (hp->n_exp && hp->n_exp % hp->n_group))
             return qx_fail(e, QX_EUNSUPPORTED, "%s: expert configuration %lld/%lld/%lld not supported", m->path,
@@ -171,19 +172,23 @@ static qx_status hparams_from_hf(cal_model *m, qx_err *e) {
     }
     if (hp->rope_dim <= 0 || hp->rope_dim / 2 > CAL_MAX_ROPE_PAIRS || hp->rope_dim % 2)
         return qx_fail(e, QX_EUNSUPPORTED, "%s: rope dimension %d not supported", m->path, hp->rope_dim);
-    rope_freqs(hp, c);
+    cal_rope_freqs(hp, c);
     read_bos(m);
     return QX_OK;
 }
 
 qx_status cal_model_open(cal_model **out, const char *path, qx_err *e) {
     *out = NULL;
-    if (!qx_is_dir(path))
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: the engine reads HF checkpoint dirs (GGUF models are not supported yet)", path);
     cal_model *m = calloc(1, sizeof *m);
     if (!m) return qx_fail(e, QX_ENOMEM, "%s: out of memory", path);
     m->path = strdup(path);
     qx_status s = m->path ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    if (s == QX_OK && !qx_is_dir(path)) {
+        s = cal_model_open_gguf(m, e);
+        if (s != QX_OK) { cal_model_close(m); return s; }
+        *out = m;
+        return QX_OK;
+    }
     if (s == QX_OK) s = hf_config_load(path, &m->cfg, e);
     if (s == QX_OK) s = st_open(&m->st, path, e);
     if (s == QX_OK) s = hparams_from_hf(m, e);
@@ -203,11 +208,12 @@ qx_status cal_model_open(cal_model **out, const char *path, qx_err *e) {
 
 void cal_model_close(cal_model *m) {
     if (!m) return;
-    if (m->output.st) cal_w_release(m, &m->output);
+    if (m->output.st || m->output.gt) cal_w_release(m, &m->output);
     else free(m->output.scale);
     cal_w_release(m, &m->embed);
     free(m->out_norm);
     st_close(m->st);
+    gf_close(m->gf);
     free(m->path);
     free(m);
 }
@@ -288,7 +294,7 @@ static qx_status load_layer(cal_model *m, int layer, cal_layer *l, qx_err *e) {
 
 qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e) {
     memset(l, 0, sizeof *l);
-    qx_status s = load_layer(m, layer, l, e);
+    qx_status s = m->gf ? cal_layer_load_gguf(m, layer, l, e) : load_layer(m, layer, l, e);
     if (s != QX_OK) cal_layer_free(m, l);
     return s;
 }
@@ -296,7 +302,7 @@ qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e) {
 void cal_layer_free(cal_model *m, cal_layer *l) {
     free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm);
     free(l->bq); free(l->bk); free(l->bv); free(l->exp_bias);
-    cal_w *ws[] = { &l->q, &l->k, &l->v, &l->o, &l->q_a, &l->q_b, &l->kv_a, &l->kv_b, &l->gate, &l->up,
+    cal_w *ws[] = { &l->q, &l->k, &l->v, &l->o, &l->q_a, &l->q_b, &l->kv_a, &l->kv_b, &l->k_b, &l->v_b, &l->gate, &l->up,
                     &l->down, &l->router, &l->sg, &l->su, &l->sd };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) cal_w_release(m, ws[i]);
     for (int64_t x = 0; x < m->hp.n_exp; x++) {

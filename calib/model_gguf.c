@@ -1,0 +1,251 @@
+/* calib/model_gguf.c — GGUF files (ours or llama.cpp's) as engine model sources: metadata to
+ * hyper-parameters (../shared/GGUF-DEEPSEEK2.md §4-5) and tensors to weight views of any
+ * GGUF type.  Stacked expert tensors (ne [in, out, X]) become X views into one mapping;
+ * deepseek2's MLA split (attn_k_b / attn_v_b) is kept as is and runs the absorbed attention;
+ * the legacy attn_kv_b layout runs the HF path.  llama files carry q/k permuted for ggml's
+ * adjacent-pair rope, so llama uses NORM rope here (qwen2 NEOX, deepseek2 NORM), and llama3
+ * scaling comes from rope_freqs.weight. */
+#include "engine_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { cal_model *m; const char *arch; qx_err *e; } kctx;
+
+static qx_status k_u32(kctx *k, const char *key, bool optional, int64_t def, int64_t *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", k->arch, key);
+    uint32_t v;
+    qx_status s = gf_get_u32(k->m->gf, full, &v, k->e);
+    if (s == QX_ENOTFOUND && optional) { *out = def; qx_err_clear(k->e); return QX_OK; }
+    if (s != QX_OK) return s == QX_ENOTFOUND ? qx_fail(k->e, s, "%s: missing metadata key '%s'", k->m->path, full) : s;
+    *out = v;
+    return QX_OK;
+}
+static qx_status k_f32(kctx *k, const char *key, bool optional, double def, double *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", k->arch, key);
+    float v;
+    qx_status s = gf_get_f32(k->m->gf, full, &v, k->e);
+    if (s == QX_ENOTFOUND && optional) { *out = def; qx_err_clear(k->e); return QX_OK; }
+    if (s != QX_OK) return s == QX_ENOTFOUND ? qx_fail(k->e, s, "%s: missing metadata key '%s'", k->m->path, full) : s;
+    *out = v;
+    return QX_OK;
+}
+
+/* View of tensor `name` as rows x cols (rows = product of ne[1..]); optional -> absent OK. */
+static qx_status gw(cal_model *m, const char *name, int64_t rows, int64_t cols, bool optional, cal_w *w, qx_err *e) {
+    memset(w, 0, sizeof *w);
+    const gf_tensor *t = gf_find_tensor(m->gf, name);
+    if (!t) return optional ? QX_OK : qx_fail(e, QX_ENOTFOUND, "%s: missing tensor '%s'", m->path, name);
+    int64_t r = t->ne[1] * t->ne[2] * t->ne[3];
+    if (t->ne[0] != cols || r != rows)
+        return qx_fail(e, QX_ESHAPE, "tensor '%s': ne [%lld, %lld, %lld], expected %lld columns x %lld rows", name,
+                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)cols, (long long)rows);
+    if (!kn_weight_init(&w->w, t->type, rows, cols, t->data, NULL))
+        return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be decoded", name, qt_type_name(t->type));
+    w->gt = t;
+    w->present = true;
+    return QX_OK;
+}
+
+static qx_status gvec(cal_model *m, const char *name, int64_t n, bool optional, float **out, qx_err *e) {
+    *out = NULL;
+    cal_w w;
+    QX_TRY(gw(m, name, 1, n, optional, &w, e));
+    if (!w.present) return QX_OK;
+    *out = malloc((size_t)n * sizeof(float));
+    if (!*out) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name);
+    kn_weight_rows(&w.w, 0, 1, *out);
+    gf_release(m->gf, w.gt);
+    return QX_OK;
+}
+
+static qx_status arch_params(cal_model *m, kctx *k, qx_err *e) {
+    cal_hparams *hp = &m->hp;
+    hf_config *c = &m->cfg;
+    int64_t v;
+    QX_TRY(k_u32(k, "embedding_length", false, 0, &hp->n_embd));
+    QX_TRY(k_u32(k, "block_count", false, 0, &hp->n_layer));
+    QX_TRY(k_u32(k, "nextn_predict_layers", true, 0, &v));
+    hp->n_layer -= v;
+    QX_TRY(k_u32(k, "feed_forward_length", true, 0, &hp->n_ff));
+    QX_TRY(k_u32(k, "attention.head_count", false, 0, &hp->n_head));
+    QX_TRY(k_u32(k, "attention.head_count_kv", true, hp->n_head, &hp->n_head_kv));
+    double d;
+    QX_TRY(k_f32(k, "attention.layer_norm_rms_epsilon", false, 0, &d));
+    hp->norm_eps = (float)d;
+    QX_TRY(k_f32(k, "rope.freq_base", true, 10000.0, &c->rope_theta));
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", k->arch);
+    const char *rt = NULL;
+    if (gf_get_str(m->gf, key, &rt, e) == QX_OK) snprintf(c->rope_type, sizeof c->rope_type, "%s", rt);
+    qx_err_clear(e);
+    QX_TRY(k_f32(k, "rope.scaling.factor", true, 1.0, &c->rope_factor));
+    QX_TRY(k_u32(k, "rope.scaling.original_context_length", true, 0, &v));
+    c->rope_orig_max_pos = (double)v;
+    if (hp->arch != CAL_ARCH_DEEPSEEK2) {
+        QX_TRY(k_u32(k, "attention.key_length", true, hp->n_embd / (hp->n_head ? hp->n_head : 1), &hp->head_dim));
+        QX_TRY(k_u32(k, "rope.dimension_count", true, hp->head_dim, &v));
+        hp->rope_dim = (int)v;
+        hp->rope_neox = hp->arch == CAL_ARCH_QWEN2;
+        hp->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
+        if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+            return qx_fail(e, QX_EFORMAT, "%s: %lld heads, %lld kv heads", m->path, (long long)hp->n_head, (long long)hp->n_head_kv);
+        if (!strcmp(c->rope_type, "yarn")) return qx_fail(e, QX_EUNSUPPORTED, "%s: yarn rope for %s", m->path, k->arch);
+        return QX_OK;
+    }
+    int64_t kl, vl, klm, vlm;
+    QX_TRY(k_u32(k, "rope.dimension_count", false, 0, &hp->qk_rope));
+    QX_TRY(k_u32(k, "attention.q_lora_rank", true, 0, &hp->q_lora));
+    QX_TRY(k_u32(k, "attention.kv_lora_rank", false, 0, &hp->kv_lora));
+    QX_TRY(k_u32(k, "attention.key_length", false, 0, &kl));
+    QX_TRY(k_u32(k, "attention.value_length", false, 0, &vl));
+    QX_TRY(k_u32(k, "attention.key_length_mla", true, 0, &klm));
+    QX_TRY(k_u32(k, "attention.value_length_mla", true, 0, &vlm));
+    hp->qk_nope = (klm ? klm : kl) - hp->qk_rope;
+    hp->v_dim = vlm ? vlm : vl;
+    QX_TRY(k_u32(k, "expert_feed_forward_length", true, 0, &hp->n_ff_exp));
+    QX_TRY(k_u32(k, "expert_count", true, 0, &hp->n_exp));
+    QX_TRY(k_u32(k, "expert_used_count", true, 0, &hp->n_exp_used));
+    QX_TRY(k_u32(k, "expert_shared_count", true, 0, &hp->n_shared));
+    QX_TRY(k_u32(k, "expert_group_count", true, 1, &hp->n_group));
+    QX_TRY(k_u32(k, "expert_group_used_count", true, hp->n_group, &hp->topk_group));
+    QX_TRY(k_u32(k, "leading_dense_block_count", true, 0, &hp->n_dense_first));
+    m->n_dense_first = hp->n_dense_first;
+    QX_TRY(k_f32(k, "expert_weights_scale", true, 1.0, &d));
+    hp->route_scale = (float)d;
+    snprintf(key, sizeof key, "%s.expert_weights_norm", k->arch);
+    bool b = false;
+    if (gf_get_bool(m->gf, key, &b, e) != QX_OK) { qx_err_clear(e); b = false; }
+    hp->route_norm = b;
+    QX_TRY(k_u32(k, "expert_gating_func", true, 1, &v));
+    hp->route_sigmoid = v == 2;
+    double ylm;
+    QX_TRY(k_f32(k, "rope.scaling.yarn_log_multiplier", true, 0.0, &ylm));
+    c->rope_mscale = c->rope_mscale_all_dim = ylm / 0.1;     /* llama.cpp assumes mscale == mscale_all_dim */
+    c->rope_beta_fast = 32; c->rope_beta_slow = 1;             /* and these (not stored in GGUF) */
+    hp->rope_dim = (int)hp->qk_rope;
+    hp->rope_neox = false;
+    double ms = 1.0;
+    if (!strcmp(c->rope_type, "yarn") && c->rope_factor > 1) ms = ylm * log(c->rope_factor) + 1.0;
+    hp->attn_scale = (float)(1.0 / sqrt((double)(hp->qk_nope + hp->qk_rope)) * ms * ms);
+    if (hp->n_exp > 1024 || hp->n_exp_used > hp->n_exp || hp->n_group < 1 || (hp->n_exp && hp->n_exp % hp->n_group))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: expert configuration %lld/%lld/%lld not supported", m->path,
+                       (long long)hp->n_exp, (long long)hp->n_exp_used, (long long)hp->n_group);
+    return QX_OK;
+}
+
+qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
+    QX_TRY(gf_open(&m->gf, m->path, e));
+    cal_hparams *hp = &m->hp;
+    const char *arch;
+    QX_TRY(gf_get_str(m->gf, GF_KEY_ARCHITECTURE, &arch, e));
+    if (!strcmp(arch, "deepseek2")) hp->arch = CAL_ARCH_DEEPSEEK2;
+    else if (!strcmp(arch, "llama")) hp->arch = CAL_ARCH_LLAMA;
+    else if (!strcmp(arch, "qwen2")) hp->arch = CAL_ARCH_QWEN2;
+    else return qx_fail(e, QX_EUNSUPPORTED, "%s: architecture '%s' is not supported by the engine", m->path, arch);
+    kctx k = { m, arch, e };
+    QX_TRY(arch_params(m, &k, e));
+    const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
+    if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
+    hp->n_vocab = te->ne[1];
+    uint32_t u;
+    hp->bos_id = gf_get_u32(m->gf, "tokenizer.ggml.bos_token_id", &u, e) == QX_OK ? (int32_t)u : -1;
+    bool ab = true;
+    if (gf_get_bool(m->gf, "tokenizer.ggml.add_bos_token", &ab, e) != QX_OK) ab = true;
+    hp->add_bos = ab;
+    qx_err_clear(e);
+    if (hp->rope_dim <= 0 || hp->rope_dim % 2 || hp->rope_dim / 2 > CAL_MAX_ROPE_PAIRS)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: rope dimension %d not supported", m->path, hp->rope_dim);
+    cal_rope_freqs(hp, &m->cfg);
+    float *ff = NULL;
+    QX_TRY(gvec(m, "rope_freqs.weight", hp->rope_dim / 2, true, &ff, e));
+    if (ff) {   /* llama3 scaling as stored for llama.cpp: inv_freq / factor */
+        for (int j = 0; j < hp->rope_dim / 2; j++) hp->rope_inv_freq[j] /= ff[j];
+        free(ff);
+    }
+    QX_TRY(gw(m, "token_embd.weight", hp->n_vocab, hp->n_embd, false, &m->embed, e));
+    QX_TRY(gvec(m, "output_norm.weight", hp->n_embd, false, &m->out_norm, e));
+    QX_TRY(gw(m, "output.weight", hp->n_vocab, hp->n_embd, true, &m->output, e));
+    if (!m->output.present) { m->output = m->embed; m->output.gt = NULL; }
+    return QX_OK;
+}
+
+#define BN(buf, fmt, ...) snprintf(buf, sizeof buf, "blk.%d." fmt, layer, __VA_ARGS__)
+
+/* Views of expert x of a stacked tensor [X, rows, cols]; only expert 0 owns the release. */
+static qx_status experts(cal_model *m, int layer, const char *nm, int64_t rows, int64_t cols, cal_w *w, qx_err *e) {
+    const int64_t X = m->hp.n_exp;
+    char n[128];
+    BN(n, "%s.weight", nm);
+    cal_w all;
+    QX_TRY(gw(m, n, X * rows, cols, false, &all, e));
+    for (int64_t x = 0; x < X; x++) {
+        w[x] = all;
+        w[x].w.rows = rows;
+        w[x].w.data = (const uint8_t *)all.w.data + (uint64_t)x * (uint64_t)rows * all.w.row_bytes;
+        if (x) w[x].gt = NULL;
+    }
+    return QX_OK;
+}
+
+qx_status cal_layer_load_gguf(cal_model *m, int layer, cal_layer *l, qx_err *e) {
+    const cal_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head;
+    char n[128];
+    BN(n, "%s", "attn_norm.weight"); QX_TRY(gvec(m, n, E, false, &l->attn_norm, e));
+    BN(n, "%s", "ffn_norm.weight"); QX_TRY(gvec(m, n, E, false, &l->ffn_norm, e));
+    if (hp->arch == CAL_ARCH_DEEPSEEK2) {
+        const int64_t N = hp->qk_nope, R = hp->qk_rope, KVL = hp->kv_lora, Dv = hp->v_dim;
+        if (hp->q_lora > 0) {
+            BN(n, "%s", "attn_q_a.weight"); QX_TRY(gw(m, n, hp->q_lora, E, false, &l->q_a, e));
+            BN(n, "%s", "attn_q_a_norm.weight"); QX_TRY(gvec(m, n, hp->q_lora, false, &l->q_a_norm, e));
+            BN(n, "%s", "attn_q_b.weight"); QX_TRY(gw(m, n, H * (N + R), hp->q_lora, false, &l->q_b, e));
+        } else {
+            BN(n, "%s", "attn_q.weight"); QX_TRY(gw(m, n, H * (N + R), E, false, &l->q, e));
+        }
+        BN(n, "%s", "attn_kv_a_mqa.weight"); QX_TRY(gw(m, n, KVL + R, E, false, &l->kv_a, e));
+        BN(n, "%s", "attn_kv_a_norm.weight"); QX_TRY(gvec(m, n, KVL, false, &l->kv_a_norm, e));
+        BN(n, "%s", "attn_kv_b.weight"); QX_TRY(gw(m, n, H * (N + Dv), KVL, true, &l->kv_b, e));
+        if (!l->kv_b.present) {
+            BN(n, "%s", "attn_k_b.weight"); QX_TRY(gw(m, n, H * KVL, N, false, &l->k_b, e));
+            BN(n, "%s", "attn_v_b.weight"); QX_TRY(gw(m, n, H * Dv, KVL, false, &l->v_b, e));
+        }
+        BN(n, "%s", "attn_output.weight"); QX_TRY(gw(m, n, E, H * Dv, false, &l->o, e));
+    } else {
+        const int64_t D = hp->head_dim, KV = hp->n_head_kv;
+        BN(n, "%s", "attn_q.weight"); QX_TRY(gw(m, n, H * D, E, false, &l->q, e));
+        BN(n, "%s", "attn_k.weight"); QX_TRY(gw(m, n, KV * D, E, false, &l->k, e));
+        BN(n, "%s", "attn_v.weight"); QX_TRY(gw(m, n, KV * D, E, false, &l->v, e));
+        BN(n, "%s", "attn_output.weight"); QX_TRY(gw(m, n, E, H * D, false, &l->o, e));
+        BN(n, "%s", "attn_q.bias"); QX_TRY(gvec(m, n, H * D, true, &l->bq, e));
+        BN(n, "%s", "attn_k.bias"); QX_TRY(gvec(m, n, KV * D, true, &l->bk, e));
+        BN(n, "%s", "attn_v.bias"); QX_TRY(gvec(m, n, KV * D, true, &l->bv, e));
+    }
+    l->moe = hp->arch == CAL_ARCH_DEEPSEEK2 && hp->n_exp > 0 && layer >= m->n_dense_first;
+    if (!l->moe) {
+        BN(n, "%s", "ffn_gate.weight"); QX_TRY(gw(m, n, hp->n_ff, E, false, &l->gate, e));
+        BN(n, "%s", "ffn_up.weight"); QX_TRY(gw(m, n, hp->n_ff, E, false, &l->up, e));
+        BN(n, "%s", "ffn_down.weight"); QX_TRY(gw(m, n, E, hp->n_ff, false, &l->down, e));
+        return QX_OK;
+    }
+    BN(n, "%s", "ffn_gate_inp.weight"); QX_TRY(gw(m, n, hp->n_exp, E, false, &l->router, e));
+    BN(n, "%s", "exp_probs_b.bias"); QX_TRY(gvec(m, n, hp->n_exp, true, &l->exp_bias, e));
+    l->eg = calloc((size_t)hp->n_exp, sizeof *l->eg);
+    l->eu = calloc((size_t)hp->n_exp, sizeof *l->eu);
+    l->ed = calloc((size_t)hp->n_exp, sizeof *l->ed);
+    if (!l->eg || !l->eu || !l->ed) return qx_fail(e, QX_ENOMEM, "layer %d: out of memory", layer);
+    QX_TRY(experts(m, layer, "ffn_gate_exps", hp->n_ff_exp, E, l->eg, e));
+    QX_TRY(experts(m, layer, "ffn_up_exps", hp->n_ff_exp, E, l->eu, e));
+    QX_TRY(experts(m, layer, "ffn_down_exps", E, hp->n_ff_exp, l->ed, e));
+    if (hp->n_shared > 0) {
+        const int64_t F = hp->n_ff_exp * hp->n_shared;
+        l->has_shared = true;
+        BN(n, "%s", "ffn_gate_shexp.weight"); QX_TRY(gw(m, n, F, E, false, &l->sg, e));
+        BN(n, "%s", "ffn_up_shexp.weight"); QX_TRY(gw(m, n, F, E, false, &l->su, e));
+        BN(n, "%s", "ffn_down_shexp.weight"); QX_TRY(gw(m, n, E, F, false, &l->sd, e));
+    }
+    return QX_OK;
+}
