@@ -7,6 +7,8 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -353,6 +355,23 @@ static void test_pwrite_threads(void) {
         TU_FAILS(gf_writer_pwrite(w, ffd, "full.gguf", 2, 0, td[2], 100, &e), &e, QX_ENOSPC,
                  "full.gguf: writing tensor 'blk.0.ffn_down_exps.weight'");
         close(ffd);
+    }
+    /* EFBIG (file size limit) is reported as QX_ENOSPC naming the file */
+    struct rlimit old_lim;
+    if (getrlimit(RLIMIT_FSIZE, &old_lim) == 0) {
+        struct rlimit lim = old_lim;
+        lim.rlim_cur = 1024;
+        void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) == 0) {
+            char p3[512];
+            snprintf(p3, sizeof p3, "%s/big.gguf", tu_tmpdir());
+            int bfd = open(p3, O_RDWR | O_CREAT | O_TRUNC, 0644);
+            qx_status s3 = gf_writer_write_header(w, bfd, p3, &e);
+            setrlimit(RLIMIT_FSIZE, &old_lim);
+            TU_FAILS(s3, &e, QX_ENOSPC, "big.gguf: ");
+            close(bfd);
+        }
+        signal(SIGXFSZ, old_sig);
     }
     free(b1); free(b2);
     for (size_t i = 0; i < nt; i++) free(td[i]);
