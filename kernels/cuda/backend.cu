@@ -188,6 +188,9 @@ extern "C" void kn_cuda_memset(void *dst, int v, size_t bytes) { cudaMemsetAsync
 extern "C" void kn_cuda_copy_d2d(void *dst, const void *src, size_t bytes) {
     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, KN_STREAM);
 }
+extern "C" void kn_cuda_copy_2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows) {
+    if (rows && width) cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, KN_STREAM);
+}
 extern "C" void kn_cuda_mem_info(size_t *free_b, size_t *total_b) {
     size_t f = 0, t = 0;
     cudaMemGetInfo(&f, &t);

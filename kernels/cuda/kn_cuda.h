@@ -38,6 +38,8 @@ qx_status kn_cuda_upload(void *dst, const void *src, size_t bytes, qx_err *e);
 qx_status kn_cuda_download(void *dst, const void *src, size_t bytes, qx_err *e);
 void kn_cuda_memset(void *dst, int v, size_t bytes);
 void kn_cuda_copy_d2d(void *dst, const void *src, size_t bytes);
+/* rows rows of width bytes, dst/src rows dpitch/spitch bytes apart (device to device). */
+void kn_cuda_copy_2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows);
 /* Free and total device memory in bytes. */
 void kn_cuda_mem_info(size_t *free_b, size_t *total_b);
 
