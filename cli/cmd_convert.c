@@ -161,8 +161,9 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     snprintf(label, sizeof label, "%s", cmd);
     qx_progress_begin(&prog, quiet ? NULL : stderr, label, cv_plan_input_bytes(pl), "B");
     p.progress = quiet ? NULL : &prog;
-    fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.2f GB\n", cmd, in, out, cv_plan_preset(pl),
-            cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e9);
+    if (!quiet)
+        fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.1f MB\n", cmd, in, out, cv_plan_preset(pl),
+                cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
     s = cv_execute(pl, out, &p, &r, &e);
     if (s != QX_OK) {
         if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
