@@ -286,7 +286,7 @@ static void cache_put(tok_ctx *c, const uint8_t *s, size_t n, uint32_t h, size_t
     uint32_t j = h & (c->ce_cap - 1);
     while (c->ce[j].key_len) j = (j + 1) & (c->ce_cap - 1);
     memcpy(c->ck + c->ck_n, s, n);
-    memcpy(c->ci + c->ci_n, c->ids + first, cnt * sizeof(int32_t));
+    if (cnt) memcpy(c->ci + c->ci_n, c->ids + first, cnt * sizeof(int32_t));
     c->ce[j] = (cache_ent){h, (uint32_t)c->ck_n, (uint32_t)n, (uint32_t)c->ci_n, (uint32_t)cnt};
     c->ck_n += n; c->ci_n += cnt; c->ce_n++;
 }
@@ -380,7 +380,7 @@ static void split_stage(tok_ctx *c, const uint8_t *s, size_t n, int k) {
             else { w++; v->v[v->n - w] = x; }
             prev_match = x.match;
         }
-        memmove(v->v, v->v + (v->n - w), w * sizeof(seg));
+        if (w) memmove(v->v, v->v + (v->n - w), w * sizeof(seg));
         break;
     case TOK_CONTIGUOUS:
         for (size_t i = 0; i < v->n; i++) {

@@ -287,7 +287,7 @@ static qx_status parse_pre(cal_tok *t, json_t *p, const char *label, qx_err *e) 
         if (json_is_string(lit)) {
             size_t n = json_string_length(lit);
             const char *s = json_string_value(lit);
-            char *q = malloc(2 * n + 1);
+            char *q = malloc(4 * n + 1);   /* a NUL becomes \x00 */
             if (!q) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
             size_t k = 0;
             for (size_t i = 0; i < n; i++) {
