@@ -80,6 +80,18 @@ void kn_cuda_logsumexp(const float *logits, int64_t ld, int64_t T, int64_t V, do
  * nondecreasing) into the same rows of y.  One launch for all groups. */
 void kn_cuda_matmul_grouped(const kn_weight *ws, int n_groups, const int64_t *off, const float *x,
                             int64_t ldx, float *y, int64_t ldy);
+/* The same without any host round trip (what a device-resident MoE layer uses): the
+ * n_groups experts are one stacked tensor (expert g = w0's data + g * stride bytes, its FP8
+ * scale grid w0->scale_inv + g * scale_stride floats), the offsets off (n_groups+1) are in
+ * DEVICE memory (from kn_cuda_moe_bucket) and max_rows bounds off[n_groups]. */
+void kn_cuda_matmul_stacked(const kn_weight *w0, uint64_t stride, int64_t scale_stride, int n_groups,
+                            const int64_t *off, int64_t max_rows, const float *x, int64_t ldx, float *y,
+                            int64_t ldy);
+/* Buckets the T*k (token, slot) pairs of ids [T, k] by expert, on the device and in a fixed
+ * order (tokens ascending within an expert): off[n_exp+1] (device int64) expert offsets,
+ * rows[T*k] the token of each bucketed pair, slot[T*k] where pair i went (-1 for id -1). */
+void kn_cuda_moe_bucket(const int32_t *ids, int64_t T, int k, int n_exp, int64_t *off, int32_t *rows,
+                        int32_t *slot);
 /* out[i] = x[rows[i]] for i < n (rows: device int32). */
 void kn_cuda_gather_rows(const float *x, int64_t ldx, const int32_t *rows, int64_t n, int64_t cols,
                          float *out, int64_t ldo);

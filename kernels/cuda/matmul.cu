@@ -140,6 +140,27 @@ __global__ void __launch_bounds__(NTHREADS) k_matmul_grouped(const dev_w *ws, co
     gemm_tile<PASSES>(ws[it.g], x, ldx, it.t0, it.t1, nullptr, y, ldy, (int64_t)blockIdx.x * BN, sm);
 }
 
+/* Tile blockIdx.y of the concatenated per-group tile lists (groups from device offsets). */
+template <int PASSES>
+__global__ void __launch_bounds__(NTHREADS) k_matmul_stacked(dev_w w0, uint64_t stride, int64_t sstride, int n_groups,
+                                                             const int64_t *off, int64_t ybase, const float *x,
+                                                             int64_t ldx, float *y, int64_t ldy) {
+    __shared__ smem_t sm;
+    int64_t acc = 0, want = ybase + blockIdx.y;
+    for (int g = 0; g < n_groups; g++) {
+        int64_t n = off[g + 1] - off[g], nt = (n + BM - 1) / BM;
+        if (want < acc + nt) {
+            dev_w w = w0;
+            w.data += (uint64_t)g * stride;
+            if (w.scale) w.scale += g * sstride;
+            int64_t t0 = off[g] + (want - acc) * BM, t1 = t0 + BM < off[g + 1] ? t0 + BM : off[g + 1];
+            gemm_tile<PASSES>(w, x, ldx, t0, t1, nullptr, y, ldy, (int64_t)blockIdx.x * BN, sm);
+            return;
+        }
+        acc += nt;
+    }
+}
+
 dev_w to_dev(const kn_weight *w) {
     dev_w d;
     d.type = (int)w->type;
@@ -200,4 +221,17 @@ extern "C" void kn_cuda_matmul_grouped(const kn_weight *ws, int n_groups, const 
     }
     /* cudaMemcpyAsync from pageable memory has consumed the host vectors on return */
     cudaFreeAsync(buf, cudaStreamPerThread);
+}
+
+extern "C" void kn_cuda_matmul_stacked(const kn_weight *w0, uint64_t stride, int64_t scale_stride, int n_groups,
+                                       const int64_t *off, int64_t max_rows, const float *x, int64_t ldx, float *y,
+                                       int64_t ldy) {
+    if (n_groups <= 0 || max_rows <= 0 || w0->rows <= 0) return;
+    int64_t tiles = (max_rows + BM - 1) / BM + n_groups;   /* >= Σ ceil(n_g / BM) */
+    for (int64_t y0 = 0; y0 < tiles; y0 += 65535) {
+        int64_t n = tiles - y0 < 65535 ? tiles - y0 : 65535;
+        dim3 grid((unsigned)((w0->rows + BN - 1) / BN), (unsigned)n);
+        k_matmul_stacked<3><<<grid, NTHREADS, 0, cudaStreamPerThread>>>(to_dev(w0), stride, scale_stride, n_groups,
+                                                                        off, y0, x, ldx, y, ldy);
+    }
 }

@@ -274,6 +274,44 @@ __global__ void k_lse_stats(const float *logits, int64_t ld, int64_t V, const in
     }
 }
 
+/* Bucketing, pass 1: pairs per expert (block e counts ids == e). */
+__global__ void k_bucket_count(const int32_t *ids, int64_t n, int64_t *off) {
+    __shared__ int64_t sh[32];
+    const int e = blockIdx.x;
+    int64_t c = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) c += ids[i] == e;
+    c = block_sum(c, sh);
+    if (threadIdx.x == 0) off[e + 1] = c;
+}
+
+__global__ void k_bucket_scan(int64_t *off, int n_exp) {
+    off[0] = 0;
+    for (int e = 0; e < n_exp; e++) off[e + 1] += off[e];
+}
+
+/* Pass 3: block e walks the pairs in order, placing its matches at off[e] + rank. */
+__global__ void k_bucket_fill(const int32_t *ids, int64_t n, int k, const int64_t *off, int32_t *rows, int32_t *slot) {
+    __shared__ int wsum[32];
+    const int e = blockIdx.x, lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = blockDim.x / 32;
+    int64_t base = off[e];
+    for (int64_t c0 = 0; c0 < n; c0 += blockDim.x) {
+        int64_t i = c0 + threadIdx.x;
+        bool hit = i < n && ids[i] == e;
+        unsigned m = __ballot_sync(0xffffffffu, hit);
+        if (lane == 0) wsum[w] = __popc(m);
+        __syncthreads();
+        int before = 0, total = 0;
+        for (int j = 0; j < nw; j++) { if (j < w) before += wsum[j]; total += wsum[j]; }
+        if (hit) {
+            int64_t p = base + before + __popc(m & ((1u << lane) - 1u));
+            rows[p] = (int32_t)(i / k);
+            slot[i] = (int32_t)p;
+        }
+        base += total;
+        __syncthreads();
+    }
+}
+
 unsigned blocks_for(int64_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
 }  // namespace
@@ -347,4 +385,16 @@ extern "C" void kn_cuda_moe_combine(float *y, int64_t ldy, const float *ye, int6
                                     const float *w, int64_t T, int k, int64_t n) {
     if (T * n <= 0) return;
     k_moe_combine<<<blocks_for(T * n, 256), 256, 0, KN_STREAM>>>(y, ldy, ye, ldye, slot, w, T, k, n);
+}
+
+extern "C" void kn_cuda_moe_bucket(const int32_t *ids, int64_t T, int k, int n_exp, int64_t *off, int32_t *rows,
+                                   int32_t *slot) {
+    const int64_t n = T * k;
+    if (n_exp <= 0) return;
+    cudaMemsetAsync(off, 0, (size_t)(n_exp + 1) * sizeof(int64_t), KN_STREAM);
+    if (n <= 0) return;
+    cudaMemsetAsync(slot, 0xff, (size_t)n * sizeof(int32_t), KN_STREAM);
+    k_bucket_count<<<(unsigned)n_exp, RED, 0, KN_STREAM>>>(ids, n, off);
+    k_bucket_scan<<<1, 1, 0, KN_STREAM>>>(off, n_exp);
+    k_bucket_fill<<<(unsigned)n_exp, RED, 0, KN_STREAM>>>(ids, n, k, off, rows, slot);
 }

@@ -176,6 +176,62 @@ static void test_grouped(void) {
     free(src); free(x); free(y0); free(y1); free(sc);
 }
 
+/* Device bucketing (exact against a plain CPU bucketing) feeding the stacked expert GEMM
+ * with device offsets. */
+static void test_bucket_stacked(void) {
+    enum { T = 300, KK = 4, X = 16, R = 64, K = 256 };
+    int32_t ids[T * KK], rows0[T * KK], slot0[T * KK], rows1[T * KK], slot1[T * KK];
+    int64_t off0[X + 1] = {0}, off1[X + 1] = {0};
+    for (int i = 0; i < T * KK; i++) ids[i] = i % 50 == 7 ? -1 : (int32_t)(ru() % (X - 1));   /* expert X-1 empty */
+    for (int i = 0; i < T * KK; i++) if (ids[i] >= 0) off0[ids[i] + 1]++;
+    for (int x = 0; x < X; x++) off0[x + 1] += off0[x];
+    int64_t fillc[X] = {0};
+    for (int i = 0; i < T * KK; i++) {
+        slot0[i] = -1;
+        if (ids[i] < 0) continue;
+        int64_t p = off0[ids[i]] + fillc[ids[i]]++;
+        rows0[p] = i / KK; slot0[i] = (int32_t)p;
+    }
+    const int64_t used = off0[X];
+    int32_t *di = up(ids, sizeof ids), *dr = up(rows1, sizeof rows1), *ds = up(slot1, sizeof slot1);
+    int64_t *doff = up(off1, sizeof off1);
+    kn_cuda_moe_bucket(di, T, KK, X, doff, dr, ds);
+    down(off1, doff, sizeof off1); down(rows1, dr, sizeof rows1); down(slot1, ds, sizeof slot1);
+    TU_CHECK(!memcmp(off0, off1, sizeof off0), "bucket offsets");
+    TU_CHECK(!memcmp(rows0, rows1, (size_t)used * 4) && !memcmp(slot0, slot1, sizeof slot0), "bucket rows/slots");
+    /* stacked experts: one Q4_K tensor [X * R, K] */
+    const uint64_t rb = qt_row_size(QT_Q4_K, K);
+    float *src = malloc((size_t)X * R * K * 4), *x = malloc((size_t)T * K * 4), *xe = malloc((size_t)(T * KK) * K * 4);
+    fill(src, (int64_t)X * R * K, 0.3f); fill(x, (int64_t)T * K, 1.0f);
+    uint8_t *q = malloc((size_t)X * R * rb);
+    qt_quantize_rows(QT_Q4_K, src, q, (int64_t)X * R, K, NULL);
+    for (int64_t i = 0; i < used; i++) memcpy(xe + i * K, x + (int64_t)rows0[i] * K, K * 4);
+    float *y0 = calloc((size_t)(T * KK) * R, 4), *y1 = calloc((size_t)(T * KK) * R, 4);
+    double *sc = calloc((size_t)(T * KK) * R, sizeof *sc);
+    for (int g = 0; g < X; g++) {
+        int64_t n = off0[g + 1] - off0[g];
+        if (!n) continue;
+        kn_weight w;
+        kn_weight_init(&w, QT_Q4_K, R, K, q + (uint64_t)g * R * rb, NULL);
+        kn_matmul_ref(&w, xe + off0[g] * K, K, n, NULL, y0 + off0[g] * R, R);
+        double *s = abs_dots(&w, xe + off0[g] * K, K, n, R);
+        memcpy(sc + off0[g] * R, s, (size_t)(n * R) * sizeof *s);
+        free(s);
+    }
+    void *dq = up(q, (size_t)X * R * rb);
+    float *dx = up(x, (size_t)T * K * 4), *dxe = up(xe, (size_t)(T * KK) * K * 4), *dy = up(y1, (size_t)(T * KK) * R * 4);
+    kn_cuda_gather_rows(dx, K, dr, used, K, dxe, K);   /* the device gather feeds the GEMM */
+    kn_weight w0;
+    kn_weight_init(&w0, QT_Q4_K, R, K, dq, NULL);
+    kn_cuda_matmul_stacked(&w0, (uint64_t)R * rb, 0, X, doff, T * KK, dxe, K, dy, R);
+    down(y1, dy, (size_t)(T * KK) * R * 4);
+    double wv = worst(y1, y0, sc, used * R, 1e-6, 1e-4);
+    TU_CHECK(wv <= 1, "stacked expert GEMM with device offsets off by %.3g of its tolerance", wv);
+    kn_cuda_free(di); kn_cuda_free(dr); kn_cuda_free(ds); kn_cuda_free(doff); kn_cuda_free(dq);
+    kn_cuda_free(dx); kn_cuda_free(dxe); kn_cuda_free(dy);
+    free(src); free(x); free(xe); free(q); free(y0); free(y1); free(sc);
+}
+
 static void test_rows_ops(void) {
     const int64_t T = 37, n = 1000, ld = 1003;
     float *x = malloc((size_t)(T * ld) * 4), *w = malloc((size_t)n * 4), *y0 = calloc((size_t)(T * ld), 4), *y1 = calloc((size_t)(T * ld), 4);
@@ -409,6 +465,7 @@ int main(void) {
     fprintf(stderr, "device: %s\n", d);
     test_matmul_types();
     test_grouped();
+    test_bucket_stacked();
     test_rows_ops();
     test_rope();
     test_attention();
