@@ -7,6 +7,11 @@
 
 #include <math.h>
 
+/* candidate groups of the 32-block scale search (3 grid groups of 8, one refinement
+ * round); dropping the +113 side group loses up to 2% error, the refinement 0.5-1% */
+#define IQ4_GRID 3
+#define IQ4_REFINE 1
+
 /* Best scale for one 32-block: x ~ d * level[idx(x / d)]. */
 static float nl_search(const qk_kern *k, const float *x, const float *w, int n) {
     float amax = 0, max = 0;
@@ -16,10 +21,11 @@ static float nl_search(const qk_kern *k, const float *x, const float *w, int n) 
     }
     if (!(amax > 1e-15f) || !isfinite(amax)) return 0.f;
     float bscore = -1, d = 0, is[8];
-    for (int g = 0; g < 6; g++) {
-        if (g < 4) {                /* largest |x| near level -127 (g 0,1) or +113 (g 2,3) */
+    for (int g = 0; g < IQ4_GRID + IQ4_REFINE; g++) {
+        if (g < IQ4_GRID) {
+            /* largest |x| near level -127 (t = -8..7, groups 0, 1) or +113 (t = -4..3, group 2) */
             for (int c = 0; c < 8; c++) {
-                float t = (float)(8 * (g & 1) + c - 8);
+                float t = g < 2 ? (float)(8 * g + c - 8) : (float)(c - 4);
                 is[c] = (g < 2 ? t - 127.f : t + 113.f) / max;
             }
         } else {

@@ -116,17 +116,23 @@ AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[
     return sym_pick(a0, a1, score, bsxl, bsll);
 }
 
-/* IQ4 level of v: index = number of midpoints <= v, looked up in two 8-entry halves. */
+/* IQ4 level of v: the index (number of midpoints <= v) by a 4-step binary search over the
+ * 15 increasing midpoints, then the level; equals the scalar count exactly. */
 AVX2 static inline __m256 nl_level(__m256 v) {
-    __m256i idx = _mm256_setzero_si256();
-    for (int k = 0; k < 15; k++) {
-        __m256 c = _mm256_cmp_ps(v, _mm256_set1_ps(qk_iq4_mids[k]), _CMP_GE_OQ);
-        idx = _mm256_sub_epi32(idx, _mm256_castps_si256(c));
+    const __m256 mlo = _mm256_loadu_ps(qk_iq4_mids), mhi = _mm256_setr_ps(qk_iq4_mids[8], qk_iq4_mids[9],
+        qk_iq4_mids[10], qk_iq4_mids[11], qk_iq4_mids[12], qk_iq4_mids[13], qk_iq4_mids[14], INFINITY);
+    const __m256 llo = _mm256_loadu_ps(qk_iq4_levels), lhi = _mm256_loadu_ps(qk_iq4_levels + 8);
+    /* each lane looks up its own half: permute both halves, then blend by the lane's mask */
+    __m256 upper = _mm256_cmp_ps(v, _mm256_set1_ps(qk_iq4_mids[7]), _CMP_GE_OQ);
+    __m256i j = _mm256_setzero_si256();
+    static const int step[3] = { 4, 2, 1 };
+    for (int s = 0; s < 3; s++) {
+        __m256i probe = _mm256_add_epi32(j, _mm256_set1_epi32(step[s] - 1));
+        __m256 m = _mm256_blendv_ps(_mm256_permutevar8x32_ps(mlo, probe), _mm256_permutevar8x32_ps(mhi, probe), upper);
+        __m256 c = _mm256_cmp_ps(v, m, _CMP_GE_OQ);
+        j = _mm256_add_epi32(j, _mm256_and_si256(_mm256_castps_si256(c), _mm256_set1_epi32(step[s])));
     }
-    const __m256 lo = _mm256_loadu_ps(qk_iq4_levels), hi = _mm256_loadu_ps(qk_iq4_levels + 8);
-    __m256 ql = _mm256_permutevar8x32_ps(lo, idx), qh = _mm256_permutevar8x32_ps(hi, idx);
-    __m256 sel = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
-    return _mm256_blendv_ps(ql, qh, sel);
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(llo, j), _mm256_permutevar8x32_ps(lhi, j), upper);
 }
 
 AVX2 static int nl8_avx2(const float *x, const float *w, int n, const float is[8], float *score, float *bsxl, float *bsll) {
