@@ -411,7 +411,30 @@ static void segment(tok_ctx *c, const uint8_t *s, size_t n) {
     split_stage(c, s, n, 0);
 }
 
-static bool is_ws(uint8_t b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == '\v' || b == '\f'; }
+/* Unicode White_Space (what HF's char::is_whitespace tests for lstrip/rstrip). */
+static bool is_ws_cp(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Length of the whitespace character ending at s[end) (0 if none); lo bounds the search. */
+static size_t ws_before(const uint8_t *s, size_t lo, size_t end) {
+    size_t st = end;
+    while (st > lo && end - st < 4) {
+        st--;
+        if ((s[st] & 0xC0) != 0x80) break;
+    }
+    if (st == end) return 0;
+    uint32_t cp;
+    size_t l = tok_utf8_dec(s + st, end - st, &cp);
+    return l == end - st && is_ws_cp(cp) ? l : 0;
+}
+
+static size_t ws_after(const uint8_t *s, size_t at, size_t n) {
+    uint32_t cp;
+    size_t l = tok_utf8_dec(s + at, n - at, &cp);
+    return l && is_ws_cp(cp) ? l : 0;
+}
 
 /* Longest added token starting at s[0]; returns its length (0 if none), id in *id. */
 static size_t trie_match(const cal_tok *t, const uint8_t *s, size_t n, int32_t *id) {
@@ -440,8 +463,9 @@ static void encode_all(tok_ctx *c, const uint8_t *s, size_t n) {
         size_t l = trie_match(t, s + i, n - i, &id);
         if (l == 0) { i++; continue; }
         size_t ms = i, me = i + l;
-        if (t->flags[id] & TOK_F_LSTRIP) while (ms > pos && is_ws(s[ms - 1])) ms--;
-        if (t->flags[id] & TOK_F_RSTRIP) while (me < n && is_ws(s[me])) me++;
+        size_t w;
+        if (t->flags[id] & TOK_F_LSTRIP) while ((w = ws_before(s, pos, ms)) > 0) ms -= w;
+        if (t->flags[id] & TOK_F_RSTRIP) while (me < n && (w = ws_after(s, me, n)) > 0) me += w;
         segment(c, s + pos, ms - pos);
         if (c->count_only) c->n_pieces++;
         else emit(c, id);

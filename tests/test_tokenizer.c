@@ -229,6 +229,23 @@ static void test_ignore_merges(void) {
     }
 }
 
+/* lstrip/rstrip added tokens absorb Unicode whitespace next to them (HF semantics). */
+static void test_strip(void) {
+    static const char js[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"\xc4\xa0\":2,\"\xc3\xa3\":3,"
+        "\"\xc4\xa2\":4,\"\xc3\x82\":5,\"\xc5\x82\":6},\"merges\":[]},\"pre_tokenizer\":null,\"added_tokens\":"
+        "[{\"id\":10,\"content\":\"<t>\",\"lstrip\":true,\"rstrip\":true,\"special\":true}]}";
+    cal_tok *t = NULL; qx_err e = {0};
+    TU_OK(cal_tok_from_json(js, strlen(js), NULL, 0, "strip", &t, &e), &e);
+    if (!t) return;
+    /* "a" SPACE U+3000 "<t>" U+00A0 SPACE "b": both runs are absorbed */
+    static const char text[] = "a \xe3\x80\x80<t>\xc2\xa0 b";
+    if (enc(t, text, strlen(text))) { int32_t w[] = {0, 10, 1}; same_ids(g_ids, g_n, w, 3, "lstrip/rstrip"); }
+    /* the same whitespace without the token stays: byte-level ids 2, 3 4 4, 5 6 */
+    static const char text2[] = " \xe3\x80\x80\xc2\xa0";
+    if (enc(t, text2, strlen(text2))) { int32_t w[] = {2, 3, 4, 4, 5, 6}; same_ids(g_ids, g_n, w, 6, "whitespace bytes"); }
+    cal_tok_free(t);
+}
+
 /* NFC normalizer: expected forms from the Unicode data (UAX #15 examples and others) */
 static void test_nfc(void) {
     char *js = tiny_json(TINY_PRE, TINY_MERGES, false);
@@ -440,6 +457,7 @@ int main(void) {
     test_nfc();
     test_json_scan();
     test_ignore_merges();
+    test_strip();
     if (!tu_shared_dir()) { free(g_ids); tu_done("test_tokenizer (unit part)"); return tu_skip("../shared is absent"); }
     test_deepseek_cases();
     test_model("mini-v3", "deepseek2", "deepseek-v3");
