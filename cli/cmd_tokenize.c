@@ -96,7 +96,15 @@ int cmd_tokenize(int argc, char **argv) {
     size_t n = 0;
     qx_status st = cal_tok_encode(t, file ? buf : text, file ? len : strlen(text), bos, &ids, &n, &e);
     free(buf);
-    if (st != QX_OK) { cal_tok_free(t); return cli_fail(&e); }
+    if (st != QX_OK) {
+        cal_tok_free(t);
+        if (file) {
+            qx_err e2 = e;
+            snprintf(e2.msg, sizeof e2.msg, "%s: %s", file, e.msg);
+            return cli_fail(&e2);
+        }
+        return cli_fail(&e);
+    }
     if (bos && cal_tok_bos(t) < 0) fprintf(stderr, "qforge tokenize: note: this tokenizer has no BOS token\n");
     if (ids_only) {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
