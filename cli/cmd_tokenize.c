@@ -100,7 +100,7 @@ int cmd_tokenize(int argc, char **argv) {
         cal_tok_free(t);
         if (file) {
             qx_err e2 = e;
-            snprintf(e2.msg, sizeof e2.msg, "%s: %s", file, e.msg);
+            snprintf(e2.msg, sizeof e2.msg, "%.100s: %.150s", file, e.msg);
             return cli_fail(&e2);
         }
         return cli_fail(&e);
