@@ -37,8 +37,9 @@ static void test_header_faults(void) {
     const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}";
     qx_err e = {0};
     st_model *m;
-    TU_OK(st_open(&m, mkfile("ok.safetensors", ok, 16), &e), &e);
-    if (!e.code) { TU_CHECK(st_count(m) == 1 && st_find(m, "a")->nbytes == 16, "ok file"); st_close(m); }
+    qx_status so = st_open(&m, mkfile("ok.safetensors", ok, 16), &e);
+    TU_OK(so, &e);
+    if (so == QX_OK) { TU_CHECK(st_count(m) == 1 && st_find(m, "a")->nbytes == 16, "ok file"); st_close(m); }
 
     /* too short */
     const char *p = mkfile("short.safetensors", "", 0);
@@ -94,8 +95,9 @@ static void test_index_faults(void) {
     write_index(dir, "{\"weight_map\":{\"w\":\"s1.safetensors\",\"w_scale_inv\":\"s2.safetensors\"}}");
     qx_err e = {0};
     st_model *m;
-    TU_OK(st_open(&m, dir, &e), &e);
-    if (!e.code) {
+    qx_status so = st_open(&m, dir, &e);
+    TU_OK(so, &e);
+    if (so == QX_OK) {
         const st_tensor *w = st_find(m, "w");
         TU_CHECK(w && w->scale_inv && w->scale_inv->shard != w->shard, "cross-shard scale companion linked");
         st_close(m);
@@ -136,8 +138,9 @@ static void test_writer_roundtrip(void) {
     TU_OK(st_writer_write(w, path, &e), &e);
     st_writer_free(w);
     st_model *m;
-    TU_OK(st_open(&m, path, &e), &e);
-    if (e.code) return;
+    qx_status so = st_open(&m, path, &e);
+    TU_OK(so, &e);
+    if (so != QX_OK) return;
     const st_tensor *t = st_find(m, "z.a");
     TU_CHECK(t && t->dtype == ST_F32 && t->n_dims == 2 && t->shape[1] == 3 && !memcmp(t->data, a, sizeof a), "F32 tensor round trip");
     float rows[3];
@@ -165,8 +168,9 @@ static void test_synth_and_config(void) {
     qx_err e = {0};
     TU_OK(st_synth("tiny-v3", dir, 7, false, 0, &e), &e);
     st_model *m;
-    TU_OK(st_open(&m, dir, &e), &e);
-    if (e.code) return;
+    qx_status so = st_open(&m, dir, &e);
+    TU_OK(so, &e);
+    if (so != QX_OK) return;
     hf_config c;
     TU_OK(hf_config_load(dir, &c, &e), &e);
     TU_OK(hf_config_validate(&c, m, &e), &e);
@@ -225,8 +229,9 @@ static void test_sparse_671b(void) {
     qx_err e = {0};
     TU_OK(st_synth("v3-671b", dir, 1, true, 0, &e), &e);
     st_model *m;
-    TU_OK(st_open(&m, dir, &e), &e);
-    if (e.code) return;
+    qx_status so = st_open(&m, dir, &e);
+    TU_OK(so, &e);
+    if (so != QX_OK) return;
     TU_CHECK(st_count(m) == 91991, "91,991 tensors, got %zu", st_count(m));
     TU_CHECK(st_shard_count(m) == 163, "163 shards, got %d", st_shard_count(m));
     uint64_t np = 0;
