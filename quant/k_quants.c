@@ -17,6 +17,9 @@
 #define SYM_NG 1
 #define SYM_STEP 0.25f
 #define SYM_REFINE 0
+/* Q2_K sub-blocks: two groups of 8 candidates 0.12 apart, no refinement round (it gained
+ * 0.2-0.3% error for 15-40% more time) */
+#define Q2_REFINE 0
 
 /* ---------------------------------------------------------------- Q4_K / Q5_K */
 
@@ -125,7 +128,7 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
         for (int j = 0; j < 16; j++) {
-            sc[j] = qk_asym_search(k, x + 16 * j, w + 16 * j, 16, 3, -0.9f, 0.12f, 2, 1, &mn[j], NULL);
+            sc[j] = qk_asym_search(k, x + 16 * j, w + 16 * j, 16, 3, -0.9f, 0.12f, 2, Q2_REFINE, &mn[j], NULL);
             float s = 0;
             for (int l = 0; l < 16; l++) s += w[16 * j + l];
             sw[j] = s;
