@@ -222,8 +222,8 @@ qx_status tok_json_vocab(tok_span sp, const char *label, char *arena, tok_vocab_
     if (jlit(&s, '}')) return QX_OK;
     size_t k = 0;
     do {
-        size_t l;
-        int64_t id;
+        size_t l = 0;
+        int64_t id = -1;
         if (!jstr(&s, arena + k, &l)) return s.st;
         if (!jlit(&s, ':')) { jfail(&s, "':' expected"); return s.st; }
         if (!jint(&s, &id)) return s.st;
