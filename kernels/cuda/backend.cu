@@ -112,7 +112,7 @@ qx_status ex_wait_copy(void *u, int layer, int slot, qx_err *e) {
 }
 qx_status ex_compute(void *u, int layer, int slot, qx_err *e) {
     stream_exec *x = (stream_exec *)u;
-    return x->compute(x->ud, layer, x->slot[slot], e);
+    return x->compute ? x->compute(x->ud, layer, x->slot[slot], e) : QX_OK;
 }
 qx_status ex_record_done(void *u, int layer, int slot, qx_err *e) {
     (void)layer;

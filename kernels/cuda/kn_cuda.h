@@ -116,7 +116,7 @@ void kn_cuda_logsoftmax_stats(const float *logits, int64_t ld, int64_t T, int64_
  * the compute of layer L on the calling thread's stream; events order slot reuse.
  * layer_src[L] / layer_bytes[L]: the host bytes of layer L (any memory: mmap, malloc);
  * compute(ud, L, slot_ptr) enqueues layer L's work on the calling thread's stream and
- * returns QX_OK.  Slots are device buffers of max(layer_bytes) each, allocated here.
+ * returns QX_OK (compute NULL: copies only, to measure them).  Slots are device buffers of max(layer_bytes) each, allocated here.
  * stage_bytes: size of each of the two pinned staging buffers (0: 64 MiB).
  * *copy_s / *compute_wait_s (may be NULL): seconds the host spent staging and waiting. */
 typedef qx_status (*kn_cuda_layer_fn)(void *ud, int layer, void *slot, qx_err *e);

@@ -43,7 +43,8 @@ struct work_item {
     int64_t t0, t1;
 };
 
-struct smem_t {
+/* wmma fragment pointers must be 32-byte aligned: every array below starts at a multiple of 32. */
+struct __align__(128) smem_t {
     __nv_bfloat16 a_hi[BM][LDS], a_lo[BM][LDS];
     __nv_bfloat16 b_hi[BN][LDS], b_lo[BN][LDS];
     float stage[NTHREADS / 32][16][16];
