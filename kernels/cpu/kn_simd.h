@@ -17,4 +17,7 @@ void kn_axpy(float *y, const float *x, float s, int64_t n);
  * out0..3[t] = dot(w_r, x_t).  Used by the matmul tile loop. */
 void kn_dot4(const float *w0, const float *w1, const float *w2, const float *w3,
              const float *x, int64_t n, float out[4]);
+/* kn_dot4 for two tokens x and z at once; each result equals kn_dot4's bit for bit. */
+void kn_dot4x2(const float *w0, const float *w1, const float *w2, const float *w3,
+               const float *x, const float *z, int64_t n, float ox[4], float oz[4]);
 #endif

@@ -65,21 +65,29 @@ void kn_matmul_ref(const kn_weight *w, const float *x, int64_t ldx, int64_t T, c
 /* One item: weight rows [r0, r1) (already decoded in wt) against tokens [t0, t1). */
 static void tile_mul(const float *wt, int64_t r0, int64_t r1, int64_t cols, const float *x,
                      int64_t ldx, int64_t t0, int64_t t1, const float *bias, float *y, int64_t ldy) {
-    for (int64_t t = t0; t < t1; t++) {
-        const float *xt = x + t * ldx;
-        float *yt = y + t * ldy;
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const float *w0 = wt + (r - r0) * cols;
-            float o[4];
-            kn_dot4(w0, w0 + cols, w0 + 2 * cols, w0 + 3 * cols, xt, cols, o);
-            for (int i = 0; i < 4; i++) yt[r + i] = bias ? o[i] + bias[r + i] : o[i];
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {   /* 4 rows x 2 tokens per step; results equal kn_dot4's */
+        const float *w0 = wt + (r - r0) * cols;
+        int64_t t = t0;
+        for (; t + 2 <= t1; t += 2) {
+            float o[4], p[4];
+            kn_dot4x2(w0, w0 + cols, w0 + 2 * cols, w0 + 3 * cols, x + t * ldx, x + (t + 1) * ldx, cols, o, p);
+            for (int i = 0; i < 4; i++) {
+                y[t * ldy + r + i] = bias ? o[i] + bias[r + i] : o[i];
+                y[(t + 1) * ldy + r + i] = bias ? p[i] + bias[r + i] : p[i];
+            }
         }
-        for (; r < r1; r++) {
-            float s = kn_dot(wt + (r - r0) * cols, xt, cols);
-            yt[r] = bias ? s + bias[r] : s;
+        for (; t < t1; t++) {
+            float o[4];
+            kn_dot4(w0, w0 + cols, w0 + 2 * cols, w0 + 3 * cols, x + t * ldx, cols, o);
+            for (int i = 0; i < 4; i++) y[t * ldy + r + i] = bias ? o[i] + bias[r + i] : o[i];
         }
     }
+    for (; r < r1; r++)
+        for (int64_t t = t0; t < t1; t++) {
+            float s = kn_dot(wt + (r - r0) * cols, x + t * ldx, cols);
+            y[t * ldy + r] = bias ? s + bias[r] : s;
+        }
 }
 
 void kn_matmul(const kn_weight *w, const float *x, int64_t ldx, int64_t T, const float *bias,

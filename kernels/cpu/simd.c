@@ -44,6 +44,13 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
     return s;
 }
 
+/* Sums of 4 accumulators: lanes reduced by a fixed hadd tree (shared by dot4 and dot4x2 so a
+ * token's results do not depend on whether it was paired). */
+__attribute__((target("avx2,fma"))) static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
 __attribute__((target("avx2,fma"))) static void dot4_avx2(const float *w0, const float *w1,
                                                          const float *w2, const float *w3,
                                                          const float *x, int64_t n, float out[4]) {
@@ -57,9 +64,32 @@ __attribute__((target("avx2,fma"))) static void dot4_avx2(const float *w0, const
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), xv, a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), xv, a3);
     }
-    float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);
-    for (; i < n; i++) { s0 += w0[i] * x[i]; s1 += w1[i] * x[i]; s2 += w2[i] * x[i]; s3 += w3[i] * x[i]; }
-    out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+    _mm_storeu_ps(out, hsum4(a0, a1, a2, a3));
+    for (; i < n; i++) { out[0] += w0[i] * x[i]; out[1] += w1[i] * x[i]; out[2] += w2[i] * x[i]; out[3] += w3[i] * x[i]; }
+}
+
+__attribute__((target("avx2,fma"))) static void dot4x2_avx2(const float *w0, const float *w1,
+                                                           const float *w2, const float *w3,
+                                                           const float *x, const float *z, int64_t n,
+                                                           float ox[4], float oz[4]) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i), zv = _mm256_loadu_ps(z + i);
+        __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
+        __m256 v2 = _mm256_loadu_ps(w2 + i), v3 = _mm256_loadu_ps(w3 + i);
+        a0 = _mm256_fmadd_ps(v0, xv, a0); b0 = _mm256_fmadd_ps(v0, zv, b0);
+        a1 = _mm256_fmadd_ps(v1, xv, a1); b1 = _mm256_fmadd_ps(v1, zv, b1);
+        a2 = _mm256_fmadd_ps(v2, xv, a2); b2 = _mm256_fmadd_ps(v2, zv, b2);
+        a3 = _mm256_fmadd_ps(v3, xv, a3); b3 = _mm256_fmadd_ps(v3, zv, b3);
+    }
+    _mm_storeu_ps(ox, hsum4(a0, a1, a2, a3));
+    _mm_storeu_ps(oz, hsum4(b0, b1, b2, b3));
+    for (; i < n; i++) {
+        ox[0] += w0[i] * x[i]; ox[1] += w1[i] * x[i]; ox[2] += w2[i] * x[i]; ox[3] += w3[i] * x[i];
+        oz[0] += w0[i] * z[i]; oz[1] += w1[i] * z[i]; oz[2] += w2[i] * z[i]; oz[3] += w3[i] * z[i];
+    }
 }
 
 __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, const float *x, float s, int64_t n) {
@@ -85,6 +115,15 @@ void kn_dot4(const float *w0, const float *w1, const float *w2, const float *w3,
 #endif
     out[0] = kn_dot_ref(w0, x, n); out[1] = kn_dot_ref(w1, x, n);
     out[2] = kn_dot_ref(w2, x, n); out[3] = kn_dot_ref(w3, x, n);
+}
+
+void kn_dot4x2(const float *w0, const float *w1, const float *w2, const float *w3,
+               const float *x, const float *z, int64_t n, float ox[4], float oz[4]) {
+#ifdef KN_X86
+    if (kn_have_avx2()) { dot4x2_avx2(w0, w1, w2, w3, x, z, n, ox, oz); return; }
+#endif
+    kn_dot4(w0, w1, w2, w3, x, n, ox);
+    kn_dot4(w0, w1, w2, w3, z, n, oz);
 }
 
 void kn_axpy(float *y, const float *x, float s, int64_t n) {
