@@ -93,10 +93,11 @@ test-asan:
 # CUDA kernels against their CPU twins and `qforge ppl --device cuda` vs cpu (needs a GPU;
 # not part of `make test`).  tests/cuda/test_*.c link like the other tests.
 CUDA_TEST_BIN := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(wildcard tests/cuda/test_*.c))
-test-cuda: $(BUILD)/qforge $(CUDA_TEST_BIN)
 ifeq ($(NVCC),)
+test-cuda:
 	@echo "make test-cuda: nvcc was not found: the CUDA kernels are not part of this build"; exit 1
 else
+test-cuda: $(BUILD)/qforge $(CUDA_TEST_BIN)
 	@QF_BIN=$(BUILD)/qforge ./tests/cuda/run.sh $(BUILD)
 endif
 
