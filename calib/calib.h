@@ -11,7 +11,12 @@
 /* ======================= tokenizer (cal_tok_) — calib/tokenizer.c ======================= */
 /* Byte-level BPE (GPT-2 family: DeepSeek-V3, Llama-3, Qwen2) built from an HF tokenizer.json
  * (+ tokenizer_config.json) or from a vocabulary description (the GGUF tokenizer.ggml.* keys).
- * A cal_tok is immutable once created: encode/decode may run from many threads at once. */
+ * A cal_tok is immutable once created: encode/decode may run from many threads at once.
+ * Handled: normalizer NFC (and Sequence), pre-tokenizer Split (every behaviour, invert),
+ * ByteLevel without prefix space, Digits; BPE merges as "a b" or [a, b], ignore_merges;
+ * added tokens (leftmost-longest, lstrip/rstrip).  Other components are QX_EUNSUPPORTED.
+ * Not modelled: added-token single_word, and "normalized" added tokens are matched in the
+ * raw text rather than the normalized one (same result without a normalizer). */
 typedef struct cal_tok cal_tok;
 
 /* GGUF token types (tokenizer.ggml.token_type). */
