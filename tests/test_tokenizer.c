@@ -357,6 +357,23 @@ static void test_deepseek_cases(void) {
         free(want);
     }
     printf("DeepSeek-V3 cases: %zu, %d disagree\n", json_array_size(cases), bad);
+    /* the tokenizer is shared read-only: encoding every case from several threads at once must
+     * give the expected ids (a data race in encode would show here, and under TSan) */
+    int nc = (int)json_array_size(cases), wrong = 0;
+#ifdef _OPENMP
+    #pragma omp parallel for schedule(dynamic) reduction(+:wrong)
+#endif
+    for (int r = 0; r < 8 * nc; r++) {
+        json_t *c = json_array_get(cases, (size_t)(r % nc));
+        json_t *text = json_object_get(c, "text"), *ids = json_object_get(c, "ids");
+        int32_t *got; size_t ng; qx_err e2;
+        if (cal_tok_encode(t, json_string_value(text), json_string_length(text), false, &got, &ng, &e2) != QX_OK) { wrong++; continue; }
+        bool same = ng == json_array_size(ids);
+        for (size_t k = 0; same && k < ng; k++) same = got[k] == (int32_t)json_integer_value(json_array_get(ids, k));
+        wrong += !same;
+        free(got);
+    }
+    TU_CHECK(wrong == 0, "%d of %d concurrent encodes differ", wrong, 8 * nc);
     /* BOS on request */
     int32_t *ids; size_t n;
     TU_OK(cal_tok_encode(t, "a", 1, true, &ids, &n, &e), &e);
