@@ -178,7 +178,7 @@ static void sym_superblock(const qk_kern *k, const float *x, const float *w, int
         const float *xb = x + 16 * j, *wb = w + 16 * j;
         float best = INFINITY;
         int bc = Ls[j];
-        for (int c = Ls[j] - neigh; c <= Ls[j] + neigh; c++) {
+        for (int c = Ls[j] - neigh; neigh > 0 && c <= Ls[j] + neigh; c++) {
             if (c < -cmax || c > cmax - 1) continue;
             float dj = df * (float)c;
             if (dj == 0 && c != Ls[j]) continue;

@@ -36,13 +36,15 @@ float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int
         return 0.f;
     }
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
-    float best_is = -nmax / max, bscore = -1, d = 0, is[8];
+    const float imax = 1.f / max;
+    float best_is = -nmax * imax, bscore = -1, d = 0, is[8];
     for (int g = 0; g < ng + refine; g++) {
         if (g < ng) {
-            for (int c = 0; c < 8; c++) is[c] = -((float)nmax + step * (float)(8 * g + c - 4 * ng)) / max;
+            for (int c = 0; c < 8; c++) is[c] = -((float)nmax + step * (float)(8 * g + c - 4 * ng)) * imax;
         } else {
             if (d == 0) break;
-            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / d;
+            const float id = 1.f / d;
+            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] * id;
         }
         float sc, sxl, sll;
         int c = k->sym8(x, w, n, is, lo, hi, &sc, &sxl, &sll);
@@ -68,18 +70,19 @@ float qk_asym_search(const qk_kern *k, const float *x, const float *w, int n, in
         *m = -min;
         return 0.f;
     }
-    const float fmax = (float)nmax;
+    const float fmax = (float)nmax, irange = 1.f / (max - min);
     /* best: quantization parameters (is, qmn) and the fit (d, mn) of its levels */
     float b_is = fmax / (max - min), b_qmn = min, b_d = (max - min) / fmax, b_mn = min, best = INFINITY;
     float is[8];
     for (int g = 0; g < ng + refine; g++) {
         float qmn = min;
         if (g < ng) {
-            for (int c = 0; c < 8; c++) is[c] = (fmax + r0 + rstep * (float)(8 * g + c)) / (max - min);
+            for (int c = 0; c < 8; c++) is[c] = (fmax + r0 + rstep * (float)(8 * g + c)) * irange;
         } else {
             if (!(best < INFINITY)) break;
             qmn = b_mn;
-            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] / b_d;
+            const float id = 1.f / b_d;
+            for (int c = 0; c < 8; c++) is[c] = qk_refine_f[c] * id;
         }
         float d, mn, e;
         int c = k->asym8(x, w, n, qmn, is, fmax, mom, &d, &mn, &e);
