@@ -8,11 +8,12 @@
  * Quantizers minimize sum imp[j] * (x[j] - q[j])^2 over the exact decoded values q (the
  * grid's real byte values, e.g. 8/25/43 for IQ2, and the scales as the decoder computes them).
  * Without imp the weights are x^2.  Per super-block of 256:
- *   1. every scale sub-block (16 or 32 weights) tries a few scales s; at each, every group
- *      (8 weights, or 4 for the IQ3 grids) takes its best lattice point: per coordinate
- *      nearest level, and when that point is not in the grid, the best of a precomputed list
- *      of grid points near it (built once, thread-safe, at first use); then s is refit by
- *      least squares and Lloyd steps repeat from the best trial;
+ *   1. every scale sub-block (16 or 32 weights) first picks, among a few scales s, the one
+ *      whose grid-free fit (every coordinate at its nearest level) is best after a least
+ *      squares refit; then at that s every group (8 weights, or 4 for the IQ3 grids) takes its
+ *      best lattice point: the per-coordinate nearest point when it is in the grid, else the
+ *      best of a precomputed list of grid points near it (built once, thread-safe, at first
+ *      use); s is refit (optionally Lloyd steps follow);
  *   2. the super-block scale d and the 3/4-bit sub-scales are chosen together by minimizing
  *      the sum of the sub-blocks' quadratic errors over a few candidate d;
  *   3. the groups are reassigned at the final quantized scales (and the sub-scale re-picked).
@@ -198,12 +199,15 @@ static void deq_iq1_m(const void *src, float *y, int64_t n) {
 enum { LAT_IQ2XXS, LAT_IQ2XS, LAT_IQ2S, LAT_IQ3XXS, LAT_IQ3S, LAT_IQ1S, LAT_COUNT };
 
 /* A grid seen as a subset of a product lattice: coordinate j of a point is one of nlev
- * levels; a point's code packs its level indices, `bits` per coordinate. */
+ * levels; a point's code is sum_j l_j * nlev^j (3^8 = 6561 or 8^4 = 4096 codes, so the
+ * code map stays in L1). */
 typedef struct {
-    int dim, nlev, bits, ngrid, nshell;
+    int dim, nlev, ngrid, nshell, ncode;
     float lev[8];          /* level values, ascending (grid bytes; -1,0,1 for IQ1) */
+    int pw[8];             /* nlev^j */
     uint8_t *glev;         /* (ngrid, dim) level index of each grid coordinate */
-    int32_t *map;          /* (1 << bits*dim) code -> grid index, or -(offset+1) into nb */
+    int16_t *map;          /* (ncode) code -> grid index (>= 0), or -(slot+1) */
+    int32_t *slot;         /* offset into nb of each off-grid code's list */
     uint16_t *nb;          /* lists: count, then grid indices (ascending) */
     int ok;
 } iq_lattice;
@@ -223,34 +227,38 @@ static int grid_byte(int lat, int g, int j) {
     }
 }
 
-/* Builds the off-grid neighbour list of every valid code: the grid points within the
- * `nshell` smallest distinct (unweighted) distances from the code's point. */
+/* Builds the neighbour list of every off-grid code: the grid points within the `nshell`
+ * smallest distinct (unweighted) distances from the code's point. */
 static int lat_build_neighbours(iq_lattice *L) {
-    const int nmap = 1 << (L->bits * L->dim), mask = (1 << L->bits) - 1;
     int *d2 = malloc(sizeof(int) * L->ngrid);
     size_t cap = 1 << 16, used = 0;
     uint16_t *nb = malloc(cap * sizeof(uint16_t));
-    if (!d2 || !nb) { free(d2); free(nb); return 0; }
-    for (int c = 0; c < nmap; c++) {
+    L->slot = malloc(sizeof(int32_t) * L->ncode);
+    if (!d2 || !nb || !L->slot) { free(d2); free(nb); return 0; }
+    int nslot = 0;
+    for (int c = 0; c < L->ncode; c++) {
         if (L->map[c] >= 0) continue;
-        int lv[8], valid = 1;
-        for (int j = 0; j < L->dim; j++) { lv[j] = (c >> (L->bits * j)) & mask; valid &= lv[j] < L->nlev; }
-        if (!valid) continue;
-        int th[4] = { INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX };   /* smallest distinct */
-        for (int g = 0; g < L->ngrid; g++) {
-            int s = 0;
-            for (int j = 0; j < L->dim; j++) {
-                const int e = (int)L->lev[L->glev[g * L->dim + j]] - (int)L->lev[lv[j]];
-                s += e * e;
-            }
-            d2[g] = s;
-            for (int k = 0; k < L->nshell; k++) {
-                if (s == th[k]) break;
-                if (s < th[k]) { for (int m = L->nshell - 1; m > k; m--) th[m] = th[m - 1]; th[k] = s; break; }
+        int sq[8][8];
+        for (int j = 0; j < L->dim; j++) {
+            const int lj = (c / L->pw[j]) % L->nlev;
+            for (int l = 0; l < L->nlev; l++) {
+                const int e = (int)L->lev[l] - (int)L->lev[lj];
+                sq[j][l] = e * e;
             }
         }
-        int lim = th[0];
-        for (int k = 0; k < L->nshell; k++) if (th[k] != INT32_MAX) lim = th[k];
+        for (int g = 0; g < L->ngrid; g++) {
+            const uint8_t *gl = L->glev + g * L->dim;
+            int s = 0;
+            for (int j = 0; j < L->dim; j++) s += sq[j][gl[j]];
+            d2[g] = s;
+        }
+        int lim = -1;
+        for (int k = 0; k < L->nshell; k++) {          /* k-th smallest distinct distance */
+            int m = INT32_MAX;
+            for (int g = 0; g < L->ngrid; g++) if (d2[g] > lim && d2[g] < m) m = d2[g];
+            if (m == INT32_MAX) break;
+            lim = m;
+        }
         size_t cnt = 0;
         for (int g = 0; g < L->ngrid; g++) cnt += d2[g] <= lim;
         if (used + cnt + 1 > cap) {
@@ -259,7 +267,9 @@ static int lat_build_neighbours(iq_lattice *L) {
             if (!t) { free(d2); free(nb); return 0; }
             nb = t;
         }
-        L->map[c] = -(int32_t)used - 1;
+        L->slot[nslot] = (int32_t)used;
+        L->map[c] = (int16_t)(-nslot - 1);
+        nslot++;
         nb[used++] = (uint16_t)cnt;
         for (int g = 0; g < L->ngrid; g++) if (d2[g] <= lim) nb[used++] = (uint16_t)g;
     }
@@ -268,25 +278,31 @@ static int lat_build_neighbours(iq_lattice *L) {
     return 1;
 }
 
+#ifdef QT_IQ_TUNE
+static int g_nshell[LAT_COUNT] = { 2, 2, 2, 2, 2, 2 };
+void qt_iq_tune_shell(int lat, int n) { g_nshell[lat] = n; }
+#else
+static const int g_nshell[LAT_COUNT] = { 2, 2, 2, 2, 2, 2 };
+#endif
+
 static void lat_init(int id) {
     static const int dims[LAT_COUNT] = { 8, 8, 8, 4, 4, 8 };
     static const int ngrids[LAT_COUNT] = { 256, 512, 1024, 256, 512, QT_IQ1S_NGRID };
-    static const int shells[LAT_COUNT] = { 2, 2, 2, 2, 2, 2 };
     static const float lev2[3] = { 8, 25, 43 }, lev3x[8] = { 4, 12, 20, 28, 36, 44, 52, 62 },
                        lev3s[8] = { 1, 3, 5, 7, 9, 11, 13, 15 }, lev1[3] = { -1, 0, 1 };
     iq_lattice *L = &g_lat[id];
     L->dim = dims[id];
     L->ngrid = ngrids[id];
-    L->nshell = shells[id];
+    L->nshell = g_nshell[id];
     const float *lev = id <= LAT_IQ2S ? lev2 : id == LAT_IQ3XXS ? lev3x : id == LAT_IQ3S ? lev3s : lev1;
     L->nlev = id == LAT_IQ3XXS || id == LAT_IQ3S ? 8 : 3;
-    L->bits = L->nlev == 8 ? 3 : 2;
     memcpy(L->lev, lev, sizeof(float) * L->nlev);
-    const int nmap = 1 << (L->bits * L->dim);
+    L->ncode = 1;
+    for (int j = 0; j < L->dim; j++) { L->pw[j] = L->ncode; L->ncode *= L->nlev; }
     L->glev = malloc((size_t)L->ngrid * L->dim);
-    L->map = malloc(sizeof(int32_t) * nmap);
+    L->map = malloc(sizeof(int16_t) * L->ncode);
     if (!L->glev || !L->map) return;
-    for (int c = 0; c < nmap; c++) L->map[c] = INT32_MIN;
+    for (int c = 0; c < L->ncode; c++) L->map[c] = -1;
     for (int g = 0; g < L->ngrid; g++) {
         int code = 0;
         for (int j = 0; j < L->dim; j++) {
@@ -295,9 +311,9 @@ static void lat_init(int id) {
             while (l < L->nlev && (int)L->lev[l] != b) l++;
             if (l == L->nlev) return;                        /* table corrupt: leave !ok */
             L->glev[g * L->dim + j] = (uint8_t)l;
-            code |= l << (L->bits * j);
+            code += l * L->pw[j];
         }
-        L->map[code] = g;
+        L->map[code] = (int16_t)g;
     }
     L->ok = lat_build_neighbours(L);
 }
@@ -315,37 +331,45 @@ static const iq_lattice *lat_get(int id) {
     return g_lat[id].ok ? &g_lat[id] : NULL;
 }
 
-/* Best grid point for targets t[0..dim) with weights w at scale s, where coordinate value
- * l is s*lev[l].  Returns the grid index; *cost = sum w (t - s*lev)^2 of that point. */
+/* Best grid point for one group: targets t[0..dim), weights w, scale s (coordinate value
+ * s*lev[l]), lv[j] = level nearest t[j]/s.  Returns the grid index; *cost = its
+ * sum w (t - s*lev)^2.  On the grid, the per-coordinate nearest point is the best; off it,
+ * the best of the code's neighbour list. */
 static int lat_search(const iq_lattice *L, const float *lev, const float *t, const float *w, float s,
-                      float *cost) {
-    const int dim = L->dim, nl = L->nlev, bits = L->bits;
-    float thr[7];
-    for (int k = 0; k < nl - 1; k++) thr[k] = 0.5f * s * (lev[k] + lev[k + 1]);
+                      const uint8_t *lv, float *cost) {
+    const int dim = L->dim, nl = L->nlev;
     int code = 0;
-    for (int j = 0; j < dim; j++) {
-        int l = 0;
-        while (l < nl - 1 && t[j] > thr[l]) l++;
-        code |= l << (bits * j);
-    }
-    const int32_t m = L->map[code];
+    for (int j = 0; j < dim; j++) code += lv[j] * L->pw[j];
+    const int m = L->map[code];
     if (m >= 0) {
-        const uint8_t *gl = L->glev + m * dim;
         float c = 0;
-        for (int j = 0; j < dim; j++) { const float e = t[j] - s * lev[gl[j]]; c += w[j] * e * e; }
+        for (int j = 0; j < dim; j++) { const float e = t[j] - s * lev[lv[j]]; c += w[j] * e * e; }
         *cost = c;
         return m;
     }
-    float e[8][8];
-    for (int j = 0; j < dim; j++)
-        for (int l = 0; l < nl; l++) { const float df = t[j] - s * lev[l]; e[j][l] = w[j] * df * df; }
-    const uint16_t *nb = L->nb + (-(int64_t)m - 1);
+    const uint16_t *nb = L->nb + L->slot[-m - 1];
+    const int cnt = nb[0];
     int best = nb[1];
     float bc = FLT_MAX;
-    for (int k = 1; k <= nb[0]; k++) {
-        const uint8_t *gl = L->glev + nb[k] * dim;
-        float c = 0;
-        for (int j = 0; j < dim; j++) c += e[j][gl[j]];
+    if (nl == 8) {                       /* 4-dim, 8 levels: lists are short, evaluate directly */
+        float sl[8];
+        for (int l = 0; l < 8; l++) sl[l] = s * lev[l];
+        for (int k = 1; k <= cnt; k++) {
+            const uint8_t *gl = L->glev + nb[k] * 4;
+            const float d0 = t[0] - sl[gl[0]], d1 = t[1] - sl[gl[1]], d2 = t[2] - sl[gl[2]], d3 = t[3] - sl[gl[3]];
+            const float c = (w[0] * d0 * d0 + w[1] * d1 * d1) + (w[2] * d2 * d2 + w[3] * d3 * d3);
+            if (c < bc) { bc = c; best = nb[k]; }
+        }
+        *cost = bc;
+        return best;
+    }
+    float e[8][3];
+    for (int j = 0; j < 8; j++)
+        for (int l = 0; l < 3; l++) { const float df = t[j] - s * lev[l]; e[j][l] = w[j] * df * df; }
+    for (int k = 1; k <= cnt; k++) {     /* 8-dim, 3 levels */
+        const uint8_t *gl = L->glev + nb[k] * 8;
+        const float c = ((e[0][gl[0]] + e[1][gl[1]]) + (e[2][gl[2]] + e[3][gl[3]])) +
+                        ((e[4][gl[4]] + e[5][gl[5]]) + (e[6][gl[6]] + e[7][gl[7]]));
         if (c < bc) { bc = c; best = nb[k]; }
     }
     *cost = bc;
@@ -362,18 +386,24 @@ typedef struct {
     int ntrial;            /* trial scales per sub-block */
     float f_lo, f_hi;      /* trial range, relative to max|t| / top level */
     int nlloyd;
+    int nfree;             /* > 0: first pick s among nfree scales ignoring the grid */
+    int nfinal;            /* reassignment rounds at the quantized scale */
 } iq_kind;
 
 enum { K_IQ2XXS, K_IQ2XS, K_IQ2S, K_IQ3XXS, K_IQ3S, K_IQ1S, K_IQ1M, K_COUNT };
 
+#ifdef QT_IQ_TUNE
+static iq_kind g_kind[K_COUNT] = {
+#else
 static const iq_kind g_kind[K_COUNT] = {
-    [K_IQ2XXS] = { LAT_IQ2XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 6, 0.55f, 1.10f, 3 },
-    [K_IQ2XS]  = { LAT_IQ2XS, 16, SIGN_PARITY, DELTA_NONE, 15, 6, 0.55f, 1.10f, 3 },
-    [K_IQ2S]   = { LAT_IQ2S, 16, SIGN_FREE, DELTA_NONE, 15, 6, 0.55f, 1.10f, 3 },
-    [K_IQ3XXS] = { LAT_IQ3XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 6, 0.65f, 1.10f, 3 },
-    [K_IQ3S]   = { LAT_IQ3S, 32, SIGN_FREE, DELTA_NONE, 15, 6, 0.65f, 1.10f, 3 },
-    [K_IQ1S]   = { LAT_IQ1S, 32, SIGN_NONE, DELTA_SUB, 7, 6, 0.25f, 1.00f, 3 },
-    [K_IQ1M]   = { LAT_IQ1S, 16, SIGN_NONE, DELTA_GROUP, 7, 6, 0.25f, 1.00f, 3 },
+#endif
+    [K_IQ2XXS] = { LAT_IQ2XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ2XS]  = { LAT_IQ2XS, 16, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ2S]   = { LAT_IQ2S, 16, SIGN_FREE, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ3XXS] = { LAT_IQ3XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 1, 3, 1 },
+    [K_IQ3S]   = { LAT_IQ3S, 32, SIGN_FREE, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ1S]   = { LAT_IQ1S, 32, SIGN_NONE, DELTA_SUB, 7, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ1M]   = { LAT_IQ1S, 16, SIGN_NONE, DELTA_GROUP, 7, 1, 0.5f, 1.1f, 0, 3, 1 },
 };
 
 /* One scale sub-block (n <= 32 weights) being fitted. */
@@ -384,6 +414,7 @@ typedef struct {
     float t[32], w[32];    /* targets (|x| with parity flips, or x for IQ1) and weights */
     float A;               /* sum w t^2 */
     float lev[2][8];       /* level values: [shift] (IQ1: g + delta, shift 0: +1/8) */
+    float mid[2][7];       /* midpoints between consecutive levels */
 } iq_sub;
 
 typedef struct {
@@ -392,18 +423,35 @@ typedef struct {
     float B, C, cost;      /* sum w t v, sum w v^2, sum w (t - s v)^2 at the scale used */
 } iq_fit;
 
-/* Assigns every group at scale s.  shift_fixed >= 0 forces one IQ1 shift everywhere. */
+/* Nearest level of every t[i]/s (branch-free, vectorizable). */
+static void sub_levels(const iq_sub *S, int sh, float s, uint8_t *lv) {
+    const float inv = 1.f / s;
+    const int nm = S->L->nlev - 1;
+    const float *mid = S->mid[sh];
+    for (int i = 0; i < S->n; i++) {
+        const float u = S->t[i] * inv;
+        int l = 0;
+        for (int k = 0; k < nm; k++) l += u > mid[k];
+        lv[i] = (uint8_t)l;
+    }
+}
+
+/* Assigns every group at scale s > 0.  shift_fixed >= 0 forces one IQ1 shift everywhere. */
 static void sub_assign(const iq_sub *S, float s, int shift_fixed, iq_fit *f) {
     const int dim = S->L->dim, ng = S->n / dim;
+    uint8_t lv[2][32];
+    const int sh0 = shift_fixed < 0 ? 0 : shift_fixed;
+    sub_levels(S, sh0, s, lv[0]);
+    if (shift_fixed < 0) sub_levels(S, 1, s, lv[1]);
     float B = 0, C = 0, cost = 0;
     for (int g = 0; g < ng; g++) {
         const float *t = S->t + g * dim, *w = S->w + g * dim;
-        int sh = shift_fixed < 0 ? 0 : shift_fixed;
+        int sh = sh0;
         float c;
-        int gi = lat_search(S->L, S->lev[sh], t, w, s, &c);
+        int gi = lat_search(S->L, S->lev[sh], t, w, s, lv[0] + g * dim, &c);
         if (shift_fixed < 0) {
             float c1;
-            const int g1 = lat_search(S->L, S->lev[1], t, w, s, &c1);
+            const int g1 = lat_search(S->L, S->lev[1], t, w, s, lv[1] + g * dim, &c1);
             if (c1 < c) { c = c1; gi = g1; sh = 1; }
         }
         f->idx[g] = (uint16_t)gi;
@@ -423,28 +471,88 @@ static inline float fit_err(const iq_sub *S, const iq_fit *f) {
     return f->C > 0 ? S->A - f->B * f->B / f->C : S->A;
 }
 
-/* Best fit of a sub-block with a free float scale; returns the scale (>= 0). */
-static float sub_solve(const iq_sub *S, int shift_fixed, iq_fit *best) {
+/* Least-squares sums of the grid-free assignment at scale s (every coordinate at its nearest
+ * level, as if every lattice point were in the grid).  IQ1_M: per group, the better shift. */
+static void sub_free(const iq_sub *S, float s, int sh, float *pB, float *pC) {
+    const float inv = 1.f / s;
+    const int nm = S->L->nlev - 1;
+    float B = 0, C = 0;
+    if (S->k->delta == DELTA_GROUP) {
+        for (int g = 0; g < S->n / 8; g++) {
+            float bb[2] = { 0, 0 }, cc[2] = { 0, 0 }, ee[2] = { 0, 0 };
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 8; j++) {
+                    const float t = S->t[8 * g + j], w = S->w[8 * g + j], u = t * inv;
+                    int l = 0;
+                    for (int q = 0; q < nm; q++) l += u > S->mid[h][q];
+                    const float v = S->lev[h][l], e = t - s * v;
+                    bb[h] += w * t * v; cc[h] += w * v * v; ee[h] += w * e * e;
+                }
+            const int h = ee[1] < ee[0];
+            B += bb[h]; C += cc[h];
+        }
+    } else {
+        const float *mid = S->mid[sh], *lev = S->lev[sh];
+        for (int i = 0; i < S->n; i++) {
+            const float u = S->t[i] * inv;
+            int l = 0;
+            for (int q = 0; q < nm; q++) l += u > mid[q];
+            const float v = lev[l];
+            B += S->w[i] * S->t[i] * v;
+            C += S->w[i] * v * v;
+        }
+    }
+    *pB = B; *pC = C;
+}
+
+/* Best fit of a sub-block with a free float scale; returns the scale (>= 0).  IQ1_S
+ * (DELTA_SUB) alternates the shift over the trials and keeps the best one in *shift;
+ * IQ1_M (DELTA_GROUP) picks a shift per group inside sub_assign. */
+static float sub_solve(const iq_sub *S, iq_fit *best, int *shift) {
     const iq_kind *k = S->k;
+    const int mode = k->delta == DELTA_GROUP ? -1 : 0;
     const float top = S->lev[0][S->L->nlev - 1];
     float amax = 0;
     for (int i = 0; i < S->n; i++) amax = fmaxf(amax, fabsf(S->t[i]));
-    sub_assign(S, amax / top, shift_fixed, best);          /* fallback, honest B and C */
-    if (!(amax > 0)) return 0;
+    *shift = 0;
+    if (!(amax > 0)) { sub_assign(S, 1.f, mode, best); return 0; }   /* honest B, C */
     const float s0 = amax / top;
     float be = FLT_MAX;
-    for (int it = 0; it < k->ntrial; it++) {
-        const float f = k->ntrial > 1 ? k->f_lo + (k->f_hi - k->f_lo) * it / (k->ntrial - 1) : 1.f;
-        iq_fit cur;
-        sub_assign(S, s0 * f, shift_fixed, &cur);
-        const float e = fit_err(S, &cur);
-        if (cur.C > 0 && cur.B > 0 && e < be) { be = e; *best = cur; }
+    float sf = 0;
+    int shf = 0;
+    if (k->nfree > 0) {
+        float bf = FLT_MAX;
+        for (int it = 0; it < k->nfree; it++) {
+            const float f = k->nfree > 1 ? k->f_lo + (k->f_hi - k->f_lo) * it / (k->nfree - 1) : 1.f;
+            for (int sh = 0; sh < (k->delta == DELTA_SUB ? 2 : 1); sh++) {
+                float B, C;
+                sub_free(S, s0 * f, sh, &B, &C);
+                if (B > 0 && C > 0 && S->A - B * B / C < bf) { bf = S->A - B * B / C; sf = B / C; shf = sh; }
+            }
+        }
+        if (!(sf > 0)) sf = s0;
     }
-    if (be == FLT_MAX) return 0;
+    for (int it = 0; it < k->ntrial; it++) {
+        float st;
+        int sh;
+        if (k->nfree > 0) {
+            st = sf * (1.f + 0.06f * (it - 0.5f * (k->ntrial - 1)));
+            sh = k->delta == DELTA_SUB ? shf : mode;
+        } else {
+            st = s0 * (k->ntrial > 1 ? k->f_lo + (k->f_hi - k->f_lo) * it / (k->ntrial - 1) : 1.f);
+            sh = k->delta == DELTA_SUB ? it & 1 : mode;
+        }
+        iq_fit cur;
+        sub_assign(S, st, sh, &cur);
+        const float e = fit_err(S, &cur);
+        if (cur.C > 0 && cur.B > 0 && e < be) { be = e; *best = cur; *shift = sh < 0 ? 0 : sh; }
+    }
+    if (be == FLT_MAX) { sub_assign(S, s0, mode, best); return 0; }
+    const int sh = k->delta == DELTA_SUB ? *shift : mode;
     float s = best->B / best->C;
     for (int it = 0; it < k->nlloyd; it++) {
         iq_fit cur;
-        sub_assign(S, s, shift_fixed, &cur);
+        sub_assign(S, s, sh, &cur);
         const float e = fit_err(S, &cur);
         if (!(cur.C > 0 && cur.B > 0 && e < be)) break;
         be = e; *best = cur;
@@ -523,6 +631,8 @@ static void sub_prepare(int kind, const iq_lattice *L, const float *x, const flo
         S->lev[0][l] = L->lev[l] + (k->sign == SIGN_NONE ? QT_IQ1S_DELTA : 0.f);
         S->lev[1][l] = L->lev[l] - (k->sign == SIGN_NONE ? QT_IQ1S_DELTA : 0.f);
     }
+    for (int l = 0; l + 1 < L->nlev; l++)
+        for (int h = 0; h < 2; h++) S->mid[h][l] = 0.5f * (S->lev[h][l] + S->lev[h][l + 1]);
 }
 
 /* Chooses d (f16) and the sub-scale codes minimizing sum_b A - 2 s B + s^2 C. */
@@ -559,7 +669,7 @@ static void final_pass(int kind, iq_super *Q) {
     for (int b = 0; b < Q->nsub; b++) {
         const iq_sub *S = &Q->sub[b];
         const int fix = k->delta == DELTA_GROUP ? -1 : k->delta == DELTA_SUB ? Q->subshift[b] : 0;
-        for (int rep = 0; rep < 2; rep++) {
+        for (int rep = 0; rep < k->nfinal; rep++) {
             const float dl = kind_dl(kind, Q->d, Q->code[b]);
             const float old = dl * (dl * Q->fit[b].C - 2 * Q->fit[b].B);
             iq_fit cur;
@@ -588,15 +698,7 @@ static void quant_super(int kind, const iq_lattice *L, const float *x, const flo
     for (int b = 0; b < Q.nsub; b++) {
         iq_sub *S = &Q.sub[b];
         sub_prepare(kind, L, x + b * k->sbs, imp ? imp + b * k->sbs : NULL, sig2, k->sbs, S, Q.sbsign[b]);
-        Q.subshift[b] = 0;
-        if (k->delta == DELTA_SUB) {
-            iq_fit f1;
-            Q.scale[b] = sub_solve(S, 0, &Q.fit[b]);
-            const float s1 = sub_solve(S, 1, &f1);
-            if (fit_err(S, &f1) < fit_err(S, &Q.fit[b])) { Q.fit[b] = f1; Q.scale[b] = s1; Q.subshift[b] = 1; }
-        } else {
-            Q.scale[b] = sub_solve(S, k->delta == DELTA_GROUP ? -1 : 0, &Q.fit[b]);
-        }
+        Q.scale[b] = sub_solve(S, &Q.fit[b], &Q.subshift[b]);
     }
     choose_d(kind, &Q);
     final_pass(kind, &Q);
@@ -739,6 +841,14 @@ static const qt_traits g_iq_traits[K_COUNT] = {
     { "IQ1_S", QT_IQ_QK, sizeof(qt_block_iq1_s), true, true, deq_iq1_s, q_iq1_s },
     { "IQ1_M", QT_IQ_QK, sizeof(qt_block_iq1_m), true, true, deq_iq1_m, q_iq1_m },
 };
+
+#ifdef QT_IQ_TUNE
+void qt_iq_tune_free(int kind, int nfree) { g_kind[kind].nfree = nfree; }
+void qt_iq_tune_final(int kind, int n) { g_kind[kind].nfinal = n; }
+void qt_iq_tune(int kind, int ntrial, float flo, float fhi, int nlloyd) {
+    g_kind[kind].ntrial = ntrial; g_kind[kind].f_lo = flo; g_kind[kind].f_hi = fhi; g_kind[kind].nlloyd = nlloyd;
+}
+#endif
 
 const qt_traits *qt_iq_traits(qt_type t) {
     switch (t) {
