@@ -11,6 +11,10 @@
  * passes = 1 is plain BF16 (for speed measurements only). */
 #include "kn_cuda.h"
 #include "kn_dq.h"
+/* The i-quant layouts compile here as well (their size asserts run under nvcc); IQ1/IQ2/IQ3
+ * weights are not decoded on the device yet: kn_cuda_matmul_supported() is false for them
+ * and the CUDA backend multiplies them on the CPU. */
+#include "../../quant/blocks_iq.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
