@@ -95,7 +95,7 @@ int main(void) {
 
     char ids[4096];
     snprintf(ids, sizeof ids, "%s", tu_shared_path("models/mini-v3/reference/eval_ids.bin"));
-    const char *common = "--ctx 256 --chunks 4";
+    const char *common = "--ctx 256 --chunks 2";
     TU_CHECK(tu_system("%s ppl %s --ids %s %s --save-base %s/base.qfb > %s/base.out 2>&1", q, v3, ids, common, tmp, tmp) == 0, "base");
     int rc8 = tu_system("%s ppl %s --ids %s %s --base %s/base.qfb --max-kld 0.01 --min-top1 0.9 > %s/q8.out 2>&1", q, g[4], ids, common, tmp, tmp);
     int rc2 = tu_system("%s ppl %s --ids %s %s --base %s/base.qfb --max-kld 0.01 --min-top1 0.9 > %s/q2.out 2>&1", q, g[5], ids, common, tmp, tmp);
