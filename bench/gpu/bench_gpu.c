@@ -13,6 +13,8 @@
 #include "kernels/kernels.h"
 #include "kernels/cuda/kn_cuda.h"
 #include "common/qx.h"
+#include "bench/gpu/v3_layer.h"
+#include "bench/gpu/v3_cuda_ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -282,14 +284,14 @@ static void fill_layer(const layer_layout *L, uint8_t *blob) {
 
 typedef struct {
     const layer_layout *L;
+    v3_dims d;
+    v3_acts a;
     int64_t T, S;
+    float *h, *inv_freq;          /* device: residual stream [T, E], rope frequencies */
+    int32_t *pos;
     bool measure;                 /* synchronize around each layer to time its compute alone */
     double compute_s;
     int n_measured;
-    /* device activations [T, ...] */
-    float *h, *xn, *qa, *q, *kva, *ckv, *kv, *K, *o, *y, *lg, *rw, *xe, *ge, *ue, *ye, *sg, *su, *inv_freq;
-    int32_t *ids, *rows, *slot, *pos;
-    int64_t *off;
 } layer_run;
 
 static kn_weight view(const layer_layout *L, const void *slot, int i, int64_t rows) {
@@ -300,55 +302,29 @@ static kn_weight view(const layer_layout *L, const void *slot, int i, int64_t ro
 }
 static const float *vec(const layer_layout *L, const void *slot, int i) { return (const float *)(const void *)((const uint8_t *)slot + L->w[i].off); }
 
-/* One MoE decoder layer on h [T, E] (updated in place), everything queued on the stream. */
+/* The layer's weights as views into its device slot (experts stacked). */
+static v3_weights weights_in(const layer_layout *L, const void *slot) {
+    v3_weights w;
+    memset(&w, 0, sizeof w);
+    w.qa = view(L, slot, W_QA, 0); w.qb = view(L, slot, W_QB, 0); w.kva = view(L, slot, W_KVA, 0);
+    w.kvb = view(L, slot, W_KVB, 0); w.o = view(L, slot, W_O, 0); w.router = view(L, slot, W_ROUTER, 0);
+    w.eg = view(L, slot, W_EG, FFE); w.eu = view(L, slot, W_EU, FFE); w.ed = view(L, slot, W_ED, E);
+    w.sg = view(L, slot, W_SG, 0); w.su = view(L, slot, W_SU, 0); w.sd = view(L, slot, W_SD, 0);
+    w.eg_stride = (uint64_t)FFE * w.eg.row_bytes; w.eu_stride = (uint64_t)FFE * w.eu.row_bytes;
+    w.ed_stride = (uint64_t)E * w.ed.row_bytes;
+    w.attn_norm = vec(L, slot, W_ATTN_NORM); w.qa_norm = vec(L, slot, W_QA_NORM); w.kva_norm = vec(L, slot, W_KVA_NORM);
+    w.ffn_norm = vec(L, slot, W_FFN_NORM); w.ebias = vec(L, slot, W_EBIAS);
+    return w;
+}
+
+/* One MoE decoder layer (bench/gpu/v3_layer.h) on the device, queued on the stream. */
 static qx_status layer_compute(void *ud, int layer, void *slot, qx_err *e) {
     layer_run *r = ud;
-    const layer_layout *L = r->L;
-    const int64_t T = r->T;
     double t0 = 0;
     (void)layer;
     if (r->measure) { QX_TRY(kn_cuda_sync(e)); t0 = qx_now(); }
-    kn_weight qa = view(L, slot, W_QA, 0), qb = view(L, slot, W_QB, 0), kva = view(L, slot, W_KVA, 0);
-    kn_weight kvb = view(L, slot, W_KVB, 0), wo = view(L, slot, W_O, 0), router = view(L, slot, W_ROUTER, 0);
-    kn_weight eg = view(L, slot, W_EG, FFE), eu = view(L, slot, W_EU, FFE), ed = view(L, slot, W_ED, E);
-    kn_weight sg = view(L, slot, W_SG, 0), su = view(L, slot, W_SU, 0), sd = view(L, slot, W_SD, 0);
-    /* attention (MLA, naive form as the CPU engine computes it) */
-    kn_cuda_rmsnorm(r->h, E, vec(L, slot, W_ATTN_NORM), T, E, 1e-6f, r->xn, E);
-    kn_cuda_matmul(&qa, r->xn, E, T, NULL, r->qa, QL);
-    kn_cuda_rmsnorm(r->qa, QL, vec(L, slot, W_QA_NORM), T, QL, 1e-6f, r->qa, QL);
-    kn_cuda_matmul(&qb, r->qa, QL, T, NULL, r->q, (int64_t)H * QD);
-    kn_cuda_matmul(&kva, r->xn, E, T, NULL, r->kva, KVL + ROPE);
-    kn_cuda_rmsnorm(r->kva, KVL + ROPE, vec(L, slot, W_KVA_NORM), T, KVL, 1e-6f, r->ckv, KVL);
-    kn_cuda_matmul(&kvb, r->ckv, KVL, T, NULL, r->kv, (int64_t)H * (NOPE + DV));
-    kn_cuda_rope(r->q + NOPE, (int64_t)H * QD, T, H, QD, ROPE, r->pos, r->inv_freq, 1.0f, false);
-    kn_cuda_rope(r->kva + KVL, KVL + ROPE, T, 1, 0, ROPE, r->pos, r->inv_freq, 1.0f, false);
-    kn_cuda_copy_2d(r->K, QD * 4, r->kv, (NOPE + DV) * 4, NOPE * 4, (size_t)(T * H));
-    for (int hh = 0; hh < H; hh++)
-        kn_cuda_copy_2d(r->K + hh * QD + NOPE, (size_t)H * QD * 4, r->kva + KVL, (KVL + ROPE) * 4, ROPE * 4, (size_t)T);
-    kn_attn_args a = { T / r->S, r->S, H, H, QD, DV, r->q, (int64_t)H * QD, QD, r->K, (int64_t)H * QD, QD,
-                       r->kv + NOPE, (int64_t)H * (NOPE + DV), NOPE + DV, r->o, (int64_t)H * DV, 0.0722f };
-    kn_cuda_attention(&a);
-    kn_cuda_matmul(&wo, r->o, (int64_t)H * DV, T, NULL, r->y, E);
-    kn_cuda_add_scaled(r->h, E, r->y, E, NULL, T, E);
-    /* MoE: route, bucket, grouped expert GEMMs, combine; shared expert */
-    kn_cuda_rmsnorm(r->h, E, vec(L, slot, W_FFN_NORM), T, E, 1e-6f, r->xn, E);
-    kn_cuda_matmul(&router, r->xn, E, T, NULL, r->lg, NEXP);
-    kn_route_args ra = { NEXP, KEXP, NGRP, TGRP, true, true, 2.5f, vec(L, slot, W_EBIAS) };
-    kn_cuda_moe_route(&ra, r->lg, T, r->ids, r->rw);
-    kn_cuda_moe_bucket(r->ids, T, KEXP, NEXP, r->off, r->rows, r->slot);
-    kn_cuda_gather_rows(r->xn, E, r->rows, T * KEXP, E, r->xe, E);
-    kn_cuda_matmul_stacked(&eg, (uint64_t)FFE * eg.row_bytes, 0, NEXP, r->off, T * KEXP, r->xe, E, r->ge, FFE);
-    kn_cuda_matmul_stacked(&eu, (uint64_t)FFE * eu.row_bytes, 0, NEXP, r->off, T * KEXP, r->xe, E, r->ue, FFE);
-    kn_cuda_silu_mul(r->ge, r->ue, FFE, T * KEXP, FFE, r->ge, FFE);
-    kn_cuda_matmul_stacked(&ed, (uint64_t)E * ed.row_bytes, 0, NEXP, r->off, T * KEXP, r->ge, FFE, r->ye, E);
-    kn_cuda_memset(r->y, 0, (size_t)(T * E) * 4);
-    kn_cuda_moe_combine(r->y, E, r->ye, E, r->slot, r->rw, T, KEXP, E);
-    kn_cuda_matmul(&sg, r->xn, E, T, NULL, r->sg, FFE);
-    kn_cuda_matmul(&su, r->xn, E, T, NULL, r->su, FFE);
-    kn_cuda_silu_mul(r->sg, r->su, FFE, T, FFE, r->sg, FFE);
-    kn_cuda_matmul(&sd, r->sg, FFE, T, NULL, r->ye, E);
-    kn_cuda_add_scaled(r->y, E, r->ye, E, NULL, T, E);
-    kn_cuda_add_scaled(r->h, E, r->y, E, NULL, T, E);
+    v3_weights w = weights_in(r->L, slot);
+    v3_layer_fwd(&v3_ops_cuda, &r->d, &w, &r->a, r->h, r->T, r->S, r->pos, r->inv_freq);
     if (r->measure) {
         QX_TRY(kn_cuda_sync(e));
         r->compute_s += qx_now() - t0;
@@ -360,20 +336,20 @@ static qx_status layer_compute(void *ud, int layer, void *slot, qx_err *e) {
 static void run_alloc(layer_run *r, const layer_layout *L, int64_t T, int64_t S) {
     memset(r, 0, sizeof *r);
     r->L = L; r->T = T; r->S = S;
-    const int64_t TK = T * KEXP;
-#define A(p, n) do { r->p = dmalloc((size_t)(n) * sizeof *r->p); kn_cuda_memset(r->p, 0, (size_t)(n) * sizeof *r->p); } while (0)
-    A(h, T * E); A(xn, T * E); A(qa, T * QL); A(q, T * H * QD); A(kva, T * (KVL + ROPE)); A(ckv, T * KVL);
-    A(kv, T * H * (NOPE + DV)); A(K, T * H * QD); A(o, T * H * DV); A(y, T * E); A(lg, T * NEXP); A(rw, TK);
-    A(xe, TK * E); A(ge, TK * FFE); A(ue, TK * FFE); A(ye, TK * E); A(sg, T * FFE); A(su, T * FFE); A(inv_freq, ROPE / 2);
-    A(ids, TK); A(rows, TK); A(slot, TK); A(pos, T); A(off, NEXP + 1);
-#undef A
+    const v3_dims d = { E, H, QL, KVL, NOPE, ROPE, DV, NEXP, KEXP, FFE, NGRP, TGRP, FFE, 1e-6f, 0.0722f, 1.0f, 2.5f,
+                        true, true, false };
+    r->d = d;
+    qx_err e = {0};
+    die_if(v3_acts_alloc(&v3_ops_cuda, &r->d, T, &r->a, &e), &e);
+    r->h = dmalloc((size_t)(T * E) * 4);
+    r->inv_freq = dmalloc(ROPE / 2 * 4);
+    r->pos = dmalloc((size_t)T * 4);
     /* h = small deterministic values; positions 0..S-1 per window; rope frequencies */
     float *hh = malloc((size_t)(T * E) * 4), inv[ROPE / 2];
     int32_t *pp = malloc((size_t)T * 4);
-    for (int64_t i = 0; i < T * E; i++) hh[i] = (float)((mix64((uint64_t)i) % 2001) - 1000) * 1e-3f;
+    for (int64_t i = 0; i < T * E; i++) hh[i] = (float)((int)(mix64((uint64_t)i) % 2001) - 1000) * 1e-3f;
     for (int64_t t = 0; t < T; t++) pp[t] = (int32_t)(t % S);
     for (int i = 0; i < ROPE / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / ROPE);
-    qx_err e = {0};
     die_if(kn_cuda_upload(r->h, hh, (size_t)(T * E) * 4, &e), &e);
     die_if(kn_cuda_upload(r->pos, pp, (size_t)T * 4, &e), &e);
     die_if(kn_cuda_upload(r->inv_freq, inv, sizeof inv, &e), &e);
@@ -381,9 +357,8 @@ static void run_alloc(layer_run *r, const layer_layout *L, int64_t T, int64_t S)
 }
 
 static void run_free(layer_run *r) {
-    void *p[] = { r->h, r->xn, r->qa, r->q, r->kva, r->ckv, r->kv, r->K, r->o, r->y, r->lg, r->rw, r->xe, r->ge, r->ue,
-                  r->ye, r->sg, r->su, r->inv_freq, r->ids, r->rows, r->slot, r->pos, r->off };
-    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) kn_cuda_free(p[i]);
+    v3_acts_free(&v3_ops_cuda, &r->a);
+    kn_cuda_free(r->h); kn_cuda_free(r->inv_freq); kn_cuda_free(r->pos);
 }
 
 typedef struct { double stream_s, per_layer_s, compute_s, bytes, tok_s; } e2e_result;

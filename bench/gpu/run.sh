@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench/gpu/run.sh — the whole GPU session in one script, under 4 minutes on an H200:
 #   1. make test-cuda's checks (tests/cuda/run.sh): every CUDA kernel against its CPU twin on
-#      random and mini-v3 data, `qforge ppl --device cuda` vs `--device cpu` on mini-v3 (PPL
+#      random and mini-v3 data, the device-resident V3 MoE layer (bench/gpu/v3_layer.h) on
+#      mini-v3 layers 1-3 vs the reference, `qforge ppl --device cuda` vs `--device cpu` (PPL
 #      within 0.01%, KLD within 1e-4), `qforge imatrix --device cuda`;
 #   2. bench/gpu/bench_gpu: per-kernel GB/s and TFLOP/s against the H200 peaks, layer
 #      streaming, end-to-end tokens/s on real-size DeepSeek-V3 layers (Q4_K_M / Q2_K mixes)
@@ -17,9 +18,12 @@ stamp() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 stamp "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>&1
 nproc
-if [ ! -x "$B/qforge" ] || [ ! -x "$B/bench/gpu/bench_gpu" ] || [ ! -x "$B/tests/cuda/test_cuda_kernels" ]; then
-    stamp "no prebuilt binaries in $B: building here (needs jansson, xxhash, pcre2, zlib headers)"
-    make -j"$(nproc)" BUILD="$B" "$B/qforge" "$B/tests/cuda/test_cuda_kernels" "$B/bench/gpu/bench_gpu" > "$OUT/build.log" 2>&1 \
+CUDA_TESTS=$(ls tests/cuda/test_*.c | sed "s|^tests/cuda/\(.*\)\.c$|$B/tests/cuda/\1|")
+missing=0
+for f in "$B/qforge" "$B/bench/gpu/bench_gpu" $CUDA_TESTS; do [ -x "$f" ] || missing=1; done
+if [ $missing -eq 1 ]; then
+    stamp "prebuilt binaries missing in $B: building here (needs jansson, xxhash, pcre2, zlib headers)"
+    make -j"$(nproc)" BUILD="$B" "$B/qforge" "$B/bench/gpu/bench_gpu" $CUDA_TESTS > "$OUT/build.log" 2>&1 \
         || { tail -n 30 "$OUT/build.log"; exit 1; }
 fi
 stamp "make test-cuda (tests/cuda/run.sh $B)"
