@@ -28,11 +28,14 @@ typedef struct {
 static const synth_preset presets[] = {
     {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000},
     {"v3-671b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000},
+    /* benchmarks: real V3 matrix shapes (attention, dense MLP, 7168x2048 experts), 8 experts per
+     * layer and a small vocabulary so that a few layers make a 1-8 GB checkpoint */
+    {"v3-layers", HF_ARCH_DEEPSEEK_V3, 8192, 0, 7168, 18432, 2, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 8, 1, 2, 4, 2, 1, 0, 8, true, false, false, false, 10000},
     {"tiny-llama", HF_ARCH_LLAMA, 320, 0, 256, 512, 2, 8, 4, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, false, false, 500000},
     {"tiny-qwen2", HF_ARCH_QWEN2, 320, 0, 256, 512, 2, 8, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, true, true, 10000},
 };
 
-const char *st_synth_preset_names(void) { return "tiny-v3, v3-671b (use --sparse), tiny-llama, tiny-qwen2"; }
+const char *st_synth_preset_names(void) { return "tiny-v3, v3-671b (use --sparse), v3-layers (benchmarks), tiny-llama, tiny-qwen2"; }
 
 /* ---- deterministic RNG (splitmix64 + Box-Muller) ---- */
 typedef struct { uint64_t s; } rng_t;
