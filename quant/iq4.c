@@ -63,9 +63,7 @@ void qk_quant_iq4_xs(const qk_kern *k, const float *x, void *dst, int64_t n, con
         qk_weights(k, x, imp ? imp + 256 * i : NULL, 256, w);
         for (int j = 0; j < 8; j++) {
             sc[j] = nl_search(k, x + 32 * j, w + 32 * j, 32);
-            float s = 0;
-            for (int l = 0; l < 32; l++) s += w[32 * j + l];
-            sw[j] = s;
+            sw[j] = qk_sum4(w + 32 * j, 32);
         }
         float d = qk_sym_search(k, sc, sw, 8, 32, 1, 0.1f, 1, Ls);
         y[i].d = qt_f32_to_f16(d);

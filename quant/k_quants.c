@@ -75,9 +75,7 @@ static void qkx_superblock(const qk_kern *k, const float *x, const float *imp, i
     qk_weights(k, x, imp, QK, w);
     for (int j = 0; j < 8; j++) {
         sc[j] = qk_asym_search(k, x + 32 * j, w + 32 * j, 32, nmax, -1.f, 0.1f, 3, 1, &mn[j], NULL);
-        float s = 0;
-        for (int l = 0; l < 32; l++) s += w[32 * j + l];
-        sw[j] = s;
+        sw[j] = qk_sum4(w + 32 * j, 32);
     }
     float d = qk_pos_scale_search(sc, sw, 8, 63, ls);
     float dm = qk_pos_scale_search(mn, sw, 8, 63, lm);
@@ -129,9 +127,7 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
         for (int j = 0; j < 16; j++) {
             sc[j] = qk_asym_search(k, x + 16 * j, w + 16 * j, 16, 3, -0.9f, 0.12f, 2, Q2_REFINE, &mn[j], NULL);
-            float s = 0;
-            for (int l = 0; l < 16; l++) s += w[16 * j + l];
-            sw[j] = s;
+            sw[j] = qk_sum4(w + 16 * j, 16);
         }
         float d = qk_pos_scale_search(sc, sw, 16, 15, ls);
         float dm = qk_pos_scale_search(mn, sw, 16, 15, lm);
@@ -166,9 +162,7 @@ static void sym_superblock(const qk_kern *k, const float *x, const float *w, int
     int8_t Ls[16];
     for (int j = 0; j < 16; j++) {
         sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, SYM_NG, SYM_STEP, SYM_REFINE, NULL);
-        float s = 0;
-        for (int l = 0; l < 16; l++) s += w[16 * j + l];
-        sw[j] = s;
+        sw[j] = qk_sum4(w + 16 * j, 16);
     }
     float d = qk_sym_search(k, sc, sw, 16, cmax, 1, 0.1f, 1, Ls);
     *dh = qt_f32_to_f16(d);

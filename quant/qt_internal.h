@@ -24,6 +24,13 @@ static inline float qk_clamp(float v, float lo, float hi) {
     v = v < hi ? v : hi;
     return v > lo ? v : lo;
 }
+/* Sum of n (a multiple of 4) floats in 4 interleaved chains, ((c0+c1)+(c2+c3)). */
+static inline float qk_sum4(const float *v, int n) {
+    float c[4] = { 0, 0, 0, 0 };
+    for (int j = 0; j < n; j += 4)
+        for (int k = 0; k < 4; k++) c[k] += v[j + k];
+    return (c[0] + c[1]) + (c[2] + c[3]);
+}
 /* ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)): the order of the AVX2 horizontal sum. */
 static inline float qk_hsum8(const float a[8]) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));

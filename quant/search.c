@@ -11,12 +11,12 @@
 
 void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w) {
     if (imp) {
-        float s = 0;
-        for (int j = 0; j < n; j++) s += imp[j] > 0 ? imp[j] : 0.f;
-        if (s > 0) {
-            for (int j = 0; j < n; j++) w[j] = imp[j] > 0 ? imp[j] : 0.f;
-            return;
+        int any = 0;
+        for (int j = 0; j < n; j++) {
+            w[j] = imp[j] > 0 ? imp[j] : 0.f;
+            any |= w[j] > 0;
         }
+        if (any) return;
     }
     k->wsqrt(x, n, k->sumsq(x, n) / (float)n, w);
 }
