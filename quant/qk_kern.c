@@ -69,6 +69,15 @@ static void lev_asym_ref(const float *x, int n, float id, float m, float nmax, u
     for (int j = 0; j < n; j++) L[j] = (uint8_t)qk_rint(qk_clamp((x[j] + m) * id, 0.f, nmax));
 }
 
+static void extremes_ref(const float *x, int n, float *lo, float *hi) {
+    float a = 0, b = 0;
+    for (int j = 0; j < n; j++) {
+        b = x[j] > b ? x[j] : b;
+        a = x[j] < a ? x[j] : a;
+    }
+    *lo = a; *hi = b;
+}
+
 static float sumsq_ref(const float *x, int n) {
     float a[8] = { 0 };
     for (int j = 0; j < n; j += 8)
@@ -114,7 +123,7 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
 
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
                                sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref,
-                               lev_sym_ref, lev_asym_ref };
+                               lev_sym_ref, lev_asym_ref, extremes_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

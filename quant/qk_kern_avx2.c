@@ -254,9 +254,19 @@ AVX2 static void lev_asym_avx2(const float *x, int n, float id, float m, float n
     }
 }
 
+AVX2 static void extremes_avx2(const float *x, int n, float *lo, float *hi) {
+    __m256 a = _mm256_setzero_ps(), b = a;
+    for (int j = 0; j < n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        b = _mm256_max_ps(v, b);      /* v > b ? v : b: a NaN v is skipped */
+        a = _mm256_min_ps(v, a);
+    }
+    *lo = hmin(a); *hi = hmax(b);
+}
+
 static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
                                    sumsq_avx2, wsqrt_avx2, q8_0_avx2,
-                                   lev_sym_avx2, lev_asym_avx2 };
+                                   lev_sym_avx2, lev_asym_avx2, extremes_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -68,6 +68,8 @@ typedef struct {
      * L = rint(clamp((x + m) * id, 0, nmax)); n a multiple of 16 */
     void (*lev_sym)(const float *x, int n, float id, float lo, float hi, float off, uint8_t *L);
     void (*lev_asym)(const float *x, int n, float id, float m, float nmax, uint8_t *L);
+    /* hi = max(0, max x), lo = min(0, min x), NaNs skipped; n a multiple of 8 */
+    void (*extremes)(const float *x, int n, float *lo, float *hi);
 } qk_kern;
 
 /* Score of a symmetric candidate: sxl^2/sll, or -1 when sll <= 0 or not a number. */
@@ -145,7 +147,7 @@ qt_from_float_fn qt_ref_from_float(qt_type t);
 /* Symmetric levels -nmax..nmax-1 (nmax > 0); 8*ng candidate inverse scales
  * -(nmax + step*(c - 4*ng))/max, then `refine` rounds of 8 candidates around the inverse
  * of the best fitted scale.  Writes L (values in -nmax..nmax-1) if L is non-NULL and
- * returns the scale d (x ~ d*L).  n is a multiple of 8 (or any n for the scalar path). */
+ * returns the scale d (x ~ d*L).  n is a multiple of 8. */
 float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
                     int ng, float step, int refine, int8_t *L);
 /* Levels 0..nmax with a min: x ~ d*L - m (m >= 0 returned in *m).  8*ng candidates

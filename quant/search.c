@@ -25,11 +25,8 @@ const float qk_refine_f[8] = { 1.f, 0.995f, 1.005f, 0.99f, 1.01f, 0.98f, 1.02f, 
 
 float qk_sym_search(const qk_kern *k, const float *x, const float *w, int n, int nmax,
                     int ng, float step, int refine, int8_t *L) {
-    float hi_v = 0, lo_v = 0;           /* branch-free extremes; max = the one of larger |x| */
-    for (int j = 0; j < n; j++) {
-        hi_v = x[j] > hi_v ? x[j] : hi_v;
-        lo_v = x[j] < lo_v ? x[j] : lo_v;
-    }
+    float hi_v, lo_v;                   /* max = the extreme of larger |x| */
+    k->extremes(x, n, &lo_v, &hi_v);
     float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
     if (!(amax > EPS_MAX) || !isfinite(amax)) {
         if (L) memset(L, 0, (size_t)n);
