@@ -3,9 +3,11 @@
  * Quantizer (all five): per-element weights (imp, or sqrt(sigma^2 + x^2) without it);
  * a weighted scale search per sub-block (search.c); the sub-block scales (and mins)
  * quantized against one f16 super-scale by a weighted search; then, unlike ggml, each
- * sub-block tries its neighbouring integer scale/min codes (+-1) and keeps the one with
- * the smallest true weighted error of the final dequantized values; levels are rounded
- * against those final values.  Dequantizers reproduce ggml's exactly. */
+ * sub-block tries its neighbouring integer scale/min codes (+-1; Q3_K only with imp) and
+ * keeps the one with the smallest true weighted error of the final dequantized values;
+ * levels are rounded against those final values.  Dequantizers reproduce ggml's exactly.
+ * All searches run through the kernels of qt_internal.h, so the AVX2 path writes the
+ * bytes of the scalar _ref path. */
 #include "qt_internal.h"
 
 #include <math.h>
