@@ -17,7 +17,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -74,39 +73,49 @@ static void fill(const char *dir) {
 
 typedef struct { double seconds; uint64_t in_bytes, out_bytes, rss; double bpw; int ok; } child_res;
 
-static child_res convert_in_child(const char *dir, const char *out, const char *preset, int threads) {
-    int pfd[2];
-    child_res r = {0};
-    if (pipe(pfd) != 0) return r;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        cv_params p;
-        cv_default_params(&p);
-        p.preset = preset;
-        p.n_threads = threads;
-        cv_plan *pl;
-        qx_err e;
-        cv_result cr;
-        child_res c = {0};
-        double t0 = qx_now();
-        if (cv_plan_create(&pl, dir, &p, &e) == QX_OK && cv_execute(pl, out, &p, &cr, &e) == QX_OK) {
-            c.seconds = qx_now() - t0;
-            c.in_bytes = cv_plan_input_bytes(pl);
-            c.out_bytes = cr.bytes;
-            c.bpw = cr.bpw;
-            c.rss = qx_peak_rss_bytes();
-            c.ok = 1;
-        } else {
-            fprintf(stderr, "bench_convert: %s\n", e.msg);
-        }
-        if (write(pfd[1], &c, sizeof c) != (ssize_t)sizeof c) _exit(1);
-        _exit(0);
+/* The conversion runs in a fresh process (this binary re-executed with --child), so that its
+ * peak RSS is its own and no OpenMP pool crosses a fork. */
+static int child_main(const char *dir, const char *out, const char *preset, int threads) {
+    cv_params p;
+    cv_default_params(&p);
+    p.preset = preset;
+    p.n_threads = threads;
+    cv_plan *pl;
+    qx_err e;
+    cv_result cr;
+    child_res c = {0};
+    double t0 = qx_now();
+    if (cv_plan_create(&pl, dir, &p, &e) == QX_OK && cv_execute(pl, out, &p, &cr, &e) == QX_OK) {
+        c.seconds = qx_now() - t0;
+        c.in_bytes = cv_plan_input_bytes(pl);
+        c.out_bytes = cr.bytes;
+        c.bpw = cr.bpw;
+        c.rss = qx_peak_rss_bytes();
+        c.ok = 1;
+        cv_plan_free(pl);
+    } else {
+        fprintf(stderr, "bench_convert: %s\n", e.msg);
     }
-    close(pfd[1]);
-    if (read(pfd[0], &r, sizeof r) != (ssize_t)sizeof r) r.ok = 0;
-    close(pfd[0]);
-    waitpid(pid, NULL, 0);
+    printf("%.6f %llu %llu %llu %.6f %d\n", c.seconds, (unsigned long long)c.in_bytes, (unsigned long long)c.out_bytes,
+           (unsigned long long)c.rss, c.bpw, c.ok);
+    return c.ok ? 0 : 1;
+}
+
+static child_res convert_in_child(const char *dir, const char *out, const char *preset, int threads) {
+    child_res r = {0};
+    char cmd[4096], self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return r;
+    self[n] = 0;
+    snprintf(cmd, sizeof cmd, "'%s' --child '%s' '%s' '%s' %d", self, dir, out, preset, threads);
+    FILE *f = popen(cmd, "r");
+    if (!f) return r;
+    unsigned long long a, b, c;
+    if (fscanf(f, "%lf %llu %llu %llu %lf %d", &r.seconds, &a, &b, &c, &r.bpw, &r.ok) != 6) r.ok = 0;
+    r.in_bytes = a;
+    r.out_bytes = b;
+    r.rss = c;
+    if (pclose(f) != 0) r.ok = 0;
     return r;
 }
 
@@ -133,6 +142,7 @@ int main(int argc, char **argv) {
     const char *preset = "Q4_K_M", *layers_arg = "1,6";
     bool keep = false;
     int threads = qx_default_threads();
+    if (argc == 6 && !strcmp(argv[1], "--child")) return child_main(argv[2], argv[3], argv[4], atoi(argv[5]));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
         else if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers_arg = argv[++i];
