@@ -250,16 +250,28 @@ static double bench_logits(int64_t T) {
 enum { W_ATTN_NORM, W_QA_NORM, W_KVA_NORM, W_FFN_NORM, W_EBIAS, W_QA, W_QB, W_KVA, W_KVB, W_O, W_ROUTER,
        W_EG, W_EU, W_ED, W_SG, W_SU, W_SD, W_COUNT };
 typedef struct { qt_type t; int64_t rows, cols; uint64_t off, bytes, row_bytes; } tdesc;
-typedef struct { const char *name; tdesc w[W_COUNT]; uint64_t bytes; } layer_layout;
+typedef struct { const char *name; v3_dims dm; tdesc w[W_COUNT]; uint64_t bytes; } layer_layout;
 
-static void layout(layer_layout *L, const char *name, qt_type attn, qt_type exp, qt_type exp_down) {
+/* DeepSeek-V3's layer, or (--mini) mini-v3's shapes for a quick check of this program. */
+static v3_dims v3_real(void) {
+    v3_dims d = { E, H, QL, KVL, NOPE, ROPE, DV, NEXP, KEXP, FFE, NGRP, TGRP, FFE, 1e-6f, 0.0722f, 1.0f, 2.5f, true, true, false };
+    return d;
+}
+static v3_dims v3_mini(void) {
+    v3_dims d = { 256, 4, 256, 256, 32, 16, 32, 16, 4, 256, 4, 2, 256, 1e-6f, 0.18f, 1.0f, 2.5f, true, true, false };
+    return d;
+}
+
+static void layout(layer_layout *L, const v3_dims *m, const char *name, qt_type attn, qt_type exp, qt_type exp_down) {
+    const int64_t QDm = m->NOPE + m->ROPE;
     const struct { qt_type t; int64_t r, c; } d[W_COUNT] = {
-        { QT_F32, 1, E }, { QT_F32, 1, QL }, { QT_F32, 1, KVL }, { QT_F32, 1, E }, { QT_F32, 1, NEXP },
-        { attn, QL, E }, { attn, (int64_t)H * QD, QL }, { attn, KVL + ROPE, E }, { attn, (int64_t)H * (NOPE + DV), KVL },
-        { attn, E, (int64_t)H * DV }, { QT_F32, NEXP, E },
-        { exp, (int64_t)NEXP * FFE, E }, { exp, (int64_t)NEXP * FFE, E }, { exp_down, (int64_t)NEXP * E, FFE },
-        { attn, FFE, E }, { attn, FFE, E }, { attn, E, FFE } };
+        { QT_F32, 1, m->E }, { QT_F32, 1, m->QL }, { QT_F32, 1, m->KVL }, { QT_F32, 1, m->E }, { QT_F32, 1, m->NEXP },
+        { attn, m->QL, m->E }, { attn, m->H * QDm, m->QL }, { attn, m->KVL + m->ROPE, m->E },
+        { attn, m->H * (m->NOPE + m->DV), m->KVL }, { attn, m->E, m->H * m->DV }, { QT_F32, m->NEXP, m->E },
+        { exp, m->NEXP * m->FFE, m->E }, { exp, m->NEXP * m->FFE, m->E }, { exp_down, m->NEXP * m->E, m->FFE },
+        { attn, m->SFF, m->E }, { attn, m->SFF, m->E }, { attn, m->E, m->SFF } };
     L->name = name;
+    L->dm = *m;
     uint64_t off = 0;
     for (int i = 0; i < W_COUNT; i++) {
         tdesc *t = &L->w[i];
@@ -308,10 +320,11 @@ static v3_weights weights_in(const layer_layout *L, const void *slot) {
     memset(&w, 0, sizeof w);
     w.qa = view(L, slot, W_QA, 0); w.qb = view(L, slot, W_QB, 0); w.kva = view(L, slot, W_KVA, 0);
     w.kvb = view(L, slot, W_KVB, 0); w.o = view(L, slot, W_O, 0); w.router = view(L, slot, W_ROUTER, 0);
-    w.eg = view(L, slot, W_EG, FFE); w.eu = view(L, slot, W_EU, FFE); w.ed = view(L, slot, W_ED, E);
+    const v3_dims *m = &L->dm;
+    w.eg = view(L, slot, W_EG, m->FFE); w.eu = view(L, slot, W_EU, m->FFE); w.ed = view(L, slot, W_ED, m->E);
     w.sg = view(L, slot, W_SG, 0); w.su = view(L, slot, W_SU, 0); w.sd = view(L, slot, W_SD, 0);
-    w.eg_stride = (uint64_t)FFE * w.eg.row_bytes; w.eu_stride = (uint64_t)FFE * w.eu.row_bytes;
-    w.ed_stride = (uint64_t)E * w.ed.row_bytes;
+    w.eg_stride = (uint64_t)m->FFE * w.eg.row_bytes; w.eu_stride = (uint64_t)m->FFE * w.eu.row_bytes;
+    w.ed_stride = (uint64_t)m->E * w.ed.row_bytes;
     w.attn_norm = vec(L, slot, W_ATTN_NORM); w.qa_norm = vec(L, slot, W_QA_NORM); w.kva_norm = vec(L, slot, W_KVA_NORM);
     w.ffn_norm = vec(L, slot, W_FFN_NORM); w.ebias = vec(L, slot, W_EBIAS);
     return w;
@@ -336,23 +349,22 @@ static qx_status layer_compute(void *ud, int layer, void *slot, qx_err *e) {
 static void run_alloc(layer_run *r, const layer_layout *L, int64_t T, int64_t S) {
     memset(r, 0, sizeof *r);
     r->L = L; r->T = T; r->S = S;
-    const v3_dims d = { E, H, QL, KVL, NOPE, ROPE, DV, NEXP, KEXP, FFE, NGRP, TGRP, FFE, 1e-6f, 0.0722f, 1.0f, 2.5f,
-                        true, true, false };
-    r->d = d;
+    r->d = L->dm;
+    const int64_t Em = r->d.E, RP = r->d.ROPE;
     qx_err e = {0};
     die_if(v3_acts_alloc(&v3_ops_cuda, &r->d, T, &r->a, &e), &e);
-    r->h = dmalloc((size_t)(T * E) * 4);
-    r->inv_freq = dmalloc(ROPE / 2 * 4);
+    r->h = dmalloc((size_t)(T * Em) * 4);
+    r->inv_freq = dmalloc((size_t)RP / 2 * 4);
     r->pos = dmalloc((size_t)T * 4);
     /* h = small deterministic values; positions 0..S-1 per window; rope frequencies */
-    float *hh = malloc((size_t)(T * E) * 4), inv[ROPE / 2];
+    float *hh = malloc((size_t)(T * Em) * 4), inv[256];
     int32_t *pp = malloc((size_t)T * 4);
-    for (int64_t i = 0; i < T * E; i++) hh[i] = (float)((int)(mix64((uint64_t)i) % 2001) - 1000) * 1e-3f;
+    for (int64_t i = 0; i < T * Em; i++) hh[i] = (float)((int)(mix64((uint64_t)i) % 2001) - 1000) * 1e-3f;
     for (int64_t t = 0; t < T; t++) pp[t] = (int32_t)(t % S);
-    for (int i = 0; i < ROPE / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / ROPE);
-    die_if(kn_cuda_upload(r->h, hh, (size_t)(T * E) * 4, &e), &e);
+    for (int i = 0; i < RP / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / (float)RP);
+    die_if(kn_cuda_upload(r->h, hh, (size_t)(T * Em) * 4, &e), &e);
     die_if(kn_cuda_upload(r->pos, pp, (size_t)T * 4, &e), &e);
-    die_if(kn_cuda_upload(r->inv_freq, inv, sizeof inv, &e), &e);
+    die_if(kn_cuda_upload(r->inv_freq, inv, (size_t)RP / 2 * 4, &e), &e);
     free(hh); free(pp);
 }
 
@@ -385,6 +397,17 @@ static e2e_result bench_e2e(const layer_layout *L, int n_layers, int64_t T, int6
     t0 = qx_now();
     die_if(kn_cuda_stream_layers(n_layers, src, bytes, 0, layer_compute, &r, &copy_host, &e), &e);
     res.stream_s = qx_now() - t0;
+    {   /* sanity of the values that went through the stack */
+        const size_t nh = (size_t)(T * L->dm.E);
+        float *hh = malloc(nh * sizeof *hh);
+        die_if(kn_cuda_download(hh, r.h, nh * sizeof *hh, &e), &e);
+        double sa = 0;
+        int64_t bad = 0;
+        for (size_t i = 0; i < nh; i++) { if (!isfinite(hh[i])) bad++; else sa += fabs((double)hh[i]); }
+        printf("  [%s] residual stream after %d layers: mean |h| %.4g, %lld non-finite values\n", L->name, n_layers,
+               sa / (double)nh, (long long)bad);
+        free(hh);
+    }
     /* compute alone, per layer (synchronized around each layer) */
     r.measure = true;
     die_if(kn_cuda_stream_layers(2, src, bytes, 0, layer_compute, &r, NULL, &e), &e);
@@ -420,12 +443,13 @@ static double bench_h2d(size_t layer_bytes, int n) {
 int main(int argc, char **argv) {
     int64_t T = 4096, S = 512;
     int n_layers = 4;
-    bool quick = false;
+    bool quick = false, mini = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) T = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--layers") && i + 1 < argc) n_layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = true;
-        else { fprintf(stderr, "usage: bench_gpu [--tokens T] [--layers L] [--quick]\n"); return 2; }
+        else if (!strcmp(argv[i], "--mini")) { mini = true; S = 256; }
+        else { fprintf(stderr, "usage: bench_gpu [--tokens T] [--layers L] [--quick] [--mini]\n"); return 2; }
     }
     if (T % S) T = (T / S + 1) * S;
     qx_err e = {0};
@@ -433,6 +457,11 @@ int main(int argc, char **argv) {
     char d[128];
     kn_cuda_describe(d, sizeof d);
     printf("bench_gpu: %s; peaks used: HBM %.1f TB/s, dense BF16 %.0f TFLOP/s\n", d, PEAK_BW / 1e12, PEAK_TF / 1e12);
+    double head_s = 0, lsm_s = 0, h2d = 0;
+    if (mini) {   /* a quick functional run of sections 3-4 at mini-v3's shapes (no figures) */
+        T = T < 2048 ? T : 512;
+        goto e2e;
+    }
     printf("== 1. kernels\n");
     bench_memcpy();
     uint8_t *host = malloc((size_t)VOCAB * 7168 * 2);   /* big enough for every microbench weight */
@@ -442,21 +471,22 @@ int main(int argc, char **argv) {
         if (quick && i > 3) break;
         bench_matmul(mtypes[i], FFE, E, Ts, 2, host, NULL);
     }
-    double head_s = 0;
     const int64_t Th[] = { T };
     bench_matmul(QT_Q6_K, VOCAB, E, Th, 1, host, &head_s);
     free(host);
     bench_ops(T);
-    double attn_s = bench_attention(T / S, S);
-    double lsm_s = bench_logits(S);
-    (void)attn_s;
+    bench_attention(T / S, S);
+    lsm_s = bench_logits(S);
     printf("== 2. host -> device streaming\n");
-    double h2d = bench_h2d((size_t)1 << 30, 4);
-    printf("== 3. end to end: DeepSeek-V3 MoE layers streamed from host memory\n");
+    h2d = bench_h2d((size_t)1 << 30, 4);
+e2e:
+    printf("== 3. end to end: DeepSeek-V3 MoE layers streamed from host memory%s\n", mini ? " (--mini: mini-v3 shapes)" : "");
     layer_layout q4, q2;
-    layout(&q4, "Q4_K_M", QT_Q4_K, QT_Q4_K, QT_Q6_K);
-    layout(&q2, "Q2_K", QT_Q4_K, QT_Q2_K, QT_Q3_K);
+    const v3_dims dm = mini ? v3_mini() : v3_real();
+    layout(&q4, &dm, "Q4_K_M", QT_Q4_K, QT_Q4_K, QT_Q6_K);
+    layout(&q2, &dm, "Q2_K", QT_Q4_K, QT_Q2_K, QT_Q3_K);
     e2e_result r4 = bench_e2e(&q4, n_layers, T, S), r2 = bench_e2e(&q2, n_layers, T, S);
+    if (mini) return 0;
     printf("== 4. extrapolation: full 671B evaluation of 65536 tokens (58 MoE + 3 dense layers + head)\n");
     const double NT = 65536.0, scale = NT / (double)T;
     const layer_layout *lays[2] = { &q4, &q2 };

@@ -64,3 +64,16 @@ void kn_cuda_gather_rows(const float *x, int64_t ldx, const int32_t *rows, int64
 void kn_cuda_moe_combine(float *y, int64_t ldy, const float *ye, int64_t ldye, const int32_t *slot, const float *w, int64_t T, int k, int64_t n) {
     for (int64_t t = 0; t < T; t++) for (int64_t i = 0; i < n; i++) { float a = y[t * ldy + i]; for (int j = 0; j < k; j++) { int32_t s = slot[t * k + j]; if (s >= 0) a += w[t * k + j] * ye[(int64_t)s * ldye + i]; } y[t * ldy + i] = a; }
 }
+
+typedef struct { kn_cuda_layer_fn f; void *ud; } sl_adapter;
+static qx_status sl_cb(void *ud, int layer, const void *slot, qx_err *e) {
+    sl_adapter *a = ud;
+    return a->f ? a->f(a->ud, layer, (void *)(uintptr_t)slot, e) : QX_OK;
+}
+qx_status kn_cuda_stream_layers(int n, const void *const *src, const size_t *bytes, size_t stage, kn_cuda_layer_fn f,
+                                void *ud, double *copy_s, qx_err *e) {
+    sl_adapter a = { f, ud };
+    (void)stage;
+    if (copy_s) *copy_s = 0;
+    return kn_stream_layers_host(n, 2, src, bytes, sl_cb, &a, e);
+}
