@@ -452,6 +452,7 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: bench_gpu [--tokens T] [--layers L] [--quick] [--mini]\n"); return 2; }
     }
     if (T % S) T = (T / S + 1) * S;
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* lines survive a timeout kill */
     qx_err e = {0};
     die_if(kn_cuda_init(&e), &e);
     char d[128];
