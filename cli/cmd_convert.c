@@ -32,6 +32,13 @@ static void usage(FILE *f, bool quantize) {
                "  --quiet                   no per-tensor table in --dry-run, no progress\n", cv_preset_names());
 }
 
+static const char *human(double bytes, char *buf, size_t cap) {
+    if (bytes >= 1e9) snprintf(buf, cap, "%.2f GB", bytes / 1e9);
+    else if (bytes >= 1e6) snprintf(buf, cap, "%.2f MB", bytes / 1e6);
+    else snprintf(buf, cap, "%.1f kB", bytes / 1e3);
+    return buf;
+}
+
 static void fmt_shape(const cv_tensor_info *t, char *buf, size_t cap) {
     int k = 0;
     for (int d = 0; d < t->n_dims && k < (int)cap; d++) k += snprintf(buf + k, cap - (size_t)k, "%s%lld", d ? " x " : "", (long long)t->ne[d]);
@@ -173,11 +180,14 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     }
     double secs = qx_now() - t0;
     r.seconds = secs;
-    printf("qforge %s: wrote %s\n", cmd, out);
-    printf("  %" PRIu64 " tensors, %" PRIu64 " bytes (%.3f GB), %.3f bits per weight, preset %s\n", r.n_tensors, r.bytes, r.bytes / 1e9,
-           r.bpw, cv_plan_preset(pl));
-    printf("  %.2f s, input %.3f GB decoded at %.3f GB/s, peak RSS %.1f MiB\n", secs, r.input_bytes / 1e9,
-           secs > 0 ? r.input_bytes / secs / 1e9 : 0.0, r.peak_rss_bytes / 1048576.0);
+    char h1[32], h2[32];
+    printf("qforge %s: wrote %s (%s, %s)\n", cmd, out, cv_plan_arch(pl), cv_plan_preset(pl));
+    printf("  size      %s (%" PRIu64 " bytes), %" PRIu64 " tensors, %.3f bits per weight\n", human((double)r.bytes, h1, sizeof h1),
+           r.bytes, r.n_tensors, r.bpw);
+    printf("  time      %.2f s; input %s read at %.3f GB/s\n", secs, human((double)r.input_bytes, h2, sizeof h2),
+           secs > 0 ? r.input_bytes / secs / 1e9 : 0.0);
+    printf("  peak RSS  %.1f MiB\n", r.peak_rss_bytes / 1048576.0);
+    printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", out);
     if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
     rc = json ? write_json(json, out, &r, pl, false) : 0;
     cv_plan_free(pl);

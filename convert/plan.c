@@ -155,7 +155,7 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
     cv_recipe_free(r);
     QX_TRY(s);
     if (pl->n_fallback)
-        cv_warn(pl, "%zu tensors use a fallback type: row length not a multiple of the preset type's block size", pl->n_fallback);
+        cv_warn(pl, "%zu tensors take a fallback type (row length not a multiple of the block size; llama-quantize does the same, see --dry-run)", pl->n_fallback);
     attach_imatrix(pl);
     if (pl->im && pl->n_imatrix_used == 0) cv_warn(pl, "the imatrix has no entry for any quantized tensor of this model");
 
