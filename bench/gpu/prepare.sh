@@ -18,8 +18,10 @@ for p in '/build*/' '/.gpu-carry/' '/qforge'; do grep -qxF "$p" "$EX" 2>/dev/nul
 make -j2 BUILD=$B LDLIBS='-Wl,-Bstatic -ljansson -lxxhash -lpcre2-8 -lz -Wl,-Bdynamic -lm -lpthread' \
     $B/qforge $B/bench/gpu/bench_gpu $(ls tests/cuda/test_*.c | sed "s|^tests/cuda/\(.*\)\.c$|$B/tests/cuda/\1|")
 mkdir -p .gpu-carry/shared/models
+chmod -R u+w .gpu-carry
 rm -rf .gpu-carry/shared/models/mini-v3
 cp -r ../shared/models/mini-v3 .gpu-carry/shared/models/
+chmod -R u+w .gpu-carry
 echo "travelling tree (tracked + untracked-not-ignored):"
 git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -n 1
 echo "carried:"
