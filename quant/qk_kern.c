@@ -32,13 +32,18 @@ static int sym8_ref(const float *x, const float *w, int n, const float is[8], fl
                     float *score, float *bsxl, float *bsll) {
     int best = -1;
     for (int c = 0; c < 8; c++) {
-        float a0 = 0, a1 = 0;
-        for (int j = 0; j < n; j++) {
+        float e0 = 0, e1 = 0, o0 = 0, o1 = 0;      /* even and odd elements, as sym8_avx2 */
+        for (int j = 0; j < n; j += 2) {
             float l = qk_rint(qk_clamp(x[j] * is[c], lo, hi));
             float wl = w[j] * l;
-            a0 += wl * x[j];
-            a1 += wl * l;
+            e0 += wl * x[j];
+            e1 += wl * l;
+            float l2 = qk_rint(qk_clamp(x[j + 1] * is[c], lo, hi));
+            float wl2 = w[j + 1] * l2;
+            o0 += wl2 * x[j + 1];
+            o1 += wl2 * l2;
         }
+        float a0 = e0 + o0, a1 = e1 + o1;
         float sc = qk_sym_score(a0, a1);
         if (sc >= 0 && (best < 0 || sc > *score)) { best = c; *score = sc; *bsxl = a0; *bsll = a1; }
     }

@@ -104,16 +104,20 @@ AVX2 static int asym8_avx2(const float *x, const float *w, int n, float mn, cons
 
 AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
                           float *score, float *bsxl, float *bsll) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    /* two accumulator sets (even / odd elements) halve the add latency chain */
+    __m256 e0 = _mm256_setzero_ps(), e1 = e0, o0 = e0, o1 = e0;
     const __m256 vis = _mm256_loadu_ps(is), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    for (int j = 0; j < n; j++) {
-        __m256 vx = _mm256_set1_ps(x[j]);
+    for (int j = 0; j < n; j += 2) {
+        __m256 vx = _mm256_set1_ps(x[j]), vx2 = _mm256_set1_ps(x[j + 1]);
         __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, vis), vlo, vhi), RND);
-        __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[j]), l);
-        a0 = _mm256_add_ps(a0, _mm256_mul_ps(wl, vx));
-        a1 = _mm256_add_ps(a1, _mm256_mul_ps(wl, l));
+        __m256 l2 = _mm256_round_ps(clampv(_mm256_mul_ps(vx2, vis), vlo, vhi), RND);
+        __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[j]), l), wl2 = _mm256_mul_ps(_mm256_set1_ps(w[j + 1]), l2);
+        e0 = _mm256_add_ps(e0, _mm256_mul_ps(wl, vx));
+        e1 = _mm256_add_ps(e1, _mm256_mul_ps(wl, l));
+        o0 = _mm256_add_ps(o0, _mm256_mul_ps(wl2, vx2));
+        o1 = _mm256_add_ps(o1, _mm256_mul_ps(wl2, l2));
     }
-    return sym_pick(a0, a1, score, bsxl, bsll);
+    return sym_pick(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), score, bsxl, bsll);
 }
 
 /* IQ4 level of v: the index (number of midpoints <= v) by a 4-step binary search over the

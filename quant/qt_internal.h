@@ -41,7 +41,7 @@ static inline float qk_hsum8(const float a[8]) {
  *  asym8: l = rint(clamp((x - mn) * is[c], 0, nmax)); S0 = sum w*l, S1 = sum w*l*l,
  *         S2 = sum w*l*x; qk_asym_fit(S0, S1, S2, mom) gives (d, m, err) per lane.
  *  sym8:  l = rint(clamp(x * is[c], lo, hi)); sxl = sum w*l*x, sll = sum w*l*l,
- *         score qk_sym_score(sxl, sll).
+ *         score qk_sym_score(sxl, sll); n even, sums taken as (even j) + (odd j).
  *  nl8:   q = IQ4 level nearest x * is[c] (ties up); sxl = sum w*q*x, sll = sum w*q*q.
  * The *_err kernels measure one candidate, n a multiple of 8, in 8 lanes (element j in lane
  * j % 8, lanes summed in qk_hsum8 order):
