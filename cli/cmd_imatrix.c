@@ -64,11 +64,10 @@ int cmd_imatrix(int argc, char **argv) {
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     if ((rc = cli_read_ids("imatrix", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
-    const cal_hparams *hp = cal_model_hparams(m);
     int64_t nw = n_ids / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw) nw = p.n_chunks;
     qx_progress prog;
-    uint64_t total = (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw * p.n_ctx);
+    uint64_t total = (uint64_t)(nw * p.n_ctx);
     qx_progress_begin(&prog, stderr, "imatrix", total, "tok");
     p.progress = cli_engine_progress;
     p.progress_ud = &prog;

@@ -69,7 +69,9 @@ void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t
     char what[64];
     if (layer < n_layer) snprintf(what, sizeof what, "layer %d/%d", layer + 1, n_layer);
     else snprintf(what, sizeof what, "output head");
-    qx_progress_update(p, (uint64_t)layer * (uint64_t)total + (uint64_t)done, what);
+    /* units: tokens through the whole model, so the rate is the forward pass's tokens/s */
+    uint64_t units = ((uint64_t)layer * (uint64_t)total + (uint64_t)done) / (uint64_t)(n_layer + 1);
+    qx_progress_update(p, units, what);
 }
 
 int cli_open_device(const char *cmd, const char *dev, struct kn_backend **be) {
@@ -181,16 +183,15 @@ int cmd_ppl(int argc, char **argv) {
     int32_t *ids = NULL;
     int64_t n_ids = 0;
     if ((rc = cli_read_ids("ppl", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
-    const cal_hparams *hp = cal_model_hparams(m);
     qx_progress prog;
     int64_t nw_est = (n_ids + 1) / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw_est) nw_est = p.n_chunks;
-    qx_progress_begin(&prog, stderr, "ppl", (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw_est * p.n_ctx), "tok");
+    qx_progress_begin(&prog, stderr, "ppl", (uint64_t)(nw_est * p.n_ctx), "tok");
     p.progress = cli_engine_progress;
     p.progress_ud = &prog;
     cal_ppl_result r;
     qx_status s = cal_ppl_run(m, ids, n_ids, &p, &r, &e);
-    qx_progress_end(&prog, (uint64_t)(hp->n_layer + 1) * (uint64_t)(nw_est * p.n_ctx));
+    qx_progress_end(&prog, (uint64_t)(nw_est * p.n_ctx));
     free(ids);
     cal_model_close(m);
     cli_close_device(be);
