@@ -320,7 +320,9 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     int32_t *pos = xmalloc((size_t)(wpb * n_ctx) * sizeof(int32_t), e);
     if (!h || !pos) { free(h); free(pos); return QX_ENOMEM; }
     for (int64_t t = 0; t < wpb * n_ctx; t++) pos[t] = (int32_t)(t % n_ctx);
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static)
+#endif
     for (int64_t t = 0; t < T; t++) kn_weight_rows(&m->embed.w, ids[t], ids[t] + 1, h + t * E);
     fwd_ctx c = { m, obs, 0, n_ctx, 0, pos, p.ref_kernels, p.backend ? p.backend : kn_backend_cpu() };
     qx_status s = QX_OK;

@@ -68,7 +68,9 @@ static void on_input(void *ud, cal_wkind kind, int layer, int expert, const floa
     double *s = a->sum + mat * cols;
     a->count[mat] += (double)T;
     /* columns are independent: split them across threads, rows summed in order */
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * cols >= (1 << 16))
+#endif
     for (int64_t j = 0; j < cols; j++) {
         double acc = s[j];
         for (int64_t t = 0; t < T; t++) { double v = x[t * ld + j]; acc += v * v; }

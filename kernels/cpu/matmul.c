@@ -97,13 +97,17 @@ void kn_matmul(const kn_weight *w, const float *x, int64_t ldx, int64_t T, const
     const int64_t n_rt = (w->rows + KN_TILE_R - 1) / KN_TILE_R;
     const int64_t n_tb = (T + KN_TILE_T - 1) / KN_TILE_T;
     const int64_t n_items = n_rt * n_tb;
+#ifdef _OPENMP
     const bool par = n_items > 1 && (double)T * (double)w->rows * (double)cols >= (double)(1 << 18);
 #pragma omp parallel if (par)
+#endif
     {
         float *wt = malloc((size_t)KN_TILE_R * (size_t)cols * sizeof *wt);
         if (!wt) abort();
         int64_t have = -1;
+#ifdef _OPENMP
 #pragma omp for schedule(static)
+#endif
         for (int64_t it = 0; it < n_items; it++) {
             int64_t rt = it / n_tb, tb = it % n_tb;
             int64_t r0 = rt * KN_TILE_R, r1 = r0 + KN_TILE_R < w->rows ? r0 + KN_TILE_R : w->rows;

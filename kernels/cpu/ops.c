@@ -14,7 +14,9 @@ enum { KN_PAR_MIN = 1 << 16 };
 
 void kn_rmsnorm(const float *x, int64_t ldx, const float *w, int64_t T, int64_t n, float eps,
                 float *y, int64_t ldy) {
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
+#endif
     for (int64_t t = 0; t < T; t++) {
         const float *xt = x + t * ldx;
         float *yt = y + t * ldy;
@@ -28,7 +30,9 @@ void kn_rmsnorm(const float *x, int64_t ldx, const float *w, int64_t T, int64_t 
 void kn_rope(float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride, int dim,
              const int32_t *pos, const float *inv_freq, float mscale, bool neox) {
     const int half = dim / 2;
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * n_heads * dim >= KN_PAR_MIN)
+#endif
     for (int64_t t = 0; t < T; t++) {
         float cs[256], sn[256];
         for (int i = 0; i < half && i < 256; i++) {
@@ -85,11 +89,15 @@ void kn_attention_ref(const kn_attn_args *a) {
 
 void kn_attention(const kn_attn_args *a) {
     const int64_t n_items = a->n_seq * a->n_heads;
+#ifdef _OPENMP
 #pragma omp parallel
+#endif
     {
         float *sc = malloc((size_t)a->S * sizeof *sc);
         if (!sc) abort();
+#ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
+#endif
         for (int64_t it = 0; it < n_items; it++)
             attn_item(a, it / a->n_heads, (int)(it % a->n_heads), sc, kn_dot, true);
         free(sc);
@@ -98,7 +106,9 @@ void kn_attention(const kn_attn_args *a) {
 
 void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,
                  int64_t ldo) {
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
+#endif
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < n; i++) {
             float z = g[t * ld + i];
@@ -108,7 +118,9 @@ void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t 
 
 void kn_add_scaled(float *y, int64_t ldy, const float *x, int64_t ldx, const float *s, int64_t T,
                    int64_t n) {
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
+#endif
     for (int64_t t = 0; t < T; t++) {
         float f = s ? s[t] : 1.0f;
         for (int64_t i = 0; i < n; i++) y[t * ldy + i] += f * x[t * ldx + i];
@@ -173,14 +185,18 @@ static void route_one(const kn_route_args *a, const float *l, int32_t *ids, floa
 }
 
 void kn_moe_route(const kn_route_args *a, const float *logits, int64_t T, int32_t *ids, float *w) {
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (T * a->n_exp >= KN_PAR_MIN)
+#endif
     for (int64_t t = 0; t < T; t++)
         route_one(a, logits + t * a->n_exp, ids + t * a->k, w + t * a->k);
 }
 
 void kn_logsumexp(const float *logits, int64_t ld, int64_t T, int64_t V, double *lse,
                   int32_t *argmax) {
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static)
+#endif
     for (int64_t t = 0; t < T; t++) {
         const float *l = logits + t * ld;
         int64_t am = 0;
