@@ -449,6 +449,57 @@ static void test_imatrix(const char *dir) {
     unlink(b);
 }
 
+/* --tensor-type: first match wins, lower-cased regex search, the fallback still applies;
+ * --output-tensor-type / --token-embedding-type; --pure. */
+static void test_overrides(const char *dir) {
+    qx_err e;
+    const char *tt[] = {"FFN_DOWN_EXPS=q8_0", "ffn_down=Q5_K", "attn_k_b=Q4_K"};
+    cv_params p;
+    cv_default_params(&p);
+    p.preset = "Q4_K_M";
+    p.tensor_types = tt;
+    p.n_tensor_types = 3;
+    p.output_tensor_type = "Q8_0";
+    p.token_embedding_type = "BF16";
+    cv_plan *pl;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (!pl) return;
+    int seen = 0;
+    for (size_t i = 0; i < cv_plan_tensor_count(pl); i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        if (strstr(t.name, "ffn_down_exps")) { TU_CHECK(t.type == QT_Q8_0, "%s: %s", t.name, qt_type_name(t.type)); seen++; }
+        else if (strstr(t.name, "ffn_down")) { TU_CHECK(t.type == QT_Q5_K || t.type == QT_Q5_1, "%s: %s", t.name, qt_type_name(t.type)); seen++; }
+        else if (strstr(t.name, "attn_k_b")) {   /* rows of 64 in tiny-v3: Q4_K -> Q5_0 */
+            TU_CHECK(t.wanted == QT_Q4_K && t.type == QT_Q5_0, "%s: %s from %s", t.name, qt_type_name(t.type), qt_type_name(t.wanted));
+            seen++;
+        } else if (!strcmp(t.name, "output.weight")) TU_CHECK(t.type == QT_Q8_0, "output %s", qt_type_name(t.type));
+        else if (!strcmp(t.name, "token_embd.weight")) TU_CHECK(t.type == QT_BF16, "token_embd %s", qt_type_name(t.type));
+        else if (strstr(t.name, "norm")) TU_CHECK(t.type == QT_F32, "%s: %s", t.name, qt_type_name(t.type));
+    }
+    TU_CHECK(seen >= 6, "only %d overridden tensors seen", seen);
+    cv_plan_free(pl);
+    /* a bare type is --pure: every quantizable tensor at it (fallback aside), 1-D stay F32 */
+    cv_default_params(&p);
+    p.preset = "Q6_K";
+    p.pure = true;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (!pl) return;
+    for (size_t i = 0; i < cv_plan_tensor_count(pl); i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        bool q = t.n_dims >= 2 && !strstr(t.name, "norm") && !strstr(t.name, "ffn_gate_inp");
+        TU_CHECK(q ? t.wanted == QT_Q6_K : t.type == QT_F32, "--pure: %s is %s", t.name, qt_type_name(t.type));
+    }
+    cv_plan_free(pl);
+    p.preset = "Q5_K_M";
+    p.pure = false;
+    const char *bad[] = {"attn_(=Q4_K"};
+    p.tensor_types = bad;
+    p.n_tensor_types = 1;
+    TU_FAILS(cv_plan_create(&pl, dir, &p, &e), &e, QX_EINVAL, "regular expression");
+}
+
 /* Requantizing an F32 GGUF gives the same tensor bytes as converting directly. */
 static void test_quantize_equals_convert(const char *dir) {
     qx_err e;
@@ -592,7 +643,8 @@ int main(void) {
     test_quantize_equals_convert(tv3);
     LAP("quantize");
     test_imatrix(tv3);
-    LAP("imatrix");
+    test_overrides(tv3);
+    LAP("imatrix, overrides");
     test_dense(tl, "tiny-llama", true, "F32");
     test_dense(tl, "tiny-llama", true, "Q4_K_M");
     test_dense(tq, "tiny-qwen2", false, "F32");
