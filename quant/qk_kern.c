@@ -14,15 +14,20 @@ static int asym8_ref(const float *x, const float *w, int n, float mn, const floa
                      const float mom[3], float *bd, float *bm, float *berr) {
     int best = -1;
     for (int c = 0; c < 8; c++) {
-        float s0 = 0, s1 = 0, s2 = 0, d, m;
-        for (int j = 0; j < n; j++) {
+        float e0 = 0, e1 = 0, e2 = 0, o0 = 0, o1 = 0, o2 = 0, d, m;   /* even / odd j */
+        for (int j = 0; j < n; j += 2) {
             float l = qk_rint(qk_clamp((x[j] - mn) * is[c], 0.f, nmax));
             float wl = w[j] * l;
-            s0 += wl;
-            s1 += wl * l;
-            s2 += wl * x[j];
+            e0 += wl;
+            e1 += wl * l;
+            e2 += wl * x[j];
+            float l2 = qk_rint(qk_clamp((x[j + 1] - mn) * is[c], 0.f, nmax));
+            float wl2 = w[j + 1] * l2;
+            o0 += wl2;
+            o1 += wl2 * l2;
+            o2 += wl2 * x[j + 1];
         }
-        float e = qk_asym_fit(s0, s1, s2, mom, &d, &m);
+        float e = qk_asym_fit(e0 + o0, e1 + o1, e2 + o2, mom, &d, &m);
         if (e < INFINITY && (best < 0 || e < *berr)) { best = c; *bd = d; *bm = m; *berr = e; }
     }
     return best;

@@ -59,16 +59,23 @@ AVX2 static inline int sym_pick(__m256 a0, __m256 a1, float *score, float *bsxl,
 
 AVX2 static int asym8_avx2(const float *x, const float *w, int n, float mn, const float is[8], float nmax,
                            const float mom[3], float *bd, float *bm, float *berr) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0;
+    __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, o0 = e0, o1 = e0, o2 = e0;  /* even / odd j */
     const __m256 vis = _mm256_loadu_ps(is), vmax = _mm256_set1_ps(nmax), z = _mm256_setzero_ps();
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j += 2) {
         __m256 vxm = _mm256_set1_ps(x[j] - mn), vx = _mm256_set1_ps(x[j]), vw = _mm256_set1_ps(w[j]);
         __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vxm, vis), z, vmax), RND);
         __m256 wl = _mm256_mul_ps(vw, l);
-        s0 = _mm256_add_ps(s0, wl);
-        s1 = _mm256_add_ps(s1, _mm256_mul_ps(wl, l));
-        s2 = _mm256_add_ps(s2, _mm256_mul_ps(wl, vx));
+        e0 = _mm256_add_ps(e0, wl);
+        e1 = _mm256_add_ps(e1, _mm256_mul_ps(wl, l));
+        e2 = _mm256_add_ps(e2, _mm256_mul_ps(wl, vx));
+        __m256 vxm2 = _mm256_set1_ps(x[j + 1] - mn), vx2 = _mm256_set1_ps(x[j + 1]), vw2 = _mm256_set1_ps(w[j + 1]);
+        __m256 l2 = _mm256_round_ps(clampv(_mm256_mul_ps(vxm2, vis), z, vmax), RND);
+        __m256 wl2 = _mm256_mul_ps(vw2, l2);
+        o0 = _mm256_add_ps(o0, wl2);
+        o1 = _mm256_add_ps(o1, _mm256_mul_ps(wl2, l2));
+        o2 = _mm256_add_ps(o2, _mm256_mul_ps(wl2, vx2));
     }
+    __m256 s0 = _mm256_add_ps(e0, o0), s1 = _mm256_add_ps(e1, o1), s2 = _mm256_add_ps(e2, o2);
     /* qk_asym_fit, lane-wise */
     const __m256 sw = _mm256_set1_ps(mom[0]), sx = _mm256_set1_ps(mom[1]), sxx = _mm256_set1_ps(mom[2]);
     const __m256 one = _mm256_set1_ps(1.f), two = _mm256_set1_ps(2.f);

@@ -39,7 +39,8 @@ static inline float qk_hsum8(const float a[8]) {
 /* Search kernels.  The *8 kernels score 8 candidate inverse scales at once (lane c uses
  * is[c]; each lane sums over j = 0..n-1 in order, so a scalar loop reproduces it):
  *  asym8: l = rint(clamp((x - mn) * is[c], 0, nmax)); S0 = sum w*l, S1 = sum w*l*l,
- *         S2 = sum w*l*x; qk_asym_fit(S0, S1, S2, mom) gives (d, m, err) per lane.
+ *         S2 = sum w*l*x (n even, each sum taken as (even j) + (odd j));
+ *         qk_asym_fit(S0, S1, S2, mom) gives (d, m, err) per lane.
  *  sym8:  l = rint(clamp(x * is[c], lo, hi)); sxl = sum w*l*x, sll = sum w*l*l,
  *         score qk_sym_score(sxl, sll); n even, sums taken as (even j) + (odd j).
  *  nl8:   q = IQ4 level nearest x * is[c] (ties up); sxl = sum w*q*x, sll = sum w*q*q.
