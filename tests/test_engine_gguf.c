@@ -87,6 +87,23 @@ int main(void) {
         TU_CHECK(rc == 0, "convert %s (rc %d, see %s/conv%d.log)", names[i], rc, tmp, i);
         if (rc) return tu_done("test_engine_gguf");
     }
+    {   /* files that are not models: exact status and a message naming the fault */
+        qx_err e = {0};
+        cal_model *m = NULL;
+        char nm[700];
+        snprintf(nm, sizeof nm, "%s/notmodel.gguf", tmp);
+        gf_writer *w = NULL;
+        TU_OK(gf_writer_create(&w, &e), &e);
+        if (w) {
+            TU_OK(gf_writer_set_str(w, GF_KEY_ARCHITECTURE, "gpt2", &e), &e);
+            TU_OK(gf_writer_write_file(w, nm, NULL, &e), &e);
+            gf_writer_free(w);
+            TU_FAILS(cal_model_open(&m, nm, &e), &e, QX_EUNSUPPORTED, "gpt2");
+            TU_CHECK(m == NULL, "no model on failure");
+        }
+        TU_CHECK(cal_model_open(&m, "no/such/model.gguf", &e) != QX_OK && m == NULL, "missing file");
+        TU_FAILS(cal_model_open(&m, tmp, &e), &e, QX_ENOTFOUND, "config.json");
+    }
     logits_check(g[0], "mini-v3", "logits_w0_w1.f32", 1e-3);
     logits_check(g[1], "mini-v3", "logits_w0_w1.f32", 2e-2);
     logits_check(g[2], "mini-llama", "logits_w0.f32", 1e-3);
