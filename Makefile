@@ -86,7 +86,7 @@ test: deps $(BUILD)/qforge $(TEST_BIN) $(REPLAY_BIN)
 	@QF_BIN=$(BUILD)/qforge ./tests/run.sh $(BUILD)
 
 test-asan:
-	@$(MAKE) --no-print-directory BUILD=build-asan NVCC= OPT=-O1 \
+	@QF_QUICK=1 ASAN_OPTIONS=detect_leaks=1 $(MAKE) --no-print-directory BUILD=build-asan NVCC= OPT=-O1 \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 

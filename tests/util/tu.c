@@ -66,6 +66,11 @@ int tu_done(const char *name) {
     return 0;
 }
 
+int tu_quick(void) {
+    const char *q = getenv("QF_QUICK");
+    return q && *q && strcmp(q, "0") != 0;
+}
+
 int tu_skip(const char *why) {
     fprintf(stderr, "SKIP: %s\n", why);
     return 77;

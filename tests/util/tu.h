@@ -39,6 +39,10 @@ int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *tu_qforge(void);
 /* Prints the summary, cleans up, returns the process exit code. */
 int tu_done(const char *name);
+/* True under the sanitizer build (`make test-asan` sets QF_QUICK=1): heavy tests then check
+ * a bounded subset (fewer windows, fewer presets) so the instrumented suite stays fast; the
+ * plain `make test` always runs the full set. */
+int tu_quick(void);
 /* Exit code 77 with a reason when an input is missing. */
 int tu_skip(const char *why);
 
