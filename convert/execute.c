@@ -305,7 +305,7 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
     volatile int failed = s != QX_OK;
     uint64_t n_skipped = 0, n_done = 0, in_done = 0, in_bytes_run = 0;
     int64_t budget = p->max_items > 0 ? p->max_items : -1;
-    bool stopped = false;
+    volatile bool stopped = false;
 
     /* 1. verify what the journal says is done */
     if (!failed && resumed) {
