@@ -14,14 +14,9 @@
 
 #include <sys/stat.h>
 
-/* Under AddressSanitizer (`make test-asan`, -O1, instrumented SIMD loads) the engine is ~10x
- * slower: the 64-chunk llama-protocol reference check then runs 8 chunks for memory-safety
+/* Under the sanitizer run (tu_quick(): `make test-asan`, -O1, instrumented SIMD loads, ~10x
+ * slower) the 64-chunk llama-protocol reference check runs 8 chunks for memory-safety
  * coverage only (its reference value exists for 64 chunks); `make test` asserts it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LLAMA_CHUNKS 8
-#else
-#define LLAMA_CHUNKS 64
-#endif
 
 static char *read_all(const char *path, size_t *len) {
     char *b; qx_err e;
@@ -74,6 +69,7 @@ static void llama_protocol(void) {
     if (!ids) return;
     qx_err e = {0};
     cal_ppl_params p = cal_ppl_default_params();
+    const int64_t LLAMA_CHUNKS = tu_quick() ? 8 : 64;
     p.protocol = CAL_PPL_LLAMA; p.n_ctx = 256; p.n_chunks = LLAMA_CHUNKS;
     cal_ppl_result r;
     TU_OK(cal_ppl_run(m, ids, (int64_t)(il / 4), &p, &r, &e), &e);
