@@ -69,6 +69,8 @@ static void print_plan(const cv_plan *pl, bool table) {
     }
     printf("%-26s %8zu %16" PRIu64 " %14.2f %7.3f\n", "total", n, cv_plan_n_elems(pl), cv_plan_tensor_bytes(pl) / 1048576.0,
            cv_plan_bpw(pl));
+    char desc[2048];
+    if (cv_preset_describe(cv_plan_preset(pl), desc, sizeof desc)) printf("\n%s", desc);
     printf("\narch %s, preset %s: %zu tensors, %zu work items, %zu row-length fallbacks\n", cv_plan_arch(pl), cv_plan_preset(pl), n,
            cv_plan_item_count(pl), cv_plan_fallback_count(pl));
     printf("tensor data %.2f MiB (%.2f GB), %.3f bits per weight\n", cv_plan_tensor_bytes(pl) / 1048576.0,

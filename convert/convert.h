@@ -54,6 +54,10 @@ void cv_default_params(cv_params *p);
 
 /* Names of the presets, comma separated. */
 const char *cv_preset_names(void);
+/* Describes a preset into buf (snprintf-style: always terminated when cap > 0, returns the
+ * length it needed): a rule table's lines "REGEX -> TYPE [first k MoE blocks]" or one line
+ * naming llama-quantize's rules.  0 for a name that is not a preset (a bare type). */
+size_t cv_preset_describe(const char *preset, char *buf, size_t cap);
 
 typedef struct cv_plan cv_plan;   /* opaque */
 

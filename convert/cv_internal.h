@@ -82,6 +82,10 @@ bool cv_quantizable(const char *name, int n_dims);
 /* Chooses the type of every tensor of outs in file order (llama.cpp's counters need it).
  * n_layer: block count; n_expert, n_gqa: as llama.cpp's hparams. */
 qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, int n_gqa, qx_err *e);
+/* llama-quantize's rule: this output tensor's type needs importance data. */
+bool cv_requires_imatrix(const cv_out *o);
+/* QX_EINVAL naming the first such tensor when the plan has no imatrix (cv_execute calls it). */
+qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e);
 
 /* ---- arch.c ---- */
 qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e);

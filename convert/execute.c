@@ -284,6 +284,7 @@ static qx_status check_space(int fd, const char *part, uint64_t size, qx_err *e)
 
 qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e) {
     double t0 = qx_now();
+    QX_TRY(cv_check_imatrix(pl, e));
     char part[4096], jpath[4200];
     if (snprintf(part, sizeof part, "%s.part", out_path) >= (int)sizeof part) return qx_fail(e, QX_EINVAL, "%s: path too long", out_path);
     snprintf(jpath, sizeof jpath, "%s.journal", part);

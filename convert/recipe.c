@@ -17,7 +17,8 @@
 /* llama_ftype numbers (general.file_type). */
 enum { FT_F32 = 0, FT_F16 = 1, FT_Q8_0 = 7, FT_Q2_K = 10, FT_Q3_K_S = 11, FT_Q3_K_M = 12, FT_Q3_K_L = 13,
        FT_Q4_K_S = 14, FT_Q4_K_M = 15, FT_Q5_K_S = 16, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_Q2_K_S = 21,
-       FT_BF16 = 32 };
+       FT_IQ2_XXS = 19, FT_IQ2_XS = 20, FT_IQ3_XXS = 23, FT_IQ1_S = 24, FT_IQ3_S = 26, FT_IQ3_M = 27,
+       FT_IQ2_S = 28, FT_IQ2_M = 29, FT_IQ1_M = 31, FT_BF16 = 32 };
 
 typedef struct {
     const char *re;      /* POSIX ERE over the GGUF name */
@@ -62,6 +63,67 @@ static const cv_rule ds_q3_k_xl[] = {
     {NULL, 0, 0},
 };
 
+/* DeepSeek-V3/R1 dynamic mixes for the 130-215 GiB class, named by their routed-expert bits
+ * (unsloth-dynamic style: attention, dense FFNs, shared experts, the first MoE blocks'
+ * ffn_down_exps, embeddings and output at 4-8 bits; routed experts at IQ1/IQ2/Q2_K).  For the
+ * 671B checkpoint: DS-1.58 ~131 GiB, DS-1.73 ~158, DS-2.2 ~183, DS-2.5 ~212 (README). */
+static const cv_rule ds_1_58[] = {
+    {"^token_embd\\.weight$", QT_Q4_K, 0},
+    {"^output\\.weight$", QT_Q6_K, 0},
+    {"ffn_down_exps\\.weight$", QT_IQ2_XXS, 3},
+    {"_exps\\.weight$", QT_IQ1_S, 0},
+    {"_shexp\\.weight$", QT_Q6_K, 0},
+    {"ffn_(gate|up|down)\\.weight$", QT_Q4_K, 0},
+    {"attn_k_b\\.weight$", QT_Q8_0, 0},
+    {"attn_(v_b|kv_a_mqa)\\.weight$", QT_Q6_K, 0},
+    {"attn_output\\.weight$", QT_Q5_K, 0},
+    {"attn_", QT_Q4_K, 0},
+    {"", QT_Q6_K, 0},
+    {NULL, 0, 0},
+};
+static const cv_rule ds_1_73[] = {
+    {"^token_embd\\.weight$", QT_Q6_K, 0},
+    {"^output\\.weight$", QT_Q6_K, 0},
+    {"ffn_down_exps\\.weight$", QT_Q4_K, 3},
+    {"ffn_down_exps\\.weight$", QT_IQ2_XXS, 0},
+    {"_exps\\.weight$", QT_IQ1_M, 0},
+    {"_shexp\\.weight$", QT_Q6_K, 0},
+    {"ffn_(gate|up|down)\\.weight$", QT_Q6_K, 0},
+    {"attn_k_b\\.weight$", QT_Q8_0, 0},
+    {"attn_(v_b|kv_a_mqa)\\.weight$", QT_Q6_K, 0},
+    {"attn_", QT_Q6_K, 0},
+    {"", QT_Q6_K, 0},
+    {NULL, 0, 0},
+};
+static const cv_rule ds_2_2[] = {
+    {"^token_embd\\.weight$", QT_Q4_K, 0},
+    {"^output\\.weight$", QT_Q6_K, 0},
+    {"ffn_down_exps\\.weight$", QT_Q3_K, 3},
+    {"ffn_down_exps\\.weight$", QT_Q2_K, 0},
+    {"_exps\\.weight$", QT_IQ2_XXS, 0},
+    {"_shexp\\.weight$", QT_Q6_K, 0},
+    {"ffn_(gate|up|down)\\.weight$", QT_Q5_K, 0},
+    {"attn_k_b\\.weight$", QT_Q8_0, 0},
+    {"attn_(v_b|kv_a_mqa)\\.weight$", QT_Q6_K, 0},
+    {"attn_output\\.weight$", QT_Q4_K, 0},
+    {"attn_", QT_Q5_K, 0},
+    {"", QT_Q6_K, 0},
+    {NULL, 0, 0},
+};
+static const cv_rule ds_2_5[] = {
+    {"^token_embd\\.weight$", QT_Q4_K, 0},
+    {"^output\\.weight$", QT_Q6_K, 0},
+    {"ffn_down_exps\\.weight$", QT_Q3_K, 3},
+    {"_exps\\.weight$", QT_Q2_K, 0},
+    {"_shexp\\.weight$", QT_Q6_K, 0},
+    {"ffn_(gate|up|down)\\.weight$", QT_Q5_K, 0},
+    {"attn_k_b\\.weight$", QT_Q8_0, 0},
+    {"attn_(v_b|kv_a_mqa)\\.weight$", QT_Q6_K, 0},
+    {"attn_", QT_Q5_K, 0},
+    {"", QT_Q6_K, 0},
+    {NULL, 0, 0},
+};
+
 static const cv_preset presets[] = {
     {"F32", FT_F32, QT_F32, false, NULL},
     {"F16", FT_F16, QT_F16, false, NULL},
@@ -75,13 +137,52 @@ static const cv_preset presets[] = {
     {"Q3_K_M", FT_Q3_K_M, QT_Q3_K, true, NULL},
     {"Q2_K", FT_Q2_K, QT_Q2_K, true, NULL},
     {"Q2_K_S", FT_Q2_K_S, QT_Q2_K, true, NULL},
+    {"IQ3_M", FT_IQ3_M, QT_IQ3_S, true, NULL},
+    {"IQ3_S", FT_IQ3_S, QT_IQ3_S, true, NULL},
+    {"IQ3_XXS", FT_IQ3_XXS, QT_IQ3_XXS, true, NULL},
+    {"IQ2_M", FT_IQ2_M, QT_IQ2_S, true, NULL},
+    {"IQ2_S", FT_IQ2_S, QT_IQ2_XS, true, NULL},     /* llama.cpp: the IQ2_S ftype's default is IQ2_XS */
+    {"IQ2_XS", FT_IQ2_XS, QT_IQ2_XS, true, NULL},
+    {"IQ2_XXS", FT_IQ2_XXS, QT_IQ2_XXS, true, NULL},
+    {"IQ1_M", FT_IQ1_M, QT_IQ1_M, true, NULL},
+    {"IQ1_S", FT_IQ1_S, QT_IQ1_S, true, NULL},
     {"DS-Q2_K_XL", FT_Q2_K, QT_Q2_K, false, ds_q2_k_xl},
     {"DS-Q3_K_XL", FT_Q3_K_M, QT_Q3_K, false, ds_q3_k_xl},
+    {"DS-2.5", FT_Q2_K, QT_Q2_K, false, ds_2_5},
+    {"DS-2.2", FT_IQ2_XXS, QT_IQ2_XXS, false, ds_2_2},
+    {"DS-1.73", FT_IQ1_M, QT_IQ1_M, false, ds_1_73},
+    {"DS-1.58", FT_IQ1_S, QT_IQ1_S, false, ds_1_58},
 };
 
 const char *cv_preset_names(void) {
     return "F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q4_K_M, Q4_K_S, Q3_K_M, Q2_K, Q2_K_S, "
-           "DS-Q2_K_XL, DS-Q3_K_XL, or a bare type (Q4_K, Q8_0, ...: every quantizable tensor at it)";
+           "IQ3_M, IQ3_S, IQ3_XXS, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S (imatrix), "
+           "DS-Q2_K_XL, DS-Q3_K_XL, DS-2.5, DS-2.2, DS-1.73, DS-1.58 (imatrix), or a bare type (Q4_K, Q8_0, ...: every quantizable tensor at it)";
+}
+
+size_t cv_preset_describe(const char *preset, char *buf, size_t cap) {
+    const cv_preset *pr = NULL;
+    for (size_t i = 0; preset && i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcasecmp(presets[i].name, preset)) pr = &presets[i];
+    if (!pr) return 0;
+    size_t k = 0;
+#define PUT(...) do { int n_ = snprintf(buf ? buf + (k < cap ? k : cap) : NULL, k < cap ? cap - k : 0, __VA_ARGS__); \
+                      if (n_ > 0) k += (size_t)n_; } while (0)
+    if (pr->rules) {
+        PUT("preset %s: rule table (GGUF name regex -> type; first match wins; row-length fallback after)\n", pr->name);
+        for (const cv_rule *ru = pr->rules; ru->re; ru++) {
+            char scope[48] = "";
+            if (ru->moe_first > 0) snprintf(scope, sizeof scope, "  [first %d MoE blocks]", ru->moe_first);
+            PUT("  %-34s -> %-7s%s\n", *ru->re ? ru->re : "(any other)", qt_type_name(ru->type), scope);
+        }
+    } else if (pr->llama) {
+        PUT("preset %s: llama-quantize's per-tensor rules for ftype %u (default type %s)\n", pr->name, pr->ftype,
+            qt_type_name(pr->def));
+    } else {
+        PUT("preset %s: every quantizable tensor at %s\n", pr->name, qt_type_name(pr->def));
+    }
+#undef PUT
+    return k;
 }
 
 typedef struct {
@@ -101,6 +202,7 @@ struct cv_recipe {
     qt_type out_type, embd_type;
     /* llama-quantize's counters */
     int i_attention_wv, n_attention_wv, i_ffn_down;
+    bool has_im;              /* an imatrix was given (llama.cpp's IQ3_XXS rules depend on it) */
 };
 
 static bool is_quantized(qt_type t) {
@@ -246,19 +348,49 @@ static bool is_attn_v(lcat c) { return c == LC_V || c == LC_QKV || c == LC_KV_B;
 
 static bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-/* llama_tensor_get_type_impl for the K-quant/Q8_0 ftypes we offer (IQ ftypes: not here). */
+/* llama.cpp's groups of IQ ftypes (llama_tensor_get_type_impl). */
+static bool ft_iq_low(uint32_t ft) {   /* the IQ1/IQ2 ftypes: one shared branch */
+    return ft == FT_IQ2_XXS || ft == FT_IQ2_XS || ft == FT_IQ1_S || ft == FT_IQ2_S || ft == FT_IQ2_M || ft == FT_IQ1_M;
+}
+static bool ft_iq2_sm(uint32_t ft) { return ft == FT_IQ2_S || ft == FT_IQ2_M; }
+
+/* llama_tensor_get_type_impl for the K-quant/Q8_0 and IQ1/IQ2/IQ3 ftypes we offer. */
 static qt_type llama_rules(cv_recipe *r, const cv_out *o, qt_type t, bool tied, int n_layer, int n_expert, int n_gqa) {
     uint32_t ft = r->preset.ftype;
     lcat c = llama_category(o->name);
     if (c == LC_OUTPUT || (tied && c == LC_EMBD)) {
         int blk = qt_get_traits(t)->blck;
         if (o->ne[0] % blk != 0) return QT_Q8_0;
+        if (ft_iq_low(ft) || ft == FT_IQ3_XXS) return QT_Q5_K;
         return t != QT_Q8_0 ? QT_Q6_K : t;
     }
-    if (c == LC_EMBD) return t;
+    if (c == LC_EMBD) {
+        if (ft == FT_IQ2_XXS || ft == FT_IQ2_XS || ft == FT_IQ1_S || ft == FT_IQ1_M) return QT_Q2_K;
+        if (ft_iq2_sm(ft) || ft == FT_IQ3_XXS) return QT_IQ3_S;
+        return t;
+    }
+    if (ft_iq_low(ft)) {
+        if (is_attn_v(c)) {
+            t = (n_gqa >= 4 || n_expert >= 4) ? QT_Q4_K : ft_iq2_sm(ft) ? QT_IQ3_S : QT_Q2_K;
+            r->i_attention_wv++;
+        } else if (n_expert == 8 && c == LC_K) {
+            t = QT_Q4_K;
+        } else if (c == LC_DOWN) {   /* a counter over every ffn_down* tensor in file order, not the layer */
+            if (r->i_ffn_down < n_layer / 8) t = ft_iq2_sm(ft) ? QT_IQ3_S : QT_Q2_K;
+            r->i_ffn_down++;
+        } else if (c == LC_ATTN_OUT) {
+            if (n_expert == 8) t = QT_Q5_K;
+            else if (ft == FT_IQ1_S || ft == FT_IQ1_M) t = QT_IQ2_XXS;
+            else if (ft_iq2_sm(ft)) t = QT_IQ3_S;
+        }
+        return t;
+    }
     if (is_attn_v(c)) {
         if (ft == FT_Q2_K) t = n_gqa >= 4 ? QT_Q4_K : QT_Q3_K;
         else if (ft == FT_Q2_K_S && n_gqa >= 4) t = QT_Q4_K;
+        else if (ft == FT_IQ3_XXS) t = n_gqa >= 4 ? QT_Q4_K : !r->has_im ? QT_IQ3_S : QT_IQ3_XXS;
+        else if (ft == FT_IQ3_S && n_gqa >= 4) t = QT_Q4_K;
+        else if (ft == FT_IQ3_M) t = QT_Q4_K;
         else if (ft == FT_Q3_K_M) t = r->i_attention_wv < 2 ? QT_Q5_K : QT_Q4_K;
         else if (ft == FT_Q3_K_L) t = QT_Q5_K;
         else if ((ft == FT_Q4_K_M || ft == FT_Q5_K_M) && more_bits(r->i_attention_wv, r->n_attention_wv)) t = QT_Q6_K;
@@ -267,13 +399,16 @@ static qt_type llama_rules(cv_recipe *r, const cv_out *o, qt_type t, bool tied, 
         r->i_attention_wv++;
         return t;
     }
-    if (c == LC_K) return n_expert == 8 ? QT_Q8_0 : t;
+    if (c == LC_K) return n_expert == 8 ? QT_Q8_0 : ft == FT_IQ3_XXS ? QT_IQ2_S : t;
+    if (c == LC_Q) return ft == FT_IQ3_XXS ? QT_IQ2_S : t;
     if (c == LC_DOWN) {
         int i = n_expert > 1 ? o->layer : r->i_ffn_down;
         int n = n_layer;
         if (ft == FT_Q2_K) t = QT_Q3_K;
         else if (ft == FT_Q2_K_S) { if (i < n / 8) t = QT_Q4_K; }
+        else if (ft == FT_IQ3_XXS && !r->has_im) t = i < n / 8 ? QT_Q4_K : QT_Q3_K;
         else if (ft == FT_Q3_K_M) t = i < n / 16 ? QT_Q5_K : QT_Q4_K;
+        else if (ft == FT_IQ3_M && (i < n / 8 || (n_expert == 8 && more_bits(i, n)))) t = QT_Q4_K;
         else if (ft == FT_Q3_K_L) t = QT_Q5_K;
         else if (ft == FT_Q4_K_M) { if (more_bits(i, n)) t = QT_Q6_K; }
         else if (ft == FT_Q5_K_M && more_bits(i, n)) t = QT_Q6_K;
@@ -283,16 +418,18 @@ static qt_type llama_rules(cv_recipe *r, const cv_out *o, qt_type t, bool tied, 
     }
     if (c == LC_ATTN_OUT) {
         if (n_expert == 8) {
-            if (ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_Q4_K_S || ft == FT_Q4_K_M) t = QT_Q5_K;
+            if (ft == FT_Q2_K || ft == FT_Q3_K_S || ft == FT_Q3_K_M || ft == FT_Q4_K_S || ft == FT_Q4_K_M ||
+                ft == FT_IQ3_XXS || ft == FT_IQ3_S || ft == FT_IQ3_M) t = QT_Q5_K;
         } else {
             if (ft == FT_Q2_K) t = QT_Q3_K;
-            else if (ft == FT_Q3_K_M) t = QT_Q4_K;
+            else if (ft == FT_IQ3_XXS) t = QT_IQ3_S;
+            else if (ft == FT_Q3_K_M || ft == FT_IQ3_M) t = QT_Q4_K;
             else if (ft == FT_Q3_K_L) t = QT_Q5_K;
         }
         return t;
     }
     if (c == LC_QKV) {
-        if (ft == FT_Q3_K_M || ft == FT_Q3_K_L) t = QT_Q4_K;
+        if (ft == FT_Q3_K_M || ft == FT_Q3_K_L || ft == FT_IQ3_M) t = QT_Q4_K;
         else if (ft == FT_Q4_K_M) t = QT_Q5_K;
         else if (ft == FT_Q5_K_M) t = QT_Q6_K;
     }
@@ -329,6 +466,9 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
         if (c == LC_OUTPUT) tied = false;
     }
     int n_dense = (int)pl->cfg.first_k_dense_replace;
+    r->has_im = pl->im != NULL;
+    int n_need = 0;
+    const cv_out *first_need = NULL;
     for (size_t i = 0; i < pl->n_outs; i++) {
         cv_out *o = &pl->outs[i];
         qt_type t;
@@ -363,8 +503,34 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
         if (!tr || !tr->from_float) tr = qt_iq_traits(o->type);
         if (!tr || !tr->from_float)
             return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be quantized to", o->name, qt_type_name(o->type));
-        if (tr->needs_imatrix && !pl->im)
-            return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix (--imatrix FILE)", o->name, qt_type_name(o->type));
+        if (!pl->im && cv_requires_imatrix(o)) {
+            if (n_need++ == 0) first_need = o;
+        }
     }
+    /* The plan (and --dry-run) works without one; cv_execute refuses (cv_check_imatrix). */
+    if (n_need)
+        cv_warn(pl, "%d tensors (first: %s at %s) need an importance matrix: --dry-run only; converting will require --imatrix FILE",
+                n_need, first_need->name, qt_type_name(first_need->type));
+    return QX_OK;
+}
+
+/* llama-quantize's tensor_requires_imatrix for the types we write (the IQ1/IQ2/IQ3_XXS
+ * types except on token_embd/output), plus any type whose quantizer asks for one. */
+bool cv_requires_imatrix(const cv_out *o) {
+    if (!strcmp(o->name, "token_embd.weight") || !strcmp(o->name, "output.weight")) return false;
+    switch (o->type) {
+    case QT_IQ3_XXS: case QT_IQ2_XXS: case QT_IQ2_XS: case QT_IQ2_S: case QT_IQ1_M: case QT_IQ1_S: return true;
+    default: break;
+    }
+    const qt_traits *tr = qt_get_traits(o->type);
+    return tr && tr->needs_imatrix;
+}
+
+qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e) {
+    if (pl->im) return QX_OK;
+    for (size_t i = 0; i < pl->n_outs; i++)
+        if (cv_quantizable(pl->outs[i].name, pl->outs[i].n_dims) && cv_requires_imatrix(&pl->outs[i]))
+            return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix (--imatrix FILE; make one with qforge imatrix)",
+                           pl->outs[i].name, qt_type_name(pl->outs[i].type));
     return QX_OK;
 }
