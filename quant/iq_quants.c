@@ -472,37 +472,61 @@ static inline float fit_err(const iq_sub *S, const iq_fit *f) {
 }
 
 /* Least-squares sums of the grid-free assignment at scale s (every coordinate at its nearest
- * level, as if every lattice point were in the grid).  IQ1_M: per group, the better shift. */
-static void sub_free(const iq_sub *S, float s, int sh, float *pB, float *pC) {
+ * level, as if every lattice point were in the grid), for shifts 0 and (nsh == 2) 1.
+ * IQ1_M (DELTA_GROUP): per group of 8 the better shift, summed into B[0], C[0]. */
+static void sub_free(const iq_sub *S, float s, int nsh, float *B, float *C) {
     const float inv = 1.f / s;
-    const int nm = S->L->nlev - 1;
-    float B = 0, C = 0;
-    if (S->k->delta == DELTA_GROUP) {
-        for (int g = 0; g < S->n / 8; g++) {
-            float bb[2] = { 0, 0 }, cc[2] = { 0, 0 }, ee[2] = { 0, 0 };
-            for (int h = 0; h < 2; h++)
+    const int n = S->n;
+    if (S->L->nlev == 3 && S->k->delta == DELTA_GROUP) {
+        float sb = 0, sc = 0;
+        for (int g = 0; g < n / 8; g++) {
+            float b2[2] = { 0, 0 }, c2[2] = { 0, 0 }, e2[2] = { 0, 0 };
+            for (int h = 0; h < 2; h++) {
+                const float m0 = S->mid[h][0], m1 = S->mid[h][1];
                 for (int j = 0; j < 8; j++) {
                     const float t = S->t[8 * g + j], w = S->w[8 * g + j], u = t * inv;
-                    int l = 0;
-                    for (int q = 0; q < nm; q++) l += u > S->mid[h][q];
+                    const int l = (u > m0) + (u > m1);          /* setcc, no branch */
                     const float v = S->lev[h][l], e = t - s * v;
-                    bb[h] += w * t * v; cc[h] += w * v * v; ee[h] += w * e * e;
+                    b2[h] += w * t * v; c2[h] += w * v * v; e2[h] += w * e * e;
                 }
-            const int h = ee[1] < ee[0];
-            B += bb[h]; C += cc[h];
+            }
+            const int h = e2[1] < e2[0];
+            sb += b2[h]; sc += c2[h];
         }
-    } else {
-        const float *mid = S->mid[sh], *lev = S->lev[sh];
-        for (int i = 0; i < S->n; i++) {
-            const float u = S->t[i] * inv;
-            int l = 0;
-            for (int q = 0; q < nm; q++) l += u > mid[q];
-            const float v = lev[l];
-            B += S->w[i] * S->t[i] * v;
-            C += S->w[i] * v * v;
-        }
+        B[0] = sb; C[0] = sc;
+        return;
     }
-    *pB = B; *pC = C;
+    if (S->L->nlev == 3) {
+        for (int h = 0; h < nsh; h++) {
+            const float m0 = S->mid[h][0], m1 = S->mid[h][1];
+            const float lv[3] = { S->lev[h][0], S->lev[h][1], S->lev[h][2] };
+            float b4[4] = { 0, 0, 0, 0 }, c4[4] = { 0, 0, 0, 0 };
+            for (int i = 0; i < n; i += 4)
+                for (int j = 0; j < 4; j++) {
+                    const float t = S->t[i + j], w = S->w[i + j], u = t * inv;
+                    const float v = lv[(u > m0) + (u > m1)];
+                    b4[j] += w * t * v; c4[j] += w * v * v;
+                }
+            B[h] = (b4[0] + b4[1]) + (b4[2] + b4[3]);
+            C[h] = (c4[0] + c4[1]) + (c4[2] + c4[3]);
+        }
+        return;
+    }
+    float mid[7], lev[8];
+    for (int k = 0; k < 7; k++) mid[k] = S->mid[0][k];
+    for (int k = 0; k < 8; k++) lev[k] = S->lev[0][k];
+    float b4[4] = { 0, 0, 0, 0 }, c4[4] = { 0, 0, 0, 0 };
+    for (int i = 0; i < n; i += 4)
+        for (int j = 0; j < 4; j++) {
+            const float t = S->t[i + j], u = t * inv;
+            int l = 0;
+            for (int k = 0; k < 7; k++) l += u > mid[k];
+            const float v = lev[l];
+            b4[j] += S->w[i + j] * t * v;
+            c4[j] += S->w[i + j] * v * v;
+        }
+    B[0] = (b4[0] + b4[1]) + (b4[2] + b4[3]);
+    C[0] = (c4[0] + c4[1]) + (c4[2] + c4[3]);
 }
 
 /* Best fit of a sub-block with a free float scale; returns the scale (>= 0).  IQ1_S
@@ -524,11 +548,13 @@ static float sub_solve(const iq_sub *S, iq_fit *best, int *shift) {
         float bf = FLT_MAX;
         for (int it = 0; it < k->nfree; it++) {
             const float f = k->nfree > 1 ? k->f_lo + (k->f_hi - k->f_lo) * it / (k->nfree - 1) : 1.f;
-            for (int sh = 0; sh < (k->delta == DELTA_SUB ? 2 : 1); sh++) {
-                float B, C;
-                sub_free(S, s0 * f, sh, &B, &C);
-                if (B > 0 && C > 0 && S->A - B * B / C < bf) { bf = S->A - B * B / C; sf = B / C; shf = sh; }
-            }
+            const int nsh = k->delta == DELTA_SUB ? 2 : 1;
+            float B[2], C[2];
+            sub_free(S, s0 * f, nsh, B, C);
+            for (int sh = 0; sh < nsh; sh++)
+                if (B[sh] > 0 && C[sh] > 0 && S->A - B[sh] * B[sh] / C[sh] < bf) {
+                    bf = S->A - B[sh] * B[sh] / C[sh]; sf = B[sh] / C[sh]; shf = sh;
+                }
         }
         if (!(sf > 0)) sf = s0;
     }
