@@ -400,8 +400,8 @@ static const iq_kind g_kind[K_COUNT] = {
     [K_IQ2XXS] = { LAT_IQ2XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
     [K_IQ2XS]  = { LAT_IQ2XS, 16, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
     [K_IQ2S]   = { LAT_IQ2S, 16, SIGN_FREE, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
-    [K_IQ3XXS] = { LAT_IQ3XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 1, 0.5f, 1.1f, 1, 3, 1 },
-    [K_IQ3S]   = { LAT_IQ3S, 32, SIGN_FREE, DELTA_NONE, 15, 1, 0.5f, 1.1f, 0, 3, 1 },
+    [K_IQ3XXS] = { LAT_IQ3XXS, 32, SIGN_PARITY, DELTA_NONE, 15, 3, 0.5f, 1.1f, 1, 4, 1 },
+    [K_IQ3S]   = { LAT_IQ3S, 32, SIGN_FREE, DELTA_NONE, 15, 2, 0.5f, 1.1f, 1, 4, 1 },
     [K_IQ1S]   = { LAT_IQ1S, 32, SIGN_NONE, DELTA_SUB, 7, 1, 0.5f, 1.1f, 0, 3, 1 },
     [K_IQ1M]   = { LAT_IQ1S, 16, SIGN_NONE, DELTA_GROUP, 7, 1, 0.5f, 1.1f, 0, 3, 1 },
 };
