@@ -26,11 +26,12 @@
 #endif
 
 /* ggml (llama.cpp ggml-quants.c) single-thread quantize / dequantize rates, M weights/s,
- * measured on this project's 2-core CI-class machine (see the file comment). */
+ * measured on this project's shared 2-core machine, 32 x 4096 rows, thread CPU time, best of 7
+ * (notes/iq-compare.md, 2026-11-29). */
 static const struct { qt_type t; double q, dq; } GGML[7] = {
-    { QT_IQ2_XXS, 2.56, 249.0 }, { QT_IQ2_XS, 1.34, 260.0 }, { QT_IQ2_S, 3.53, 270.0 },
-    { QT_IQ3_XXS, 1.99, 275.0 }, { QT_IQ3_S, 2.97, 257.0 }, { QT_IQ1_S, 5.04, 1765.0 },
-    { QT_IQ1_M, 1.16, 974.0 },
+    { QT_IQ2_XXS, 3.03, 285.0 }, { QT_IQ2_XS, 1.61, 241.0 }, { QT_IQ2_S, 4.25, 264.0 },
+    { QT_IQ3_XXS, 2.16, 278.0 }, { QT_IQ3_S, 3.40, 237.0 }, { QT_IQ1_S, 5.86, 1362.0 },
+    { QT_IQ1_M, 1.14, 982.0 },
 };
 
 enum { ROWS = 64, COLS = 4096, REPS = 3 };
