@@ -4,7 +4,7 @@
  * outlier columns and a lognormal imatrix.
  *
  * Baselines:
- *  - GGML_Q/GGML_DQ below are ggml's single-thread rates for the same kind of matrix,
+ *  - GGML[] below holds ggml's single-thread rates for the same kind of matrix,
  *    measured once with a separate comparison program (ggml-quants.c built -O3 -march=native
  *    outside this repo, next to our code, same run, interleaved, best of 7; the notes of
  *    that comparison are kept outside the repo).  They are constants from another machine

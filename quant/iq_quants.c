@@ -278,6 +278,8 @@ static int lat_build_neighbours(iq_lattice *L) {
     return 1;
 }
 
+/* QT_IQ_TUNE (never defined by the Makefile) exposes the search parameters to the out-of-repo
+ * tuning program that compared speed and accuracy against ggml. */
 #ifdef QT_IQ_TUNE
 static int g_nshell[LAT_COUNT] = { 2, 2, 2, 2, 2, 2 };
 void qt_iq_tune_shell(int lat, int n) { g_nshell[lat] = n; }
