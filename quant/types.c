@@ -1,12 +1,10 @@
 /* quant/types.c — the traits table of every tensor element type (GGUF numbering), name
  * lookup, row sizes, the plain-float row converters (F32/F16/BF16), and the OpenMP
- * whole-row helpers.  The IQ1/IQ2/IQ3 quantizers live elsewhere and are reached through
- * qt_iq_traits when linked in; without them those types still have names and sizes. */
+ * whole-row helpers.  The IQ1/IQ2/IQ3 types live in quant/iq_quants.c and are reached
+ * through qt_iq_traits (qt.h). */
 #include "qt_internal.h"
 
 #include <strings.h>
-
-const qt_traits *qt_iq_traits(qt_type t) __attribute__((weak));
 
 /* ---- plain float rows ---- */
 static void f32_to_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
@@ -90,7 +88,7 @@ const qt_traits *qt_get_traits(qt_type t) {
     if (t == QT_F8_E4M3) return &fp8_traits[0];
     if (t == QT_F8_E5M2) return &fp8_traits[1];
     if ((int)t < 0 || (int)t >= QT_GGUF_COUNT || !gguf_traits[t].name) return NULL;
-    if (is_iq_low(t) && qt_iq_traits) {
+    if (is_iq_low(t)) {
         const qt_traits *r = qt_iq_traits(t);
         if (r) return r;
     }
