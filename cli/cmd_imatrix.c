@@ -8,7 +8,7 @@
 
 static const char *imatrix_help =
     "usage: qforge imatrix MODEL (--text FILE | --ids FILE) -o OUT [options]\n"
-    "  MODEL            an HF checkpoint dir (FP8 / BF16 safetensors)\n"
+    "  MODEL            an HF checkpoint dir (FP8 / BF16 safetensors) or a GGUF file\n"
     "  --text FILE      calibration text (UTF-8), tokenized with MODEL's tokenizer\n"
     "  --ids FILE       pre-tokenized input instead: int32 little-endian token ids, no BOS\n"
     "  -o OUT           output file\n"

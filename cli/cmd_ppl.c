@@ -14,7 +14,7 @@
 
 static const char *ppl_help =
     "usage: qforge ppl MODEL (--text FILE | --ids FILE) [options]\n"
-    "  MODEL              an HF checkpoint dir (FP8 / BF16 safetensors)\n"
+    "  MODEL              an HF checkpoint dir (FP8 / BF16 safetensors) or a GGUF file\n"
     "  --text FILE        UTF-8 text, tokenized with MODEL's tokenizer (no BOS added to the text)\n"
     "  --ids FILE         pre-tokenized input instead: int32 little-endian token ids, no BOS\n"
     "  --ctx N            window length (default 512)\n"
