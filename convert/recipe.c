@@ -509,7 +509,7 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
     }
     /* The plan (and --dry-run) works without one; cv_execute refuses (cv_check_imatrix). */
     if (n_need)
-        cv_warn(pl, "%d tensors (first: %s at %s) need an importance matrix: --dry-run only; converting will require --imatrix FILE",
+        cv_warn(pl, "%d tensors (first: %s at %s) need an importance matrix: without --imatrix FILE only --dry-run works",
                 n_need, first_need->name, qt_type_name(first_need->type));
     return QX_OK;
 }
