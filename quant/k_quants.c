@@ -161,20 +161,34 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
 /* Symmetric super-block: 16 sub-blocks of 16 with levels -nmax..nmax-1 and signed
  * integer scale codes -cmax..cmax-1 on one f16 scale; codes within +-neigh of the
  * searched one are tried against the true error (Q3_K skips this without imp: it gained
- * < 0.2% error for 50% more time there).  Fills *dh, codes[16], L[256]
+ * < 0.2% error for 50% more time there).  With `pair`, the sub-block scales are
+ * searched two sub-blocks at a time with 4 candidates each (-0.75, -0.25, +0.25, +0.75
+ * around nmax/max) instead of 8 (-1..+0.75 in steps of 0.25): Q3_K without imp, where it
+ * cost < 0.1% error and saved ~40% of the search.  Fills *dh, codes[16], L[256]
  * (L stored with +nmax offset). */
 static void sym_superblock(const qk_kern *k, const float *x, const float *w, int nmax, int cmax,
-                           int neigh, uint16_t *dh, int *codes, uint8_t *L) {
-    float sc[16], sw[16];
+                           int neigh, int pair, uint16_t *dh, int *codes, uint8_t *L) {
+    float sc[16], sw[16], base[8];
     int8_t Ls[16];
-    for (int j = 0; j < 16; j++) {
-        sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, SYM_NG, SYM_STEP, SYM_REFINE, NULL);
-        sw[j] = qk_sum4(w + 16 * j, 16);
+    const float lo = (float)-nmax, hi = (float)(nmax - 1);
+    if (pair) {
+        for (int c = 0; c < 8; c++) base[c] = -((float)nmax + SYM_STEP * (float)(2 * (c & 3) - 3));
+        for (int j = 0; j < 16; j += 2)
+            k->sym_sub2(x + 16 * j, w + 16 * j, x + 16 * j + 16, w + 16 * j + 16, 16, base, lo, hi, sc + j);
+    } else {
+        qk_sym_base(nmax, SYM_STEP, base);
+        for (int j = 0; j < 16; j++) {
+#if SYM_NG == 1 && SYM_REFINE == 0
+            sc[j] = k->sym_sub(x + 16 * j, w + 16 * j, 16, base, lo, hi);
+#else
+            sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, SYM_NG, SYM_STEP, SYM_REFINE, NULL);
+#endif
+        }
     }
+    for (int j = 0; j < 16; j++) sw[j] = qk_sum4(w + 16 * j, 16);
     float d = qk_sym_search(k, sc, sw, 16, cmax, 1, 0.1f, 1, Ls);
     *dh = qt_f32_to_f16(d);
     float df = qt_f16_to_f32(*dh);
-    const float lo = (float)-nmax, hi = (float)(nmax - 1);
     for (int j = 0; j < 16; j++) {
         const float *xb = x + 16 * j, *wb = w + 16 * j;
         float best = INFINITY;
@@ -199,7 +213,7 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 4, 32, imp ? 1 : 0, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 4, 32, imp ? 1 : 0, !imp, &y[i].d, codes, L);
         memset(y[i].scales, 0, 12);
         for (int j = 0; j < 16; j++) {
             int l = codes[j] + 32;
@@ -229,7 +243,7 @@ void qk_quant_q6_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 32, 128, 1, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 32, 128, 1, 0, &y[i].d, codes, L);
         for (int j = 0; j < 16; j++) y[i].scales[j] = (int8_t)codes[j];
         for (int h = 0; h < 2; h++) {
             const uint8_t *Lh = L + 128 * h;

@@ -131,9 +131,54 @@ static float nl_err_ref(const float *x, const float *w, int n, float d, float id
     return qk_hsum8(a);
 }
 
+/* qk_sym_search(ng = 1, refine = 0, L = NULL), from the same kernels */
+static float sym_sub_ref(const float *x, const float *w, int n, const float base[8], float lo, float hi) {
+    float hi_v, lo_v;
+    extremes_ref(x, n, &lo_v, &hi_v);
+    float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
+    if (!(amax > QK_EPS_MAX) || !isfinite(amax)) return 0.f;
+    const float imax = 1.f / max;
+    float is[8], sc, sxl, sll;
+    for (int c = 0; c < 8; c++) is[c] = base[c] * imax;
+    int c = sym8_ref(x, w, n, is, lo, hi, &sc, &sxl, &sll);
+    return c >= 0 ? sxl / sll : 1.f / (lo * imax);
+}
+
+static void sym_sub2_ref(const float *xa, const float *wa, const float *xb, const float *wb, int n,
+                         const float base[8], float lo, float hi, float d[2]) {
+    for (int s = 0; s < 2; s++) {
+        const float *x = s ? xb : xa, *w = s ? wb : wa;
+        float hi_v, lo_v;
+        extremes_ref(x, n, &lo_v, &hi_v);
+        float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
+        d[s] = 0.f;
+        if (!(amax > QK_EPS_MAX) || !isfinite(amax)) continue;
+        const float imax = 1.f / max;
+        int best = -1;
+        float bsc = 0, bsxl = 0, bsll = 0;
+        for (int c = 0; c < 4; c++) {
+            const float is = base[4 * s + c] * imax;
+            float e0 = 0, e1 = 0, o0 = 0, o1 = 0;
+            for (int j = 0; j < n; j += 2) {
+                float l = qk_rint(qk_clamp(x[j] * is, lo, hi));
+                float wl = w[j] * l;
+                e0 += wl * x[j];
+                e1 += wl * l;
+                float l2 = qk_rint(qk_clamp(x[j + 1] * is, lo, hi));
+                float wl2 = w[j + 1] * l2;
+                o0 += wl2 * x[j + 1];
+                o1 += wl2 * l2;
+            }
+            float a0 = e0 + o0, a1 = e1 + o1, sc = qk_sym_score(a0, a1);
+            if (sc >= 0 && (best < 0 || sc > bsc)) { best = c; bsc = sc; bsxl = a0; bsll = a1; }
+        }
+        d[s] = best >= 0 ? bsxl / bsll : 1.f / (lo * imax);
+    }
+}
+
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
                                sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref,
-                               lev_sym_ref, lev_asym_ref, extremes_ref };
+                               lev_sym_ref, lev_asym_ref, extremes_ref, sym_sub_ref, sym_sub2_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

@@ -109,11 +109,12 @@ AVX2 static int asym8_avx2(const float *x, const float *w, int n, float mn, cons
     return c;
 }
 
-AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
-                          float *score, float *bsxl, float *bsll) {
+/* the sums of sym8: a0 = sum w*l*x, a1 = sum w*l*l per lane (even + odd elements) */
+AVX2 static inline void sym8_sums(const float *x, const float *w, int n, __m256 vis, float lo, float hi,
+                                  __m256 *a0, __m256 *a1) {
     /* two accumulator sets (even / odd elements) halve the add latency chain */
     __m256 e0 = _mm256_setzero_ps(), e1 = e0, o0 = e0, o1 = e0;
-    const __m256 vis = _mm256_loadu_ps(is), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     for (int j = 0; j < n; j += 2) {
         __m256 vx = _mm256_set1_ps(x[j]), vx2 = _mm256_set1_ps(x[j + 1]);
         __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, vis), vlo, vhi), RND);
@@ -124,7 +125,97 @@ AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[
         o0 = _mm256_add_ps(o0, _mm256_mul_ps(wl2, vx2));
         o1 = _mm256_add_ps(o1, _mm256_mul_ps(wl2, l2));
     }
-    return sym_pick(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), score, bsxl, bsll);
+    *a0 = _mm256_add_ps(e0, o0);
+    *a1 = _mm256_add_ps(e1, o1);
+}
+
+AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[8], float lo, float hi,
+                          float *score, float *bsxl, float *bsll) {
+    __m256 a0, a1;
+    sym8_sums(x, w, n, _mm256_loadu_ps(is), lo, hi, &a0, &a1);
+    return sym_pick(a0, a1, score, bsxl, bsll);
+}
+
+/* sym_sub_ref in registers: extremes, the 8 candidates base*imax, the sums, the pick */
+AVX2 static float sym_sub_avx2(const float *x, const float *w, int n, const float base[8], float lo, float hi) {
+    __m256 a = _mm256_setzero_ps(), b = a;
+    for (int j = 0; j < n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        b = _mm256_max_ps(v, b);
+        a = _mm256_min_ps(v, a);
+    }
+    const float lo_v = hmin(a), hi_v = hmax(b);
+    const float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
+    if (!(amax > QK_EPS_MAX) || !isfinite(amax)) return 0.f;
+    const float imax = 1.f / max;
+    __m256 a0, a1;
+    sym8_sums(x, w, n, _mm256_mul_ps(_mm256_loadu_ps(base), _mm256_set1_ps(imax)), lo, hi, &a0, &a1);
+    float sc, sxl, sll;
+    int c = sym_pick(a0, a1, &sc, &sxl, &sll);
+    return c >= 0 ? sxl / sll : 1.f / (lo * imax);
+}
+
+/* first lane (0-3) of the 4 scores s holding their max, -1 when none is >= 0 */
+AVX2 static inline int pick4(__m128 s) {
+    __m128 m = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    const float mx = _mm_cvtss_f32(m);
+    if (!(mx >= 0)) return -1;
+    return __builtin_ctz((unsigned)_mm_movemask_ps(_mm_cmpeq_ps(s, _mm_set1_ps(mx))));
+}
+
+/* sym_sub2_ref: lanes 0-3 = candidates of xa, 4-7 of xb; per group of 4 elements one
+ * load per sub-block, each element broadcast within its 128-bit half */
+AVX2 static void sym_sub2_avx2(const float *xa, const float *wa, const float *xb, const float *wb, int n,
+                               const float base[8], float lo, float hi, float d[2]) {
+    float imax[2];
+    int ok[2];
+    for (int s = 0; s < 2; s++) {
+        const float *x = s ? xb : xa;
+        __m256 a = _mm256_setzero_ps(), b = a;
+        for (int j = 0; j < n; j += 8) {
+            __m256 v = _mm256_loadu_ps(x + j);
+            b = _mm256_max_ps(v, b);
+            a = _mm256_min_ps(v, a);
+        }
+        const float lo_v = hmin(a), hi_v = hmax(b);
+        const float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
+        ok[s] = amax > QK_EPS_MAX && isfinite(amax);
+        imax[s] = ok[s] ? 1.f / max : 0.f;
+    }
+    const __m256 vis = _mm256_mul_ps(_mm256_loadu_ps(base), _mm256_setr_ps(imax[0], imax[0], imax[0], imax[0],
+                                                                         imax[1], imax[1], imax[1], imax[1]));
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 e0 = _mm256_setzero_ps(), e1 = e0, o0 = e0, o1 = e0;
+#define QK_SUB2_STEP(E, ACC0, ACC1)                                                          \
+    do {                                                                                     \
+        __m256 vx = _mm256_permute_ps(X, (E) * 0x55), vw = _mm256_permute_ps(W, (E) * 0x55); \
+        __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, vis), vlo, vhi), RND);           \
+        __m256 wl = _mm256_mul_ps(vw, l);                                                    \
+        ACC0 = _mm256_add_ps(ACC0, _mm256_mul_ps(wl, vx));                                   \
+        ACC1 = _mm256_add_ps(ACC1, _mm256_mul_ps(wl, l));                                    \
+    } while (0)
+    for (int j = 0; j < n; j += 4) {
+        const __m256 X = _mm256_loadu2_m128(xb + j, xa + j), W = _mm256_loadu2_m128(wb + j, wa + j);
+        QK_SUB2_STEP(0, e0, e1);
+        QK_SUB2_STEP(1, o0, o1);
+        QK_SUB2_STEP(2, e0, e1);
+        QK_SUB2_STEP(3, o0, o1);
+    }
+#undef QK_SUB2_STEP
+    const __m256 a0 = _mm256_add_ps(e0, o0), a1 = _mm256_add_ps(e1, o1), z = _mm256_setzero_ps();
+    __m256 pos = _mm256_cmp_ps(a1, z, _CMP_GT_OQ);
+    __m256 sc = _mm256_div_ps(_mm256_mul_ps(a0, a0), _mm256_blendv_ps(_mm256_set1_ps(1.f), a1, pos));
+    sc = _mm256_blendv_ps(_mm256_set1_ps(-1.f), sc, _mm256_and_ps(pos, _mm256_cmp_ps(sc, sc, _CMP_EQ_OQ)));
+    float t0[8], t1[8];
+    _mm256_storeu_ps(t0, a0);
+    _mm256_storeu_ps(t1, a1);
+    for (int s = 0; s < 2; s++) {
+        d[s] = 0.f;
+        if (!ok[s]) continue;
+        int c = pick4(s ? _mm256_extractf128_ps(sc, 1) : _mm256_castps256_ps128(sc));
+        d[s] = c >= 0 ? t0[4 * s + c] / t1[4 * s + c] : 1.f / (lo * imax[s]);
+    }
 }
 
 /* IQ4 level of v: the index (number of midpoints <= v) by a 4-step binary search over the
@@ -277,7 +368,7 @@ AVX2 static void extremes_avx2(const float *x, int n, float *lo, float *hi) {
 
 static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
                                    sumsq_avx2, wsqrt_avx2, q8_0_avx2,
-                                   lev_sym_avx2, lev_asym_avx2, extremes_avx2 };
+                                   lev_sym_avx2, lev_asym_avx2, extremes_avx2, sym_sub_avx2, sym_sub2_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

@@ -71,7 +71,25 @@ typedef struct {
     void (*lev_asym)(const float *x, int n, float id, float m, float nmax, uint8_t *L);
     /* hi = max(0, max x), lo = min(0, min x), NaNs skipped; n a multiple of 8 */
     void (*extremes)(const float *x, int n, float *lo, float *hi);
+    /* The whole one-group symmetric search, fused (no calls, no stores in between):
+     * returns what qk_sym_search(k, x, w, n, -lo, 1, step, 0, NULL) returns, with
+     * base[c] = -((float)-lo + step * (float)(c - 4)) (qk_sym_base). */
+    float (*sym_sub)(const float *x, const float *w, int n, const float base[8], float lo, float hi);
+    /* Two sub-blocks xa, xb (weights wa, wb) searched together with 4 candidates each:
+     * lanes 0-3 score base[0..3] / max(xa), lanes 4-7 base[4..7] / max(xb) (the extreme of
+     * larger |x| of each, as sym_sub), each lane summing its elements in sym8's order;
+     * writes each sub-block's d as sym_sub would from its own 4 lanes. */
+    void (*sym_sub2)(const float *xa, const float *wa, const float *xb, const float *wb, int n,
+                     const float base[8], float lo, float hi, float d[2]);
 } qk_kern;
+
+/* |max| at or below this is an all-zero block for the searches */
+#define QK_EPS_MAX 1e-15f
+
+/* The candidate numerators of a one-group symmetric search (see sym_sub). */
+static inline void qk_sym_base(int nmax, float step, float base[8]) {
+    for (int c = 0; c < 8; c++) base[c] = -((float)nmax + step * (float)(c - 4));
+}
 
 /* Score of a symmetric candidate: sxl^2/sll, or -1 when sll <= 0 or not a number. */
 static inline float qk_sym_score(float sxl, float sll) {

@@ -7,7 +7,7 @@
 
 #include <math.h>
 
-#define EPS_MAX 1e-15f
+#define EPS_MAX QK_EPS_MAX
 
 /* Element weights: sqrt(sigma^2 + x^2) (sigma^2 = mean x^2 of the n elements), times the
  * importance when one is given (as ggml's *_impl quantizers do).  The importance alone
