@@ -19,6 +19,13 @@
 #define SYM_NG 1
 #define SYM_STEP 0.25f
 #define SYM_REFINE 0
+/* Q3_K with imp (experiment knobs) */
+#ifndef Q3I_NG
+#define Q3I_NG 1
+#define Q3I_STEP 0.25f
+#define Q3I_REFINE 0
+#define Q3I_NEIGH 1
+#endif
 /* Q2_K sub-blocks: two groups of 8 candidates 0.12 apart, no refinement round (it gained
  * 0.2-0.3% error for 15-40% more time) */
 #define Q2_REFINE 0
@@ -161,28 +168,21 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
 /* Symmetric super-block: 16 sub-blocks of 16 with levels -nmax..nmax-1 and signed
  * integer scale codes -cmax..cmax-1 on one f16 scale; codes within +-neigh of the
  * searched one are tried against the true error (Q3_K skips this without imp: it gained
- * < 0.2% error for 50% more time there).  With `pair`, the sub-block scales are
- * searched two sub-blocks at a time with 4 candidates each (-0.75, -0.25, +0.25, +0.75
- * around nmax/max) instead of 8 (-1..+0.75 in steps of 0.25): Q3_K without imp, where it
- * cost < 0.1% error and saved ~40% of the search.  Fills *dh, codes[16], L[256]
+ * < 0.2% error for 50% more time there).  With ng == 1 and no refinement the sub-blocks
+ * are searched two at a time by the fused kernel.  Fills *dh, codes[16], L[256]
  * (L stored with +nmax offset). */
 static void sym_superblock(const qk_kern *k, const float *x, const float *w, int nmax, int cmax,
-                           int neigh, int pair, uint16_t *dh, int *codes, uint8_t *L) {
+                           int neigh, int ng, float step, int refine, uint16_t *dh, int *codes, uint8_t *L) {
     float sc[16], sw[16], base[8];
     int8_t Ls[16];
     const float lo = (float)-nmax, hi = (float)(nmax - 1);
-    if (pair) {
-        for (int c = 0; c < 8; c++) base[c] = -((float)nmax + SYM_STEP * (float)(2 * (c & 3) - 3));
-        for (int j = 0; j < 16; j += 2)
+    qk_sym_base(nmax, step, base);
+    for (int j = 0; j < 16; j += 2) {
+        if (ng == 1 && refine == 0) {
             k->sym_sub2(x + 16 * j, w + 16 * j, x + 16 * j + 16, w + 16 * j + 16, 16, base, lo, hi, sc + j);
-    } else {
-        qk_sym_base(nmax, SYM_STEP, base);
-        for (int j = 0; j < 16; j++) {
-#if SYM_NG == 1 && SYM_REFINE == 0
-            sc[j] = k->sym_sub(x + 16 * j, w + 16 * j, 16, base, lo, hi);
-#else
-            sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, SYM_NG, SYM_STEP, SYM_REFINE, NULL);
-#endif
+        } else {
+            sc[j] = qk_sym_search(k, x + 16 * j, w + 16 * j, 16, nmax, ng, step, refine, NULL);
+            sc[j + 1] = qk_sym_search(k, x + 16 * j + 16, w + 16 * j + 16, 16, nmax, ng, step, refine, NULL);
         }
     }
     for (int j = 0; j < 16; j++) sw[j] = qk_sum4(w + 16 * j, 16);
@@ -213,7 +213,7 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 4, 32, imp ? 1 : 0, !imp, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 4, 32, imp ? Q3I_NEIGH : 0, Q3I_NG, Q3I_STEP, Q3I_REFINE, &y[i].d, codes, L);
         memset(y[i].scales, 0, 12);
         for (int j = 0; j < 16; j++) {
             int l = codes[j] + 32;
@@ -243,7 +243,7 @@ void qk_quant_q6_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
     int codes[16];
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
         qk_weights(k, x, imp ? imp + QK * i : NULL, QK, w);
-        sym_superblock(k, x, w, 32, 128, 1, 0, &y[i].d, codes, L);
+        sym_superblock(k, x, w, 32, 128, 1, SYM_NG, SYM_STEP, SYM_REFINE, &y[i].d, codes, L);
         for (int j = 0; j < 16; j++) y[i].scales[j] = (int8_t)codes[j];
         for (int h = 0; h < 2; h++) {
             const uint8_t *Lh = L + 128 * h;

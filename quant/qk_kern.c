@@ -146,34 +146,8 @@ static float sym_sub_ref(const float *x, const float *w, int n, const float base
 
 static void sym_sub2_ref(const float *xa, const float *wa, const float *xb, const float *wb, int n,
                          const float base[8], float lo, float hi, float d[2]) {
-    for (int s = 0; s < 2; s++) {
-        const float *x = s ? xb : xa, *w = s ? wb : wa;
-        float hi_v, lo_v;
-        extremes_ref(x, n, &lo_v, &hi_v);
-        float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
-        d[s] = 0.f;
-        if (!(amax > QK_EPS_MAX) || !isfinite(amax)) continue;
-        const float imax = 1.f / max;
-        int best = -1;
-        float bsc = 0, bsxl = 0, bsll = 0;
-        for (int c = 0; c < 4; c++) {
-            const float is = base[4 * s + c] * imax;
-            float e0 = 0, e1 = 0, o0 = 0, o1 = 0;
-            for (int j = 0; j < n; j += 2) {
-                float l = qk_rint(qk_clamp(x[j] * is, lo, hi));
-                float wl = w[j] * l;
-                e0 += wl * x[j];
-                e1 += wl * l;
-                float l2 = qk_rint(qk_clamp(x[j + 1] * is, lo, hi));
-                float wl2 = w[j + 1] * l2;
-                o0 += wl2 * x[j + 1];
-                o1 += wl2 * l2;
-            }
-            float a0 = e0 + o0, a1 = e1 + o1, sc = qk_sym_score(a0, a1);
-            if (sc >= 0 && (best < 0 || sc > bsc)) { best = c; bsc = sc; bsxl = a0; bsll = a1; }
-        }
-        d[s] = best >= 0 ? bsxl / bsll : 1.f / (lo * imax);
-    }
+    d[0] = sym_sub_ref(xa, wa, n, base, lo, hi);
+    d[1] = sym_sub_ref(xb, wb, n, base, lo, hi);
 }
 
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,

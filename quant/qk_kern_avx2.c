@@ -155,17 +155,8 @@ AVX2 static float sym_sub_avx2(const float *x, const float *w, int n, const floa
     return c >= 0 ? sxl / sll : 1.f / (lo * imax);
 }
 
-/* first lane (0-3) of the 4 scores s holding their max, -1 when none is >= 0 */
-AVX2 static inline int pick4(__m128 s) {
-    __m128 m = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    const float mx = _mm_cvtss_f32(m);
-    if (!(mx >= 0)) return -1;
-    return __builtin_ctz((unsigned)_mm_movemask_ps(_mm_cmpeq_ps(s, _mm_set1_ps(mx))));
-}
-
-/* sym_sub2_ref: lanes 0-3 = candidates of xa, 4-7 of xb; per group of 4 elements one
- * load per sub-block, each element broadcast within its 128-bit half */
+/* two independent sym_sub searches in one instruction stream (twice the independent
+ * work in flight; the call, the candidates setup and the picks are shared) */
 AVX2 static void sym_sub2_avx2(const float *xa, const float *wa, const float *xb, const float *wb, int n,
                                const float base[8], float lo, float hi, float d[2]) {
     float imax[2];
@@ -183,39 +174,29 @@ AVX2 static void sym_sub2_avx2(const float *xa, const float *wa, const float *xb
         ok[s] = amax > QK_EPS_MAX && isfinite(amax);
         imax[s] = ok[s] ? 1.f / max : 0.f;
     }
-    const __m256 vis = _mm256_mul_ps(_mm256_loadu_ps(base), _mm256_setr_ps(imax[0], imax[0], imax[0], imax[0],
-                                                                         imax[1], imax[1], imax[1], imax[1]));
-    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    __m256 e0 = _mm256_setzero_ps(), e1 = e0, o0 = e0, o1 = e0;
-#define QK_SUB2_STEP(E, ACC0, ACC1)                                                          \
+    const __m256 vb = _mm256_loadu_ps(base), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 visa = _mm256_mul_ps(vb, _mm256_set1_ps(imax[0])), visb = _mm256_mul_ps(vb, _mm256_set1_ps(imax[1]));
+    __m256 ae0 = _mm256_setzero_ps(), ae1 = ae0, ao0 = ae0, ao1 = ae0, be0 = ae0, be1 = ae0, bo0 = ae0, bo1 = ae0;
+#define QK_SUB2_STEP(X, W, VIS, ACC0, ACC1)                                                  \
     do {                                                                                     \
-        __m256 vx = _mm256_permute_ps(X, (E) * 0x55), vw = _mm256_permute_ps(W, (E) * 0x55); \
-        __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, vis), vlo, vhi), RND);           \
+        __m256 vx = _mm256_set1_ps(X), vw = _mm256_set1_ps(W);                               \
+        __m256 l = _mm256_round_ps(clampv(_mm256_mul_ps(vx, VIS), vlo, vhi), RND);           \
         __m256 wl = _mm256_mul_ps(vw, l);                                                    \
         ACC0 = _mm256_add_ps(ACC0, _mm256_mul_ps(wl, vx));                                   \
         ACC1 = _mm256_add_ps(ACC1, _mm256_mul_ps(wl, l));                                    \
     } while (0)
-    for (int j = 0; j < n; j += 4) {
-        const __m256 X = _mm256_loadu2_m128(xb + j, xa + j), W = _mm256_loadu2_m128(wb + j, wa + j);
-        QK_SUB2_STEP(0, e0, e1);
-        QK_SUB2_STEP(1, o0, o1);
-        QK_SUB2_STEP(2, e0, e1);
-        QK_SUB2_STEP(3, o0, o1);
+    for (int j = 0; j < n; j += 2) {
+        QK_SUB2_STEP(xa[j], wa[j], visa, ae0, ae1);
+        QK_SUB2_STEP(xb[j], wb[j], visb, be0, be1);
+        QK_SUB2_STEP(xa[j + 1], wa[j + 1], visa, ao0, ao1);
+        QK_SUB2_STEP(xb[j + 1], wb[j + 1], visb, bo0, bo1);
     }
 #undef QK_SUB2_STEP
-    const __m256 a0 = _mm256_add_ps(e0, o0), a1 = _mm256_add_ps(e1, o1), z = _mm256_setzero_ps();
-    __m256 pos = _mm256_cmp_ps(a1, z, _CMP_GT_OQ);
-    __m256 sc = _mm256_div_ps(_mm256_mul_ps(a0, a0), _mm256_blendv_ps(_mm256_set1_ps(1.f), a1, pos));
-    sc = _mm256_blendv_ps(_mm256_set1_ps(-1.f), sc, _mm256_and_ps(pos, _mm256_cmp_ps(sc, sc, _CMP_EQ_OQ)));
-    float t0[8], t1[8];
-    _mm256_storeu_ps(t0, a0);
-    _mm256_storeu_ps(t1, a1);
-    for (int s = 0; s < 2; s++) {
-        d[s] = 0.f;
-        if (!ok[s]) continue;
-        int c = pick4(s ? _mm256_extractf128_ps(sc, 1) : _mm256_castps256_ps128(sc));
-        d[s] = c >= 0 ? t0[4 * s + c] / t1[4 * s + c] : 1.f / (lo * imax[s]);
-    }
+    float sc, sxl, sll;
+    int c = sym_pick(_mm256_add_ps(ae0, ao0), _mm256_add_ps(ae1, ao1), &sc, &sxl, &sll);
+    d[0] = !ok[0] ? 0.f : c >= 0 ? sxl / sll : 1.f / (lo * imax[0]);
+    c = sym_pick(_mm256_add_ps(be0, bo0), _mm256_add_ps(be1, bo1), &sc, &sxl, &sll);
+    d[1] = !ok[1] ? 0.f : c >= 0 ? sxl / sll : 1.f / (lo * imax[1]);
 }
 
 /* IQ4 level of v: the index (number of midpoints <= v) by a 4-step binary search over the

@@ -75,10 +75,7 @@ typedef struct {
      * returns what qk_sym_search(k, x, w, n, -lo, 1, step, 0, NULL) returns, with
      * base[c] = -((float)-lo + step * (float)(c - 4)) (qk_sym_base). */
     float (*sym_sub)(const float *x, const float *w, int n, const float base[8], float lo, float hi);
-    /* Two sub-blocks xa, xb (weights wa, wb) searched together with 4 candidates each:
-     * lanes 0-3 score base[0..3] / max(xa), lanes 4-7 base[4..7] / max(xb) (the extreme of
-     * larger |x| of each, as sym_sub), each lane summing its elements in sym8's order;
-     * writes each sub-block's d as sym_sub would from its own 4 lanes. */
+    /* sym_sub of two sub-blocks at once (xa, wa) and (xb, wb), interleaved: d[0], d[1] */
     void (*sym_sub2)(const float *xa, const float *wa, const float *xb, const float *wb, int n,
                      const float base[8], float lo, float hi, float d[2]);
 } qk_kern;
