@@ -180,6 +180,9 @@ float qk_pos_scale_search(const float *v, const float *w, int n, int nmax, uint8
  * imp and the block's imp sum is positive, else sqrt(sigma2 + x^2) with sigma2 = mean x^2
  * of the block. */
 void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w);
+/* qk_weights with sigma2 scaled by f when imp is used (imp*sqrt(f*sigma2 + x^2)); f = 1 is
+ * qk_weights, and without imp f is ignored */
+void qk_weights_f(const qk_kern *k, const float *x, const float *imp, int n, float f, float *w);
 
 static inline float qk_f16_round(float f) { return qt_f16_to_f32(qt_f32_to_f16(f)); }
 

@@ -14,14 +14,18 @@
  * (the expected x_in^2 of the input channel) is not enough: it treats a small and a large
  * weight of one column alike, and on mini-v3 it made Q2_K worse than no imatrix at all
  * (tests/test_quant_imatrix.c measures the layer output error both ways). */
-void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w) {
-    k->wsqrt(x, n, k->sumsq(x, n) / (float)n, w);
-    if (imp) {
-        int any = 0;
+void qk_weights_f(const qk_kern *k, const float *x, const float *imp, int n, float f, float *w) {
+    const float sigma2 = k->sumsq(x, n) / (float)n;
+    int any = 0;
+    if (imp)
         for (int j = 0; j < n; j++) any |= imp[j] > 0;
-        if (any)
-            for (int j = 0; j < n; j++) w[j] = imp[j] > 0 ? imp[j] * w[j] : 0.f;
-    }
+    k->wsqrt(x, n, any ? f * sigma2 : sigma2, w);
+    if (any)
+        for (int j = 0; j < n; j++) w[j] = imp[j] > 0 ? imp[j] * w[j] : 0.f;
+}
+
+void qk_weights(const qk_kern *k, const float *x, const float *imp, int n, float *w) {
+    qk_weights_f(k, x, imp, n, 1.f, w);
 }
 
 const float qk_refine_f[8] = { 1.f, 0.995f, 1.005f, 0.99f, 1.01f, 0.98f, 1.02f, 0.97f };

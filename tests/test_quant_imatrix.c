@@ -111,11 +111,12 @@ int main(void) {
      * the weights of (error with / error without) by `gmargin`, and no weight may get worse
      * by more than worst_ok (held-out activations of rarely routed experts are noisy).
      * Q4_0 is the presets' fallback for rows of 128/192: it must not get worse overall.
-     * Measured at 24 windows: Q2_K total -12.6%, geomean 0.891; Q3_K -7.0%, 0.936; Q4_0
+     * Measured at 24 windows: Q2_K total -12.6%, geomean 0.891; Q3_K -7.9%, 0.933 (-7.0%,
+     * 0.936 with sigma2 x1 in Q3_K's element weights, see quant/k_quants.c); Q4_0
      * -1.8%, 0.832, worst +4.2% (an expert down_proj, 931 activation rows).  Before the fix
      * (importance alone as the element weight): Q2_K -9.2%, 0.935 and +2.6% on blk.0
      * ffn_gate; Q3_K -6.3%, 0.954 and +3.0% on an expert up_proj; Q4_0 -1.2%, 0.843. */
-    const double margin[] = { 0.08, 0.04, 0.0 }, gmargin[] = { 0.08, 0.05, 0.0 };
+    const double margin[] = { 0.08, 0.06, 0.0 }, gmargin[] = { 0.08, 0.06, 0.0 };
     const double worst_ok = tu_quick() ? 1.12 : 1.08;
     double tot_none[3] = { 0, 0, 0 }, tot_imp[3] = { 0, 0, 0 }, logr[3] = { 0, 0, 0 };
     int nlog[3] = { 0, 0, 0 };
