@@ -152,7 +152,7 @@ static void sym_sub2_ref(const float *xa, const float *wa, const float *xb, cons
 
 const qk_kern qk_kern_ref = { asym8_ref, sym8_ref, nl8_ref, asym_err_ref, sym_err_ref, nl_err_ref,
                                sumsq_ref, wsqrt_ref, qk_q8_0_blocks_ref,
-                               lev_sym_ref, lev_asym_ref, extremes_ref, sym_sub_ref, sym_sub2_ref };
+                               lev_sym_ref, lev_asym_ref, extremes_ref, sym_sub2_ref };
 
 const qk_kern *qk_kern_best(void) {
     const qk_kern *k = qk_kern_avx2();

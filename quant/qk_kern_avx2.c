@@ -136,27 +136,8 @@ AVX2 static int sym8_avx2(const float *x, const float *w, int n, const float is[
     return sym_pick(a0, a1, score, bsxl, bsll);
 }
 
-/* sym_sub_ref in registers: extremes, the 8 candidates base*imax, the sums, the pick */
-AVX2 static float sym_sub_avx2(const float *x, const float *w, int n, const float base[8], float lo, float hi) {
-    __m256 a = _mm256_setzero_ps(), b = a;
-    for (int j = 0; j < n; j += 8) {
-        __m256 v = _mm256_loadu_ps(x + j);
-        b = _mm256_max_ps(v, b);
-        a = _mm256_min_ps(v, a);
-    }
-    const float lo_v = hmin(a), hi_v = hmax(b);
-    const float max = hi_v >= -lo_v ? hi_v : lo_v, amax = fabsf(max);
-    if (!(amax > QK_EPS_MAX) || !isfinite(amax)) return 0.f;
-    const float imax = 1.f / max;
-    __m256 a0, a1;
-    sym8_sums(x, w, n, _mm256_mul_ps(_mm256_loadu_ps(base), _mm256_set1_ps(imax)), lo, hi, &a0, &a1);
-    float sc, sxl, sll;
-    int c = sym_pick(a0, a1, &sc, &sxl, &sll);
-    return c >= 0 ? sxl / sll : 1.f / (lo * imax);
-}
-
-/* two independent sym_sub searches in one instruction stream (twice the independent
- * work in flight; the call, the candidates setup and the picks are shared) */
+/* sym_sub2_ref in registers: two independent one-group searches in one instruction
+ * stream (twice the independent work in flight; call and candidate setup shared) */
 AVX2 static void sym_sub2_avx2(const float *xa, const float *wa, const float *xb, const float *wb, int n,
                                const float base[8], float lo, float hi, float d[2]) {
     float imax[2];
@@ -349,7 +330,7 @@ AVX2 static void extremes_avx2(const float *x, int n, float *lo, float *hi) {
 
 static const qk_kern kern_avx2 = { asym8_avx2, sym8_avx2, nl8_avx2, asym_err_avx2, sym_err_avx2, nl_err_avx2,
                                    sumsq_avx2, wsqrt_avx2, q8_0_avx2,
-                                   lev_sym_avx2, lev_asym_avx2, extremes_avx2, sym_sub_avx2, sym_sub2_avx2 };
+                                   lev_sym_avx2, lev_asym_avx2, extremes_avx2, sym_sub2_avx2 };
 
 const qk_kern *qk_kern_avx2(void) {
     return __builtin_cpu_supports("avx2") ? &kern_avx2 : NULL;

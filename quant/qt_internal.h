@@ -71,11 +71,10 @@ typedef struct {
     void (*lev_asym)(const float *x, int n, float id, float m, float nmax, uint8_t *L);
     /* hi = max(0, max x), lo = min(0, min x), NaNs skipped; n a multiple of 8 */
     void (*extremes)(const float *x, int n, float *lo, float *hi);
-    /* The whole one-group symmetric search, fused (no calls, no stores in between):
-     * returns what qk_sym_search(k, x, w, n, -lo, 1, step, 0, NULL) returns, with
+    /* The whole one-group symmetric search, fused (no calls, no stores in between), for
+     * two sub-blocks (xa, wa) and (xb, wb) at once: d[0], d[1] are what
+     * qk_sym_search(k, x, w, n, -lo, 1, step, 0, NULL) returns for each, with
      * base[c] = -((float)-lo + step * (float)(c - 4)) (qk_sym_base). */
-    float (*sym_sub)(const float *x, const float *w, int n, const float base[8], float lo, float hi);
-    /* sym_sub of two sub-blocks at once (xa, wa) and (xb, wb), interleaved: d[0], d[1] */
     void (*sym_sub2)(const float *xa, const float *wa, const float *xb, const float *wb, int n,
                      const float base[8], float lo, float hi, float d[2]);
 } qk_kern;
@@ -83,7 +82,7 @@ typedef struct {
 /* |max| at or below this is an all-zero block for the searches */
 #define QK_EPS_MAX 1e-15f
 
-/* The candidate numerators of a one-group symmetric search (see sym_sub). */
+/* The candidate numerators of a one-group symmetric search (see sym_sub2). */
 static inline void qk_sym_base(int nmax, float step, float base[8]) {
     for (int c = 0; c < 8; c++) base[c] = -((float)nmax + step * (float)(c - 4));
 }
