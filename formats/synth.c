@@ -176,10 +176,12 @@ static qx_status put_linear(sctx *c, const char *name, int64_t rows, int64_t col
     return s;
 }
 
-static qx_status put_embed(sctx *c, const char *name, int64_t vocab, int64_t hidden, qx_err *e) {
+/* Embedding (base 16: rows of std ~0.7) or output head (base 1: logits of std ~1, so a
+ * synthetic model has a finite, sane perplexity). */
+static qx_status put_embed(sctx *c, const char *name, int64_t vocab, int64_t hidden, float base, qx_err *e) {
     int64_t sh[2] = {vocab, hidden};
     if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
-    float *w = gen_matrix(name, c->seed, vocab, hidden, 16.0f);
+    float *w = gen_matrix(name, c->seed, vocab, hidden, base);
     if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
     qx_status s = put_bf16(c, name, 2, sh, w, e);
     free(w);
@@ -191,12 +193,12 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
     int64_t E = p->hidden, H = p->heads;
 #define N(fmt, ...) (snprintf(n, sizeof n, "model.layers.%lld." fmt, (long long)l, ##__VA_ARGS__), n)
     if (mtp) {
-        QX_TRY(put_embed(c, N("embed_tokens.weight"), p->vocab, E, e));
+        QX_TRY(put_embed(c, N("embed_tokens.weight"), p->vocab, E, 16.0f, e));
         QX_TRY(put_norm(c, N("enorm.weight"), E, e));
         QX_TRY(put_norm(c, N("hnorm.weight"), E, e));
         QX_TRY(put_linear(c, N("eh_proj.weight"), E, 2 * E, !p->full_scale, false, e));
         QX_TRY(put_norm(c, N("shared_head.norm.weight"), E, e));
-        QX_TRY(put_embed(c, N("shared_head.head.weight"), p->vocab, E, e));
+        QX_TRY(put_embed(c, N("shared_head.head.weight"), p->vocab, E, 1.0f, e));
     }
     QX_TRY(put_norm(c, N("input_layernorm.weight"), E, e));
     QX_TRY(put_norm(c, N("post_attention_layernorm.weight"), E, e));
@@ -495,12 +497,12 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     c.target = total / (uint64_t)c.n + 1;
     int64_t sh1[1] = {p->hidden};
     (void)sh1;
-    if (s == QX_OK) s = put_embed(&c, "model.embed_tokens.weight", p->vocab, p->hidden, e);
+    if (s == QX_OK) s = put_embed(&c, "model.embed_tokens.weight", p->vocab, p->hidden, 16.0f, e);
     for (int64_t l = 0; s == QX_OK && l < p->layers; l++)
         s = p->arch == HF_ARCH_DEEPSEEK_V3 ? deepseek_layer(&c, p, l, false, e) : dense_layer(&c, p, l, e);
     for (int64_t l = 0; s == QX_OK && l < p->mtp; l++) s = deepseek_layer(&c, p, p->layers + l, true, e);
     if (s == QX_OK) s = put_norm(&c, "model.norm.weight", p->hidden, e);
-    if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, e);
+    if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, 1.0f, e);
     uint64_t total_size = 0;
     for (int i = 0; s == QX_OK && i < c.n; i++) {
         char f[64], path[4096];
