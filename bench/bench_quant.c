@@ -3,7 +3,7 @@
  * 1 thread and all threads, without and with importance weights (imp = exp(1.5 N(0,1))
  * per column).  Baselines: the scalar _ref path measured in this run (on 64 rows), and
  * ggml's single-thread rates on this machine as given in the issue (ggml is not built
- * here; /work/notes/quant-compare.md has the side-by-side run). */
+ * here; docs/quant-vs-ggml.md has the side-by-side run). */
 #include "quant/qt.h"
 #include "quant/qt_internal.h"
 
