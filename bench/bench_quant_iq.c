@@ -6,8 +6,8 @@
  * Baselines:
  *  - GGML[] below holds ggml's single-thread rates for the same kind of matrix,
  *    measured once with a separate comparison program (ggml-quants.c built -O3 -march=native
- *    outside this repo, next to our code, same run, interleaved, best of 7; the notes of
- *    that comparison are kept outside the repo).  They are constants from another machine
+ *    outside this repo, next to our code, same run, interleaved, best of 7; the results are
+ *    in docs/iq-vs-ggml.md).  They are constants from another machine
  *    state, so the ratio to them is indicative only.
  *  - In this run: Q2_K's quantizer (quant/k_quants.c) on the same matrix, and each type's own
  *    1-thread rate for the N-thread speedup.
@@ -27,7 +27,7 @@
 
 /* ggml (llama.cpp ggml-quants.c) single-thread quantize / dequantize rates, M weights/s,
  * measured on this project's shared 2-core machine, 32 x 4096 rows, thread CPU time, best of 7
- * (the iq-compare notes, kept outside the repo, 2026-11-29). */
+ * (docs/iq-vs-ggml.md, 2026-11-29). */
 static const struct { qt_type t; double q, dq; } GGML[7] = {
     { QT_IQ2_XXS, 3.03, 285.0 }, { QT_IQ2_XS, 1.61, 241.0 }, { QT_IQ2_S, 4.25, 264.0 },
     { QT_IQ3_XXS, 2.16, 278.0 }, { QT_IQ3_S, 3.40, 237.0 }, { QT_IQ1_S, 5.86, 1362.0 },
@@ -92,7 +92,7 @@ int main(void) {
     printf("bench_quant_iq: %d x %d weights, imatrix; rates in M weights/s; %d threads available\n", ROWS, COLS, nthr);
     printf("in-run baseline: Q2_K quantize (1 thread) %.2f M w/s\n", mw / tq2k);
     printf("ggml baseline: constants measured separately with ggml-quants.c, 1 thread "
-           "(see the iq-compare notes kept outside the repo)\n\n");
+           "(see docs/iq-vs-ggml.md)\n\n");
     printf("%-8s %9s %9s %8s %8s %9s | %9s %9s %8s %8s\n", "type", "quant 1T", "quant NT", "NT/1T", "vs ggml",
            "vs Q2_K", "deq 1T", "deq NT", "NT/1T", "vs ggml");
     for (int i = 0; i < 7; i++) {

@@ -300,7 +300,7 @@ static void roundtrip(qt_type t, const float *x, const float *imp, float *y, uin
 static void test_roundtrip(void) {
     /* Upper bounds on sqrt(sum imp (x-q)^2 / sum imp x^2); measured values are ~10% lower.
      * For scale: ggml's own quantizers score 0.33 0.26 0.24 0.15 0.12 0.46 0.36 on the same
-     * kind of matrix (see the iq-compare notes kept outside the repo). */
+     * kind of matrix (see docs/iq-vs-ggml.md). */
     static const double bound[7] = { 0.31, 0.255, 0.24, 0.16, 0.135, 0.45, 0.36 };
     float *x = malloc(sizeof(float) * ROWS * COLS), *y = malloc(sizeof(float) * ROWS * COLS);
     float *y2 = malloc(sizeof(float) * ROWS * COLS), *imp = malloc(sizeof(float) * COLS);
