@@ -34,4 +34,16 @@ void cli_engine_progress(void *ud, int layer, int n_layer, int64_t done, int64_t
 struct kn_backend;
 int cli_open_device(const char *cmd, const char *dev, struct kn_backend **be);
 void cli_close_device(struct kn_backend *be);
+/* An evaluation's inputs (ppl, imatrix): the device, the model and its token ids, opened
+ * together; on failure prints one line and returns the exit code (nothing left open). */
+struct cal_model;
+typedef struct {
+    struct kn_backend *be;
+    struct cal_model *model;
+    int32_t *ids;
+    int64_t n_ids;
+} cli_eval;
+int cli_eval_open(cli_eval *ev, const char *cmd, const char *model, const char *text,
+                  const char *ids_path, const char *dev);
+void cli_eval_close(cli_eval *ev);
 #endif

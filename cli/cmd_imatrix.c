@@ -53,18 +53,12 @@ int cmd_imatrix(int argc, char **argv) {
     if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
     if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
     if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
-    struct kn_backend *be = NULL;
-    int rc = cli_open_device("imatrix", dev, &be);
+    cli_eval ev;
+    int rc = cli_eval_open(&ev, "imatrix", model, text, ids_path, dev);
     if (rc) return rc;
-    p.backend = be;
-
+    p.backend = ev.be;
     qx_err e = {0};
-    cal_model *m = NULL;
-    if (cal_model_open(&m, model, &e) != QX_OK) { cli_close_device(be); return cli_fail(&e); }
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    if ((rc = cli_read_ids("imatrix", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
-    int64_t nw = n_ids / p.n_ctx;
+    int64_t nw = ev.n_ids / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw) nw = p.n_chunks;
     qx_progress prog;
     uint64_t total = (uint64_t)(nw * p.n_ctx);
@@ -72,11 +66,9 @@ int cmd_imatrix(int argc, char **argv) {
     p.progress = cli_engine_progress;
     p.progress_ud = &prog;
     im_matrix *im = NULL;
-    qx_status s = cal_imatrix_run(m, ids, n_ids, &p, &im, &e);
+    qx_status s = cal_imatrix_run(ev.model, ev.ids, ev.n_ids, &p, &im, &e);
     qx_progress_end(&prog, total);
-    free(ids);
-    cal_model_close(m);
-    cli_close_device(be);
+    cli_eval_close(&ev);
     if (s == QX_OK) {
         const char *ds = text ? text : ids_path, *slash = strrchr(ds, '/');
         s = im_add_dataset(im, slash ? slash + 1 : ds, &e);

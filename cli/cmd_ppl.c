@@ -87,6 +87,24 @@ int cli_open_device(const char *cmd, const char *dev, struct kn_backend **be) {
 
 void cli_close_device(struct kn_backend *be) { kn_backend_close(be); }
 
+int cli_eval_open(cli_eval *ev, const char *cmd, const char *model, const char *text,
+                  const char *ids_path, const char *dev) {
+    memset(ev, 0, sizeof *ev);
+    int rc = cli_open_device(cmd, dev, &ev->be);
+    if (rc) return rc;
+    qx_err e = {0};
+    if (cal_model_open(&ev->model, model, &e) != QX_OK) { cli_eval_close(ev); return cli_fail(&e); }
+    if ((rc = cli_read_ids(cmd, model, text, ids_path, &ev->ids, &ev->n_ids))) { cli_eval_close(ev); return rc; }
+    return 0;
+}
+
+void cli_eval_close(cli_eval *ev) {
+    free(ev->ids);
+    if (ev->model) cal_model_close(ev->model);
+    cli_close_device(ev->be);
+    memset(ev, 0, sizeof *ev);
+}
+
 static bool parse_i64(const char *s, int64_t *out) {
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -172,29 +190,21 @@ int cmd_ppl(int argc, char **argv) {
     if (!text == !ids_path) return cli_usage_error("ppl", "give exactly one of --text FILE or --ids FILE");
     if ((max_kld >= 0 || max_ratio > 0 || min_top1 >= 0) && !p.base)
         return cli_usage_error("ppl", "--max-kld, --max-ppl-ratio and --min-top1 need --base");
-    kn_backend *be = NULL;
-    int rc = cli_open_device("ppl", dev, &be);
+    cli_eval ev;
+    int rc = cli_eval_open(&ev, "ppl", model, text, ids_path, dev);
     if (rc) return rc;
-    p.backend = be;
-
+    p.backend = ev.be;
     qx_err e = {0};
-    cal_model *m = NULL;
-    if (cal_model_open(&m, model, &e) != QX_OK) { cli_close_device(be); return cli_fail(&e); }
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    if ((rc = cli_read_ids("ppl", model, text, ids_path, &ids, &n_ids))) { cal_model_close(m); cli_close_device(be); return rc; }
     qx_progress prog;
-    int64_t nw_est = (n_ids + 1) / p.n_ctx;
+    int64_t nw_est = (ev.n_ids + 1) / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw_est) nw_est = p.n_chunks;
     qx_progress_begin(&prog, stderr, "ppl", (uint64_t)(nw_est * p.n_ctx), "tok");
     p.progress = cli_engine_progress;
     p.progress_ud = &prog;
     cal_ppl_result r;
-    qx_status s = cal_ppl_run(m, ids, n_ids, &p, &r, &e);
+    qx_status s = cal_ppl_run(ev.model, ev.ids, ev.n_ids, &p, &r, &e);
     qx_progress_end(&prog, (uint64_t)(nw_est * p.n_ctx));
-    free(ids);
-    cal_model_close(m);
-    cli_close_device(be);
+    cli_eval_close(&ev);
     if (s != QX_OK) return cli_fail(&e);
 
     printf("protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
