@@ -20,18 +20,13 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *l, in
     if (win == 0) memcpy(o->logits + p0 * V, l, (size_t)(n * V) * sizeof(float));
     return QX_OK;
 }
-static double rel_rms(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
-    return sqrt(d / (r > 0 ? r : 1));
-}
 static void cmp_file(const char *model, const char *file, const float *got, size_t n) {
     char rel[256], *buf; size_t len; qx_err e;
     snprintf(rel, sizeof rel, "models/%s/reference/%s", model, file);
     TU_CHECK(got != NULL, "%s %s observed", model, file);
     TU_OK(qx_read_file(tu_shared_path(rel), &buf, &len, &e), &e);
     if (!got || len != n * 4) { TU_CHECK(0, "%s %s size %zu", model, file, len); return; }
-    double r = rel_rms(got, (const float *)buf, n);
+    double r = tu_rel_rms(got, (const float *)buf, n);
     fprintf(stderr, "%s %s: rel RMS %.3g\n", model, file, r);
     TU_CHECK(r < 1e-3, "%s %s rel RMS %g", model, file, r);
     free(buf);

@@ -14,12 +14,6 @@ static qx_status cap(void *ud, int64_t win, int64_t p0, const float *l, int64_t 
     if (win == 0) memcpy((float *)ud + p0 * V, l, (size_t)(n * V) * sizeof(float));
     return QX_OK;
 }
-static double rel_rms(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-
 static void logits_check(const char *gguf, const char *model, const char *ref_file, double tol) {
     char rel[256], *idb, *refb; size_t il, rl; qx_err e = {0};
     cal_model *m = NULL;
@@ -33,7 +27,7 @@ static void logits_check(const char *gguf, const char *model, const char *ref_fi
     float *lg = malloc((size_t)(256 * V) * sizeof(float));
     cal_observer ob = { .ud = lg, .logits = cap };
     TU_OK(cal_forward(m, (const int32_t *)(void *)idb, 1, 256, NULL, &ob, &e), &e);
-    double r = rel_rms(lg, (const float *)(void *)refb, (size_t)(256 * V));
+    double r = tu_rel_rms(lg, (const float *)(void *)refb, (size_t)(256 * V));
     fprintf(stderr, "%s: logits w0 rel RMS %.3g\n", gguf, r);
     TU_CHECK(r < tol, "%s logits rel RMS %g >= %g", gguf, r, tol);
     free(lg); free(idb); free(refb);

@@ -40,19 +40,6 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *l, in
     return QX_OK;
 }
 
-static float *load_f32(const char *rel, size_t n) {
-    const char *p = tu_shared_path(rel);
-    char *buf; size_t len; qx_err e;
-    if (!p || qx_read_file(p, &buf, &len, &e) != QX_OK || len != n * 4) return NULL;
-    return (float *)buf;
-}
-
-static double rel_rms(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-
 static void check_kernels(void) {
     /* matmul fast vs reference over several storage types and odd shapes */
     const int64_t R = 37, C = 200, T = 13;
@@ -66,13 +53,13 @@ static void check_kernels(void) {
     TU_CHECK(kn_weight_init(&kw, QT_F32, R, C, w, NULL), "init f32");
     kn_matmul_ref(&kw, x, C, T, b, y0, R);
     kn_matmul(&kw, x, C, T, b, y1, R);
-    TU_CHECK(rel_rms(y1, y0, T * R) < 1e-6, "f32 matmul fast vs ref %g", rel_rms(y1, y0, T * R));
+    TU_CHECK(tu_rel_rms(y1, y0, T * R) < 1e-6, "f32 matmul fast vs ref %g", tu_rel_rms(y1, y0, T * R));
     double want = 0; for (int64_t c = 0; c < C; c++) want += (double)w[5 * C + c] * x[3 * C + c];
     TU_NEAR(y0[3 * R + 5], want + 0.05, 1e-4, "matmul element %g vs %g", y0[3 * R + 5], want + 0.05);
     TU_CHECK(kn_weight_init(&kw, QT_BF16, R, C, wb, NULL), "init bf16");
     kn_matmul_ref(&kw, x, C, T, NULL, y0, R);
     kn_matmul(&kw, x, C, T, NULL, y1, R);
-    TU_CHECK(rel_rms(y1, y0, T * R) < 1e-6, "bf16 matmul fast vs ref %g", rel_rms(y1, y0, T * R));
+    TU_CHECK(tu_rel_rms(y1, y0, T * R) < 1e-6, "bf16 matmul fast vs ref %g", tu_rel_rms(y1, y0, T * R));
     /* attention fast vs reference (GQA, 2 sequences) */
     const int S = 9, H = 4, KV = 2, D = 8;
     float *q = malloc(2 * S * H * D * 4), *k = malloc(2 * S * KV * D * 4), *v = malloc(2 * S * KV * D * 4);
@@ -83,7 +70,7 @@ static void check_kernels(void) {
     kn_attention_ref(&a);
     a.o = o1;
     kn_attention(&a);
-    TU_CHECK(rel_rms(o1, o0, 2 * S * H * D) < 1e-6, "attention fast vs ref");
+    TU_CHECK(tu_rel_rms(o1, o0, 2 * S * H * D) < 1e-6, "attention fast vs ref");
     /* position 0 attends only to itself: o = v_0 of its kv head */
     TU_NEAR(o0[1 * D + 3], v[0 * D + 3], 1e-6, "attention at position 0");
     free(w); free(x); free(y0); free(y1); free(b); free(wb); free(q); free(k); free(v); free(o0); free(o1);
@@ -149,18 +136,18 @@ int main(void) {
     for (int L = 0; L < 5; L++) {
         char rel[256];
         snprintf(rel, sizeof rel, "models/mini-v3/reference/%s", hn[L]);
-        float *ref = load_f32(rel, (size_t)(S * E));
+        float *ref = tu_load_shared_f32(rel, (size_t)(S * E));
         TU_CHECK(ref && o.hidden[L], "%s loaded and observed", hn[L]);
         if (!ref || !o.hidden[L]) continue;
-        double r = rel_rms(o.hidden[L], ref, (size_t)(S * E));
+        double r = tu_rel_rms(o.hidden[L], ref, (size_t)(S * E));
         fprintf(stderr, "%s: rel RMS %.3g\n", hn[L], r);
         TU_CHECK(r < 1e-3, "%s rel RMS %g", hn[L], r);
         free(ref);
     }
-    float *ref = load_f32("models/mini-v3/reference/logits_w0_w1.f32", (size_t)(2 * S * V));
+    float *ref = tu_load_shared_f32("models/mini-v3/reference/logits_w0_w1.f32", (size_t)(2 * S * V));
     TU_CHECK(ref != NULL, "logits reference");
     if (ref) {
-        double r = rel_rms(o.logits, ref, (size_t)(2 * S * V)), mx = 0;
+        double r = tu_rel_rms(o.logits, ref, (size_t)(2 * S * V)), mx = 0;
         for (size_t i = 0; i < (size_t)(2 * S * V); i++) mx = fmax(mx, fabs((double)o.logits[i] - ref[i]));
         fprintf(stderr, "logits w0-w1: rel RMS %.3g, max |diff| %.3g\n", r, mx);
         TU_CHECK(r < 1e-3, "logits rel RMS %g", r);

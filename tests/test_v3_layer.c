@@ -7,21 +7,6 @@
 #include "tests/util/tu.h"
 #include "bench/gpu/v3_hf.h"
 
-static float *load_f32(const char *rel, size_t n) {
-    const char *p = tu_shared_path(rel);
-    char *b = NULL;
-    size_t len = 0;
-    qx_err e = {0};
-    if (!p || qx_read_file(p, &b, &len, &e) != QX_OK || len != n * sizeof(float)) { free(b); return NULL; }
-    return (float *)(void *)b;
-}
-
-static double rel_rms(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-
 int main(void) {
     const char *dir = tu_shared_path("models/mini-v3");
     if (!dir) return tu_skip("../shared/models/mini-v3 is absent");
@@ -36,7 +21,7 @@ int main(void) {
     v3_dims d;
     v3_dims_from(cal_model_hparams(cm), &d);
     const int64_t S = 256, T = S;
-    float *h = load_f32("models/mini-v3/reference/hidden_after_layer0_w0.f32", (size_t)(T * d.E));
+    float *h = tu_load_shared_f32("models/mini-v3/reference/hidden_after_layer0_w0.f32", (size_t)(T * d.E));
     TU_CHECK(h != NULL, "reference hidden state after layer 0");
     int32_t *pos = malloc((size_t)T * sizeof *pos);
     for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)t;
@@ -52,10 +37,10 @@ int main(void) {
         v3_owned_free(ops, &own);
         char rel[128];
         snprintf(rel, sizeof rel, "models/mini-v3/reference/hidden_after_layer%d_w0.f32", L);
-        float *ref = load_f32(rel, (size_t)(T * d.E));
+        float *ref = tu_load_shared_f32(rel, (size_t)(T * d.E));
         TU_CHECK(ref != NULL, "%s", rel);
         if (!ref) break;
-        double r = rel_rms(h, ref, (size_t)(T * d.E));
+        double r = tu_rel_rms(h, ref, (size_t)(T * d.E));
         fprintf(stderr, "layer %d: rel RMS vs reference %.3g\n", L, r);
         TU_CHECK(r < 1e-3, "layer %d through the v3_layer composition: rel RMS %g vs the reference", L, r);
         free(ref);

@@ -7,21 +7,6 @@
 #include "bench/gpu/v3_hf.h"
 #include "bench/gpu/v3_cuda_ops.h"
 
-static float *load_f32(const char *rel, size_t n) {
-    const char *p = tu_shared_path(rel);
-    char *b = NULL;
-    size_t len = 0;
-    qx_err e = {0};
-    if (!p || qx_read_file(p, &b, &len, &e) != QX_OK || len != n * sizeof(float)) { free(b); return NULL; }
-    return (float *)(void *)b;
-}
-
-static double rel_rms(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-
 int main(void) {
     qx_err e = {0};
     if (kn_cuda_init(&e) != QX_OK) { fprintf(stderr, "FAIL: needs a GPU: %s\n", e.msg); return 1; }
@@ -39,7 +24,7 @@ int main(void) {
     v3_dims_from(hp, &d);
     const int64_t S = 256, T = S;
     const size_t hb = (size_t)(T * d.E) * sizeof(float);
-    float *h = load_f32("models/mini-v3/reference/hidden_after_layer0_w0.f32", (size_t)(T * d.E));
+    float *h = tu_load_shared_f32("models/mini-v3/reference/hidden_after_layer0_w0.f32", (size_t)(T * d.E));
     float *hc = malloc(hb), *hg = malloc(hb);
     TU_CHECK(h != NULL, "reference hidden state after layer 0");
     if (!h) return tu_done("test_cuda_layer");
@@ -69,10 +54,10 @@ int main(void) {
         v3_owned_free(cu, &og);
         char rel[128];
         snprintf(rel, sizeof rel, "models/mini-v3/reference/hidden_after_layer%d_w0.f32", L);
-        float *ref = load_f32(rel, (size_t)(T * d.E));
+        float *ref = tu_load_shared_f32(rel, (size_t)(T * d.E));
         TU_CHECK(ref != NULL, "%s", rel);
         if (!ref) break;
-        double rg = rel_rms(hg, ref, (size_t)(T * d.E)), rc = rel_rms(hg, hc, (size_t)(T * d.E));
+        double rg = tu_rel_rms(hg, ref, (size_t)(T * d.E)), rc = tu_rel_rms(hg, hc, (size_t)(T * d.E));
         fprintf(stderr, "layer %d on the GPU: rel RMS %.3g vs reference, %.3g vs the CPU composition\n", L, rg, rc);
         TU_CHECK(rg < 1e-3, "layer %d: GPU vs reference rel RMS %g", L, rg);
         TU_CHECK(rc < 1e-4, "layer %d: GPU vs CPU composition rel RMS %g", L, rc);

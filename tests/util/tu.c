@@ -66,6 +66,21 @@ int tu_done(const char *name) {
     return 0;
 }
 
+double tu_rel_rms(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); r += (double)b[i] * b[i]; }
+    return sqrt(d / (r > 0 ? r : 1));
+}
+
+float *tu_load_shared_f32(const char *rel, size_t n) {
+    const char *p = tu_shared_path(rel);
+    char *b = NULL;
+    size_t len = 0;
+    qx_err e = {0};
+    if (!p || qx_read_file(p, &b, &len, &e) != QX_OK || len != n * sizeof(float)) { free(b); return NULL; }
+    return (float *)(void *)b;
+}
+
 int tu_quick(void) {
     const char *q = getenv("QF_QUICK");
     return q && *q && strcmp(q, "0") != 0;

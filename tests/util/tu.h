@@ -37,6 +37,11 @@ int tu_write_file(const char *path, const void *data, size_t n);
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of the qforge binary under test (env QF_BIN, else ./qforge). */
 const char *tu_qforge(void);
+/* sqrt(sum (a-b)^2 / sum b^2) in double: relative RMS error of a against reference b. */
+double tu_rel_rms(const float *a, const float *b, size_t n);
+/* Reads "<shared>/<rel>" holding exactly n little-endian f32 values (malloc'd; NULL if absent
+ * or of another size). */
+float *tu_load_shared_f32(const char *rel, size_t n);
 /* Prints the summary, cleans up, returns the process exit code. */
 int tu_done(const char *name);
 /* True under the sanitizer build (`make test-asan` sets QF_QUICK=1): heavy tests then check
