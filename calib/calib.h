@@ -210,6 +210,11 @@ typedef struct {
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
     const struct kn_backend *backend;   /* NULL: CPU (see cal_run_params) */
+    /* With base only: per-token KLD file (format in calib/ppl.c).  save_kld writes this run's
+     * per-token KLD (atomically); vs_kld reads another build's, measured against the same
+     * base and tokens, and fills the paired comparison (r->has_vs). */
+    const char *save_kld;
+    const char *vs_kld;
 } cal_ppl_params;
 
 cal_ppl_params cal_ppl_default_params(void);
@@ -225,6 +230,11 @@ typedef struct {
     double top1_agree;                        /* fraction of tokens with the same argmax */
     double dp_rms;                            /* RMS of p(target) - p_base(target) */
     double seconds, tokens_per_s;             /* forward throughput (all tokens run) */
+    /* paired comparison with vs_kld: d_i = kld_i(this) - kld_i(other) over the same tokens */
+    bool has_vs;
+    double vs_kld_mean;                       /* the other build's mean KLD */
+    double kld_delta, kld_delta_err;          /* mean d and its standard error (paired) */
+    double vs_lower_frac;                     /* fraction of tokens where this build's KLD is lower */
 } cal_ppl_result;
 
 /* Builds the windows of a protocol: *win (malloc'd, n_win * n_ctx ids; free()) and the

@@ -27,15 +27,26 @@
  * mini-llama (vocab 2048, PPL ~100, a 4-bit-rounded build, tests/test_ppl.c): top-64 gives
  * ~70% of the exact KLD, so it is a lower bound for trend-watching only; the gate uses full
  * rows unless told otherwise.  PPL, ln PPL ratio, Δp and top-1 use exact stored values in
- * both modes and do not depend on k. */
+ * both modes and do not depend on k.
+ *
+ * Per-token KLD file (`--save-kld`, read by `--vs-kld`; uncompressed, little-endian):
+ *   char magic[8] "QFKLD1\0\0", u32 version (1), u32 protocol, i64 n_ctx, i64 n_rows,
+ *   u64 XXH3-64 of the evaluated windows' token ids, then f32 kld[n_rows] in the base file's
+ *   row order.  Two builds measured against the same base can then be compared token by
+ *   token: the paired difference has a far smaller standard error than either mean (both
+ *   builds see the same hard tokens), so a change of a few percent is resolvable on a
+ *   small text. */
 #include "engine_int.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #define BASE_MAGIC "QFBASE1"
+#define KLD_MAGIC "QFKLD1\0"
 
 cal_ppl_params cal_ppl_default_params(void) {
     cal_ppl_params p;
@@ -94,6 +105,7 @@ typedef struct {
     int64_t n, n_nonfinite, top1;
     double s_nll, s_nll2, s_d, s_d2, s_bnll, s_kld, s_kld2, s_dp2;
     double *klds;
+    float *vs;                     /* the other build's per-token KLD (vs_kld) */
     cal_ppl_result *r;
 } ppl_obs;
 
@@ -316,6 +328,68 @@ static qx_status read_header(ppl_obs *o, int64_t n_chunks, uint64_t hash, qx_err
     return QX_OK;
 }
 
+typedef struct {
+    char magic[8];
+    uint32_t version, protocol;
+    int64_t n_ctx, n_rows;
+    uint64_t hash;
+} kld_header;
+
+/* Writes path.part, then renames it over path: a killed run never leaves a file that looks whole. */
+static qx_status save_klds(const char *path, const ppl_obs *o, uint64_t hash, qx_err *e) {
+    kld_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, KLD_MAGIC, 8);
+    h.version = 1; h.protocol = (uint32_t)o->p->protocol; h.n_ctx = o->n_ctx; h.n_rows = o->n; h.hash = hash;
+    size_t len = strlen(path);
+    char *part = malloc(len + 6);
+    if (!part) return qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    memcpy(part, path, len); memcpy(part + len, ".part", 6);
+    FILE *f = fopen(part, "wb");
+    qx_status s = QX_OK;
+    if (!f) s = qx_fail(e, QX_EIO, "%s: cannot create: %s", part, strerror(errno));
+    if (s == QX_OK && fwrite(&h, sizeof h, 1, f) != 1) s = qx_fail(e, QX_EIO, "%s: write failed: %s", part, strerror(errno));
+    for (int64_t i = 0; s == QX_OK && i < o->n; i++) {
+        float v = (float)o->klds[i];
+        if (fwrite(&v, 4, 1, f) != 1) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: write failed: %s", part, strerror(errno));
+    }
+    if (f && fclose(f) != 0 && s == QX_OK) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: write failed on close: %s", part, strerror(errno));
+    if (s == QX_OK && rename(part, path) != 0) s = qx_fail(e, QX_EIO, "rename %s -> %s: %s", part, path, strerror(errno));
+    if (s != QX_OK && f) remove(part);
+    free(part);
+    return s;
+}
+
+/* Reads another build's per-token KLD; it must cover exactly this run's scored tokens. */
+static qx_status load_klds(const char *path, ppl_obs *o, int64_t n_rows, uint64_t hash, qx_err *e) {
+    char *buf; size_t len;
+    QX_TRY(qx_read_file(path, &buf, &len, e));
+    kld_header h;
+    qx_status s = QX_OK;
+    if (len < sizeof h) s = qx_fail(e, QX_EFORMAT, "%s: %zu bytes is too short for a per-token KLD file", path, len);
+    else {
+        memcpy(&h, buf, sizeof h);
+        if (memcmp(h.magic, KLD_MAGIC, 8)) s = qx_fail(e, QX_EFORMAT, "%s: not a qforge per-token KLD file (bad magic)", path);
+        else if (h.version != 1) s = qx_fail(e, QX_EUNSUPPORTED, "%s: per-token KLD file version %u", path, h.version);
+        else if (h.protocol != (uint32_t)o->p->protocol || h.n_ctx != o->n_ctx)
+            s = qx_fail(e, QX_EINVAL, "%s: made with protocol %s, ctx %lld; this run is %s, ctx %lld", path,
+                        h.protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)h.n_ctx,
+                        o->p->protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)o->n_ctx);
+        else if (h.n_rows != n_rows) s = qx_fail(e, QX_EINVAL, "%s: %lld scored tokens, this run %lld (use the same --chunks)", path, (long long)h.n_rows, (long long)n_rows);
+        else if (h.hash != hash) s = qx_fail(e, QX_EINVAL, "%s: computed on different tokens (text or tokenizer differ)", path);
+        else if (len != sizeof h + (size_t)n_rows * 4)
+            s = qx_fail(e, QX_EFORMAT, "%s: %zu bytes, expected %zu (truncated or trailing data)", path, len, sizeof h + (size_t)n_rows * 4);
+    }
+    if (s == QX_OK && !(o->vs = malloc((size_t)(n_rows > 0 ? n_rows : 1) * sizeof(float)))) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    if (s == QX_OK) {
+        memcpy(o->vs, buf + sizeof h, (size_t)n_rows * 4);
+        for (int64_t i = 0; i < n_rows && s == QX_OK; i++)
+            if (!isfinite(o->vs[i]) || o->vs[i] < 0) s = qx_fail(e, QX_EFORMAT, "%s: token %lld has KLD %g", path, (long long)i, (double)o->vs[i]);
+    }
+    free(buf);
+    return s;
+}
+
 static int cmp_dbl(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -340,6 +414,21 @@ static void finish(ppl_obs *o) {
     r->kld_mean = o->s_kld / n;
     var = o->n > 1 ? (o->s_kld2 / n - r->kld_mean * r->kld_mean) / (n - 1) : 0;
     r->kld_err = sqrt(var > 0 ? var : 0);
+    if (o->vs && o->n_nonfinite == 0) {   /* rows line up only when none was skipped */
+        double sd = 0, sd2 = 0, sv = 0;
+        int64_t lower = 0;
+        for (int64_t i = 0; i < o->n; i++) {   /* both sides at the file's f32 precision */
+            double a = (double)(float)o->klds[i], b = (double)o->vs[i], d = a - b;
+            sd += d; sd2 += d * d; sv += b;
+            lower += a < b;
+        }
+        r->has_vs = true;
+        r->kld_delta = sd / n;
+        var = o->n > 1 ? (sd2 / n - r->kld_delta * r->kld_delta) / (n - 1) : 0;
+        r->kld_delta_err = sqrt(var > 0 ? var : 0);
+        r->vs_kld_mean = sv / n;
+        r->vs_lower_frac = (double)lower / n;
+    }
     qsort(o->klds, (size_t)o->n, sizeof(double), cmp_dbl);
     r->kld_median = o->n % 2 ? o->klds[o->n / 2] : 0.5 * (o->klds[o->n / 2 - 1] + o->klds[o->n / 2]);
     r->kld_p99 = o->klds[(int64_t)(0.99 * (n - 1))];
@@ -354,6 +443,8 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     const cal_hparams *hp = cal_model_hparams(m);
     memset(r, 0, sizeof *r);
     if (p.top_k < 0) p.top_k = 0;
+    if ((p.save_kld || p.vs_kld) && !p.base)
+        return qx_fail(e, QX_EINVAL, "ppl: a per-token KLD file (save_kld / vs_kld) needs a base");
     int32_t *win;
     int64_t n_win;
     QX_TRY(cal_ppl_windows(ids, n_ids, p.protocol, p.n_ctx, p.n_chunks, hp->bos_id, hp->add_bos, &win, &n_win, e));
@@ -382,6 +473,7 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         else s = read_header(&o, n_win, hash, e);
         if (s == QX_OK && !(o.klds = malloc((size_t)(n_win * o.n_rows_per_win) * sizeof(double))))
             s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+        if (s == QX_OK && p.vs_kld) s = load_klds(p.vs_kld, &o, n_win * o.n_rows_per_win, hash, e);
     }
     if (s == QX_OK && p.save_base) {
         o.save_path = p.save_base;
@@ -410,7 +502,9 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     }
     if (o.save && gzclose(o.save) != Z_OK && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: write failed on close", p.save_base);
     if (o.base) gzclose(o.base);
+    if (s == QX_OK && o.n_nonfinite == 0 && p.save_kld) s = save_klds(p.save_kld, &o, hash, e);
     if (s == QX_OK) finish(&o);
+    free(o.vs);
     free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.hu); free(o.dl); free(o.br.id); free(o.br.logp); free(o.klds); free(win);
     return s;
 }

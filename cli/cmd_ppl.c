@@ -27,12 +27,18 @@ static const char *ppl_help =
     "  --save-base F      store this model's log-probabilities in F (zlib; format in calib/ppl.c)\n"
     "  --base-topk K      0 (default): full rows as 16-bit log-probs, exact KLD (~2 bytes x vocab\n"
     "                     per scored token); K > 0: only the top-K log-probs + remainder mass\n"
-    "                     (8K bytes per token; KLD becomes a lower bound, ~70%% of the exact value\n"
+    "                     (8K bytes per token; KLD becomes a lower bound, ~70% of the exact value\n"
     "                     at K = 64 on mini-llama)\n"
     "  --base F           compare against a base file: KLD, top-1 agreement, Δp, PPL ratio\n"
+    "  --save-kld F       with --base: write this build's per-token KLD to F (for --vs-kld later)\n"
+    "  --vs-kld F         with --base: compare token by token with another build's --save-kld file\n"
+    "                     (same base, text, ctx, chunks): mean KLD difference with its paired\n"
+    "                     standard error, far tighter than the two means' own errors\n"
     "  --max-kld X        exit 3 when the mean KLD exceeds X\n"
     "  --max-ppl-ratio R  exit 3 when PPL / PPL_base exceeds R\n"
     "  --min-top1 P       exit 3 when the same-top-1 rate is below P (fraction, e.g. 0.9)\n"
+    "  --max-kld-delta X  with --vs-kld: exit 3 when this build's mean KLD exceeds the other's\n"
+    "                     by more than X (0: must not be worse; a release-to-release gate)\n"
     "  --json F           write all numbers as JSON to F ('-' = stdout)\n"
     "  -t N               threads (default: all)\n"
     "  --batch N          tokens per engine batch (default 4096; memory vs. speed)\n"
@@ -144,6 +150,12 @@ static int write_json(const char *path, const cal_ppl_result *r) {
         json_object_set_new(o, "top1_agree", json_real(r->top1_agree));
         json_object_set_new(o, "dp_rms", json_real(r->dp_rms));
     }
+    if (r->has_vs) {
+        json_object_set_new(o, "vs_kld_mean", json_real(r->vs_kld_mean));
+        json_object_set_new(o, "kld_delta", json_real(r->kld_delta));
+        json_object_set_new(o, "kld_delta_err", json_real(r->kld_delta_err));
+        json_object_set_new(o, "vs_lower_frac", json_real(r->vs_lower_frac));
+    }
     int rc = 0;
     if (!strcmp(path, "-")) { json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)); putchar('\n'); }
     else if (json_dump_file(o, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10))) {
@@ -157,7 +169,7 @@ static int write_json(const char *path, const cal_ppl_result *r) {
 int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *ids_path = NULL, *json = NULL, *dev = "cpu";
     cal_ppl_params p = cal_ppl_default_params();
-    double max_kld = -1, max_ratio = -1, min_top1 = -1;
+    double max_kld = -1, max_ratio = -1, min_top1 = -1, max_delta = NAN;
     int64_t v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -172,6 +184,9 @@ int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "--save-base")) p.save_base = val;
         else if (!strcmp(a, "--base")) p.base = val;
         else if (!strcmp(a, "--device")) dev = val;
+        else if (!strcmp(a, "--save-kld")) p.save_kld = val;
+        else if (!strcmp(a, "--vs-kld")) p.vs_kld = val;
+        else if (!strcmp(a, "--max-kld-delta")) { if (!parse_dbl(val, &max_delta)) return cli_usage_error("ppl", "bad --max-kld-delta '%s'", val); }
         else if (!strcmp(a, "--protocol")) {
             if (!strcmp(val, "llama")) p.protocol = CAL_PPL_LLAMA;
             else if (!strcmp(val, "all")) p.protocol = CAL_PPL_ALL;
@@ -190,6 +205,8 @@ int cmd_ppl(int argc, char **argv) {
     if (!text == !ids_path) return cli_usage_error("ppl", "give exactly one of --text FILE or --ids FILE");
     if ((max_kld >= 0 || max_ratio > 0 || min_top1 >= 0) && !p.base)
         return cli_usage_error("ppl", "--max-kld, --max-ppl-ratio and --min-top1 need --base");
+    if ((p.save_kld || p.vs_kld) && !p.base) return cli_usage_error("ppl", "--save-kld and --vs-kld need --base");
+    if (!isnan(max_delta) && !p.vs_kld) return cli_usage_error("ppl", "--max-kld-delta needs --vs-kld");
     cli_eval ev;
     int rc = cli_eval_open(&ev, "ppl", model, text, ids_path, dev);
     if (rc) return rc;
@@ -219,6 +236,10 @@ int cmd_ppl(int argc, char **argv) {
         printf("same top-1    %.4f %%\n", 100.0 * r.top1_agree);
         printf("RMS Δp        %.4f %%\n", 100.0 * r.dp_rms);
     }
+    if (r.has_vs) {
+        printf("KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
+               p.vs_kld, r.vs_kld_mean, r.kld_delta, r.kld_delta_err, 100.0 * r.vs_lower_frac);
+    }
     if (json && write_json(json, &r)) return 1;
     if (r.n_nonfinite > 0 || !isfinite(r.ppl) || (r.has_base && (!isfinite(r.kld_mean) || !isfinite(r.ppl_base)))) {
         printf("FAIL: %lld scored tokens had NaN/Inf logits or divergences\n", (long long)r.n_nonfinite);
@@ -229,6 +250,10 @@ int cmd_ppl(int argc, char **argv) {
         if (max_kld >= 0 && r.kld_mean > max_kld) { printf("FAIL: mean KLD %.6f > --max-kld %g\n", r.kld_mean, max_kld); return 3; }
         if (max_ratio > 0 && ratio > max_ratio) { printf("FAIL: PPL ratio %.6f > --max-ppl-ratio %g\n", ratio, max_ratio); return 3; }
         if (min_top1 >= 0 && r.top1_agree < min_top1) { printf("FAIL: same-top-1 %.6f < --min-top1 %g\n", r.top1_agree, min_top1); return 3; }
+        if (!isnan(max_delta) && r.has_vs && r.kld_delta > max_delta) {
+            printf("FAIL: mean KLD %.6f exceeds %s's %.6f by %.6f > --max-kld-delta %g\n", r.kld_mean, p.vs_kld, r.vs_kld_mean, r.kld_delta, max_delta);
+            return 3;
+        }
     }
     return 0;
 }

@@ -170,6 +170,18 @@ static void drift(void) {
     TU_CHECK(tu_system("grep -q '\"kld_p99\"' %s/q8.json && grep -q '\"top1_agree\": 1' %s/self.json", tmp, tmp) == 0, "json keys");
     rc = tu_system("%s ppl %s --ids %s --ctx 128 --chunks 2 --base %s > %s/mismatch.out 2>&1", q, model, ids, base, tmp);
     TU_CHECK(rc == 1 && tu_system("grep -q 'ctx 256' %s/mismatch.out", tmp) == 0, "mismatched base is refused (rc %d)", rc);
+    /* per-token KLD files and the paired comparison (CLI) */
+    TU_CHECK(tu_system("%s ppl %s --ids %s %s --base %s --save-kld %s/q8.kld > %s/q8k.out 2>&1", q, d8, ids, common, base, tmp, tmp) == 0,
+             "--save-kld");
+    TU_CHECK(tu_system("%s ppl %s --ids %s %s --base %s --vs-kld %s/q8.kld --max-kld-delta 0 --json %s/q8vs.json > %s/q8vs.out 2>&1",
+                       q, d8, ids, common, base, tmp, tmp, tmp) == 0, "a build against its own per-token KLD: delta 0 passes");
+    TU_CHECK(tu_system("grep -Eq '\"kld_delta\": -?0\\.0,?$' %s/q8vs.json", tmp) == 0, "delta of a build with itself is exactly 0");
+    rc = tu_system("%s ppl %s --ids %s %s --base %s --vs-kld %s/q8.kld --max-kld-delta 0 > %s/q2vs.out 2>&1", q, d2, ids, common, base, tmp, tmp);
+    TU_CHECK(rc == 3 && tu_system("grep -q 'FAIL: mean KLD .* exceeds' %s/q2vs.out", tmp) == 0, "2-bit worse than 8-bit fails --max-kld-delta (rc %d)", rc);
+    rc = tu_system("%s ppl %s --ids %s --ctx 256 --chunks 1 --base %s --vs-kld %s/q8.kld > %s/vsbad.out 2>&1", q, d8, ids, base, tmp, tmp);
+    TU_CHECK(rc == 1, "a per-token file of another run is refused (rc %d)", rc);
+    rc = tu_system("%s ppl %s --ids %s %s --vs-kld %s/q8.kld > %s/vsnobase.out 2>&1", q, d8, ids, common, tmp, tmp);
+    TU_CHECK(rc == 2, "--vs-kld without --base is a usage error (rc %d)", rc);
     rc = tu_system("%s ppl %s --ids %s %s --device cuda > %s/cuda.out 2>&1", q, model, ids, common, tmp);
     TU_CHECK(rc == 0 || rc == 1, "--device cuda: runs (GPU) or fails cleanly (exit %d; see test_kn_device)", rc);
 
@@ -207,6 +219,39 @@ static void drift(void) {
         TU_NEAR(r64.ln_ppl_ratio, rfull.ln_ppl_ratio, 1e-6, "ln PPL ratio independent of k");
         TU_NEAR(r64.top1_agree, rfull.top1_agree, 0, "top-1 independent of k");
         TU_NEAR(rfull.ppl_base, rb.ppl, 1e-4 * rb.ppl, "base PPL from the file equals the base run");
+
+        /* per-token file: its floats average to the run's KLD; the paired comparison of the
+         * base model against the 4-bit build is minus that mean, with the SE of the tokens */
+        char kf[512];
+        snprintf(kf, sizeof kf, "%s/q4.kld", tmp);
+        p.save_kld = kf;
+        TU_OK(cal_ppl_run(m4, tid, (int64_t)(il / 4), &p, &rfull, &e), &e);
+        size_t kl;
+        unsigned char *kb = (unsigned char *)read_all(kf, &kl);
+        TU_CHECK(kb && kl == 40 + 4 * (size_t)rfull.n_tokens_scored, "per-token file size %zu for %lld tokens", kl, (long long)rfull.n_tokens_scored);
+        if (kb && kl == 40 + 4 * (size_t)rfull.n_tokens_scored) {
+            double sum = 0, sum2 = 0;
+            for (int64_t i = 0; i < rfull.n_tokens_scored; i++) {
+                float v; memcpy(&v, kb + 40 + 4 * i, 4);
+                sum += v; sum2 += (double)v * v;
+            }
+            double n = (double)rfull.n_tokens_scored, mean = sum / n;
+            TU_NEAR(mean, rfull.kld_mean, 1e-6 * rfull.kld_mean, "per-token KLDs average to the mean");
+            p.save_kld = NULL; p.vs_kld = kf;
+            cal_ppl_result rv;
+            TU_OK(cal_ppl_run(mb, tid, (int64_t)(il / 4), &p, &rv, &e), &e);
+            double se = sqrt((sum2 / n - mean * mean) / (n - 1));
+            TU_CHECK(rv.has_vs, "paired comparison filled");
+            TU_NEAR(rv.kld_delta, -mean, 1e-6 * mean, "base vs 4-bit: delta = -KLD(4-bit)");
+            TU_NEAR(rv.kld_delta_err, se, 1e-3 * se, "paired SE");
+            TU_NEAR(rv.vs_lower_frac, 1.0, 1e-9, "base is lower on every token");
+            kb[0] ^= 1;
+            FILE *f = fopen(kf, "wb");
+            if (f) { fwrite(kb, 1, kl, f); fclose(f); }
+            TU_FAILS(cal_ppl_run(mb, tid, (int64_t)(il / 4), &p, &rv, &e), &e, QX_EFORMAT, "bad magic");
+            p.vs_kld = NULL;
+        }
+        free(kb);
     }
     free(tid);
     cal_model_close(mb); cal_model_close(m4);
