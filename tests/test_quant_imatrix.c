@@ -111,12 +111,13 @@ int main(void) {
      * the weights of (error with / error without) by `gmargin`, and no weight may get worse
      * by more than worst_ok (held-out activations of rarely routed experts are noisy).
      * Q4_0 is the presets' fallback for rows of 128/192: it must not get worse overall.
-     * Measured at 24 windows: Q2_K total -12.6%, geomean 0.891; Q3_K -7.9%, 0.933 (-7.0%,
-     * 0.936 with sigma2 x1 in Q3_K's element weights, see quant/k_quants.c); Q4_0
-     * -1.8%, 0.832, worst +4.2% (an expert down_proj, 931 activation rows).  Before the fix
-     * (importance alone as the element weight): Q2_K -9.2%, 0.935 and +2.6% on blk.0
-     * ffn_gate; Q3_K -6.3%, 0.954 and +3.0% on an expert up_proj; Q4_0 -1.2%, 0.843. */
-    const double margin[] = { 0.08, 0.06, 0.0 }, gmargin[] = { 0.08, 0.06, 0.0 };
+     * Measured at 24 windows: Q2_K total -10.9%, geomean 0.906; Q3_K -6.2%, 0.943; Q4_0
+     * -1.8%, 0.832, worst +4.2% (an expert down_proj, 931 activation rows).  The sigma2
+     * factors of quant/k_quants.c were chosen by end-to-end KLD, not by this error: Q3_K's
+     * f = 4 gave -7.9% here but a smaller KLD gain than f = 0.5; Q2_K's f = 1 gave -12.6%.
+     * Before the fix (importance alone as the element weight): Q2_K -9.2%, 0.935 and +2.6%
+     * on blk.0 ffn_gate; Q3_K -6.3%, 0.954 and +3.0% on an expert up_proj; Q4_0 -1.2%, 0.843. */
+    const double margin[] = { 0.08, 0.05, 0.0 }, gmargin[] = { 0.07, 0.05, 0.0 };
     const double worst_ok = tu_quick() ? 1.12 : 1.08;
     double tot_none[3] = { 0, 0, 0 }, tot_imp[3] = { 0, 0, 0 }, logr[3] = { 0, 0, 0 };
     int nlog[3] = { 0, 0, 0 };
