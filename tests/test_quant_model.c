@@ -20,12 +20,14 @@ static double gauss(void) { return sqrt(-2 * log(urand())) * cos(6.2831853071795
 /* measured + 5%.  ggml's quantizers on the same weights and imp (no imp / imp), for scale:
  * Q4_0 .0866/.0706 Q4_1 .0783/.0537 Q5_0 .0424/.0349 Q5_1 .0376/.0257 Q8_0 .00546/.00550
  * Q2_K .296/.191 Q3_K .151/.118 Q4_K .0712/.0549 Q5_K .0356/.0286 Q6_K .0173/.0141
- * IQ4_NL .0761/.0623 IQ4_XS .0767/.0632; ours are 0.3-13% below these.  Q3_K imp: bound
- * at ggml's .118 (ours .1172), not measured + 5%. */
+ * IQ4_NL .0761/.0623 IQ4_XS .0767/.0632; ours are 0.3-13% below these, except Q2_K and
+ * Q3_K with imp (.1992 and .1196, 4.3% and 1.4% above ggml): their element weights are
+ * tuned for end-to-end KLD with a real imatrix (quant/k_quants.c: the KLD with imatrix is
+ * 9% / 2% below llama-quantize's on mini-v3), not for this imp-weighted error. */
 static const struct { qt_type t; double no_imp, imp; } bounds[] = {
     { QT_Q4_0, 0.0854, 0.0727 }, { QT_Q4_1, 0.0732, 0.0552 }, { QT_Q5_0, 0.0419, 0.0358 },
-    { QT_Q5_1, 0.0346, 0.0264 }, { QT_Q8_0, 0.00572, 0.00576 }, { QT_Q2_K, 0.281, 0.195 },
-    { QT_Q3_K, 0.153, 0.118 }, { QT_Q4_K, 0.0739, 0.0563 }, { QT_Q5_K, 0.0360, 0.0285 },
+    { QT_Q5_1, 0.0346, 0.0264 }, { QT_Q8_0, 0.00572, 0.00576 }, { QT_Q2_K, 0.281, 0.209 },
+    { QT_Q3_K, 0.153, 0.1256 }, { QT_Q4_K, 0.0739, 0.0563 }, { QT_Q5_K, 0.0360, 0.0285 },
     { QT_Q6_K, 0.0177, 0.0146 }, { QT_IQ4_NL, 0.0777, 0.0629 }, { QT_IQ4_XS, 0.0782, 0.0635 },
 };
 
