@@ -248,6 +248,18 @@ qx_status cal_ppl_windows(const int32_t *ids, int64_t n_ids, cal_ppl_protocol pr
 qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *p,
                       cal_ppl_result *r, qx_err *e);
 
+/* A per-token KLD file (`--save-kld`; format in calib/ppl.c) parsed from memory: header
+ * fields and the n_rows values (finite, >= 0), kld malloc'd (free with cal_kld_file_free).
+ * Any malformed input is QX_EFORMAT / QX_EUNSUPPORTED naming label. */
+typedef struct {
+    cal_ppl_protocol protocol;
+    int64_t n_ctx, n_rows;
+    uint64_t hash;            /* XXH3-64 of the evaluated windows' token ids */
+    float *kld;
+} cal_kld_file;
+qx_status cal_kld_parse(const uint8_t *buf, size_t len, const char *label, cal_kld_file *out, qx_err *e);
+void cal_kld_file_free(cal_kld_file *f);
+
 /* ---- importance matrix (cal_imatrix_) — calib/imatrix.c ----
  * Windows of n_ctx tokens (CAL_PPL_LLAMA layout with BOS when add_bos and bos_first, else
  * the plain split); for every weight the engine multiplies by, Σ x² per input channel and

@@ -360,34 +360,56 @@ static qx_status save_klds(const char *path, const ppl_obs *o, uint64_t hash, qx
     return s;
 }
 
+qx_status cal_kld_parse(const uint8_t *buf, size_t len, const char *label, cal_kld_file *out, qx_err *e) {
+    memset(out, 0, sizeof *out);
+    kld_header h;
+    if (len < sizeof h) return qx_fail(e, QX_EFORMAT, "%s: %zu bytes is too short for a per-token KLD file", label, len);
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, KLD_MAGIC, 8)) return qx_fail(e, QX_EFORMAT, "%s: not a qforge per-token KLD file (bad magic)", label);
+    if (h.version != 1) return qx_fail(e, QX_EUNSUPPORTED, "%s: per-token KLD file version %u", label, h.version);
+    if (h.protocol != CAL_PPL_LLAMA && h.protocol != CAL_PPL_ALL)
+        return qx_fail(e, QX_EFORMAT, "%s: unknown protocol %u", label, h.protocol);
+    if (h.n_ctx < 2 || h.n_rows < 0) return qx_fail(e, QX_EFORMAT, "%s: n_ctx %lld, n_rows %lld", label, (long long)h.n_ctx, (long long)h.n_rows);
+    if ((uint64_t)h.n_rows != (uint64_t)(len - sizeof h) / 4 || (len - sizeof h) % 4)
+        return qx_fail(e, QX_EFORMAT, "%s: %zu bytes, a header of %lld tokens needs %llu (truncated or trailing data)", label, len,
+                       (long long)h.n_rows, (unsigned long long)sizeof h + 4ull * (unsigned long long)h.n_rows);
+    float *k = malloc((size_t)(h.n_rows > 0 ? h.n_rows : 1) * sizeof(float));
+    if (!k) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
+    memcpy(k, buf + sizeof h, (size_t)h.n_rows * 4);
+    for (int64_t i = 0; i < h.n_rows; i++)
+        if (!isfinite(k[i]) || k[i] < 0) {
+            double bad = (double)k[i];
+            free(k);
+            return qx_fail(e, QX_EFORMAT, "%s: token %lld has KLD %g", label, (long long)i, bad);
+        }
+    out->protocol = (cal_ppl_protocol)h.protocol;
+    out->n_ctx = h.n_ctx; out->n_rows = h.n_rows; out->hash = h.hash; out->kld = k;
+    return QX_OK;
+}
+
+void cal_kld_file_free(cal_kld_file *f) {
+    if (!f) return;
+    free(f->kld);
+    memset(f, 0, sizeof *f);
+}
+
 /* Reads another build's per-token KLD; it must cover exactly this run's scored tokens. */
 static qx_status load_klds(const char *path, ppl_obs *o, int64_t n_rows, uint64_t hash, qx_err *e) {
     char *buf; size_t len;
     QX_TRY(qx_read_file(path, &buf, &len, e));
-    kld_header h;
-    qx_status s = QX_OK;
-    if (len < sizeof h) s = qx_fail(e, QX_EFORMAT, "%s: %zu bytes is too short for a per-token KLD file", path, len);
-    else {
-        memcpy(&h, buf, sizeof h);
-        if (memcmp(h.magic, KLD_MAGIC, 8)) s = qx_fail(e, QX_EFORMAT, "%s: not a qforge per-token KLD file (bad magic)", path);
-        else if (h.version != 1) s = qx_fail(e, QX_EUNSUPPORTED, "%s: per-token KLD file version %u", path, h.version);
-        else if (h.protocol != (uint32_t)o->p->protocol || h.n_ctx != o->n_ctx)
-            s = qx_fail(e, QX_EINVAL, "%s: made with protocol %s, ctx %lld; this run is %s, ctx %lld", path,
-                        h.protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)h.n_ctx,
-                        o->p->protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)o->n_ctx);
-        else if (h.n_rows != n_rows) s = qx_fail(e, QX_EINVAL, "%s: %lld scored tokens, this run %lld (use the same --chunks)", path, (long long)h.n_rows, (long long)n_rows);
-        else if (h.hash != hash) s = qx_fail(e, QX_EINVAL, "%s: computed on different tokens (text or tokenizer differ)", path);
-        else if (len != sizeof h + (size_t)n_rows * 4)
-            s = qx_fail(e, QX_EFORMAT, "%s: %zu bytes, expected %zu (truncated or trailing data)", path, len, sizeof h + (size_t)n_rows * 4);
-    }
-    if (s == QX_OK && !(o->vs = malloc((size_t)(n_rows > 0 ? n_rows : 1) * sizeof(float)))) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
-    if (s == QX_OK) {
-        memcpy(o->vs, buf + sizeof h, (size_t)n_rows * 4);
-        for (int64_t i = 0; i < n_rows && s == QX_OK; i++)
-            if (!isfinite(o->vs[i]) || o->vs[i] < 0) s = qx_fail(e, QX_EFORMAT, "%s: token %lld has KLD %g", path, (long long)i, (double)o->vs[i]);
-    }
+    cal_kld_file f;
+    qx_status s = cal_kld_parse((const uint8_t *)buf, len, path, &f, e);
     free(buf);
-    return s;
+    if (s != QX_OK) return s;
+    if (f.protocol != o->p->protocol || f.n_ctx != o->n_ctx)
+        s = qx_fail(e, QX_EINVAL, "%s: made with protocol %s, ctx %lld; this run is %s, ctx %lld", path,
+                    f.protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)f.n_ctx,
+                    o->p->protocol == CAL_PPL_LLAMA ? "llama" : "all", (long long)o->n_ctx);
+    else if (f.n_rows != n_rows) s = qx_fail(e, QX_EINVAL, "%s: %lld scored tokens, this run %lld (use the same --chunks)", path, (long long)f.n_rows, (long long)n_rows);
+    else if (f.hash != hash) s = qx_fail(e, QX_EINVAL, "%s: computed on different tokens (text or tokenizer differ)", path);
+    if (s != QX_OK) { cal_kld_file_free(&f); return s; }
+    o->vs = f.kld;   /* ownership moves to the run */
+    return QX_OK;
 }
 
 static int cmp_dbl(const void *a, const void *b) {
