@@ -471,6 +471,7 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     int64_t n_win;
     QX_TRY(cal_ppl_windows(ids, n_ids, p.protocol, p.n_ctx, p.n_chunks, hp->bos_id, hp->add_bos, &win, &n_win, e));
     ppl_obs o;
+    char *save_part = NULL;
     memset(&o, 0, sizeof o);
     o.p = &p; o.win = win; o.n_ctx = p.n_ctx; o.V = hp->n_vocab; o.r = r;
     o.p0 = p.protocol == CAL_PPL_LLAMA ? p.n_ctx / 2 : 0;
@@ -498,10 +499,15 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         if (s == QX_OK && p.vs_kld) s = load_klds(p.vs_kld, &o, n_win * o.n_rows_per_win, hash, e);
     }
     if (s == QX_OK && p.save_base) {
-        o.save_path = p.save_base;
-        o.save = gzopen(p.save_base, "wb6");
-        if (!o.save) s = qx_fail(e, QX_EIO, "%s: cannot create base file", p.save_base);
-        else s = write_header(&o, n_win, hash, e);
+        size_t pl = strlen(p.save_base);
+        if (!(save_part = malloc(pl + 6))) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+        else {
+            memcpy(save_part, p.save_base, pl); memcpy(save_part + pl, ".part", 6);
+            o.save_path = save_part;   /* written whole, then renamed: a killed run leaves only .part */
+            o.save = gzopen(save_part, "wb6");
+            if (!o.save) s = qx_fail(e, QX_EIO, "%s: cannot create base file: %s", save_part, strerror(errno));
+            else s = write_header(&o, n_win, hash, e);
+        }
     }
     if (s == QX_OK) {
         cal_observer ob;
@@ -522,7 +528,11 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         char extra;
         if (gzread(o.base, &extra, 1) != 0) s = qx_fail(e, QX_EFORMAT, "%s: trailing data after the last row", p.base);
     }
-    if (o.save && gzclose(o.save) != Z_OK && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: write failed on close", p.save_base);
+    if (o.save && gzclose(o.save) != Z_OK && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: write failed on close", save_part);
+    if (o.save && s == QX_OK && rename(save_part, p.save_base) != 0)
+        s = qx_fail(e, QX_EIO, "rename %s -> %s: %s", save_part, p.save_base, strerror(errno));
+    if (o.save && s != QX_OK) remove(save_part);
+    free(save_part);
     if (o.base) gzclose(o.base);
     if (s == QX_OK && o.n_nonfinite == 0 && p.save_kld) s = save_klds(p.save_kld, &o, hash, e);
     if (s == QX_OK) finish(&o);

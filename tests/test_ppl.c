@@ -159,6 +159,9 @@ static void drift(void) {
     TU_CHECK(damaged_copy(d8, 8) == 0 && damaged_copy(d2, 2) == 0 && damaged_copy(d4, 4) == 0, "damaged copies written");
     const char *common = "--ctx 256 --chunks 2";
     TU_CHECK(tu_system("%s ppl %s --ids %s %s --save-base %s > %s/base.out 2>&1", q, model, ids, common, base, tmp) == 0, "save base");
+    TU_CHECK(tu_system("test -s %s && test ! -e %s.part", base, base) == 0, "base file renamed into place, no .part left");
+    int brc = tu_system("%s ppl %s --ids %s %s --save-base %s/no/such/dir/b.qfb > %s/badbase.out 2>&1", q, model, ids, common, tmp, tmp);
+    TU_CHECK(brc == 1 && tu_system("grep -q 'cannot create base file' %s/badbase.out", tmp) == 0, "unwritable base path: one clear error (rc %d)", brc);
     TU_CHECK(tu_system("%s ppl %s --ids %s %s --base %s --max-kld 0.000001 --min-top1 1 --json %s/self.json > %s/self.out 2>&1",
                        q, model, ids, common, base, tmp, tmp) == 0, "base vs itself passes a zero-drift gate");
     TU_CHECK(tu_system("%s ppl %s --ids %s %s --base %s --max-kld 0.01 --max-ppl-ratio 1.01 --json %s/q8.json > %s/q8.out 2>&1",
