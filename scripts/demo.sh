@@ -36,4 +36,19 @@ echo
 echo "== qforge ppl (build vs base)"
 $Q ppl "$OUT/model-$TYPE.gguf" --text "$TEXT" --ctx 256 --chunks "$CHUNKS" --base "$OUT/base.qfb" --json "$OUT/drift.json"
 echo
+# the at-a-glance table (values from the JSON files written above)
+val() { sed -n "s/^ *\"$1\": *\([^,]*\),*\$/\1/p" "$2" | head -n 1; }
+D="$OUT/drift.json"
+awk -v file="model-$TYPE.gguf" -v bytes="$(val bytes "$OUT/convert.json")" -v bpw="$(val bpw "$OUT/convert.json")" \
+    -v n="$(val n_tokens_scored "$D")" -v pb="$(val ppl_base "$D")" -v pq="$(val ppl "$D")" \
+    -v kl="$(val kld_mean "$D")" -v k99="$(val kld_p99 "$D")" -v kmax="$(val kld_max "$D")" \
+    -v top="$(val top1_agree "$D")" -v dp="$(val dp_rms "$D")" 'BEGIN {
+  printf "== drift of %s (%d bytes, %.3f bits/weight) against the original, %d scored tokens\n", file, bytes, bpw, n
+  printf "  %-14s %12s %12s %10s\n", "", "original", "build", "change"
+  printf "  %-14s %12.4f %12.4f %+9.2f%%\n", "perplexity", pb, pq, 100 * (pq / pb - 1)
+  printf "  %-14s %12s %12.6f   (p99 %.4f, max %.3f)\n", "KLD mean", "0", kl, k99, kmax
+  printf "  %-14s %12s %11.2f%%\n", "same top-1", "100%", 100 * top
+  printf "  %-14s %12s %11.2f%%\n", "RMS delta-p", "0", 100 * dp
+}'
+echo
 echo "demo: done (files in $OUT)"
