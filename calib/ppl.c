@@ -335,16 +335,22 @@ typedef struct {
     uint64_t hash;
 } kld_header;
 
-/* Writes path.part, then renames it over path: a killed run never leaves a file that looks whole. */
+/* "<path>.part" (malloc'd; NULL when out of memory).  Both output files of a run are written
+ * there and renamed over path when complete: a killed run never leaves a file that looks whole. */
+static char *part_name(const char *path) {
+    size_t len = strlen(path);
+    char *part = malloc(len + 6);
+    if (part) { memcpy(part, path, len); memcpy(part + len, ".part", 6); }
+    return part;
+}
+
 static qx_status save_klds(const char *path, const ppl_obs *o, uint64_t hash, qx_err *e) {
     kld_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, KLD_MAGIC, 8);
     h.version = 1; h.protocol = (uint32_t)o->p->protocol; h.n_ctx = o->n_ctx; h.n_rows = o->n; h.hash = hash;
-    size_t len = strlen(path);
-    char *part = malloc(len + 6);
+    char *part = part_name(path);
     if (!part) return qx_fail(e, QX_ENOMEM, "ppl: out of memory");
-    memcpy(part, path, len); memcpy(part + len, ".part", 6);
     FILE *f = fopen(part, "wb");
     qx_status s = QX_OK;
     if (!f) s = qx_fail(e, QX_EIO, "%s: cannot create: %s", part, strerror(errno));
@@ -499,11 +505,9 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         if (s == QX_OK && p.vs_kld) s = load_klds(p.vs_kld, &o, n_win * o.n_rows_per_win, hash, e);
     }
     if (s == QX_OK && p.save_base) {
-        size_t pl = strlen(p.save_base);
-        if (!(save_part = malloc(pl + 6))) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+        if (!(save_part = part_name(p.save_base))) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
         else {
-            memcpy(save_part, p.save_base, pl); memcpy(save_part + pl, ".part", 6);
-            o.save_path = save_part;   /* written whole, then renamed: a killed run leaves only .part */
+            o.save_path = save_part;
             o.save = gzopen(save_part, "wb6");
             if (!o.save) s = qx_fail(e, QX_EIO, "%s: cannot create base file: %s", save_part, strerror(errno));
             else s = write_header(&o, n_win, hash, e);
