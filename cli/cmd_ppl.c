@@ -33,7 +33,7 @@ static const char *ppl_help =
     "  --save-kld F       with --base: write this build's per-token KLD to F (for --vs-kld later)\n"
     "  --vs-kld F         with --base: compare token by token with another build's --save-kld file\n"
     "                     (same base, text, ctx, chunks): mean KLD difference with its paired\n"
-    "                     standard error, far tighter than the two means' own errors\n"
+    "                     standard error (tighter than the two means' own errors)\n"
     "  --max-kld X        exit 3 when the mean KLD exceeds X\n"
     "  --max-ppl-ratio R  exit 3 when PPL / PPL_base exceeds R\n"
     "  --min-top1 P       exit 3 when the same-top-1 rate is below P (fraction, e.g. 0.9)\n"
