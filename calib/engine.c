@@ -118,27 +118,38 @@ done:
     return s;
 }
 
+/* The MLA query q [T, H * (nope + rope)] from xn [T, E]: through the q_a / q_a_norm / q_b
+ * low-rank path when q_lora > 0, else the plain projection.  Shared by both MLA forms. */
+static qx_status mla_query(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *q, qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, QDH = hp->n_head * (hp->qk_nope + hp->qk_rope);
+    if (hp->q_lora <= 0) {
+        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, QDH);
+        return QX_OK;
+    }
+    float *qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e);
+    if (!qa) return QX_ENOMEM;
+    mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
+    kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
+    mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, QDH);
+    free(qa);
+    return QX_OK;
+}
+
 /* MLA attention (deepseek2) on xn [T, E]; adds its output into out [T, E] (zeroed). */
 static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *out, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd, H = hp->n_head, N = hp->qk_nope, R = hp->qk_rope, Dv = hp->v_dim;
     const int64_t KVL = hp->kv_lora, QD = N + R;
     qx_status s = QX_ENOMEM;
-    float *qa = NULL, *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
+    float *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
     float *kva = xmalloc((size_t)(T * (KVL + R)) * sizeof(float), e);
     float *ckv = xmalloc((size_t)(T * KVL) * sizeof(float), e);
     float *kv = xmalloc((size_t)(T * H * (N + Dv)) * sizeof(float), e);
     float *K = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
     float *o = xmalloc((size_t)(T * H * (Dv > KVL ? Dv : KVL)) * sizeof(float), e);
     if (!q || !kva || !ckv || !kv || !K || !o) goto done;
-    if (hp->q_lora > 0) {
-        if (!(qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e))) goto done;
-        mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
-        kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
-        mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, H * QD);
-    } else {
-        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, H * QD);
-    }
+    if ((s = mla_query(c, l, xn, T, q, e)) != QX_OK) goto done;
     mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, KVL + R);
     kn_rmsnorm(kva, KVL + R, l->kv_a_norm, T, KVL, hp->norm_eps, ckv, KVL);
     mm(c, &l->kv_b, CAL_W_KV_B, -1, ckv, KVL, T, NULL, kv, H * (N + Dv));
@@ -166,7 +177,7 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
-    free(qa); free(q); free(kva); free(ckv); free(kv); free(K); free(o);
+    free(q); free(kva); free(ckv); free(kv); free(K); free(o);
     return s;
 }
 
@@ -179,20 +190,13 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     const int64_t E = hp->n_embd, H = hp->n_head, N = hp->qk_nope, R = hp->qk_rope, Dv = hp->v_dim;
     const int64_t KVL = hp->kv_lora, QD = N + R, LD = KVL + R;
     qx_status s = QX_ENOMEM;
-    float *qa = NULL, *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
+    float *q = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
     float *kva = xmalloc((size_t)(T * LD) * sizeof(float), e);
     float *ql = xmalloc((size_t)(T * H * LD) * sizeof(float), e);      /* [T, H, KVL + R] */
     float *ol = xmalloc((size_t)(T * H * KVL) * sizeof(float), e);     /* [T, H, KVL] */
     float *o = xmalloc((size_t)(T * H * Dv) * sizeof(float), e);
     if (!q || !kva || !ql || !ol || !o) goto done;
-    if (hp->q_lora > 0) {
-        if (!(qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e))) goto done;
-        mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
-        kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
-        mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, H * QD);
-    } else {
-        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, H * QD);
-    }
+    if ((s = mla_query(c, l, xn, T, q, e)) != QX_OK) goto done;
     mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, LD);
     kn_rmsnorm(kva, LD, l->kv_a_norm, T, KVL, hp->norm_eps, kva, LD);   /* c_kv in place */
     kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
@@ -217,7 +221,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
-    free(qa); free(q); free(kva); free(ql); free(ol); free(o);
+    free(q); free(kva); free(ql); free(ol); free(o);
     return s;
 }
 

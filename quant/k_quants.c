@@ -138,6 +138,16 @@ void qk_quant_q5_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
 
 /* ---------------------------------------------------------------- Q2_K */
 
+/* The 2-bit low parts of 256 levels (0..3) into 64 bytes, ggml's order (Q2_K and Q3_K): byte
+ * 32h + l holds levels 128h + l, +32, +64, +96 in its bit pairs 0, 2, 4, 6. */
+static void pack_2bit(const uint8_t *L, uint8_t *qs) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *Lh = L + 128 * h;
+            qs[32 * h + l] = (uint8_t)(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
+        }
+}
+
 void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp) {
     qt_block_q2_K *y = dst;
     float w[QK], sc[16], mn[16], sw[16];
@@ -160,11 +170,7 @@ void qk_quant_q2_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
             if (dj == 0) { memset(L + 16 * j, 0, 16); continue; }
             k->lev_asym(x + 16 * j, 16, 1.f / dj, mj, 3.f, L + 16 * j);
         }
-        for (int h = 0; h < 2; h++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t *Lh = L + 128 * h;
-                y[i].qs[32 * h + l] = (uint8_t)(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
-            }
+        pack_2bit(L, y[i].qs);
     }
 }
 
@@ -233,11 +239,7 @@ void qk_quant_q3_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
                 L[32 * b + m] &= 3;
             }
         memcpy(y[i].hmask, hm, 32);
-        for (int h = 0; h < 2; h++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t *Lh = L + 128 * h;
-                y[i].qs[32 * h + l] = (uint8_t)(Lh[l] | (Lh[l + 32] << 2) | (Lh[l + 64] << 4) | (Lh[l + 96] << 6));
-            }
+        pack_2bit(L, y[i].qs);
     }
 }
 

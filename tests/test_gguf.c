@@ -48,18 +48,6 @@ static uint64_t rng(void) {
 }
 static void fill_random(uint8_t *p, size_t n) { for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rng(); }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(p, 1, (size_t)sz, f);
-    fclose(f);
-    return p;
-}
-
 /* ---- 1. exact layout: writer bytes == hand-built bytes ---- */
 static void test_layout_exact(void) {
     qx_err e = {0};
@@ -105,7 +93,7 @@ static void test_layout_exact(void) {
     const void *data[3] = {da, db, dc};
     TU_OK(gf_writer_write_file(w, path, data, &e), &e);
     size_t n;
-    uint8_t *got = read_all(path, &n);
+    uint8_t *got = tu_read_file(path, &n);
     TU_CHECK(got && n == b.n && memcmp(got, b.p, n) == 0, "file bytes differ from the hand-built file (%zu vs %zu)", n, b.n);
     free(got);
     free(hdr);
@@ -256,7 +244,7 @@ static void test_roundtrip(void) {
     uint8_t *h2; uint64_t l2;
     TU_OK(gf_writer_header_bytes(w2, &h2, &l2, &e), &e);
     size_t flen;
-    uint8_t *fbytes = read_all(path, &flen);
+    uint8_t *fbytes = tu_read_file(path, &flen);
     TU_CHECK(fbytes && l2 <= flen && memcmp(h2, fbytes, l2) == 0, "copied metadata gives the same header");
     free(fbytes);
     free(h2);
@@ -264,7 +252,7 @@ static void test_roundtrip(void) {
 
     /* a corrupted byte is reported naming the tensor */
     size_t len;
-    uint8_t *bytes = read_all(path, &len);
+    uint8_t *bytes = tu_read_file(path, &len);
     const gf_tensor *t5 = gf_tensor_at(f, 5);
     bytes[t5->file_offset + 7] ^= 0x40;
     gf_file *g;
@@ -325,7 +313,7 @@ static void test_pwrite_threads(void) {
     TU_OK(gf_writer_rewrite_header(w, fd, p2, &e), &e);
     close(fd);
     size_t n1, n2;
-    uint8_t *b1 = read_all(p1, &n1), *b2 = read_all(p2, &n2);
+    uint8_t *b1 = tu_read_file(p1, &n1), *b2 = tu_read_file(p2, &n2);
     TU_CHECK(b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0, "threaded out-of-order file differs from sequential (%zu vs %zu)", n1, n2);
     /* the checksums really are in the header: an all-zero reservation would differ */
     gf_file *f;

@@ -20,18 +20,6 @@ static void bb_f32(bb *b, float v) { bb_put(b, &v, 4); }
 static void bb_str(bb *b, const char *s) { bb_u64(b, strlen(s)); bb_put(b, s, strlen(s)); }
 static void bb_pad(bb *b, size_t a) { while (b->n % a) { uint8_t z = 0; bb_put(b, &z, 1); } }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(sz > 0 ? (size_t)sz : 1);
-    *n = fread(p, 1, (size_t)sz, f);
-    fclose(f);
-    return p;
-}
-
 /* Three entries: a stacked expert tensor with one idle expert, a plain weight, and one
  * with no data at all.  Inserted out of name order on purpose. */
 static im_matrix *make_matrix(void) {
@@ -112,7 +100,7 @@ static void test_gguf_format(void) {
     bb want = {0};
     expected_gguf(&want, m);
     size_t n;
-    uint8_t *got = read_all(path, &n);
+    uint8_t *got = tu_read_file(path, &n);
     TU_CHECK(got && n == want.n && memcmp(got, want.p, n) == 0, "imatrix GGUF differs from the hand-built file (%zu vs %zu bytes)", n, want.n);
     free(got);
     free(want.p);
@@ -154,7 +142,7 @@ static void test_dat_format(void) {
     bb want = {0};
     expected_dat(&want, m);
     size_t n;
-    uint8_t *got = read_all(path, &n);
+    uint8_t *got = tu_read_file(path, &n);
     TU_CHECK(got && n == want.n && memcmp(got, want.p, n) == 0, "legacy .dat differs from the hand-built file (%zu vs %zu bytes)", n, want.n);
     free(got);
     free(want.p);

@@ -22,13 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static bool write_ids(const char *path, const unsigned char *ids, size_t n_bytes) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return false;
-    bool ok = fwrite(ids, 1, n_bytes, f) == n_bytes;
-    return fclose(f) == 0 && ok;
-}
-
 static bool json_num(json_t *o, const char *key, double *out) {
     json_t *v = json_object_get(o, key);
     if (!json_is_number(v)) return false;
@@ -45,15 +38,15 @@ int main(void) {
     snprintf(ids_path, sizeof ids_path, "%s", tu_shared_path("models/mini-v3/reference/calib_ids.bin"));
     const char *tmp = tu_tmpdir(), *q = tu_qforge();
 
-    char *buf; size_t len; qx_err e = {0};
-    TU_OK(qx_read_file(ids_path, &buf, &len, &e), &e);
+    size_t len;
+    unsigned char *buf = tu_read_file(ids_path, &len);
+    TU_CHECK(buf != NULL, "%s readable", ids_path);
     if (!buf) return tu_done("test_imatrix_gain");
     size_t half = len / 8 * 4;   /* whole int32 ids */
     char h1[512], h2[512], im[512], base[512];
     snprintf(h1, sizeof h1, "%s/fit.ids", tmp); snprintf(h2, sizeof h2, "%s/held.ids", tmp);
     snprintf(im, sizeof im, "%s/im.gguf", tmp); snprintf(base, sizeof base, "%s/base.qfb", tmp);
-    TU_CHECK(write_ids(h1, (unsigned char *)buf, half) && write_ids(h2, (unsigned char *)buf + half, len / 4 * 4 - half),
-             "split calib ids");
+    TU_CHECK(tu_write_file(h1, buf, half) == 0 && tu_write_file(h2, buf + half, len / 4 * 4 - half) == 0, "split calib ids");
     free(buf);
     fprintf(stderr, "fit half %zu tokens, held-out half %zu tokens\n", half / 4, (len / 4 * 4 - half) / 4);
 

@@ -18,11 +18,6 @@
  * slower) the 64-chunk llama-protocol reference check runs 8 chunks for memory-safety
  * coverage only (its reference value exists for 64 chunks); `make test` asserts it. */
 
-static char *read_all(const char *path, size_t *len) {
-    char *b; qx_err e;
-    return qx_read_file(path, &b, len, &e) == QX_OK ? b : NULL;
-}
-
 static cal_model *open_model(const char *rel) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", tu_shared_path(rel));
@@ -35,8 +30,8 @@ static void v3_checks(void) {
     cal_model *m = open_model("models/mini-v3");
     if (!m) return;
     size_t il, ll;
-    int32_t *ids = (int32_t *)(void *)read_all(tu_shared_path("models/mini-v3/reference/eval_ids.bin"), &il);
-    float *lg = (float *)(void *)read_all(tu_shared_path("models/mini-v3/reference/logits_w0_w1.f32"), &ll);
+    int32_t *ids = (int32_t *)(void *)tu_read_file(tu_shared_path("models/mini-v3/reference/eval_ids.bin"), &il);
+    float *lg = (float *)(void *)tu_read_file(tu_shared_path("models/mini-v3/reference/logits_w0_w1.f32"), &ll);
     TU_CHECK(ids && lg && ll == 2 * 256 * 2048 * 4, "reference files");
     if (!ids || !lg) return;
     double s = 0; int n = 0;
@@ -64,7 +59,7 @@ static void llama_protocol(void) {
     cal_model *m = open_model("models/mini-llama");
     if (!m) return;
     size_t il;
-    int32_t *ids = (int32_t *)(void *)read_all(tu_shared_path("models/mini-llama/reference/eval_ids.bin"), &il);
+    int32_t *ids = (int32_t *)(void *)tu_read_file(tu_shared_path("models/mini-llama/reference/eval_ids.bin"), &il);
     TU_CHECK(ids != NULL, "eval ids");
     if (!ids) return;
     qx_err e = {0};
@@ -193,7 +188,7 @@ static void drift(void) {
     qx_err e = {0};
     TU_OK(cal_model_open(&m4, d4, &e), &e);
     size_t il;
-    int32_t *tid = (int32_t *)(void *)read_all(ids, &il);
+    int32_t *tid = (int32_t *)(void *)tu_read_file(ids, &il);
     if (mb && m4 && tid) {
         char b64[512], bfull[512];
         snprintf(b64, sizeof b64, "%s/b64.qfb", tmp); snprintf(bfull, sizeof bfull, "%s/bfull.qfb", tmp);
@@ -230,7 +225,7 @@ static void drift(void) {
         p.save_kld = kf;
         TU_OK(cal_ppl_run(m4, tid, (int64_t)(il / 4), &p, &rfull, &e), &e);
         size_t kl;
-        unsigned char *kb = (unsigned char *)read_all(kf, &kl);
+        unsigned char *kb = (unsigned char *)tu_read_file(kf, &kl);
         TU_CHECK(kb && kl == 40 + 4 * (size_t)rfull.n_tokens_scored, "per-token file size %zu for %lld tokens", kl, (long long)rfull.n_tokens_scored);
         if (kb && kl == 40 + 4 * (size_t)rfull.n_tokens_scored) {
             double sum = 0, sum2 = 0;

@@ -40,6 +40,14 @@ int tu_write_file(const char *path, const void *data, size_t n) {
     return (fclose(f) == 0 && w == n) ? 0 : -1;
 }
 
+void *tu_read_file(const char *path, size_t *n) {
+    char *b = NULL;
+    qx_err e = {0};
+    *n = 0;
+    if (!path || qx_read_file(path, &b, n, &e) != QX_OK) return NULL;
+    return b;
+}
+
 int tu_system(const char *fmt, ...) {
     char cmd[4096];
     va_list ap;

@@ -33,6 +33,8 @@ const char *tu_shared_path(const char *rel);
 const char *tu_tmpdir(void);
 /* Writes bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t n);
+/* The whole file (malloc'd; free()) and its length in *n, or NULL (path NULL or unreadable). */
+void *tu_read_file(const char *path, size_t *n);
 /* Runs a shell command, returns its exit status (or -1). */
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Path of the qforge binary under test (env QF_BIN, else ./qforge). */
