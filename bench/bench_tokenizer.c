@@ -2,7 +2,7 @@
  * tokenizer.json (128k merges) and of its GGUF-form vocabulary, and MB/s of encoding
  * ../shared/models/mini-v3/eval.txt, next to two baselines measured in the same run: the
  * pre-tokenizer regex split alone (no BPE) and the 5 MB/s target.  Best of 3 runs. */
-#include "calib/calib.h"
+#include "tok/tok.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +23,26 @@ static double best_of(int reps, double (*fn)(void *), void *arg) {
     return best;
 }
 
-typedef struct { const cal_tok *t; const char *text; size_t len; size_t out; } job;
+typedef struct { const tk_tok *t; const char *text; size_t len; size_t out; } job;
 
 static double run_split(void *p) {
     job *j = p; qx_err e;
     double t0 = cpu_now();
-    if (cal_tok_count_pieces(j->t, j->text, j->len, &j->out, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); exit(1); }
+    if (tk_count_pieces(j->t, j->text, j->len, &j->out, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); exit(1); }
     return cpu_now() - t0;
 }
 
 static double run_encode(void *p) {
     job *j = p; qx_err e; int32_t *ids; size_t n;
     double t0 = cpu_now();
-    if (cal_tok_encode(j->t, j->text, j->len, false, &ids, &n, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); exit(1); }
+    if (tk_encode(j->t, j->text, j->len, false, &ids, &n, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); exit(1); }
     double s = cpu_now() - t0;
     free(ids);
     j->out = n;
     return s;
 }
 
-static void bench_one(const char *name, const cal_tok *t, const char *text, size_t len) {
+static void bench_one(const char *name, const tk_tok *t, const char *text, size_t len) {
     job j = {t, text, len, 0};
     double ts = best_of(3, run_split, &j);
     size_t pieces = j.out;
@@ -63,30 +63,30 @@ int main(void) {
     printf("text: %s, %zu bytes, one thread; times are thread CPU seconds, best of 3\n", p, len);
 
     snprintf(p, sizeof p, "%s/fixtures/deepseek-v3-tokenizer", shared);
-    cal_tok *ds = NULL;
+    tk_tok *ds = NULL;
     double w0 = qx_now(), t0 = cpu_now();
-    if (cal_tok_load(p, &ds, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    if (tk_load(p, &ds, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
     double tload = cpu_now() - t0, wload = qx_now() - w0;
-    cal_tok_vocab v;
-    if (cal_tok_export(ds, 129280, "deepseek2", &v, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
-    cal_tok *ds2 = NULL;
+    tk_vocab v;
+    if (tk_export(ds, 129280, "deepseek2", &v, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    tk_tok *ds2 = NULL;
     t0 = cpu_now();
-    if (cal_tok_from_vocab(&v, "vocab", &ds2, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    if (tk_from_vocab(&v, "vocab", &ds2, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
     double tvocab = cpu_now() - t0;
     printf("DeepSeek-V3 tokenizer load: %.3f s CPU (%.3f s wall) from tokenizer.json (target < 1 s), %.3f s CPU from the "
            "GGUF-form vocab\n", tload, wload, tvocab);
-    cal_tok_vocab_free(&v);
-    cal_tok_free(ds2);
+    tk_vocab_free(&v);
+    tk_free(ds2);
     bench_one("DeepSeek-V3 (128k merges)", ds, text, len);
-    cal_tok_free(ds);
+    tk_free(ds);
 
     const char *minis[] = {"mini-v3", "mini-llama", "mini-qwen2"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/models/%s", shared, minis[i]);
-        cal_tok *t = NULL;
-        if (cal_tok_load(p, &t, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
+        tk_tok *t = NULL;
+        if (tk_load(p, &t, &e) != QX_OK) { fprintf(stderr, "%s\n", e.msg); return 1; }
         bench_one(minis[i], t, text, len);
-        cal_tok_free(t);
+        tk_free(t);
     }
     free(text);
     return 0;

@@ -1,87 +1,12 @@
-/* calib/calib.h — the one public header of calib/: the tokenizer (cal_tok_), the
- * layer-major forward engine over weight views of any type (cal_model_, cal_engine_), and its
- * observers: importance matrix, perplexity and KL drift (cal_ppl_, cal_imatrix_). */
+/* calib/calib.h — the one public header of calib/: the layer-major forward engine over
+ * weight views of any type (cal_model_, cal_engine_), and its observers: importance matrix,
+ * perplexity and KL drift (cal_ppl_, cal_imatrix_).  The tokenizer is tok/tok.h. */
 #ifndef CALIB_H
 #define CALIB_H
 
 #include "../common/qx.h"
 #include "../quant/qt.h"
 #include "../formats/formats.h"
-
-/* ======================= tokenizer (cal_tok_) — calib/tokenizer.c ======================= */
-/* Byte-level BPE (GPT-2 family: DeepSeek-V3, Llama-3, Qwen2) built from an HF tokenizer.json
- * (+ tokenizer_config.json) or from a vocabulary description (the GGUF tokenizer.ggml.* keys).
- * A cal_tok is immutable once created: encode/decode may run from many threads at once.
- * Handled: normalizer NFC (and Sequence), pre-tokenizer Split (every behaviour, invert),
- * ByteLevel without prefix space, Digits; BPE merges as "a b" or [a, b], ignore_merges;
- * added tokens (leftmost-longest, lstrip/rstrip).  Other components are QX_EUNSUPPORTED.
- * Not modelled: added-token single_word, and "normalized" added tokens are matched in the
- * raw text rather than the normalized one (same result without a normalizer). */
-typedef struct cal_tok cal_tok;
-
-/* GGUF token types (tokenizer.ggml.token_type). */
-enum { CAL_TOK_NORMAL = 1, CAL_TOK_UNKNOWN = 2, CAL_TOK_CONTROL = 3, CAL_TOK_USER_DEFINED = 4,
-       CAL_TOK_UNUSED = 5, CAL_TOK_BYTE = 6 };
-
-/* Vocabulary in GGUF form, as the converter writes it and the GGUF loader reads it.  Normal
- * tokens and merges are in the byte-to-unicode mapped form; added tokens are their text. */
-typedef struct {
-    int64_t n_tokens;      /* after padding to the requested vocab size */
-    char **tokens;         /* [n_tokens] NUL-terminated UTF-8 */
-    int32_t *types;        /* [n_tokens] CAL_TOK_* */
-    int64_t n_merges;
-    char **merges;         /* [n_merges] "a b", by rank */
-    int32_t bos_id, eos_id, pad_id;   /* -1 when absent */
-    bool add_bos, add_eos;
-    char *chat_template;   /* NULL when absent */
-    char model[16];        /* "gpt2" */
-    char pre[32];          /* tokenizer.ggml.pre: "deepseek-v3", "deepseek-r1-qwen", "llama-bpe", "qwen2" */
-} cal_tok_vocab;
-
-/* Loads from PATH: an HF model dir (tokenizer.json, optional tokenizer_config.json), a
- * tokenizer.json file (its sibling tokenizer_config.json is read when present) or a .gguf. */
-qx_status cal_tok_load(const char *path, cal_tok **out, qx_err *e);
-/* Builds from memory: tokenizer.json text and optional tokenizer_config.json text (NULL).
- * label names the source in error messages. */
-qx_status cal_tok_from_json(const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
-                            const char *label, cal_tok **out, qx_err *e);
-/* Builds from a GGUF-form vocabulary (v is only read during the call). */
-qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok **out, qx_err *e);
-/* Builds from an open GGUF file's tokenizer.ggml.* keys (g is only read during the call). */
-qx_status cal_tok_from_gguf(const gf_file *g, cal_tok **out, qx_err *e);
-void cal_tok_free(cal_tok *t);   /* accepts NULL */
-
-/* Encodes UTF-8 text (invalid UTF-8 is QX_EINVAL).  Added/special tokens written in the text
- * are matched first; BOS is prepended when add_bos and the tokenizer has one.  *ids is
- * malloc'd (free with free()), *n_ids its length. */
-qx_status cal_tok_encode(const cal_tok *t, const char *text, size_t len, bool add_bos,
-                         int32_t **ids, size_t *n_ids, qx_err *e);
-/* Decodes ids to bytes (may be partial UTF-8 for partial sequences); *out is malloc'd and
- * NUL-terminated, free with free().  Ids out of range are QX_EINVAL. */
-qx_status cal_tok_decode(const cal_tok *t, const int32_t *ids, size_t n_ids, char **out,
-                         size_t *out_len, qx_err *e);
-/* Pre-tokenizer only (no BPE): number of pieces the text splits into (for benchmarks/tests). */
-qx_status cal_tok_count_pieces(const cal_tok *t, const char *text, size_t len, size_t *n_pieces,
-                               qx_err *e);
-
-int32_t cal_tok_n_vocab(const cal_tok *t);          /* highest id + 1 */
-/* Raw bytes of token id (not NUL-terminated), NULL for an id with no token. */
-const char *cal_tok_bytes(const cal_tok *t, int32_t id, size_t *len);
-bool cal_tok_is_special(const cal_tok *t, int32_t id);   /* added token matched before splitting */
-int32_t cal_tok_bos(const cal_tok *t);              /* -1 when none */
-int32_t cal_tok_eos(const cal_tok *t);
-bool cal_tok_adds_bos(const cal_tok *t);            /* add_bos_token of the config */
-const char *cal_tok_pre(const cal_tok *t);          /* GGUF pre name, "" when unknown */
-
-/* Fills v for the converter.  vocab_size: pad with "[PAD{i}]" (type UNUSED) up to this size
- * (0: no padding; smaller than cal_tok_n_vocab is QX_ESHAPE).  arch (NULL allowed, e.g.
- * "deepseek2", "llama", "qwen2") only breaks ties when the content does not name the family.
- * Free with cal_tok_vocab_free. */
-qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch, cal_tok_vocab *v,
-                         qx_err *e);
-void cal_tok_vocab_free(cal_tok_vocab *v);   /* accepts a zeroed or NULL v */
-/* Sets the tokenizer.ggml.* and tokenizer.chat_template keys of v on a GGUF writer. */
-qx_status cal_tok_vocab_write(const cal_tok_vocab *v, gf_writer *w, qx_err *e);
 
 /* ======================= engine (cal_) — calib/engine*.c ======================= */
 /* The layer-major forward engine (DESIGN.md decisions 4-6).  A cal_model is a source of

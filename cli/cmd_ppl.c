@@ -2,6 +2,7 @@
  * Also holds the helpers shared with `qforge imatrix` (token input, engine progress). */
 #include "cli.h"
 #include "calib/calib.h"
+#include "tok/tok.h"
 #include "kernels/kernels.h"
 
 #include <jansson.h>
@@ -56,14 +57,14 @@ int cli_read_ids(const char *cmd, const char *model, const char *text, const cha
         *n_ids = (int64_t)(len / 4);
         return 0;
     }
-    cal_tok *tok = NULL;
-    if (cal_tok_load(model, &tok, &e) != QX_OK) return cli_fail(&e);
-    if (qx_read_file(text, &buf, &len, &e) != QX_OK) { cal_tok_free(tok); return cli_fail(&e); }
+    tk_tok *tok = NULL;
+    if (tk_load(model, &tok, &e) != QX_OK) return cli_fail(&e);
+    if (qx_read_file(text, &buf, &len, &e) != QX_OK) { tk_free(tok); return cli_fail(&e); }
     size_t n = 0;
     double t0 = qx_now();
-    qx_status s = cal_tok_encode(tok, buf, len, false, ids, &n, &e);
+    qx_status s = tk_encode(tok, buf, len, false, ids, &n, &e);
     free(buf);
-    cal_tok_free(tok);
+    tk_free(tok);
     if (s != QX_OK) return cli_fail(&e);
     fprintf(stderr, "qforge %s: %s: %zu tokens (%.1f s)\n", cmd, text, n, qx_now() - t0);
     *n_ids = (int64_t)n;

@@ -1,7 +1,7 @@
 /* cli/cmd_tokenize.c — `qforge tokenize PATH (--file F | TEXT) [--ids] [--bos]`: runs the
  * tokenizer of an HF dir, a tokenizer.json or a GGUF on a text and prints the tokens. */
 #include "cli.h"
-#include "calib/calib.h"
+#include "tok/tok.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,14 +90,14 @@ int cmd_tokenize(int argc, char **argv) {
             if (read_stream(stdin, &buf, &len)) { fprintf(stderr, "qforge: error: reading stdin failed\n"); return 1; }
         } else if (qx_read_file(file, &buf, &len, &e) != QX_OK) return cli_fail(&e);
     }
-    cal_tok *t = NULL;
-    if (cal_tok_load(path, &t, &e) != QX_OK) { free(buf); return cli_fail(&e); }
+    tk_tok *t = NULL;
+    if (tk_load(path, &t, &e) != QX_OK) { free(buf); return cli_fail(&e); }
     int32_t *ids = NULL;
     size_t n = 0;
-    qx_status st = cal_tok_encode(t, file ? buf : text, file ? len : strlen(text), bos, &ids, &n, &e);
+    qx_status st = tk_encode(t, file ? buf : text, file ? len : strlen(text), bos, &ids, &n, &e);
     free(buf);
     if (st != QX_OK) {
-        cal_tok_free(t);
+        tk_free(t);
         if (file) {
             qx_err e2 = e;
             snprintf(e2.msg, sizeof e2.msg, "%.100s: %.150s", file, e.msg);
@@ -105,20 +105,20 @@ int cmd_tokenize(int argc, char **argv) {
         }
         return cli_fail(&e);
     }
-    if (bos && cal_tok_bos(t) < 0) fprintf(stderr, "qforge tokenize: note: this tokenizer has no BOS token\n");
+    if (bos && tk_bos(t) < 0) fprintf(stderr, "qforge tokenize: note: this tokenizer has no BOS token\n");
     if (ids_only) {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
         putchar('\n');
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t l;
-            const char *s = cal_tok_bytes(t, ids[i], &l);
+            const char *s = tk_bytes(t, ids[i], &l);
             printf("%6d\t", ids[i]);
             print_escaped(s ? s : "", l);
             putchar('\n');
         }
     }
     free(ids);
-    cal_tok_free(t);
+    tk_free(t);
     return ferror(stdout) ? 1 : 0;
 }

@@ -2,7 +2,7 @@
  * the GGUF layout and metadata, and the list of independent work items, all from headers.
  * Sources: an HF checkpoint dir (arch maps in convert/arch.c) or a GGUF file (requantize). */
 #include "cv_internal.h"
-#include "../calib/calib.h"
+#include "../tok/tok.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -244,15 +244,15 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_TYPE, "model", e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_NAME, bn, e));
 
-    cal_tok *tok = NULL;
-    cal_tok_vocab v;
+    tk_tok *tok = NULL;
+    tk_vocab v;
     memset(&v, 0, sizeof v);
-    qx_status s = cal_tok_load(dir, &tok, e);
-    if (s == QX_OK) s = cal_tok_export(tok, pl->cfg.vocab_size, arch, &v, e);
-    if (s == QX_OK) s = cal_tok_vocab_write(&v, pl->w, e);
+    qx_status s = tk_load(dir, &tok, e);
+    if (s == QX_OK) s = tk_export(tok, pl->cfg.vocab_size, arch, &v, e);
+    if (s == QX_OK) s = tk_vocab_write(&v, pl->w, e);
     if (s == QX_OK && v.pre[0] == 0) cv_warn(pl, "tokenizer: pre-tokenizer family not recognized");
-    cal_tok_vocab_free(&v);
-    cal_tok_free(tok);
+    tk_vocab_free(&v);
+    tk_free(tok);
     QX_TRY(s);
 
     int n_layer, n_expert = 0, n_gqa = 1;

@@ -7,7 +7,7 @@
  *    also checked with llama-tokenize by the fixture authors);
  *  - decode round trips, and export -> GGUF-form vocab -> rebuilt tokenizer giving equal ids;
  *  - `qforge tokenize --ids` output when the binary is present. */
-#include "calib/calib.h"
+#include "tok/tok.h"
 #include "tests/util/tu.h"
 
 #include <jansson.h>
@@ -15,10 +15,10 @@
 static int32_t *g_ids;
 static size_t g_n;
 
-static bool enc(const cal_tok *t, const char *s, size_t n) {
+static bool enc(const tk_tok *t, const char *s, size_t n) {
     qx_err e = {0};
     free(g_ids); g_ids = NULL; g_n = 0;
-    qx_status st = cal_tok_encode(t, s, n, false, &g_ids, &g_n, &e);
+    qx_status st = tk_encode(t, s, n, false, &g_ids, &g_n, &e);
     TU_OK(st, &e);
     return st == QX_OK;
 }
@@ -31,10 +31,10 @@ static bool same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb, c
     return na == nb && i == na;
 }
 
-static void roundtrip(const cal_tok *t, const char *s, size_t n, const char *what) {
+static void roundtrip(const tk_tok *t, const char *s, size_t n, const char *what) {
     if (!enc(t, s, n)) return;
     char *d; size_t dl; qx_err e = {0};
-    TU_OK(cal_tok_decode(t, g_ids, g_n, &d, &dl, &e), &e);
+    TU_OK(tk_decode(t, g_ids, g_n, &d, &dl, &e), &e);
     if (d) TU_CHECK(dl == n && memcmp(d, s, n) == 0, "%s: decode(encode(text)) differs (%zu vs %zu bytes)", what, dl, n);
     free(d);
 }
@@ -95,8 +95,8 @@ static char *tiny_json(const char *pre, const char *merges_json, bool array_merg
 static void test_tiny(void) {
     for (int am = 0; am < 2; am++) {
         char *js = tiny_json(TINY_PRE, TINY_MERGES, am);
-        cal_tok *t = NULL; qx_err e = {0};
-        TU_OK(cal_tok_from_json(js, strlen(js), NULL, 0, "tiny", &t, &e), &e);
+        tk_tok *t = NULL; qx_err e = {0};
+        TU_OK(tk_from_json(js, strlen(js), NULL, 0, "tiny", &t, &e), &e);
         free(js);
         if (!t) return;
         /* "hello" -> he+ll -> hell -> hello; " world": Ġw -> Ġwo; o r is rank 6 but "wo"
@@ -123,65 +123,65 @@ static void test_tiny(void) {
         const char *rt = "hello world 12345 <|end|> \xe2\x82\xac\n";
         roundtrip(t, rt, strlen(rt), "tiny round trip");
         size_t np = 0;
-        TU_OK(cal_tok_count_pieces(t, "ab 12345  c", 11, &np, &e), &e);
+        TU_OK(tk_count_pieces(t, "ab 12345  c", 11, &np, &e), &e);
         TU_CHECK(np == 6, "pieces of 'ab 12345  c': %zu, want 6 (ab, ' ', 123, 45, '  ', c)", np);
         /* faults */
         int32_t *ids; size_t n;
-        TU_FAILS(cal_tok_encode(t, "a\xff", 2, false, &ids, &n, &e), &e, QX_EINVAL, "not valid UTF-8 at byte 1");
+        TU_FAILS(tk_encode(t, "a\xff", 2, false, &ids, &n, &e), &e, QX_EINVAL, "not valid UTF-8 at byte 1");
         int32_t bad = 5000; char *d; size_t dl;
-        TU_FAILS(cal_tok_decode(t, &bad, 1, &d, &dl, &e), &e, QX_EINVAL, "out of range");
-        cal_tok_vocab v;
-        TU_FAILS(cal_tok_export(t, 10, NULL, &v, &e), &e, QX_ESHAPE, "smaller");
-        TU_FAILS(cal_tok_export(t, 0, NULL, &v, &e), &e, QX_EUNSUPPORTED, "pre-tokenizer family");
-        cal_tok_free(t);
+        TU_FAILS(tk_decode(t, &bad, 1, &d, &dl, &e), &e, QX_EINVAL, "out of range");
+        tk_vocab v;
+        TU_FAILS(tk_export(t, 10, NULL, &v, &e), &e, QX_ESHAPE, "smaller");
+        TU_FAILS(tk_export(t, 0, NULL, &v, &e), &e, QX_EUNSUPPORTED, "pre-tokenizer family");
+        tk_free(t);
     }
-    cal_tok *t = NULL; qx_err e = {0};
-    TU_FAILS(cal_tok_from_json("{\"model\":", 9, NULL, 0, "broken", &t, &e), &e, QX_EFORMAT, "JSON error");
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_FAILS(tk_from_json("{\"model\":", 9, NULL, 0, "broken", &t, &e), &e, QX_EFORMAT, "JSON error");
     char *js = tiny_json(TINY_PRE, "[\"h e\",\"zz q\"]", false);
-    TU_FAILS(cal_tok_from_json(js, strlen(js), NULL, 0, "badmerge", &t, &e), &e, QX_EFORMAT, "merge 1 'zz q'");
+    TU_FAILS(tk_from_json(js, strlen(js), NULL, 0, "badmerge", &t, &e), &e, QX_EFORMAT, "merge 1 'zz q'");
     free(js);
     js = tiny_json(TINY_PRE, "[\"h e\",\"h l\"]", false);
-    TU_FAILS(cal_tok_from_json(js, strlen(js), NULL, 0, "badres", &t, &e), &e, QX_EFORMAT, "not in the vocabulary");
+    TU_FAILS(tk_from_json(js, strlen(js), NULL, 0, "badres", &t, &e), &e, QX_EFORMAT, "not in the vocabulary");
     free(js);
     js = tiny_json("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}", TINY_MERGES, false);
-    TU_FAILS(cal_tok_from_json(js, strlen(js), NULL, 0, "badre", &t, &e), &e, QX_EUNSUPPORTED, "does not compile");
+    TU_FAILS(tk_from_json(js, strlen(js), NULL, 0, "badre", &t, &e), &e, QX_EUNSUPPORTED, "does not compile");
     free(js);
     js = tiny_json("{\"type\":\"Metaspace\"}", TINY_MERGES, false);
-    TU_FAILS(cal_tok_from_json(js, strlen(js), NULL, 0, "meta", &t, &e), &e, QX_EUNSUPPORTED, "'Metaspace'");
+    TU_FAILS(tk_from_json(js, strlen(js), NULL, 0, "meta", &t, &e), &e, QX_EUNSUPPORTED, "'Metaspace'");
     free(js);
     /* Split behaviours: Removed drops the matches, MergedWithPrevious glues them on */
     js = tiny_json("{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"}", TINY_MERGES, false);
-    TU_OK(cal_tok_from_json(js, strlen(js), NULL, 0, "removed", &t, &e), &e);
+    TU_OK(tk_from_json(js, strlen(js), NULL, 0, "removed", &t, &e), &e);
     free(js);
     if (t && enc(t, "he  ll", 6)) { int32_t w[] = {256, 257}; same_ids(g_ids, g_n, w, 2, "Split Removed"); }
-    cal_tok_free(t); t = NULL;
+    tk_free(t); t = NULL;
     js = tiny_json("{\"type\":\"Split\",\"pattern\":{\"String\":\"l\"},\"behavior\":\"MergedWithPrevious\"}", TINY_MERGES, false);
-    TU_OK(cal_tok_from_json(js, strlen(js), NULL, 0, "mprev", &t, &e), &e);
+    TU_OK(tk_from_json(js, strlen(js), NULL, 0, "mprev", &t, &e), &e);
     free(js);
     /* "hello" -> "hel" "l" "o"? no: pieces "hel", "l", "o" with MergedWithPrevious: "hel"+"l"? HF folds
      * a match onto the previous piece only when the previous was not a match: "he"+"l" = "hel",
      * then "l" follows a match so stays, then "o": pieces hel | l | o */
     if (t && enc(t, "hello", 5)) { int32_t w[] = {256, 'l', 'l', 'o'}; same_ids(g_ids, g_n, w, 4, "Split MergedWithPrevious"); }
-    cal_tok_free(t);
+    tk_free(t);
 }
 
 /* The streaming tokenizer.json scanner: member order, escapes, faults. */
 static void test_json_scan(void) {
     static const char ok[] = "{\"model\":{\"merges\":[\"a b\"],\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"
         "\"ab\":2,\"\\u00e9\":3,\"\\ud83d\\ude00\":4,\"q\\\"\\n\":5}},\"added_tokens\":[],\"pre_tokenizer\":null}";
-    cal_tok *t = NULL; qx_err e = {0};
-    TU_OK(cal_tok_from_json(ok, strlen(ok), NULL, 0, "scan", &t, &e), &e);
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_OK(tk_from_json(ok, strlen(ok), NULL, 0, "scan", &t, &e), &e);
     if (t) {
         if (enc(t, "ab", 2)) { int32_t w[] = {2}; same_ids(g_ids, g_n, w, 1, "merges before vocab"); }
         size_t l;
-        const char *b3 = cal_tok_bytes(t, 3, &l);
+        const char *b3 = tk_bytes(t, 3, &l);
         TU_CHECK(b3 && l == 1 && (uint8_t)b3[0] == 0xE9, "\\u00e9 is the byte-level form of byte 0xE9");
-        const char *b4 = cal_tok_bytes(t, 4, &l);
+        const char *b4 = tk_bytes(t, 4, &l);
         TU_CHECK(b4 && l == 4 && !memcmp(b4, "\xf0\x9f\x98\x80", 4), "surrogate pair -> U+1F600, kept as text");
-        const char *b5 = cal_tok_bytes(t, 5, &l);
+        const char *b5 = tk_bytes(t, 5, &l);
         /* a raw newline is outside the byte-level image, so the token keeps its text */
         TU_CHECK(b5 && l == 3 && memcmp(b5, "q\"\n", 3) == 0, "escaped quote and newline decoded");
-        cal_tok_free(t); t = NULL;
+        tk_free(t); t = NULL;
     }
     static const struct { const char *js, *needle; } bad[] = {
         {"{\"model\":{\"vocab\":{\"a\":0,\"b\":0}}}", "appears twice"},
@@ -194,7 +194,7 @@ static void test_json_scan(void) {
         {"{\"model\":{\"merges\":[]}}", "model.vocab is missing"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        TU_FAILS(cal_tok_from_json(bad[i].js, strlen(bad[i].js), NULL, 0, "scan", &t, &e), &e, QX_EFORMAT, bad[i].needle);
+        TU_FAILS(tk_from_json(bad[i].js, strlen(bad[i].js), NULL, 0, "scan", &t, &e), &e, QX_EFORMAT, bad[i].needle);
 }
 
 /* ignore_merges (Llama-3): a piece that is itself a vocab entry is emitted whole, even when
@@ -205,27 +205,27 @@ static void test_ignore_merges(void) {
     for (int im = 0; im < 2; im++) {
         char buf[512];
         snprintf(buf, sizeof buf, js, im ? "true" : "false");
-        cal_tok *t = NULL; qx_err e = {0};
-        TU_OK(cal_tok_from_json(buf, strlen(buf), NULL, 0, "im", &t, &e), &e);
+        tk_tok *t = NULL; qx_err e = {0};
+        TU_OK(tk_from_json(buf, strlen(buf), NULL, 0, "im", &t, &e), &e);
         if (!t) continue;
         if (enc(t, "abc", 3)) {
             int32_t w1[] = {4}, w0[] = {3, 2};
             same_ids(g_ids, g_n, im ? w1 : w0, im ? 1 : 2, im ? "ignore_merges true" : "ignore_merges false");
         }
-        cal_tok_vocab v;
-        TU_OK(cal_tok_export(t, 0, im ? "llama" : "qwen2", &v, &e), &e);
-        cal_tok *t2 = NULL;
+        tk_vocab v;
+        TU_OK(tk_export(t, 0, im ? "llama" : "qwen2", &v, &e), &e);
+        tk_tok *t2 = NULL;
         if (v.tokens) {
             TU_CHECK(!strcmp(v.pre, im ? "llama-bpe" : "qwen2"), "pre from arch: %s", v.pre);
-            TU_OK(cal_tok_from_vocab(&v, "im-vocab", &t2, &e), &e);
-            cal_tok_vocab_free(&v);
+            TU_OK(tk_from_vocab(&v, "im-vocab", &t2, &e), &e);
+            tk_vocab_free(&v);
         }
         if (t2 && enc(t2, "abc", 3)) {
             int32_t w1[] = {4}, w0[] = {3, 2};
             same_ids(g_ids, g_n, im ? w1 : w0, im ? 1 : 2, im ? "GGUF llama-bpe" : "GGUF qwen2");
         }
-        cal_tok_free(t2);
-        cal_tok_free(t);
+        tk_free(t2);
+        tk_free(t);
     }
 }
 
@@ -234,8 +234,8 @@ static void test_strip(void) {
     static const char js[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"\xc4\xa0\":2,\"\xc3\xa3\":3,"
         "\"\xc4\xa2\":4,\"\xc3\x82\":5,\"\xc5\x82\":6},\"merges\":[]},\"pre_tokenizer\":null,\"added_tokens\":"
         "[{\"id\":10,\"content\":\"<t>\",\"lstrip\":true,\"rstrip\":true,\"special\":true}]}";
-    cal_tok *t = NULL; qx_err e = {0};
-    TU_OK(cal_tok_from_json(js, strlen(js), NULL, 0, "strip", &t, &e), &e);
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_OK(tk_from_json(js, strlen(js), NULL, 0, "strip", &t, &e), &e);
     if (!t) return;
     /* "a" SPACE U+3000 "<t>" U+00A0 SPACE "b": both runs are absorbed */
     static const char text[] = "a \xe3\x80\x80<t>\xc2\xa0 b";
@@ -243,7 +243,7 @@ static void test_strip(void) {
     /* the same whitespace without the token stays: byte-level ids 2, 3 4 4, 5 6 */
     static const char text2[] = " \xe3\x80\x80\xc2\xa0";
     if (enc(t, text2, strlen(text2))) { int32_t w[] = {2, 3, 4, 4, 5, 6}; same_ids(g_ids, g_n, w, 6, "whitespace bytes"); }
-    cal_tok_free(t);
+    tk_free(t);
 }
 
 /* NFC normalizer: expected forms from the Unicode data (UAX #15 examples and others) */
@@ -256,8 +256,8 @@ static void test_nfc(void) {
     char *js2 = malloc(strlen(js) + 64);
     sprintf(js2, "%.*s\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"}]}%s", (int)pre, js,
             at + strlen("\"normalizer\":null"));
-    cal_tok *t = NULL; qx_err e = {0};
-    TU_OK(cal_tok_from_json(js2, strlen(js2), NULL, 0, "tiny-nfc", &t, &e), &e);
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_OK(tk_from_json(js2, strlen(js2), NULL, 0, "tiny-nfc", &t, &e), &e);
     free(js); free(js2);
     if (!t) return;
     static const char *cases[][2] = {
@@ -272,25 +272,25 @@ static void test_nfc(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (!enc(t, cases[i][0], strlen(cases[i][0]))) continue;
         char *d; size_t dl;
-        TU_OK(cal_tok_decode(t, g_ids, g_n, &d, &dl, &e), &e);
+        TU_OK(tk_decode(t, g_ids, g_n, &d, &dl, &e), &e);
         if (d) TU_CHECK(dl == strlen(cases[i][1]) && !memcmp(d, cases[i][1], dl), "NFC case %zu", i);
         free(d);
     }
-    cal_tok_free(t);
+    tk_free(t);
 }
 
 /* ---------------------------------------------------------------- shared fixtures */
 
 /* Writes v as GGUF tokenizer keys (a tensor-less GGUF in tmpdir/name) and loads a tokenizer
- * back from that file through cal_tok_load. */
-static cal_tok *via_gguf(const cal_tok_vocab *v, const char *name) {
+ * back from that file through tk_load. */
+static tk_tok *via_gguf(const tk_vocab *v, const char *name) {
     qx_err e = {0};
     gf_writer *w = NULL;
     uint8_t *hdr = NULL; uint64_t hl = 0;
-    cal_tok *t = NULL;
+    tk_tok *t = NULL;
     TU_OK(gf_writer_create(&w, &e), &e);
     if (!w) return NULL;
-    TU_OK(cal_tok_vocab_write(v, w, &e), &e);
+    TU_OK(tk_vocab_write(v, w, &e), &e);
     TU_OK(gf_writer_plan(w, &e), &e);
     TU_OK(gf_writer_header_bytes(w, &hdr, &hl, &e), &e);
     if (hdr) {
@@ -300,7 +300,7 @@ static cal_tok *via_gguf(const cal_tok_vocab *v, const char *name) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", tu_tmpdir(), name);
         TU_CHECK(tu_write_file(path, buf, fs > hl ? fs : hl) == 0, "writing %s", path);
-        TU_OK(cal_tok_load(path, &t, &e), &e);
+        TU_OK(tk_load(path, &t, &e), &e);
         free(buf);
     }
     free(hdr);
@@ -310,35 +310,35 @@ static cal_tok *via_gguf(const cal_tok_vocab *v, const char *name) {
 
 static void test_deepseek_cases(void) {
     const char *dir = tu_shared_path("fixtures/deepseek-v3-tokenizer");
-    cal_tok *t = NULL; qx_err e = {0};
+    tk_tok *t = NULL; qx_err e = {0};
     double t0 = qx_now();
-    TU_OK(cal_tok_load(dir, &t, &e), &e);
+    TU_OK(tk_load(dir, &t, &e), &e);
     printf("DeepSeek-V3 tokenizer (128k merges) loaded in %.3f s\n", qx_now() - t0);
     if (!t) return;
-    TU_CHECK(cal_tok_n_vocab(t) == 128815, "n_vocab %d", cal_tok_n_vocab(t));
-    TU_CHECK(cal_tok_bos(t) == 0 && cal_tok_eos(t) == 1 && cal_tok_adds_bos(t), "bos %d eos %d", cal_tok_bos(t), cal_tok_eos(t));
-    TU_CHECK(!strcmp(cal_tok_pre(t), "deepseek-v3"), "pre '%s'", cal_tok_pre(t));
+    TU_CHECK(tk_n_vocab(t) == 128815, "n_vocab %d", tk_n_vocab(t));
+    TU_CHECK(tk_bos(t) == 0 && tk_eos(t) == 1 && tk_adds_bos(t), "bos %d eos %d", tk_bos(t), tk_eos(t));
+    TU_CHECK(!strcmp(tk_pre(t), "deepseek-v3"), "pre '%s'", tk_pre(t));
     json_error_t je;
     json_t *cases = json_load_file(tu_shared_path("fixtures/deepseek-v3-tokenizer/tokenize-cases.json"), 0, &je);
     TU_CHECK(json_array_size(cases) >= 30, "cases: %s", je.text);
     int bad = 0;
-    cal_tok_vocab v;
-    cal_tok *t2 = NULL;
-    TU_OK(cal_tok_export(t, 129280, "deepseek2", &v, &e), &e);
+    tk_vocab v;
+    tk_tok *t2 = NULL;
+    TU_OK(tk_export(t, 129280, "deepseek2", &v, &e), &e);
     if (v.tokens) {
-        TU_CHECK(v.n_tokens == 129280 && !strcmp(v.tokens[129279], "[PAD129279]") && v.types[129279] == CAL_TOK_UNUSED,
+        TU_CHECK(v.n_tokens == 129280 && !strcmp(v.tokens[129279], "[PAD129279]") && v.types[129279] == TK_UNUSED,
                  "padding");
-        TU_CHECK(v.types[0] == CAL_TOK_CONTROL && !strcmp(v.tokens[0], "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
+        TU_CHECK(v.types[0] == TK_CONTROL && !strcmp(v.tokens[0], "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
                  "token 0 '%s' type %d", v.tokens[0], v.types[0]);
-        TU_CHECK(v.types[128800] == CAL_TOK_CONTROL, "fim hole (special=false but looks special) type %d", v.types[128800]);
-        TU_CHECK(v.types[300] == CAL_TOK_NORMAL && v.n_merges == 127741 && !strcmp(v.merges[0], "\xc4\xa0 t"),
+        TU_CHECK(v.types[128800] == TK_CONTROL, "fim hole (special=false but looks special) type %d", v.types[128800]);
+        TU_CHECK(v.types[300] == TK_NORMAL && v.n_merges == 127741 && !strcmp(v.merges[0], "\xc4\xa0 t"),
                  "merges %lld, first '%s'", (long long)v.n_merges, v.merges[0]);
         TU_CHECK(!strcmp(v.pre, "deepseek-v3") && v.bos_id == 0 && v.eos_id == 1 && v.pad_id == 1 && v.add_bos && !v.add_eos &&
                  v.chat_template != NULL, "pre %s bos %d eos %d pad %d", v.pre, v.bos_id, v.eos_id, v.pad_id);
         t0 = qx_now();
         t2 = via_gguf(&v, "deepseek-v3.gguf");
         printf("written as GGUF keys and rebuilt from them in %.3f s\n", qx_now() - t0);
-        cal_tok_vocab_free(&v);
+        tk_vocab_free(&v);
     }
     for (size_t i = 0; i < json_array_size(cases); i++) {
         json_t *c = json_array_get(cases, i);
@@ -367,7 +367,7 @@ static void test_deepseek_cases(void) {
         json_t *c = json_array_get(cases, (size_t)(r % nc));
         json_t *text = json_object_get(c, "text"), *ids = json_object_get(c, "ids");
         int32_t *got; size_t ng; qx_err e2;
-        if (cal_tok_encode(t, json_string_value(text), json_string_length(text), false, &got, &ng, &e2) != QX_OK) { wrong++; continue; }
+        if (tk_encode(t, json_string_value(text), json_string_length(text), false, &got, &ng, &e2) != QX_OK) { wrong++; continue; }
         bool same = ng == json_array_size(ids);
         for (size_t k = 0; same && k < ng; k++) same = got[k] == (int32_t)json_integer_value(json_array_get(ids, k));
         wrong += !same;
@@ -376,12 +376,12 @@ static void test_deepseek_cases(void) {
     TU_CHECK(wrong == 0, "%d of %d concurrent encodes differ", wrong, 8 * nc);
     /* BOS on request */
     int32_t *ids; size_t n;
-    TU_OK(cal_tok_encode(t, "a", 1, true, &ids, &n, &e), &e);
+    TU_OK(tk_encode(t, "a", 1, true, &ids, &n, &e), &e);
     if (ids) TU_CHECK(n == 2 && ids[0] == 0 && ids[1] == 67, "BOS + 'a': n=%zu", n);
     free(ids);
     json_decref(cases);
-    cal_tok_free(t2);
-    cal_tok_free(t);
+    tk_free(t2);
+    tk_free(t);
 }
 
 static int32_t *read_ids(const char *path, size_t *n) {
@@ -400,19 +400,19 @@ static int32_t *read_ids(const char *path, size_t *n) {
 static void test_model(const char *model, const char *arch, const char *pre) {
     char p[256];
     snprintf(p, sizeof p, "models/%s", model);
-    cal_tok *t = NULL; qx_err e = {0};
-    TU_OK(cal_tok_load(tu_shared_path(p), &t, &e), &e);
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_OK(tk_load(tu_shared_path(p), &t, &e), &e);
     if (!t) return;
-    TU_CHECK(!strcmp(cal_tok_pre(t), pre), "%s: pre '%s', want '%s'", model, cal_tok_pre(t), pre);
-    cal_tok_vocab v;
-    cal_tok *t2 = NULL;
-    TU_OK(cal_tok_export(t, 2048 + 64, arch, &v, &e), &e);
+    TU_CHECK(!strcmp(tk_pre(t), pre), "%s: pre '%s', want '%s'", model, tk_pre(t), pre);
+    tk_vocab v;
+    tk_tok *t2 = NULL;
+    TU_OK(tk_export(t, 2048 + 64, arch, &v, &e), &e);
     if (v.tokens) {
         char name[64];
         snprintf(name, sizeof name, "%s.gguf", model);
         TU_CHECK(!strcmp(v.pre, pre), "%s: exported pre '%s'", model, v.pre);
         t2 = via_gguf(&v, name);
-        cal_tok_vocab_free(&v);
+        tk_vocab_free(&v);
     }
     const char *names[2][2] = {{"eval.txt", "reference/eval_ids.bin"}, {"calib.txt", "reference/calib_ids.bin"}};
     for (int k = 0; k < 2; k++) {
@@ -429,7 +429,7 @@ static void test_model(const char *model, const char *arch, const char *pre) {
                 printf("%s: %zu bytes -> %zu ids in %.3f s\n", what, tl, g_n, qx_now() - t0);
                 same_ids(g_ids, g_n, want, nw, what);
                 char *d; size_t dl;
-                TU_OK(cal_tok_decode(t, g_ids, g_n, &d, &dl, &e), &e);
+                TU_OK(tk_decode(t, g_ids, g_n, &d, &dl, &e), &e);
                 if (d) TU_CHECK(dl == tl && !memcmp(d, text, tl), "%s: decode round trip differs", what);
                 free(d);
             }
@@ -440,8 +440,8 @@ static void test_model(const char *model, const char *arch, const char *pre) {
         }
         free(text); free(want);
     }
-    cal_tok_free(t2);
-    cal_tok_free(t);
+    tk_free(t2);
+    tk_free(t);
 }
 
 static void test_cli(void) {

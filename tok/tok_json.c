@@ -1,4 +1,4 @@
-/* calib/tok_json.c — a streaming JSON scanner for the two big members of a tokenizer.json
+/* tok/tok_json.c — a streaming JSON scanner for the two big members of a tokenizer.json
  * (model.vocab: ~130k entries, model.merges: ~128k entries), which a DOM parser builds
  * slowly; every other member (small) is handed to jansson.  Strings are decoded (escapes,
  * \u surrogate pairs) into a caller-sized arena; structure is checked as it is walked, with

@@ -1,7 +1,7 @@
-/* calib/tokenizer.c — building the byte-level BPE tokenizer: from HF tokenizer.json (+
+/* tok/tokenizer.c — building the byte-level BPE tokenizer: from HF tokenizer.json (+
  * tokenizer_config.json) text, from a GGUF-form vocabulary description, and exporting that
  * description for the converter (token types and the `pre` name as llama.cpp's
- * convert_hf_to_gguf.py assigns them).  Encoding and decoding live in calib/tok_encode.c.
+ * convert_hf_to_gguf.py assigns them).  Encoding and decoding live in tok/tok_encode.c.
  * Every number read from a file is range-checked before use. */
 #include "tok_internal.h"
 
@@ -21,7 +21,7 @@ typedef struct {
 
 typedef struct {
     const char *label;
-    cal_tok *t;
+    tk_tok *t;
     tok_src *src;        /* [cap] per id */
     int32_t cap;
     int32_t n;           /* highest id + 1 */
@@ -71,7 +71,7 @@ static size_t map_bytes(const char *s, size_t len, char *out) {
     return k;
 }
 
-static qx_status strmap_build(cal_tok *t, qx_err *e, const char *label) {
+static qx_status strmap_build(tk_tok *t, qx_err *e, const char *label) {
     uint32_t cap = 1024;
     while (cap < (uint32_t)t->n_vocab * 2u) cap *= 2;
     t->bpe_map.slot = malloc((size_t)cap * sizeof *t->bpe_map.slot);
@@ -92,7 +92,7 @@ static qx_status strmap_build(cal_tok *t, qx_err *e, const char *label) {
     return QX_OK;
 }
 
-static qx_status trie_add(cal_tok *t, const char *s, size_t n, int32_t id, const char *label, qx_err *e) {
+static qx_status trie_add(tk_tok *t, const char *s, size_t n, int32_t id, const char *label, qx_err *e) {
     if (n == 0) return QX_OK;
     int32_t node = 0;
     for (size_t i = 0; i < n; i++) {
@@ -118,7 +118,7 @@ static qx_status trie_add(cal_tok *t, const char *s, size_t n, int32_t id, const
 
 /* Turns the per-id sources into the token table, the lookup maps and the added-token trie. */
 static qx_status b_finish_tokens(builder *b, qx_err *e) {
-    cal_tok *t = b->t;
+    tk_tok *t = b->t;
     t->n_vocab = b->n;
     uint64_t total = 0;
     for (int32_t i = 0; i < b->n; i++) if (b->src[i].set) total += b->src[i].len;
@@ -147,7 +147,7 @@ static qx_status b_finish_tokens(builder *b, qx_err *e) {
 }
 
 /* Sizes the merge tables for about n merges (they grow when more come). */
-static qx_status merges_alloc(cal_tok *t, int64_t n, const char *label, qx_err *e) {
+static qx_status merges_alloc(tk_tok *t, int64_t n, const char *label, qx_err *e) {
     if (n < 0 || n > 4 * (int64_t)TOK_MAX_VOCAB) return qx_fail(e, QX_EFORMAT, "%s: %lld merges is out of range", label, (long long)n);
     uint64_t cap = 1024;
     while (cap < (uint64_t)n * 2) cap *= 2;
@@ -164,7 +164,7 @@ static uint64_t merge_hash(uint64_t h) {
 }
 
 /* Doubles the merge tables (load factor stays <= 1/2; the pair list holds mcap/2). */
-static qx_status merges_grow(cal_tok *t, const char *label, qx_err *e) {
+static qx_status merges_grow(tk_tok *t, const char *label, qx_err *e) {
     uint64_t nc = t->mcap * 2;
     if (t->n_merges >= 4 * (int64_t)TOK_MAX_VOCAB) return qx_fail(e, QX_EFORMAT, "%s: too many merges", label);
     tok_merge_slot *ns = calloc(nc, sizeof *ns);
@@ -182,14 +182,14 @@ static qx_status merges_grow(cal_tok *t, const char *label, qx_err *e) {
     return QX_OK;
 }
 
-static int32_t lookup_mapped(const cal_tok *t, const char *s, size_t n, char *tmp) {
+static int32_t lookup_mapped(const tk_tok *t, const char *s, size_t n, char *tmp) {
     size_t l;
     if (n > TOK_MAX_TOKEN || !unmap(s, n, tmp, &l)) return -1;
     return tok_strmap_get(t, tmp, l);
 }
 
 /* Adds merge number `rank`: a and b in byte-level form. */
-static qx_status merge_add(cal_tok *t, const char *a, size_t na, const char *bb, size_t nb, const char *label, qx_err *e) {
+static qx_status merge_add(tk_tok *t, const char *a, size_t na, const char *bb, size_t nb, const char *label, qx_err *e) {
     char tmp[2 * TOK_MAX_TOKEN + 8];
     int64_t rank = t->n_merges;
     int32_t ia = lookup_mapped(t, a, na, tmp), ib = lookup_mapped(t, bb, nb, tmp);
@@ -216,14 +216,14 @@ static qx_status merge_add(cal_tok *t, const char *a, size_t na, const char *bb,
     return QX_OK;
 }
 
-static cal_tok *tok_alloc(void) {
-    cal_tok *t = calloc(1, sizeof *t);
+static tk_tok *tok_alloc(void) {
+    tk_tok *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->bos = t->eos = t->pad = -1;
     return t;
 }
 
-void cal_tok_free(cal_tok *t) {
+void tk_free(tk_tok *t) {
     if (!t) return;
     for (int i = 0; i < t->n_stages; i++) { pcre2_code_free(t->stage[i].re); free(t->stage[i].pattern); }
     free(t->off); free(t->blob); free(t->flags); free(t->bpe_map.slot);
@@ -232,7 +232,7 @@ void cal_tok_free(cal_tok *t) {
 }
 
 /* Id of a token given by its text: an added token, else a byte-level vocab token. */
-static int32_t find_token(const cal_tok *t, const char *s, size_t n) {
+static int32_t find_token(const tk_tok *t, const char *s, size_t n) {
     int32_t node = 0;
     for (size_t i = 0; i < n && node >= 0; i++) {
         int32_t ch = t->trie[node].child;
@@ -246,7 +246,7 @@ static int32_t find_token(const cal_tok *t, const char *s, size_t n) {
 
 /* ---------------------------------------------------------------- tokenizer.json */
 
-static qx_status parse_normalizer(cal_tok *t, json_t *n, const char *label, qx_err *e) {
+static qx_status parse_normalizer(tk_tok *t, json_t *n, const char *label, qx_err *e) {
     if (!n || json_is_null(n)) return QX_OK;
     const char *type = json_string_value(json_object_get(n, "type"));
     if (!type) return qx_fail(e, QX_EFORMAT, "%s: normalizer has no type", label);
@@ -260,7 +260,7 @@ static qx_status parse_normalizer(cal_tok *t, json_t *n, const char *label, qx_e
     return qx_fail(e, QX_EUNSUPPORTED, "%s: normalizer '%s' is not supported (NFC and Sequence are)", label, type);
 }
 
-static qx_status parse_pre(cal_tok *t, json_t *p, const char *label, qx_err *e) {
+static qx_status parse_pre(tk_tok *t, json_t *p, const char *label, qx_err *e) {
     if (!p || json_is_null(p)) return QX_OK;
     const char *type = json_string_value(json_object_get(p, "type"));
     if (!type) return qx_fail(e, QX_EFORMAT, "%s: pre_tokenizer has no type", label);
@@ -317,7 +317,7 @@ static qx_status parse_pre(cal_tok *t, json_t *p, const char *label, qx_err *e) 
 }
 
 /* Family from the pre-tokenizer regexes (what llama.cpp's checksum would name). */
-static void detect_pre(cal_tok *t) {
+static void detect_pre(tk_tok *t) {
     if (t->pre[0]) return;
     const char *name = "";
     if (t->n_stages == 3 && !strcmp(t->stage[0].pattern, "\\p{N}{1,3}") &&
@@ -336,13 +336,13 @@ static void detect_pre(cal_tok *t) {
     snprintf(t->pre, sizeof t->pre, "%s", name);
 }
 
-static int32_t config_token(const cal_tok *t, json_t *v) {
+static int32_t config_token(const tk_tok *t, json_t *v) {
     if (json_is_object(v)) v = json_object_get(v, "content");
     if (!json_is_string(v)) return -1;
     return find_token(t, json_string_value(v), json_string_length(v));
 }
 
-static qx_status parse_config(cal_tok *t, json_t *tj, json_t *cfg, const char *label, qx_err *e) {
+static qx_status parse_config(tk_tok *t, json_t *tj, json_t *cfg, const char *label, qx_err *e) {
     /* defaults from the post_processor template: a special token before $A is a BOS */
     json_t *pp = json_object_get(tj, "post_processor");
     json_t *procs = json_object_get(pp, "processors");
@@ -386,7 +386,7 @@ static qx_status vocab_cb(void *ctx, const char *tok, size_t len, int64_t id, qx
     return b_set(ctx, id, tok, len, 0, false, e);
 }
 
-typedef struct { cal_tok *t; const char *label; } merge_ctx;
+typedef struct { tk_tok *t; const char *label; } merge_ctx;
 static qx_status merge_cb(void *ctx, const char *a, size_t na, const char *b, size_t nb, qx_err *e) {
     merge_ctx *m = ctx;
     return merge_add(m->t, a, na, b, nb, m->label, e);
@@ -438,8 +438,8 @@ static qx_status parse_model(builder *b, json_t *tj, tok_span vocab, tok_span me
     return st;
 }
 
-qx_status cal_tok_from_json(const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
-                            const char *label, cal_tok **out, qx_err *e) {
+qx_status tk_from_json(const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
+                            const char *label, tk_tok **out, qx_err *e) {
     *out = NULL;
     if (!label) label = "tokenizer.json";
     json_t *tj = NULL, *cfg = NULL;
@@ -460,14 +460,14 @@ qx_status cal_tok_from_json(const char *tok_json, size_t tok_len, const char *cf
     free(b.src);
     json_decref(tj);
     json_decref(cfg);
-    if (st != QX_OK) { cal_tok_free(b.t); return st; }
+    if (st != QX_OK) { tk_free(b.t); return st; }
     *out = b.t;
     return QX_OK;
 }
 
 /* ---------------------------------------------------------------- GGUF-form vocabulary */
 
-qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok **out, qx_err *e) {
+qx_status tk_from_vocab(const tk_vocab *v, const char *label, tk_tok **out, qx_err *e) {
     *out = NULL;
     if (!label) label = "vocab";
     if (v->n_tokens <= 0 || v->n_tokens > TOK_MAX_VOCAB || !v->tokens || !v->types)
@@ -481,10 +481,10 @@ qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok 
         if (!v->tokens[i]) { st = qx_fail(e, QX_EFORMAT, "%s: token %lld is missing", label, (long long)i); break; }
         uint8_t f = 0;
         switch (v->types[i]) {
-        case CAL_TOK_NORMAL: case CAL_TOK_BYTE: break;
-        case CAL_TOK_CONTROL: f = TOK_F_ADDED | TOK_F_SPECIAL; break;
-        case CAL_TOK_USER_DEFINED: case CAL_TOK_UNKNOWN: f = TOK_F_ADDED; break;
-        case CAL_TOK_UNUSED: f = TOK_F_UNUSED; break;
+        case TK_NORMAL: case TK_BYTE: break;
+        case TK_CONTROL: f = TOK_F_ADDED | TOK_F_SPECIAL; break;
+        case TK_USER_DEFINED: case TK_UNKNOWN: f = TOK_F_ADDED; break;
+        case TK_UNUSED: f = TOK_F_UNUSED; break;
         default: st = qx_fail(e, QX_EFORMAT, "%s: token %lld has type %d", label, (long long)i, v->types[i]);
         }
         if (st == QX_OK) st = b_set(&b, i, v->tokens[i], strlen(v->tokens[i]), f, false, e);
@@ -498,7 +498,7 @@ qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok 
         else st = merge_add(b.t, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), label, e);
     }
     if (st == QX_OK) {
-        cal_tok *t = b.t;
+        tk_tok *t = b.t;
         int32_t ids[3] = {v->bos_id, v->eos_id, v->pad_id};
         for (int k = 0; k < 3; k++) if (ids[k] < -1 || ids[k] >= t->n_vocab) ids[k] = -1;
         t->bos = ids[0]; t->eos = ids[1]; t->pad = ids[2];
@@ -509,14 +509,14 @@ qx_status cal_tok_from_vocab(const cal_tok_vocab *v, const char *label, cal_tok 
         st = qx_fail(e, QX_EUNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not supported (deepseek-v3, deepseek-r1-qwen, "
                      "llama-bpe, qwen2, gpt2/default are)", label, v->pre);
     free(b.src);
-    if (st != QX_OK) { cal_tok_free(b.t); return st; }
+    if (st != QX_OK) { tk_free(b.t); return st; }
     *out = b.t;
     return QX_OK;
 }
 
 /* ---------------------------------------------------------------- export for GGUF */
 
-void cal_tok_vocab_free(cal_tok_vocab *v) {
+void tk_vocab_free(tk_vocab *v) {
     if (!v) return;
     if (v->tokens) free(v->tokens[0]);           /* one blob holds every string */
     free(v->tokens); free(v->types);
@@ -534,21 +534,21 @@ static bool looks_special(const char *s, size_t n) {
 }
 
 /* GGUF text of token id into out (NULL: only measure); returns its length; sets *type. */
-static size_t export_token(const cal_tok *t, int32_t id, char *out, int32_t *type) {
+static size_t export_token(const tk_tok *t, int32_t id, char *out, int32_t *type) {
     const char *s = t->blob + t->off[id];
     size_t n = t->off[id + 1] - t->off[id];
     uint8_t f = t->flags[id];
     char tmp[4 * TOK_MAX_TOKEN + 32];
     if (!out) out = tmp;
-    if (f & TOK_F_UNUSED) { *type = CAL_TOK_UNUSED; return (size_t)sprintf(out, "[PAD%d]", id); }
+    if (f & TOK_F_UNUSED) { *type = TK_UNUSED; return (size_t)sprintf(out, "[PAD%d]", id); }
     if (!(f & TOK_F_ADDED)) {
-        *type = CAL_TOK_NORMAL;
+        *type = TK_NORMAL;
         if (f & TOK_F_MAPPED) return map_bytes(s, n, out);
         memcpy(out, s, n);
         return n;
     }
-    if ((f & TOK_F_SPECIAL) || looks_special(s, n)) { *type = CAL_TOK_CONTROL; memcpy(out, s, n); return n; }
-    *type = CAL_TOK_USER_DEFINED;        /* "▁" (U+2581) becomes a space, as llama.cpp's converter does */
+    if ((f & TOK_F_SPECIAL) || looks_special(s, n)) { *type = TK_CONTROL; memcpy(out, s, n); return n; }
+    *type = TK_USER_DEFINED;        /* "▁" (U+2581) becomes a space, as llama.cpp's converter does */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (i + 3 <= n && !memcmp(s + i, "\xe2\x96\x81", 3)) { out[k++] = ' '; i += 2; }
@@ -557,7 +557,7 @@ static size_t export_token(const cal_tok *t, int32_t id, char *out, int32_t *typ
     return k;
 }
 
-static const char *pre_for(const cal_tok *t, const char *arch) {
+static const char *pre_for(const tk_tok *t, const char *arch) {
     if (t->pre[0]) return t->pre;
     if (!arch) return NULL;
     if (!strcmp(arch, "deepseek2")) return "deepseek-v3";
@@ -566,7 +566,7 @@ static const char *pre_for(const cal_tok *t, const char *arch) {
     return NULL;
 }
 
-qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch, cal_tok_vocab *v, qx_err *e) {
+qx_status tk_export(const tk_tok *t, int64_t vocab_size, const char *arch, tk_vocab *v, qx_err *e) {
     memset(v, 0, sizeof *v);
     v->bos_id = v->eos_id = v->pad_id = -1;
     if (vocab_size == 0) vocab_size = t->n_vocab;
@@ -599,7 +599,7 @@ qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch,
     for (int64_t i = 0; i < vocab_size; i++) {
         v->tokens[i] = blob + k;
         if (i < t->n_vocab) k += export_token(t, (int32_t)i, blob + k, &v->types[i]);
-        else { k += (size_t)sprintf(blob + k, "[PAD%lld]", (long long)i); v->types[i] = CAL_TOK_UNUSED; }
+        else { k += (size_t)sprintf(blob + k, "[PAD%lld]", (long long)i); v->types[i] = TK_UNUSED; }
         blob[k++] = 0;
     }
     v->n_tokens = vocab_size;
@@ -618,7 +618,7 @@ qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch,
     v->bos_id = t->bos; v->eos_id = t->eos; v->pad_id = t->pad;
     v->add_bos = t->add_bos; v->add_eos = t->add_eos;
     if (t->chat_template && !(v->chat_template = strdup(t->chat_template))) {
-        cal_tok_vocab_free(v);
+        tk_vocab_free(v);
         return qx_fail(e, QX_ENOMEM, "tokenizer: out of memory");
     }
     snprintf(v->model, sizeof v->model, "gpt2");
@@ -628,7 +628,7 @@ qx_status cal_tok_export(const cal_tok *t, int64_t vocab_size, const char *arch,
 
 /* ---------------------------------------------------------------- loading from paths */
 
-qx_status cal_tok_load(const char *path, cal_tok **out, qx_err *e) {
+qx_status tk_load(const char *path, tk_tok **out, qx_err *e) {
     *out = NULL;
     char tj[4096], cj[4096];
     if (qx_is_dir(path)) {
@@ -637,7 +637,7 @@ qx_status cal_tok_load(const char *path, cal_tok **out, qx_err *e) {
     } else if (qx_ends_with(path, ".gguf")) {
         gf_file *g = NULL;
         QX_TRY(gf_open(&g, path, e));
-        qx_status st = cal_tok_from_gguf(g, out, e);
+        qx_status st = tk_from_gguf(g, out, e);
         gf_close(g);
         return st;
     } else {
@@ -652,25 +652,25 @@ qx_status cal_tok_load(const char *path, cal_tok **out, qx_err *e) {
     QX_TRY(qx_read_file(tj, &tbuf, &tlen, e));
     qx_err ce;
     if (qx_read_file(cj, &cbuf, &clen, &ce) != QX_OK) cbuf = NULL;   /* the config is optional */
-    qx_status st = cal_tok_from_json(tbuf, tlen, cbuf, clen, tj, out, e);
+    qx_status st = tk_from_json(tbuf, tlen, cbuf, clen, tj, out, e);
     free(tbuf); free(cbuf);
     return st;
 }
 
 /* ---------------------------------------------------------------- accessors */
 
-int32_t cal_tok_n_vocab(const cal_tok *t) { return t->n_vocab; }
-int32_t cal_tok_bos(const cal_tok *t) { return t->bos; }
-int32_t cal_tok_eos(const cal_tok *t) { return t->eos; }
-bool cal_tok_adds_bos(const cal_tok *t) { return t->add_bos; }
-const char *cal_tok_pre(const cal_tok *t) { return t->pre; }
+int32_t tk_n_vocab(const tk_tok *t) { return t->n_vocab; }
+int32_t tk_bos(const tk_tok *t) { return t->bos; }
+int32_t tk_eos(const tk_tok *t) { return t->eos; }
+bool tk_adds_bos(const tk_tok *t) { return t->add_bos; }
+const char *tk_pre(const tk_tok *t) { return t->pre; }
 
-const char *cal_tok_bytes(const cal_tok *t, int32_t id, size_t *len) {
+const char *tk_bytes(const tk_tok *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab || (t->flags[id] & TOK_F_UNUSED)) { *len = 0; return NULL; }
     *len = t->off[id + 1] - t->off[id];
     return t->blob + t->off[id];
 }
 
-bool cal_tok_is_special(const cal_tok *t, int32_t id) {
+bool tk_is_special(const tk_tok *t, int32_t id) {
     return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_F_ADDED);
 }

@@ -1,9 +1,9 @@
-/* calib/tok_encode.c — the encoding side of the byte-level BPE tokenizer: added-token
+/* tok/tok_encode.c — the encoding side of the byte-level BPE tokenizer: added-token
  * matching (leftmost-longest over a byte trie), the pre-tokenizer (a sequence of PCRE2 Split
  * stages with HF's behaviours, run on each piece of the previous stage), BPE merges by rank
  * (heap of candidate pairs, as HF's Word::merge_all), and decoding.  A per-call cache of
- * piece -> ids makes repeated words cheap; the cal_tok itself is never written.
- * Building the tokenizer lives in calib/tokenizer.c. */
+ * piece -> ids makes repeated words cheap; the tk_tok itself is never written.
+ * Building the tokenizer lives in tok/tokenizer.c. */
 #include "tok_internal.h"
 
 #include <stdlib.h>
@@ -84,7 +84,7 @@ size_t tok_utf8_check(const uint8_t *s, size_t n) {
 
 static uint32_t hash_bytes(const void *s, size_t n) { return (uint32_t)XXH3_64bits(s, n); }
 
-int32_t tok_strmap_get(const cal_tok *t, const char *s, size_t n) {
+int32_t tok_strmap_get(const tk_tok *t, const char *s, size_t n) {
     const tok_strmap *m = &t->bpe_map;
     if (m->cap == 0) return -1;
     uint32_t mask = m->cap - 1, hv = hash_bytes(s, n), h = hv & mask;
@@ -102,7 +102,7 @@ static inline uint64_t mix64(uint64_t k) {
 }
 
 /* Rank and result of merging (a, b); false when there is no such merge. */
-static inline bool merge_get(const cal_tok *t, int32_t a, int32_t b, int32_t *rank, int32_t *res) {
+static inline bool merge_get(const tk_tok *t, int32_t a, int32_t b, int32_t *rank, int32_t *res) {
     if (t->mcap == 0) return false;
     uint64_t key = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1, mask = t->mcap - 1;
     for (uint64_t h = mix64(key) & mask;; h = (h + 1) & mask) {
@@ -121,7 +121,7 @@ typedef struct { int32_t rank, pos, result; } cand;
 typedef struct { uint32_t hash, key_off, key_len, ids_off, n_ids; } cache_ent;
 
 typedef struct {
-    const cal_tok *t;
+    const tk_tok *t;
     qx_err *e;
     qx_status st;
     bool count_only;
@@ -170,7 +170,7 @@ static void ctx_free(tok_ctx *c) {
     free(c->ids);
 }
 
-static qx_status ctx_init(tok_ctx *c, const cal_tok *t, qx_err *e) {
+static qx_status ctx_init(tok_ctx *c, const tk_tok *t, qx_err *e) {
     memset(c, 0, sizeof *c);
     c->t = t; c->e = e;
     c->md = pcre2_match_data_create(1, NULL);
@@ -221,7 +221,7 @@ static void push_pair(tok_ctx *c, int32_t i) {
 
 /* Merges the bytes of one piece and appends the ids to out (c->ids). */
 static void bpe_merge(tok_ctx *c, const uint8_t *s, size_t n) {
-    const cal_tok *t = c->t;
+    const tk_tok *t = c->t;
     if (!grow((void **)&c->sy, &c->sy_cap, n, sizeof(sym))) { ctx_oom(c); return; }
     int32_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -295,7 +295,7 @@ static void piece(tok_ctx *c, const uint8_t *s, size_t n) {
     if (n == 0 || c->st != QX_OK) return;
     c->n_pieces++;
     if (c->count_only) return;
-    const cal_tok *t = c->t;
+    const tk_tok *t = c->t;
     if (n == 1) { if (t->byte_tok[s[0]] >= 0) emit(c, t->byte_tok[s[0]]); return; }
     uint32_t h = 0;
     bool cacheable = n <= CACHE_MAX_KEY;
@@ -437,7 +437,7 @@ static size_t ws_after(const uint8_t *s, size_t at, size_t n) {
 }
 
 /* Longest added token starting at s[0]; returns its length (0 if none), id in *id. */
-static size_t trie_match(const cal_tok *t, const uint8_t *s, size_t n, int32_t *id) {
+static size_t trie_match(const tk_tok *t, const uint8_t *s, size_t n, int32_t *id) {
     size_t best = 0;
     int32_t node = 0;
     for (size_t i = 0; i < n; i++) {
@@ -451,7 +451,7 @@ static size_t trie_match(const cal_tok *t, const uint8_t *s, size_t n, int32_t *
 }
 
 static void encode_all(tok_ctx *c, const uint8_t *s, size_t n) {
-    const cal_tok *t = c->t;
+    const tk_tok *t = c->t;
     bool first[256] = {false};
     bool any = false;
     if (t->n_trie > 0)
@@ -482,7 +482,7 @@ static qx_status check_text(const char *text, size_t len, qx_err *e) {
     return QX_OK;
 }
 
-qx_status cal_tok_encode(const cal_tok *t, const char *text, size_t len, bool add_bos,
+qx_status tk_encode(const tk_tok *t, const char *text, size_t len, bool add_bos,
                          int32_t **ids, size_t *n_ids, qx_err *e) {
     *ids = NULL; *n_ids = 0;
     QX_TRY(check_text(text, len, e));
@@ -497,7 +497,7 @@ qx_status cal_tok_encode(const cal_tok *t, const char *text, size_t len, bool ad
     return st;
 }
 
-qx_status cal_tok_count_pieces(const cal_tok *t, const char *text, size_t len, size_t *n_pieces, qx_err *e) {
+qx_status tk_count_pieces(const tk_tok *t, const char *text, size_t len, size_t *n_pieces, qx_err *e) {
     *n_pieces = 0;
     QX_TRY(check_text(text, len, e));
     tok_ctx c;
@@ -510,7 +510,7 @@ qx_status cal_tok_count_pieces(const cal_tok *t, const char *text, size_t len, s
     return st;
 }
 
-qx_status cal_tok_decode(const cal_tok *t, const int32_t *ids, size_t n_ids, char **out, size_t *out_len, qx_err *e) {
+qx_status tk_decode(const tk_tok *t, const int32_t *ids, size_t n_ids, char **out, size_t *out_len, qx_err *e) {
     *out = NULL; *out_len = 0;
     uint64_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
@@ -534,7 +534,7 @@ qx_status cal_tok_decode(const cal_tok *t, const int32_t *ids, size_t n_ids, cha
 
 /* ---------------------------------------------------------------- stages */
 
-qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavior b, bool invert,
+qx_status tok_stage_add(tk_tok *t, const char *pattern, size_t plen, tok_behavior b, bool invert,
                         const char *label, qx_err *e) {
     if (t->n_stages >= TOK_MAX_STAGES)
         return qx_fail(e, QX_EUNSUPPORTED, "%s: more than %d pre-tokenizer split stages", label, TOK_MAX_STAGES);
@@ -566,7 +566,7 @@ qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavi
 
 const char tok_re_gpt2[] = RE_GPT2;
 
-bool tok_pre_setup(cal_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st) {
+bool tok_pre_setup(tk_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st) {
     const char *re[3] = {NULL, NULL, NULL};
     if (!strcmp(pre, "deepseek-v3")) { re[0] = RE_DS3_NUM; re[1] = RE_DS3_CJK; re[2] = RE_DS3_MAIN; }
     else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3")) { re[0] = RE_LLAMA3; t->ignore_merges = true; }

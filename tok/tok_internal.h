@@ -1,14 +1,14 @@
-/* calib/tok_internal.h — internals of the byte-level BPE tokenizer shared by
- * calib/tokenizer.c (building: tokenizer.json, vocab descriptions, export),
- * calib/tok_encode.c (pre-tokenizer, BPE, decode) and calib/tok_nfc.c (NFC normalizer).
- * Not a public header: nothing outside calib/tok_*.c and calib/tokenizer.c includes it. */
-#ifndef CALIB_TOK_INTERNAL_H
-#define CALIB_TOK_INTERNAL_H
+/* tok/tok_internal.h — internals of the byte-level BPE tokenizer shared by
+ * tok/tokenizer.c (building: tokenizer.json, vocab descriptions, export),
+ * tok/tok_encode.c (pre-tokenizer, BPE, decode) and tok/tok_nfc.c (NFC normalizer).
+ * Not a public header: nothing outside tok/tok_*.c and tok/tokenizer.c includes it. */
+#ifndef TOK_TOK_INTERNAL_H
+#define TOK_TOK_INTERNAL_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <jansson.h>
-#include "calib.h"
+#include "tok.h"
 
 /* Hard limits, with their reasons. */
 #define TOK_MAX_VOCAB   (1 << 22)   /* ids are int32 and merge keys pack two ids in 64 bits */
@@ -48,7 +48,7 @@ typedef struct {
     uint8_t byte;
 } tok_trie_node;
 
-struct cal_tok {
+struct tk_tok {
     int32_t n_vocab;
     /* per id: bytes [off[id], off[id+1]) of blob; flags */
     uint64_t *off;       /* [n_vocab + 1] */
@@ -87,15 +87,15 @@ size_t tok_utf8_enc(uint32_t cp, char *out);
 size_t tok_utf8_check(const uint8_t *s, size_t n);
 
 /* String map. */
-int32_t tok_strmap_get(const cal_tok *t, const char *s, size_t n);
+int32_t tok_strmap_get(const tk_tok *t, const char *s, size_t n);
 
 /* Pre-tokenizer stage set-up (tok_encode.c). */
-qx_status tok_stage_add(cal_tok *t, const char *pattern, size_t plen, tok_behavior b, bool invert,
+qx_status tok_stage_add(tk_tok *t, const char *pattern, size_t plen, tok_behavior b, bool invert,
                         const char *label, qx_err *e);
 /* GPT-2's pre-tokenizer regex (ByteLevel with use_regex). */
 extern const char tok_re_gpt2[];
 /* Regexes of the named GGUF pre-tokenizers; false for an unknown name. */
-bool tok_pre_setup(cal_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st);
+bool tok_pre_setup(tk_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st);
 
 /* Streaming scan of tokenizer.json (tok_json.c): *root gets every member except
  * model.vocab and model.merges, whose value spans are returned (p NULL when absent). */

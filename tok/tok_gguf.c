@@ -1,5 +1,5 @@
-/* calib/tok_gguf.c — the tokenizer's GGUF side: reading tokenizer.ggml.* keys of an open
- * GGUF into a cal_tok, and writing a cal_tok_vocab as those keys (for the converter).
+/* tok/tok_gguf.c — the tokenizer's GGUF side: reading tokenizer.ggml.* keys of an open
+ * GGUF into a tk_tok, and writing a tk_vocab as those keys (for the converter).
  * Key names and types follow ../shared/GGUF-DEEPSEEK2.md §6 (llama.cpp's convention). */
 #include "tok_internal.h"
 
@@ -34,10 +34,10 @@ static qx_status opt_bool(const gf_file *g, const char *key, bool def, bool *out
     return gf_get_bool(g, key, out, e);
 }
 
-qx_status cal_tok_from_gguf(const gf_file *g, cal_tok **out, qx_err *e) {
+qx_status tk_from_gguf(const gf_file *g, tk_tok **out, qx_err *e) {
     *out = NULL;
     const char *label = gf_label(g);
-    cal_tok_vocab v;
+    tk_vocab v;
     memset(&v, 0, sizeof v);
     const char *model, *pre = "default", *tmpl = NULL;
     if (!gf_find_kv(g, K_MODEL)) return qx_fail(e, QX_ENOTFOUND, "%s: no tokenizer (key %s absent)", label, K_MODEL);
@@ -76,20 +76,20 @@ qx_status cal_tok_from_gguf(const gf_file *g, cal_tok **out, qx_err *e) {
     if (!types) {
         ty = malloc(nt * sizeof *ty);
         if (!ty) return qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
-        for (uint64_t i = 0; i < nt; i++) ty[i] = CAL_TOK_NORMAL;
+        for (uint64_t i = 0; i < nt; i++) ty[i] = TK_NORMAL;
     }
     v.n_tokens = (int64_t)nt;
-    v.tokens = (char **)toks;            /* only read by cal_tok_from_vocab */
+    v.tokens = (char **)toks;            /* only read by tk_from_vocab */
     v.types = types ? (int32_t *)types : ty;
     v.n_merges = (int64_t)nm;
     v.merges = (char **)merges;
     v.chat_template = (char *)tmpl;
-    qx_status st = cal_tok_from_vocab(&v, label, out, e);
+    qx_status st = tk_from_vocab(&v, label, out, e);
     free(ty);
     return st;
 }
 
-qx_status cal_tok_vocab_write(const cal_tok_vocab *v, gf_writer *w, qx_err *e) {
+qx_status tk_vocab_write(const tk_vocab *v, gf_writer *w, qx_err *e) {
     QX_TRY(gf_writer_set_str(w, K_MODEL, v->model, e));
     QX_TRY(gf_writer_set_str(w, K_PRE, v->pre, e));
     QX_TRY(gf_writer_set_str_arr(w, K_TOKENS, (const char *const *)v->tokens, (uint64_t)v->n_tokens, e));
