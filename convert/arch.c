@@ -74,6 +74,17 @@ static qx_status add_exps(cv_plan *pl, int64_t l, const char *gguf, const char *
     return QX_OK;
 }
 
+/* The optional yarn keys convert_hf_to_gguf.py writes when config.json's rope scaling has
+ * them (TextModel.set_gguf_parameters): ext/attn factor, beta_fast, beta_slow. */
+static qx_status cv_yarn_keys(gf_writer *w, const char *a, const hf_config *c, qx_err *e) {
+    char k[128];
+    if (c->has & HF_HAS_EXT_FACTOR) QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_ext_factor"), (float)c->rope_ext_factor, e));
+    if (c->has & HF_HAS_ATTN_FACTOR) QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_attn_factor"), (float)c->rope_attn_factor, e));
+    if (c->has & HF_HAS_BETA_FAST) QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_beta_fast"), (float)c->rope_beta_fast, e));
+    if (c->has & HF_HAS_BETA_SLOW) QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_beta_slow"), (float)c->rope_beta_slow, e));
+    return QX_OK;
+}
+
 static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_err *e) {
     const hf_config *c = &pl->cfg;
     gf_writer *w = pl->w;
@@ -97,14 +108,19 @@ static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "expert_shared_count"), (uint32_t)c->n_shared_experts, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "expert_count"), (uint32_t)c->n_routed_experts, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "expert_used_count"), (uint32_t)c->n_experts_per_tok, e));
-    /* the loader asserts 0 < used < count; topk_group == n_group routes the same without them */
-    if (c->n_group > 1 && c->topk_group > 0 && c->topk_group < c->n_group) {
+    /* convert_hf_to_gguf.py writes both whenever config.json has them, but the loader asserts
+     * 0 < used < count for count > 1: topk_group == n_group > 1 routes the same without them,
+     * so they are omitted there (n_group 1, Kimi-K2, is written as llama.cpp does). */
+    bool grp1 = c->n_group == 1 && (c->has & HF_HAS_N_GROUP) && (c->has & HF_HAS_TOPK_GROUP);
+    if (grp1 || (c->n_group > 1 && c->topk_group > 0 && c->topk_group < c->n_group)) {
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "expert_group_count"), (uint32_t)c->n_group, e));
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "expert_group_used_count"), (uint32_t)c->topk_group, e));
     }
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "leading_dense_block_count"), (uint32_t)c->first_k_dense_replace, e));
-    QX_TRY(gf_writer_set_f32(w, KEY(k, a, "expert_weights_scale"), (float)(c->routed_scaling_factor > 0 ? c->routed_scaling_factor : 1.0), e));
-    QX_TRY(gf_writer_set_bool(w, KEY(k, a, "expert_weights_norm"), c->norm_topk_prob, e));
+    /* as llama.cpp: the scale only when config.json sets it, the norm flag only when true */
+    if (c->has & HF_HAS_ROUTED_SCALE)
+        QX_TRY(gf_writer_set_f32(w, KEY(k, a, "expert_weights_scale"), (float)c->routed_scaling_factor, e));
+    if (c->norm_topk_prob) QX_TRY(gf_writer_set_bool(w, KEY(k, a, "expert_weights_norm"), true, e));
     uint32_t gating = !strcmp(c->scoring_func, "sigmoid") ? 2 : 1;
     if (strcmp(c->scoring_func, "sigmoid") && strcmp(c->scoring_func, "softmax") && c->scoring_func[0])
         return qx_fail(e, QX_EUNSUPPORTED, "config.json: scoring_func '%s' (supported: sigmoid, softmax)", c->scoring_func);
@@ -115,7 +131,9 @@ static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_
         QX_TRY(gf_writer_set_str(w, KEY(k, a, "rope.scaling.type"), "yarn", e));
         QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.factor"), (float)c->rope_factor, e));
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "rope.scaling.original_context_length"), (uint32_t)c->rope_orig_max_pos, e));
-        QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_log_multiplier"), (float)(0.1 * c->rope_mscale_all_dim), e));
+        QX_TRY(cv_yarn_keys(w, a, c, e));
+        if (c->has & HF_HAS_MSCALE_ALL_DIM)
+            QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.yarn_log_multiplier"), (float)(0.1 * c->rope_mscale_all_dim), e));
         if ((c->rope_beta_fast != 0 && c->rope_beta_fast != 32) || (c->rope_beta_slow != 0 && c->rope_beta_slow != 1))
             cv_warn(pl, "config.json: yarn beta_fast %g / beta_slow %g: llama.cpp assumes 32 / 1 for deepseek2 (cannot be stored)",
                     c->rope_beta_fast, c->rope_beta_slow);
@@ -256,7 +274,7 @@ qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e) {
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.head_count_kv"), (uint32_t)Hkv, e));
     QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.freq_base"), (float)c->rope_theta, e));
     QX_TRY(gf_writer_set_f32(w, KEY(k, a, "attention.layer_norm_rms_epsilon"), (float)c->rms_norm_eps, e));
-    if (D != E / H) {
+    if (D != E / H || (c->has & HF_HAS_HEAD_DIM)) {   /* convert_hf_to_gguf.py: whenever head_dim is set */
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.key_length"), (uint32_t)D, e));
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.value_length"), (uint32_t)D, e));
     }
@@ -273,6 +291,7 @@ qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e) {
             QX_TRY(gf_writer_set_str(w, KEY(k, a, "rope.scaling.type"), "yarn", e));
             QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.scaling.factor"), (float)c->rope_factor, e));
             QX_TRY(gf_writer_set_u32(w, KEY(k, a, "rope.scaling.original_context_length"), (uint32_t)c->rope_orig_max_pos, e));
+            QX_TRY(cv_yarn_keys(w, a, c, e));
         } else {
             cv_warn(pl, "config.json: rope_scaling type '%s' is not written", c->rope_type);
         }

@@ -27,6 +27,11 @@ static void get_str(json_t *o, const char *k, char *dst, size_t cap) {
     snprintf(dst, cap, "%s", json_is_string(v) ? json_string_value(v) : "");
 }
 
+static bool has_key(json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    return v && !json_is_null(v);
+}
+
 static qx_status need_pos(const char *label, const char *key, int64_t v, qx_err *e) {
     if (v <= 0) return qx_fail(e, QX_EFORMAT, "%s: \"%s\" missing or not positive", label, key);
     return QX_OK;
@@ -83,10 +88,20 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     if (!c->scoring_func[0]) snprintf(c->scoring_func, sizeof c->scoring_func, "softmax");
     get_str(r, "topk_method", c->topk_method, sizeof c->topk_method);
 
+    if (has_key(r, "head_dim")) c->has |= HF_HAS_HEAD_DIM;
+    if (has_key(r, "n_group")) c->has |= HF_HAS_N_GROUP;
+    if (has_key(r, "topk_group")) c->has |= HF_HAS_TOPK_GROUP;
+    if (has_key(r, "scoring_func")) c->has |= HF_HAS_SCORING_FUNC;
+    if (has_key(r, "routed_scaling_factor")) c->has |= HF_HAS_ROUTED_SCALE;
+
+    /* transformers >= 4.56 writes rope_parameters (rope_theta inside) instead of rope_scaling */
     json_t *rs = json_object_get(r, "rope_scaling");
+    if (!json_is_object(rs)) rs = json_object_get(r, "rope_parameters");
+    if (json_is_object(rs) && !has_key(r, "rope_theta")) c->rope_theta = get_num(rs, "rope_theta", c->rope_theta);
     if (json_is_object(rs)) {
         get_str(rs, "type", c->rope_type, sizeof c->rope_type);
         if (!c->rope_type[0]) get_str(rs, "rope_type", c->rope_type, sizeof c->rope_type);
+        if (!strcmp(c->rope_type, "default")) c->rope_type[0] = 0;
         c->rope_factor = get_num(rs, "factor", 1.0);
         c->rope_orig_max_pos = get_num(rs, "original_max_position_embeddings", 0);
         c->rope_beta_fast = get_num(rs, "beta_fast", 32);
@@ -95,6 +110,13 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
         c->rope_mscale_all_dim = get_num(rs, "mscale_all_dim", 0);
         c->rope_low_freq_factor = get_num(rs, "low_freq_factor", 1);
         c->rope_high_freq_factor = get_num(rs, "high_freq_factor", 4);
+        c->rope_ext_factor = get_num(rs, "extrapolation_factor", 0);
+        c->rope_attn_factor = get_num(rs, "attention_factor", get_num(rs, "attn_factor", 0));
+        if (has_key(rs, "beta_fast")) c->has |= HF_HAS_BETA_FAST;
+        if (has_key(rs, "beta_slow")) c->has |= HF_HAS_BETA_SLOW;
+        if (has_key(rs, "extrapolation_factor")) c->has |= HF_HAS_EXT_FACTOR;
+        if (has_key(rs, "attention_factor") || has_key(rs, "attn_factor")) c->has |= HF_HAS_ATTN_FACTOR;
+        if (has_key(rs, "mscale_all_dim")) c->has |= HF_HAS_MSCALE_ALL_DIM;
     }
     json_t *qc = json_object_get(r, "quantization_config");
     if (json_is_object(qc)) {

@@ -292,9 +292,14 @@ static void check_deepseek_meta(const char *dir, const char *gguf, bool mtp) {
     }
     expect_u32(g, "deepseek2.leading_dense_block_count", (uint32_t)jnum(c, "first_k_dense_replace"));
     expect_f32(g, "deepseek2.expert_weights_scale", jnum(c, "routed_scaling_factor"));
+    /* convert_hf_to_gguf.py writes expert_weights_norm only when true */
     bool b = false;
-    TU_OK(gf_get_bool(g, "deepseek2.expert_weights_norm", &b, &e), &e);
-    TU_CHECK(b == json_is_true(json_object_get(c, "norm_topk_prob")), "expert_weights_norm");
+    if (json_is_true(json_object_get(c, "norm_topk_prob"))) {
+        TU_OK(gf_get_bool(g, "deepseek2.expert_weights_norm", &b, &e), &e);
+        TU_CHECK(b, "expert_weights_norm");
+    } else {
+        TU_CHECK(!gf_find_kv(g, "deepseek2.expert_weights_norm"), "expert_weights_norm written while false");
+    }
     expect_u32(g, "deepseek2.expert_gating_func", !strcmp(json_string_value(json_object_get(c, "scoring_func")), "sigmoid") ? 2 : 1);
     expect_u32(g, "deepseek2.vocab_size", (uint32_t)jnum(c, "vocab_size"));
     expect_f32(g, "deepseek2.rope.freq_base", jnum(c, "rope_theta"));
@@ -304,6 +309,10 @@ static void check_deepseek_meta(const char *dir, const char *gguf, bool mtp) {
     expect_f32(g, "deepseek2.rope.scaling.factor", jnum(rs, "factor"));
     expect_u32(g, "deepseek2.rope.scaling.original_context_length", (uint32_t)jnum(rs, "original_max_position_embeddings"));
     expect_f32(g, "deepseek2.rope.scaling.yarn_log_multiplier", 0.1 * jnum(rs, "mscale_all_dim"));
+    /* llama.cpp's converter writes yarn beta_fast/beta_slow whenever the config has them */
+    TU_CHECK(json_object_get(rs, "beta_fast") && json_object_get(rs, "beta_slow"), "fixture config lacks beta_fast/beta_slow");
+    expect_f32(g, "deepseek2.rope.scaling.yarn_beta_fast", jnum(rs, "beta_fast"));
+    expect_f32(g, "deepseek2.rope.scaling.yarn_beta_slow", jnum(rs, "beta_slow"));
     expect_u32(g, "general.quantization_version", 2);
     TU_OK(gf_get_str(g, "tokenizer.ggml.model", &s, &e), &e);
     TU_CHECK(!strcmp(s, "gpt2"), "tokenizer model %s", s);
@@ -611,7 +620,11 @@ static void test_v2(const char *tiny_v3_dir) {
     if (gf_open(&g, out, &e) == QX_OK) {
         expect_u32(g, "deepseek2.expert_gating_func", 1);
         TU_CHECK(!gf_find_kv(g, "deepseek2.attention.q_lora_rank"), "q_lora_rank written for a V2 checkpoint");
-        TU_CHECK(!gf_find_kv(g, "deepseek2.expert_group_count"), "group keys with n_group 1");
+        /* n_group 1 / topk_group 1 in config.json: written as convert_hf_to_gguf.py does (the
+         * loader accepts a count of 1); no norm key (norm_topk_prob false) */
+        expect_u32(g, "deepseek2.expert_group_count", 1);
+        expect_u32(g, "deepseek2.expert_group_used_count", 1);
+        TU_CHECK(!gf_find_kv(g, "deepseek2.expert_weights_norm"), "expert_weights_norm written while false");
         TU_CHECK(gf_find_tensor(g, "blk.0.attn_q.weight") && !gf_find_tensor(g, "blk.0.attn_q_a.weight"), "V2: attn_q expected");
         TU_CHECK(!gf_find_tensor(g, "blk.1.exp_probs_b.bias"), "V2 has no exp_probs_b");
         gf_close(g);
@@ -684,6 +697,10 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
         snprintf(k, sizeof k, "%s.block_count", llama ? "llama" : "qwen2");
         expect_u32(g, k, (uint32_t)jnum(c, "num_hidden_layers"));
         TU_CHECK((gf_find_tensor(g, "output.weight") == NULL) == a.tied, "output.weight presence vs tie_word_embeddings");
+        /* convert_hf_to_gguf.py writes key/value_length whenever config.json has head_dim */
+        snprintf(k, sizeof k, "%s.attention.key_length", llama ? "llama" : "qwen2");
+        if (json_object_get(c, "head_dim")) expect_u32(g, k, (uint32_t)jnum(c, "head_dim"));
+        else TU_CHECK(!gf_find_kv(g, k), "%s written without head_dim", k);
         TU_CHECK((gf_find_tensor(g, "blk.0.attn_q.bias") != NULL) == !llama, "qkv bias presence");
         const gf_tensor *rf = gf_find_tensor(g, "rope_freqs.weight");
         TU_CHECK((rf != NULL) == llama3, "rope_freqs presence (llama3 scaling %d)", llama3);
