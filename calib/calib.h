@@ -209,4 +209,43 @@ cal_imatrix_params cal_imatrix_default_params(void);
 qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_imatrix_params *p,
                           im_matrix **out, qx_err *e);
 
+/* ---- input Hessians for GPTQ (cal_hessian_) — calib/hessian.c ----
+ * H = sum over tokens of x x^T [cols, cols] for every weight the engine multiplies by, named
+ * as in the GGUF imatrix (matrix index = expert for *_exps, head for attn_k_b/attn_v_b).
+ * Windows as cal_imatrix_run.  Memory: cols^2 doubles per matrix (per expert with
+ * CAL_HESS_PER_EXPERT; one per layer and kind for all experts with CAL_HESS_SHARED). */
+typedef enum { CAL_HESS_PER_EXPERT, CAL_HESS_SHARED } cal_hess_experts;
+
+typedef struct {
+    int64_t n_ctx;            /* default 512 */
+    int64_t n_chunks;         /* 0 = all */
+    bool bos_first;           /* default true (as cal_imatrix_params) */
+    cal_hess_experts experts;
+    int n_threads;
+    int64_t batch_tokens;
+    void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+    void *progress_ud;
+    const struct kn_backend *backend;
+} cal_hessian_params;
+
+typedef struct cal_hessians cal_hessians;   /* opaque */
+
+cal_hessian_params cal_hessian_default_params(void);
+/* Runs the model over ids (the text's tokens without BOS) and gathers every H. */
+qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *p,
+                          cal_hessians **out, qx_err *e);
+void cal_hessian_free(cal_hessians *h);   /* accepts NULL */
+/* Borrowed H [cols, cols] (full, symmetric) of GGUF weight `name`, matrix mat (ignored for
+ * single or shared matrices), with cols and the token count; NULL when not gathered or
+ * already replaced by its factor. */
+const double *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
+/* Replaces every H by its GPTQ factor (qt_gptq_factor with damp), in parallel; matrices
+ * that got no token or do not factor are counted in *n_failed and get no factor. */
+qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e);
+/* Borrowed factor U [cols, cols] of (name, mat), alive until cal_hessian_free; NULL when
+ * absent or of another width.  Thread-safe (read only). */
+const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols);
+/* Bytes held by the H and U matrices now. */
+uint64_t cal_hessian_bytes(const cal_hessians *h);
+
 #endif

@@ -74,4 +74,22 @@ bool qt_plain_to_f32(qt_type t, const void *src, float *dst, int64_t n);
 void qt_quantize_rows(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *imp);
 void qt_dequantize_rows(qt_type t, const void *src, float *dst, int64_t nrows, int64_t n);
 
+/* ---- GPTQ error feedback inside the GGUF blocks (quant/gptq.c) ----
+ * How qt_quantize_gptq re-chooses the codes of a block after the format's encoder fixed
+ * its scales: per element (legacy, K, IQ4 types), per group of 8 (IQ2_XXS, IQ1_S), or not
+ * at all, only the block's error being fed forward (the other IQ types). */
+typedef enum { QT_GPTQ_NONE, QT_GPTQ_BLOCK, QT_GPTQ_ELEMENT, QT_GPTQ_GROUP } qt_gptq_mode;
+qt_gptq_mode qt_gptq_mode_of(qt_type t);
+/* U [n, n] (row-major, upper triangular, caller-allocated): U^T U = (H + lam I)^-1 with
+ * H [n, n] the symmetric input second moment (sum over tokens of x x^T) and
+ * lam = damp * mean(diag H); damp is raised x10 (up to 5 times) while the factorization
+ * fails.  False when H has no positive diagonal or never factors (then quantize plainly). */
+bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
+/* Quantizes nrows rows of length n (a multiple of t's block size) with GPTQ error feedback
+ * through U (from qt_gptq_factor, borrowed for the call); imp as for from_float (chooses
+ * each block's scales).  Rows are independent and processed in order: the bytes depend on
+ * nothing but the inputs.  False (dst untouched) when t has no encoder or n does not fit. */
+bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                      const float *imp);
+
 #endif

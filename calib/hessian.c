@@ -1,0 +1,228 @@
+/* calib/hessian.c — input second moments H = sum_t x_t x_t^T [cols, cols] of every weight the
+ * layer-major engine multiplies by, for GPTQ error feedback (quant/gptq.c), and their
+ * factors U (U^T U = (H + lam I)^-1).  Names and matrices follow the GGUF imatrix convention
+ * (calib/imatrix.c): "blk.L.ffn_down_exps.weight" matrix e for routed expert e,
+ * attn_k_b/attn_v_b per head.  Routed experts get one H each (CAL_HESS_PER_EXPERT, from the
+ * tokens routed to them) or one H per layer and kind shared by all experts
+ * (CAL_HESS_SHARED, from all routed tokens).  Token windows as cal_imatrix_run.
+ * Not here: quantization (quant/gptq.c) and which tensors use it (cli/). */
+#include "engine_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+cal_hessian_params cal_hessian_default_params(void) {
+    cal_hessian_params p;
+    memset(&p, 0, sizeof p);
+    p.n_ctx = 512;
+    p.bos_first = true;
+    p.experts = CAL_HESS_PER_EXPERT;
+    return p;
+}
+
+typedef struct {
+    bool used;
+    char name[128];
+    int64_t cols, nmat;
+    double **H;         /* [nmat] -> [cols, cols] (upper triangle while accumulating) */
+    double *count;      /* [nmat] */
+    float **U;          /* [nmat] -> [cols, cols] after cal_hessian_factor_all */
+} h_entry;
+
+struct cal_hessians {
+    const cal_hessian_params *p;
+    cal_hparams hp;
+    h_entry *ent;       /* [(n_layer + 1) * CAL_W_KIND_COUNT] */
+    int64_t n_ent;
+    bool oom;
+};
+
+static bool is_expert(cal_wkind k) { return k == CAL_W_EXP_GATE || k == CAL_W_EXP_UP || k == CAL_W_EXP_DOWN; }
+
+static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert, int64_t cols, int64_t *mat) {
+    bool stacked = is_expert(kind) || kind == CAL_W_K_B || kind == CAL_W_V_B;
+    int64_t nmat = 1;
+    *mat = 0;
+    if (stacked) {
+        nmat = is_expert(kind) ? o->hp.n_exp : o->hp.n_head;
+        *mat = expert;
+        if (is_expert(kind) && o->p->experts == CAL_HESS_SHARED) { nmat = 1; *mat = 0; }
+    }
+    if (*mat < 0 || *mat >= nmat) return NULL;
+    h_entry *a = &o->ent[(int64_t)(layer + 1) * CAL_W_KIND_COUNT + kind];
+    if (!a->used) {
+        if (!cal_weight_name(kind, layer, expert, true, a->name, sizeof a->name)) return NULL;
+        a->cols = cols; a->nmat = nmat;
+        a->H = calloc((size_t)nmat, sizeof *a->H);
+        a->U = calloc((size_t)nmat, sizeof *a->U);
+        a->count = calloc((size_t)nmat, sizeof *a->count);
+        if (!a->H || !a->U || !a->count) { o->oom = true; return NULL; }
+        a->used = true;
+    }
+    if (a->cols != cols) return NULL;
+    if (!a->H[*mat] && !(a->H[*mat] = calloc((size_t)(cols * cols), sizeof(double)))) { o->oom = true; return NULL; }
+    return a;
+}
+
+/* H[i, j] += sum_t x[t, i] x[t, j] for j >= i, rows of 8 i's per task; each element's sum
+ * over t runs in token order, so the result does not depend on the thread count. */
+static void gram_add(double *H, const float *x, int64_t ld, int64_t T, int64_t cols) {
+    int64_t nt = (cols + 7) / 8;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) if (T * cols * cols >= (1 << 20))
+#endif
+    for (int64_t it = 0; it < nt; it++) {
+        int64_t i0 = it * 8, ni = cols - i0 < 8 ? cols - i0 : 8, w = cols - i0;
+        float *acc = calloc((size_t)(8 * w), sizeof(float));
+        if (!acc) continue;   /* cannot happen for sane sizes; the entry just stays lower */
+        for (int64_t t = 0; t < T; t++) {
+            const float *row = x + t * ld + i0;
+            for (int64_t r = 0; r < ni; r++) {
+                float xi = row[r];
+                if (xi == 0) continue;
+                float *a = acc + r * w;
+                for (int64_t j = r; j < w; j++) a[j] += xi * row[j];
+            }
+        }
+        for (int64_t r = 0; r < ni; r++)
+            for (int64_t j = r; j < w; j++) H[(i0 + r) * cols + i0 + j] += (double)acc[r * w + j];
+        free(acc);
+    }
+}
+
+static void on_input(void *ud, cal_wkind kind, int layer, int expert, const float *x, int64_t ld,
+                     int64_t T, int64_t cols) {
+    cal_hessians *o = ud;
+    if (kind == CAL_W_KV_B || kind == CAL_W_ROUTER) return;
+    int64_t mat;
+    h_entry *a = entry_of(o, kind, layer, expert, cols, &mat);
+    if (!a) return;
+    a->count[mat] += (double)T;
+    /* float sums over at most one batch, then added in double */
+    for (int64_t t0 = 0; t0 < T; t0 += 1024)
+        gram_add(a->H[mat], x + t0 * ld, ld, T - t0 < 1024 ? T - t0 : 1024, cols);
+}
+
+static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {
+    cal_hessians *o = ud;
+    o->p->progress(o->p->progress_ud, layer, n_layer, done, total);
+}
+
+void cal_hessian_free(cal_hessians *h) {
+    if (!h) return;
+    for (int64_t i = 0; h->ent && i < h->n_ent; i++) {
+        h_entry *a = &h->ent[i];
+        for (int64_t k = 0; a->H && k < a->nmat; k++) free(a->H[k]);
+        for (int64_t k = 0; a->U && k < a->nmat; k++) free(a->U[k]);
+        free(a->H); free(a->U); free(a->count);
+    }
+    free(h->ent);
+    free((void *)h->p);
+    free(h);
+}
+
+qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *pp,
+                          cal_hessians **out, qx_err *e) {
+    *out = NULL;
+    cal_hessian_params *p = malloc(sizeof *p);
+    cal_hessians *o = calloc(1, sizeof *o);
+    if (!p || !o) { free(p); free(o); return qx_fail(e, QX_ENOMEM, "hessians: out of memory"); }
+    *p = pp ? *pp : cal_hessian_default_params();
+    o->p = p;
+    o->hp = *cal_model_hparams(m);
+    o->n_ent = (o->hp.n_layer + 1) * CAL_W_KIND_COUNT;
+    o->ent = calloc((size_t)o->n_ent, sizeof *o->ent);
+    if (!o->ent) { cal_hessian_free(o); return qx_fail(e, QX_ENOMEM, "hessians: out of memory"); }
+    int32_t *win = NULL;
+    int64_t n_win = 0;
+    qx_status s = cal_ppl_windows(ids, n_ids, CAL_PPL_ALL, p->n_ctx, p->n_chunks, o->hp.bos_id, false, &win, &n_win, e);
+    if (s == QX_OK) {
+        if (p->bos_first && o->hp.bos_id >= 0)
+            for (int64_t c = 0; c < n_win; c++) win[c * p->n_ctx] = o->hp.bos_id;
+        cal_observer ob;
+        memset(&ob, 0, sizeof ob);
+        ob.ud = o; ob.matmul_input = on_input; ob.want_mla_split = true;
+        if (p->progress) ob.progress = on_progress;
+        cal_run_params rp = cal_run_default_params();
+        rp.n_threads = p->n_threads;
+        rp.backend = p->backend;
+        if (p->batch_tokens > 0) rp.batch_tokens = p->batch_tokens;
+        rp.want_logits = false;
+        s = cal_forward(m, win, n_win, p->n_ctx, &rp, &ob, e);
+    }
+    free(win);
+    if (s == QX_OK && o->oom) s = qx_fail(e, QX_ENOMEM, "hessians: out of memory");
+    if (s != QX_OK) { cal_hessian_free(o); return s; }
+    for (int64_t i = 0; i < o->n_ent; i++) {   /* mirror the upper triangle */
+        h_entry *a = &o->ent[i];
+        for (int64_t k = 0; a->used && k < a->nmat; k++) {
+            double *H = a->H[k];
+            for (int64_t r = 0; H && r < a->cols; r++)
+                for (int64_t c = 0; c < r; c++) H[r * a->cols + c] = H[c * a->cols + r];
+        }
+    }
+    *out = o;
+    return QX_OK;
+}
+
+static h_entry *find(const cal_hessians *h, const char *name) {
+    for (int64_t i = 0; i < h->n_ent; i++)
+        if (h->ent[i].used && !strcmp(h->ent[i].name, name)) return &h->ent[i];
+    return NULL;
+}
+
+const double *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count) {
+    h_entry *a = find(h, name);
+    if (!a) return NULL;
+    if (a->nmat == 1) mat = 0;
+    if (mat < 0 || mat >= a->nmat) return NULL;
+    if (cols) *cols = a->cols;
+    if (count) *count = a->count[mat];
+    return a->H[mat];
+}
+
+qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e) {
+    typedef struct { h_entry *a; int64_t k; } job;
+    int64_t nj = 0, failed = 0;
+    for (int64_t i = 0; i < h->n_ent; i++) if (h->ent[i].used) nj += h->ent[i].nmat;
+    job *jobs = malloc((size_t)(nj ? nj : 1) * sizeof *jobs);
+    if (!jobs) return qx_fail(e, QX_ENOMEM, "hessians: out of memory");
+    nj = 0;
+    for (int64_t i = 0; i < h->n_ent; i++)
+        for (int64_t k = 0; h->ent[i].used && k < h->ent[i].nmat; k++) jobs[nj++] = (job){ &h->ent[i], k };
+    bool oom = false;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed)
+#endif
+    for (int64_t j = 0; j < nj; j++) {
+        h_entry *a = jobs[j].a;
+        int64_t k = jobs[j].k, n = a->cols;
+        if (!a->H[k] || a->count[k] <= 0) { failed++; continue; }
+        float *U = malloc((size_t)(n * n) * sizeof(float));
+        if (!U) { oom = true; continue; }
+        if (qt_gptq_factor(a->H[k], n, damp, U)) a->U[k] = U;
+        else { free(U); failed++; }
+        free(a->H[k]);     /* the factor is all the quantizer needs */
+        a->H[k] = NULL;
+    }
+    free(jobs);
+    if (n_failed) *n_failed = failed;
+    return oom ? qx_fail(e, QX_ENOMEM, "hessians: out of memory for the factors") : QX_OK;
+}
+
+const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols) {
+    h_entry *a = find(h, name);
+    if (!a || a->cols != cols) return NULL;
+    if (a->nmat == 1) mat = 0;
+    return mat >= 0 && mat < a->nmat ? a->U[mat] : NULL;
+}
+
+uint64_t cal_hessian_bytes(const cal_hessians *h) {
+    uint64_t b = 0;
+    for (int64_t i = 0; i < h->n_ent; i++) {
+        const h_entry *a = &h->ent[i];
+        for (int64_t k = 0; a->used && k < a->nmat; k++)
+            b += (a->H[k] ? 8u : 0u) * (uint64_t)(a->cols * a->cols) + (a->U[k] ? 4u : 0u) * (uint64_t)(a->cols * a->cols);
+    }
+    return b;
+}

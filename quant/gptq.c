@@ -1,0 +1,357 @@
+/* quant/gptq.c — GPTQ/OBQ error feedback inside the GGUF block formats.
+ *
+ * A weight W [rows, n] multiplies inputs whose second moment is H = sum x x^T [n, n].
+ * Rounding row w to q costs (w - q) H (w - q)^T; GPTQ walks the columns in order and, once
+ * column j is fixed, moves its error into the columns not yet quantized so that the cost
+ * stays minimal:  e = (w_j - q_j) / U_jj,  w_k -= e * U_jk (k > j), with U the upper
+ * Cholesky factor of H^-1 (U^T U = H^-1).  Here the columns are walked one GGUF block at a
+ * time (256 for K/IQ types, 32 for the legacy ones): the block is first encoded by the
+ * format's own quantizer (traits from_float with the importance weights) on the
+ * error-updated weights, which fixes its scales (and the IQ1_S delta, the IQ2 sign parity
+ * rules); then, in column order inside the block,
+ *   element types (Q4_0..Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS): each element's code is re-chosen
+ *     as the level nearest the updated weight under the fixed scales, its error propagated;
+ *   group types (IQ2_XXS, IQ1_S): each group of 8 gets the grid point (and signs) nearest
+ *     the updated weights in the diagonal metric 1/U_jj^2, its 8 errors propagated;
+ *   other types (IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_M): the block's codes are kept as the
+ *     encoder chose them and only the block's error is propagated (Model-Optimizer style).
+ * Bytes are always valid blocks of the format: only code fields are rewritten.
+ * Not here: gathering H (calib/), choosing which tensors get it (cli/, convert/). */
+#include "qt_internal.h"
+#include "blocks_iq.h"
+
+#include <stdlib.h>
+
+/* ---- factor ---- */
+
+/* In-place lower Cholesky of a [n, n] (row-major, lower triangle used).  False if not PD. */
+static bool chol_lower(double *a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        double s = a[j * n + j];
+        for (int64_t k = 0; k < j; k++) s -= a[j * n + k] * a[j * n + k];
+        if (!(s > 0)) return false;
+        double d = sqrt(s);
+        a[j * n + j] = d;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n - j > 256)
+#endif
+        for (int64_t i = j + 1; i < n; i++) {
+            double t = a[i * n + j];
+            const double *ri = a + i * n, *rj = a + j * n;
+            for (int64_t k = 0; k < j; k++) t -= ri[k] * rj[k];
+            a[i * n + j] = t / d;
+        }
+    }
+    return true;
+}
+
+bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U) {
+    if (n <= 0) return false;
+    double mean = 0;
+    for (int64_t j = 0; j < n; j++) mean += H[j * n + j] > 0 ? H[j * n + j] : 0;
+    mean /= (double)n;
+    if (!(mean > 0) || !isfinite(mean)) return false;
+    double *a = malloc((size_t)(n * n) * sizeof(double));
+    double *li = malloc((size_t)(n * n) * sizeof(double));
+    bool ok = false;
+    /* H^-1 = U^T U with U = J L~^-1 J, where J reverses the index order and J H J = L~ L~^T */
+    for (int attempt = 0; a && li && attempt < 6 && !ok; attempt++, damp = damp > 0 ? damp * 10 : 1e-4) {
+        double lam = damp * mean;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j <= i; j++) {
+                double h = H[(n - 1 - i) * n + (n - 1 - j)];
+                if (i == j) h = (h > 0 ? h : 0) + lam + (h > 0 ? 0 : mean * 1e-2);
+                a[i * n + j] = h;
+            }
+        if (!chol_lower(a, n)) continue;
+        /* li = inverse of the lower factor, column by column (forward substitution) */
+        memset(li, 0, (size_t)(n * n) * sizeof(double));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 16) if (n > 256)
+#endif
+        for (int64_t c = 0; c < n; c++) {
+            li[c * n + c] = 1.0 / a[c * n + c];
+            for (int64_t i = c + 1; i < n; i++) {
+                double t = 0;
+                for (int64_t k = c; k < i; k++) t -= a[i * n + k] * li[k * n + c];
+                li[i * n + c] = t / a[i * n + i];
+            }
+        }
+        ok = true;
+        for (int64_t i = 0; i < n && ok; i++)
+            for (int64_t j = 0; j < n; j++) {
+                float v = j >= i ? (float)li[(n - 1 - i) * n + (n - 1 - j)] : 0.f;
+                if (!isfinite(v)) { ok = false; break; }
+                U[i * n + j] = v;
+            }
+    }
+    free(a); free(li);
+    return ok;
+}
+
+/* ---- element codes of the scalar-level types ---- */
+
+typedef struct {
+    float a, b;            /* value(c) = a * c + b, or a * tab[c] when tab */
+    int lo, hi;            /* code range */
+    const float *tab;
+} qg_lev;
+
+static float f16(uint16_t h) { return qt_f16_to_f32(h); }
+
+static void nib_put(uint8_t *qs, int j, int c) {   /* Q4_0 layout: j < 16 low nibble */
+    if (j < 16) qs[j] = (uint8_t)((qs[j] & 0xF0) | c);
+    else qs[j - 16] = (uint8_t)((qs[j - 16] & 0x0F) | (c << 4));
+}
+static void qh32_put(uint8_t *qh, int j, int bit) {
+    qh[j / 8] = (uint8_t)((qh[j / 8] & ~(1u << (j % 8))) | ((unsigned)bit << (j % 8)));
+}
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+static int q3k_scale(const uint8_t *s, int j) {
+    int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+    int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+/* Levels of element j of block blk (type t); false if t is not an element type. */
+static bool elem_lev(qt_type t, const uint8_t *blk, int j, qg_lev *L) {
+    L->tab = NULL;
+    switch (t) {
+    case QT_Q4_0: { float d = f16(((const qt_block_q4_0 *)blk)->d); *L = (qg_lev){ d, -8 * d, 0, 15, NULL }; return true; }
+    case QT_Q4_1: { const qt_block_q4_1 *x = (const void *)blk; *L = (qg_lev){ f16(x->d), f16(x->m), 0, 15, NULL }; return true; }
+    case QT_Q5_0: { float d = f16(((const qt_block_q5_0 *)blk)->d); *L = (qg_lev){ d, -16 * d, 0, 31, NULL }; return true; }
+    case QT_Q5_1: { const qt_block_q5_1 *x = (const void *)blk; *L = (qg_lev){ f16(x->d), f16(x->m), 0, 31, NULL }; return true; }
+    case QT_Q8_0: *L = (qg_lev){ f16(((const qt_block_q8_0 *)blk)->d), 0, -127, 127, NULL }; return true;
+    case QT_IQ4_NL: *L = (qg_lev){ f16(((const qt_block_iq4_nl *)blk)->d), 0, 0, 15, qk_iq4_levels }; return true;
+    case QT_Q2_K: {
+        const qt_block_q2_K *x = (const void *)blk;
+        int sc = x->scales[j / 16];
+        *L = (qg_lev){ f16(x->d) * (float)(sc & 15), -(f16(x->dmin) * (float)(sc >> 4)), 0, 3, NULL };
+        return true;
+    }
+    case QT_Q3_K: {
+        const qt_block_q3_K *x = (const void *)blk;
+        float a = f16(x->d) * (float)q3k_scale(x->scales, j / 16);
+        *L = (qg_lev){ a, -4 * a, 0, 7, NULL };
+        return true;
+    }
+    case QT_Q4_K: case QT_Q5_K: {
+        const uint16_t *dd = (const uint16_t *)blk;   /* d, dmin, then scales in both layouts */
+        int sc, m;
+        k4_scale_min(j / 32, blk + 4, &sc, &m);
+        *L = (qg_lev){ f16(dd[0]) * (float)sc, -(f16(dd[1]) * (float)m), 0, t == QT_Q4_K ? 15 : 31, NULL };
+        return true;
+    }
+    case QT_Q6_K: {
+        const qt_block_q6_K *x = (const void *)blk;
+        float a = f16(x->d) * (float)x->scales[j / 16];
+        *L = (qg_lev){ a, -32 * a, 0, 63, NULL };
+        return true;
+    }
+    case QT_IQ4_XS: {
+        const qt_block_iq4_xs *x = (const void *)blk;
+        int ib = j / 32, ls = ((x->scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x->scales_h >> (2 * ib)) & 3) << 4);
+        *L = (qg_lev){ f16(x->d) * (float)(ls - 32), 0, 0, 15, qk_iq4_levels };
+        return true;
+    }
+    default: return false;
+    }
+}
+
+static void elem_put(qt_type t, uint8_t *blk, int j, int c) {
+    switch (t) {
+    case QT_Q4_0: nib_put(((qt_block_q4_0 *)(void *)blk)->qs, j, c); break;
+    case QT_Q4_1: nib_put(((qt_block_q4_1 *)(void *)blk)->qs, j, c); break;
+    case QT_IQ4_NL: nib_put(((qt_block_iq4_nl *)(void *)blk)->qs, j, c); break;
+    case QT_Q5_0: { qt_block_q5_0 *x = (void *)blk; nib_put(x->qs, j, c & 15); qh32_put(x->qh, j, c >> 4); break; }
+    case QT_Q5_1: { qt_block_q5_1 *x = (void *)blk; nib_put(x->qs, j, c & 15); qh32_put(x->qh, j, c >> 4); break; }
+    case QT_Q8_0: ((qt_block_q8_0 *)(void *)blk)->qs[j] = (int8_t)c; break;
+    case QT_Q2_K: case QT_Q3_K: {
+        uint8_t *qs = t == QT_Q2_K ? ((qt_block_q2_K *)(void *)blk)->qs : ((qt_block_q3_K *)(void *)blk)->qs;
+        int h = j / 128, e = j % 128, sh = 2 * (e / 32), l = e % 32;
+        qs[32 * h + l] = (uint8_t)((qs[32 * h + l] & ~(3u << sh)) | ((unsigned)(c & 3) << sh));
+        if (t == QT_Q3_K) {
+            uint8_t *hm = ((qt_block_q3_K *)(void *)blk)->hmask;
+            int m = j % 32, b = j / 32;
+            hm[m] = (uint8_t)((hm[m] & ~(1u << b)) | ((unsigned)(c >> 2) << b));
+        }
+        break;
+    }
+    case QT_Q4_K: case QT_Q5_K: {
+        uint8_t *qs = t == QT_Q4_K ? ((qt_block_q4_K *)(void *)blk)->qs : ((qt_block_q5_K *)(void *)blk)->qs;
+        int ch = j / 64, u = j % 64, p = 32 * ch + u % 32;
+        if (u < 32) qs[p] = (uint8_t)((qs[p] & 0xF0) | (c & 15));
+        else qs[p] = (uint8_t)((qs[p] & 0x0F) | ((c & 15) << 4));
+        if (t == QT_Q5_K) {
+            uint8_t *qh = ((qt_block_q5_K *)(void *)blk)->qh;
+            int bit = 2 * ch + (u >= 32);
+            qh[u % 32] = (uint8_t)((qh[u % 32] & ~(1u << bit)) | ((unsigned)(c >> 4) << bit));
+        }
+        break;
+    }
+    case QT_Q6_K: {
+        qt_block_q6_K *x = (void *)blk;
+        int h = j / 128, e = j % 128, k = e / 32, l = e % 32, p = 64 * h + l + 32 * (k & 1);
+        if (k >> 1) x->ql[p] = (uint8_t)((x->ql[p] & 0x0F) | ((c & 15) << 4));
+        else x->ql[p] = (uint8_t)((x->ql[p] & 0xF0) | (c & 15));
+        uint8_t *qh = &x->qh[32 * h + l];
+        *qh = (uint8_t)((*qh & ~(3u << (2 * k))) | ((unsigned)(c >> 4) << (2 * k)));
+        break;
+    }
+    case QT_IQ4_XS: {
+        qt_block_iq4_xs *x = (void *)blk;
+        int ib = j / 32, r = j % 32;
+        nib_put(x->qs + 16 * ib, r, c);
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Code of the level nearest v (first on ties) and its value. */
+static int elem_nearest(const qg_lev *L, float v, float *q) {
+    int best = L->lo;
+    if (L->tab) {
+        float be = INFINITY;
+        for (int c = L->lo; c <= L->hi; c++) {
+            float e = fabsf(v - L->a * L->tab[c]);
+            if (e < be) { be = e; best = c; }
+        }
+        *q = L->a * L->tab[best];
+        return best;
+    }
+    if (L->a != 0) best = (int)qk_clamp(qk_rint((v - L->b) / L->a), (float)L->lo, (float)L->hi);
+    *q = L->a * (float)best + L->b;
+    return best;
+}
+
+/* ---- group codes of IQ2_XXS and IQ1_S (8 elements, fixed block scales) ---- */
+
+/* Rewrites group g (elements 8g..8g+7) of an IQ2_XXS block as the grid point and even-parity
+ * signs nearest v in the metric h; q gets the chosen values. */
+static void iq2xxs_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq2_xxs *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    uint32_t a0 = x->qs[4 * ib] | (uint32_t)x->qs[4 * ib + 1] << 16;
+    uint32_t a1 = x->qs[4 * ib + 2] | (uint32_t)x->qs[4 * ib + 3] << 16;
+    float db = f16(x->d) * (0.5f + (float)(a1 >> 28)) * 0.25f;
+    if (!(db > 0)) {
+        for (int j = 0; j < 8; j++) q[j] = 0;   /* ggml dequantizes to 0 * grid */
+        return;
+    }
+    float best = INFINITY;
+    int bk = 0, bneg = 0;
+    for (int k = 0; k < 256; k++) {
+        const uint8_t *gr = (const uint8_t *)&qt_iq2xxs_grid[k];
+        float cost = 0, flip = INFINITY;
+        int neg = 0, fj = 0;
+        for (int j = 0; j < 8; j++) {
+            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
+            cost += h[j] * e * e;
+            if (v[j] < 0) neg |= 1 << j;
+            float fc = h[j] * 4.f * av * gv;   /* cost of taking the other sign */
+            if (fc < flip) { flip = fc; fj = j; }
+        }
+        if (__builtin_popcount((unsigned)neg) & 1) { cost += flip; neg ^= 1 << fj; }
+        if (cost < best) { best = cost; bk = k; bneg = neg; }
+    }
+    const uint8_t *gr = (const uint8_t *)&qt_iq2xxs_grid[bk];
+    for (int j = 0; j < 8; j++) q[j] = db * (float)gr[j] * ((bneg >> j) & 1 ? -1.f : 1.f);
+    a0 = (a0 & ~(0xFFu << (8 * l))) | (uint32_t)bk << (8 * l);
+    a1 = (a1 & ~(0x7Fu << (7 * l))) | (uint32_t)(bneg & 0x7F) << (7 * l);
+    x->qs[4 * ib] = (uint16_t)a0; x->qs[4 * ib + 1] = (uint16_t)(a0 >> 16);
+    x->qs[4 * ib + 2] = (uint16_t)a1; x->qs[4 * ib + 3] = (uint16_t)(a1 >> 16);
+}
+
+static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq1_s *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    unsigned qh = x->qh[ib];
+    float dl = f16(x->d) * (float)(2 * ((qh >> 12) & 7) + 1);
+    float delta = qh & 0x8000 ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
+    int cur = x->qs[4 * ib + l] | (int)((qh >> (3 * l)) & 7) << 8;
+    int bk = cur;
+    if (dl > 0) {
+        float c3[8][3];   /* cost of value -1, 0, +1 at each element */
+        for (int j = 0; j < 8; j++)
+            for (int s = 0; s < 3; s++) { float e = v[j] - dl * ((float)(s - 1) + delta); c3[j][s] = h[j] * e * e; }
+        float best = INFINITY;
+        for (int k = 0; k < QT_IQ1S_NGRID; k++) {
+            const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
+            float cost = 0;
+            for (int j = 0; j < 8; j++) cost += c3[j][gr[j] + 1];
+            if (cost < best) { best = cost; bk = k; }
+        }
+    }
+    const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
+    for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);
+    x->qs[4 * ib + l] = (uint8_t)(bk & 0xFF);
+    x->qh[ib] = (uint16_t)((qh & ~(7u << (3 * l))) | (unsigned)(bk >> 8) << (3 * l));
+}
+
+/* ---- the walk ---- */
+
+qt_gptq_mode qt_gptq_mode_of(qt_type t) {
+    qg_lev L;
+    uint8_t dummy[sizeof(qt_block_q6_K) + sizeof(qt_block_q5_K)] = { 0 };
+    if (t == QT_IQ2_XXS || t == QT_IQ1_S) return QT_GPTQ_GROUP;
+    if (elem_lev(t, dummy, 0, &L)) return QT_GPTQ_ELEMENT;
+    const qt_traits *tr = qt_get_traits(t);
+    return tr && tr->quantized && tr->from_float && tr->to_float ? QT_GPTQ_BLOCK : QT_GPTQ_NONE;
+}
+
+/* Fixes column j at value q and moves its error into columns j+1..n-1 of w. */
+static inline void feed(float *w, const float *U, int64_t n, int64_t j, float q) {
+    const float *u = U + j * n;
+    float e = (w[j] - q) / u[j];
+    for (int64_t k = j + 1; k < n; k++) w[k] -= e * u[k];
+}
+
+static void gptq_row(qt_type t, qt_gptq_mode mode, const qt_traits *tr, const float *U, int64_t n,
+                     const float *imp, float *w, uint8_t *out, float *q, float *h) {
+    const int B = tr->blck;
+    for (int64_t b0 = 0; b0 < n; b0 += B) {
+        uint8_t *blk = out + (b0 / B) * tr->type_size;
+        tr->from_float(w + b0, blk, B, imp ? imp + b0 : NULL);
+        if (mode == QT_GPTQ_ELEMENT) {
+            for (int j = 0; j < B; j++) {
+                qg_lev L;
+                float qv;
+                elem_lev(t, blk, j, &L);
+                elem_put(t, blk, j, elem_nearest(&L, w[b0 + j], &qv));
+                feed(w, U, n, b0 + j, qv);
+            }
+        } else if (mode == QT_GPTQ_GROUP) {
+            for (int g = 0; g < B / 8; g++) {
+                int64_t c0 = b0 + 8 * g;
+                for (int j = 0; j < 8; j++) { float u = U[(c0 + j) * n + c0 + j]; h[j] = 1.f / (u * u); }
+                if (t == QT_IQ2_XXS) iq2xxs_group(blk, g, w + c0, h, q);
+                else iq1s_group(blk, g, w + c0, h, q);
+                for (int j = 0; j < 8; j++) feed(w, U, n, c0 + j, q[j]);
+            }
+        } else {
+            tr->to_float(blk, q, B);
+            for (int j = 0; j < B; j++) feed(w, U, n, b0 + j, q[j]);
+        }
+    }
+}
+
+bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                      const float *imp) {
+    const qt_traits *tr = qt_get_traits(t);
+    qt_gptq_mode mode = qt_gptq_mode_of(t);
+    if (mode == QT_GPTQ_NONE || qt_row_size(t, n) == 0 || !U) return false;
+    uint64_t rs = qt_row_size(t, n);
+    float *w = malloc((size_t)(n + tr->blck + 8) * sizeof(float));
+    if (!w) return false;
+    float *q = w + n, *h = q + tr->blck;
+    for (int64_t r = 0; r < nrows; r++) {
+        memcpy(w, src + r * n, (size_t)n * sizeof(float));
+        gptq_row(t, mode, tr, U, n, imp, w, (uint8_t *)dst + (uint64_t)r * rs, q, h);
+    }
+    free(w);
+    return true;
+}
