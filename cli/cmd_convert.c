@@ -3,6 +3,7 @@
  * progress and the final summary.  The work is convert/ (cv_plan_*, cv_execute). */
 #include "cli.h"
 #include "convert/convert.h"
+#include "cli_gptq.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -30,6 +31,7 @@ static void usage(FILE *f, bool quantize) {
                "  -t, --threads N           worker threads (default: all)\n"
                "  --json FILE               write the summary as JSON\n"
                "  --quiet                   no per-tensor table in --dry-run, no progress\n", cv_preset_names());
+    fputs(cli_gptq_usage(), f);
 }
 
 static const char *human(double bytes, char *buf, size_t cap) {
@@ -103,6 +105,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     cv_default_params(&p);
     const char *in = NULL, *out = NULL, *json = NULL, *type_pos = NULL;
     bool dry = false, quiet = false;
+    cli_gptq_opts gq;
+    cli_gptq_defaults(&gq);
     const char **tt = calloc((size_t)argc + 1, sizeof *tt);
     if (!tt) return 1;
     int rc = 0;
@@ -110,6 +114,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         const char *a = argv[i];
 #define VAL() (i + 1 < argc ? argv[++i] : (rc = cli_usage_error(cmd, "%s needs a value", a), (char *)NULL))
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, quantize); free(tt); return 0; }
+        else if (cli_gptq_arg(&gq, cmd, argc, argv, &i, &rc)) continue;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = VAL();
         else if (!strcmp(a, "--type")) p.preset = VAL();
         else if (!strcmp(a, "--tensor-type")) { const char *v = VAL(); if (v) tt[p.n_tensor_types++] = v; }
@@ -157,6 +162,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     memset(&r, 0, sizeof r);
     if (dry) {
         print_plan(pl, !quiet);
+        if (gq.text) cli_gptq_dry_run(&gq, pl, in);
         r.seconds = qx_now() - t0;
         r.peak_rss_bytes = qx_peak_rss_bytes();
         printf("planned in %.2f s\n", r.seconds);
@@ -173,7 +179,12 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (!quiet)
         fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.1f MB\n", cmd, in, out, cv_plan_preset(pl),
                 cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
-    s = cv_execute(pl, out, &p, &r, &e);
+    if (gq.text) {
+        int grc = cli_gptq_execute(&gq, cmd, in, out, pl, &p, &r, quiet, &e);
+        if (grc) { cv_plan_free(pl); free(tt); return grc; }
+        s = QX_OK;
+    } else
+        s = cv_execute(pl, out, &p, &r, &e);
     if (s != QX_OK) {
         if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
         cv_plan_free(pl);

@@ -48,6 +48,13 @@ typedef struct {
     int64_t max_items;                  /* test/debug: stop after this many items (0: all);
                                            cv_execute then returns QX_EINVAL "stopped" */
     qx_progress *progress;              /* optional, updated from one thread at a time */
+    /* GPTQ error feedback (optional, quant/gptq.c): the factor U [cols, cols] (U^T U = H^-1)
+     * of matrix `slice` (expert / head; 0 for 2-D) of output tensor `name`, borrowed until
+     * cv_execute returns, or NULL to quantize that tensor plainly.  Called from worker
+     * threads at once: must be thread-safe.  Whoever gathers H (calib/, through cli/) fills
+     * it; convert/ never runs the model. */
+    const float *(*gptq_factor)(void *ud, const char *name, int64_t slice, int64_t cols);
+    void *gptq_ud;
 } cv_params;
 
 void cv_default_params(cv_params *p);

@@ -129,6 +129,7 @@ typedef struct {
     cv_plan *pl;
     int fd;
     const char *part;
+    const cv_params *p;
 } run_ctx;
 
 static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t *hash, qx_err *e) {
@@ -158,10 +159,13 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
         QX_TRY(im_importance(o->imp, o->imp->nmat > 1 ? it->slice : 0, b->imp, e));
         imp = b->imp;
     }
+    const float *U = c->p->gptq_factor && qt_gptq_mode_of(o->type) != QT_GPTQ_NONE
+                     ? c->p->gptq_factor(c->p->gptq_ud, o->name, it->slice, ne0) : NULL;
     for (int64_t r = 0; r < n; r += tr_rows) {
         int64_t m = r + tr_rows < n ? tr_rows : n - r;
         QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
-        for (int64_t k = 0; k < m; k++) tr->from_float(b->f + k * ne0, b->q + (uint64_t)k * rb, ne0, imp);
+        if (!U || !qt_quantize_gptq(o->type, b->f, b->q, m, ne0, U, imp))
+            for (int64_t k = 0; k < m; k++) tr->from_float(b->f + k * ne0, b->q + (uint64_t)k * rb, ne0, imp);
         QX_TRY(gf_writer_pwrite(c->pl->w, c->fd, c->part, it->tensor, it->off + (uint64_t)r * rb, b->q, (uint64_t)m * rb, e));
         XXH3_64bits_update(b->xs, b->q, (size_t)((uint64_t)m * rb));
     }
@@ -300,7 +304,7 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
     if (s == QX_OK && !resumed) s = check_space(fd, part, gf_writer_file_size(pl->w), e);
     if (s == QX_OK) s = gf_writer_write_header(pl->w, fd, part, e);
     int nthr = p->n_threads > 0 ? p->n_threads : qx_default_threads();
-    run_ctx c = {pl, fd, part};
+    run_ctx c = {pl, fd, part, p};
     qx_err err1;
     qx_err_clear(&err1);
     volatile int failed = s != QX_OK;
