@@ -5,6 +5,7 @@
 #include "convert/convert.h"
 #include "cli_gptq.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,9 @@ static void usage(FILE *f, bool quantize) {
                "  --pure                    every quantizable tensor at the preset's default type\n"
                "  --imatrix FILE            importance matrix (llama.cpp GGUF imatrix or legacy .dat)\n"
                "  --keep-mtp                deepseek2: keep the MTP block (nextn_predict_layers)\n"
+               "  --split-max-size SIZE     split the output llama.cpp's way (PREFIX-00001-of-0000N.gguf): at most SIZE\n"
+               "                            tensor bytes per file; SIZE in bytes or with M / G (10^6 / 10^9, as llama-gguf-split)\n"
+               "  --split-max-tensors N     split the output: at most N tensors per file\n"
                "  --dry-run                 print the plan (every tensor, type, size, totals, exact file size) and exit\n"
                "  --resume                  continue an interrupted run from OUT.part and its journal\n"
                "  -t, --threads N           worker threads (default: all)\n"
@@ -81,6 +85,35 @@ static void print_plan(const cv_plan *pl, bool table) {
            cv_plan_file_size(pl) / 1e9, cv_plan_file_size(pl) / 1073741824.0, cv_plan_input_bytes(pl) / 1e9);
 }
 
+/* The files of a split plan, one line each (nothing for a single file). */
+static void print_files(const cv_plan *pl, const char *out, FILE *f) {
+    int n = cv_plan_split_count(pl);
+    if (n <= 1) return;
+    fprintf(f, "split into %d files:\n", n);
+    for (int k = 0; k < n; k++) {
+        char path[4200];
+        if (!cv_output_path(pl, out, k, path, sizeof path)) snprintf(path, sizeof path, "(file %d)", k + 1);
+        fprintf(f, "  %-48s %6zu tensors %16" PRIu64 " bytes (%.2f GB)\n", path, cv_plan_split_tensors(pl, k),
+                cv_plan_split_size(pl, k), cv_plan_split_size(pl, k) / 1e9);
+    }
+}
+
+/* SIZE of --split-max-size: bytes, or a positive integer with M or G (10^6, 10^9), as
+ * llama-gguf-split reads it; also K (10^3). */
+static bool parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || v == 0 || *s == '-') return false;
+    uint64_t mul = 1;
+    if (*end == 'K') mul = 1000, end++;
+    else if (*end == 'M') mul = 1000000, end++;
+    else if (*end == 'G') mul = 1000000000, end++;
+    if (*end || v > UINT64_MAX / mul) return false;
+    *out = v * mul;
+    return true;
+}
+
 static int write_json(const char *path, const char *out, const cv_result *r, const cv_plan *pl, bool dry) {
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "qforge: error: cannot write %s\n", path); return 1; }
@@ -92,10 +125,22 @@ static int write_json(const char *path, const char *out, const cv_result *r, con
     fprintf(f, "\",\n  \"dry_run\": %s,\n  \"preset\": \"%s\",\n  \"arch\": \"%s\",\n  \"bytes\": %" PRIu64 ",\n"
                "  \"tensor_bytes\": %" PRIu64 ",\n  \"bpw\": %.6f,\n  \"seconds\": %.3f,\n  \"peak_rss_bytes\": %" PRIu64 ",\n"
                "  \"n_tensors\": %zu,\n  \"items\": %zu,\n  \"items_skipped\": %" PRIu64 ",\n  \"input_bytes\": %" PRIu64 ",\n"
-               "  \"input_gb_per_s\": %.4f\n}\n",
+               "  \"input_gb_per_s\": %.4f",
             dry ? "true" : "false", cv_plan_preset(pl), cv_plan_arch(pl), cv_plan_file_size(pl), cv_plan_tensor_bytes(pl), cv_plan_bpw(pl),
             r->seconds, r->peak_rss_bytes, cv_plan_tensor_count(pl), cv_plan_item_count(pl), r->items_skipped, r->input_bytes,
             r->seconds > 0 ? r->input_bytes / r->seconds / 1e9 : 0.0);
+    if (cv_plan_split_count(pl) > 1) {   /* split output: one entry per file */
+        fprintf(f, ",\n  \"files\": [");
+        for (int k = 0; k < cv_plan_split_count(pl); k++) {
+            char path[4200];
+            if (!cv_output_path(pl, out, k, path, sizeof path)) path[0] = 0;
+            fprintf(f, "%s\n    {\"path\": \"", k ? "," : "");
+            for (const char *c = path; *c; c++) { if (*c == '"' || *c == '\\') fputc('\\', f); fputc(*c, f); }
+            fprintf(f, "\", \"tensors\": %zu, \"bytes\": %" PRIu64 "}", cv_plan_split_tensors(pl, k), cv_plan_split_size(pl, k));
+        }
+        fprintf(f, "\n  ]");
+    }
+    fprintf(f, "\n}\n");
     return fclose(f) == 0 ? 0 : 1;
 }
 
@@ -123,6 +168,17 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         else if (!strcmp(a, "--imatrix")) p.imatrix = VAL();
         else if (!strcmp(a, "--pure")) p.pure = true;
         else if (!strcmp(a, "--keep-mtp")) p.keep_mtp = true;
+        else if (!strcmp(a, "--split-max-size")) {
+            const char *v = VAL();
+            if (v && !parse_size(v, &p.split_max_bytes))
+                rc = cli_usage_error(cmd, "--split-max-size '%s': want a positive size in bytes or with M or G (e.g. 45G)", v);
+        } else if (!strcmp(a, "--split-max-tensors")) {
+            const char *v = VAL();
+            char *end;
+            long long n = v ? strtoll(v, &end, 10) : 0;
+            if (v && (end == v || *end || n <= 0)) rc = cli_usage_error(cmd, "--split-max-tensors '%s': want a positive count", v);
+            else if (v) p.split_max_tensors = (uint64_t)n;
+        }
         else if (!strcmp(a, "--dry-run")) dry = true;
         else if (!strcmp(a, "--resume")) p.resume = true;
         else if (!strcmp(a, "--quiet")) quiet = true;
@@ -163,6 +219,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (dry) {
         print_plan(pl, !quiet);
         if (gq.text) cli_gptq_dry_run(&gq, pl, in);
+        print_files(pl, out ? out : "OUT.gguf", stdout);
         r.seconds = qx_now() - t0;
         r.peak_rss_bytes = qx_peak_rss_bytes();
         printf("planned in %.2f s\n", r.seconds);
@@ -194,13 +251,16 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     double secs = qx_now() - t0;
     r.seconds = secs;
     char h1[32], h2[32];
-    printf("qforge %s: wrote %s (%s, %s)\n", cmd, out, cv_plan_arch(pl), cv_plan_preset(pl));
+    char first[4200];
+    if (!cv_output_path(pl, out, 0, first, sizeof first)) snprintf(first, sizeof first, "%s", out);
+    printf("qforge %s: wrote %s (%s, %s)\n", cmd, first, cv_plan_arch(pl), cv_plan_preset(pl));
+    print_files(pl, out, stdout);
     printf("  size      %s (%" PRIu64 " bytes), %" PRIu64 " tensors, %.3f bits per weight\n", human((double)r.bytes, h1, sizeof h1),
            r.bytes, r.n_tensors, r.bpw);
     printf("  time      %.2f s; input %s read at %.3f GB/s\n", secs, human((double)r.input_bytes, h2, sizeof h2),
            secs > 0 ? r.input_bytes / secs / 1e9 : 0.0);
     printf("  peak RSS  %.1f MiB\n", r.peak_rss_bytes / 1048576.0);
-    printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", out);
+    printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", first);
     if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
     rc = json ? write_json(json, out, &r, pl, false) : 0;
     cv_plan_free(pl);

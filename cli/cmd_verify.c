@@ -12,6 +12,7 @@
 
 static const char *verify_help =
     "usage: qforge verify FILE.gguf [--require-checksums] [--quiet]\n"
+    "  (a split set by its first file, PREFIX-00001-of-0000N.gguf: every file is checked)\n"
     "  re-checks the GGUF structure and every tensor's XXH3-64 checksum (qforge.tensor_xxh3)\n"
     "  --require-checksums  fail when the file carries no checksums\n"
     "  --quiet              no progress, print only failures\n";
@@ -34,11 +35,13 @@ int cmd_verify(int argc, char **argv) {
     size_t n = gf_tensor_count(f);
     if (!gf_offsets_canonical(f)) {
         uint64_t expect = 0;
+        int split = 0;
         for (size_t i = 0; i < n; i++) {
             const gf_tensor *t = gf_tensor_at(f, i);
+            if (t->split != split) { split = t->split; expect = 0; }   /* each file of a set packs its own */
             if (t->offset != expect) {
-                qx_fail(&e, QX_EFORMAT, "%s: tensor '%s': offset %llu, llama.cpp requires %llu (packed in info order)", path,
-                        t->name, (unsigned long long)t->offset, (unsigned long long)expect);
+                qx_fail(&e, QX_EFORMAT, "%s: tensor '%s': offset %llu, llama.cpp requires %llu (packed in info order)",
+                        gf_split_path(f, t->split), t->name, (unsigned long long)t->offset, (unsigned long long)expect);
                 break;
             }
             expect += qx_pad(t->nbytes, gf_alignment(f));
@@ -71,7 +74,7 @@ int cmd_verify(int argc, char **argv) {
         uint64_t h = gf_checksum(t->data ? (const void *)t->data : (const void *)"", t->nbytes);
         gf_release(f, t);
         if (h != want[i]) {
-            qx_fail(&e, QX_EFORMAT, "%s: tensor '%s' (%zu of %zu): checksum mismatch (xxh3 %016llx, stored %016llx)", path,
+            qx_fail(&e, QX_EFORMAT, "%s: tensor '%s' (%zu of %zu): checksum mismatch (xxh3 %016llx, stored %016llx)", gf_split_path(f, t->split),
                     t->name, i + 1, n, (unsigned long long)h, (unsigned long long)want[i]);
             gf_close(f);
             return cli_fail(&e);
@@ -80,7 +83,10 @@ int cmd_verify(int argc, char **argv) {
         qx_progress_update(&p, done, t->name);
     }
     if (!quiet) qx_progress_end(&p, done);
-    if (!quiet) printf("%s: ok (%zu tensors, %llu bytes, checksums match)\n", path, n, (unsigned long long)total);
+    if (!quiet && gf_split_count(f) > 1)
+        printf("%s: ok (split set of %d files, %zu tensors, %llu bytes, checksums match)\n", path, gf_split_count(f), n,
+               (unsigned long long)total);
+    else if (!quiet) printf("%s: ok (%zu tensors, %llu bytes, checksums match)\n", path, n, (unsigned long long)total);
     gf_close(f);
     return 0;
 }

@@ -158,6 +158,16 @@ int cli_inspect_gguf(const char *path, bool json, bool tensors) {
         json_t *o = json_object();
         json_object_set_new(o, "file", json_string(path));
         json_object_set_new(o, "file_size", json_u64(gf_file_size(f)));
+        if (gf_split_count(f) > 1) {
+            json_t *sf = json_array();
+            for (int k = 0; k < gf_split_count(f); k++) {
+                json_t *x = json_object();
+                json_object_set_new(x, "path", json_string(gf_split_path(f, k)));
+                json_object_set_new(x, "bytes", json_u64(gf_split_file_size(f, k)));
+                json_array_append_new(sf, x);
+            }
+            json_object_set_new(o, "split_files", sf);
+        }
         json_object_set_new(o, "version", json_integer(gf_version(f)));
         json_object_set_new(o, "alignment", json_integer(gf_alignment(f)));
         json_object_set_new(o, "data_offset", json_u64(gf_data_offset(f)));
@@ -193,6 +203,7 @@ int cli_inspect_gguf(const char *path, bool json, bool tensors) {
                 json_object_set_new(x, "n_elems", json_u64(t->n_elems));
                 json_object_set_new(x, "bytes", json_u64(t->nbytes));
                 json_object_set_new(x, "offset", json_u64(t->file_offset));
+                if (gf_split_count(f) > 1) json_object_set_new(x, "split", json_integer(t->split));
                 json_object_set_new(x, "bits_per_weight", json_num(bpw(t->nbytes, t->n_elems)));
                 json_array_append_new(ta, x);
             }
@@ -207,6 +218,14 @@ int cli_inspect_gguf(const char *path, bool json, bool tensors) {
     printf("%s: GGUF v%u, %llu bytes, alignment %u, data at %llu%s\n", path, gf_version(f),
            (unsigned long long)gf_file_size(f), gf_alignment(f), (unsigned long long)gf_data_offset(f),
            gf_offsets_canonical(f) ? "" : " (offsets NOT in llama.cpp's packed order)");
+    if (gf_split_count(f) > 1) {
+        printf("split set of %d files (metadata from the first; offsets are within each file):\n", gf_split_count(f));
+        for (int k = 0; k < gf_split_count(f); k++) {
+            size_t nt = 0;
+            for (size_t i = 0; i < gf_tensor_count(f); i++) nt += gf_tensor_at(f, i)->split == k;
+            printf("  %s  %zu tensors, %llu bytes\n", gf_split_path(f, k), nt, (unsigned long long)gf_split_file_size(f, k));
+        }
+    }
     printf("metadata: %zu keys\n", gf_kv_count(f));
     for (size_t i = 0; i < gf_kv_count(f); i++) print_kv_text(gf_kv_at(f, i));
     printf("tensors: %zu, %llu parameters, %llu bytes, %.4f bits per weight\n", gf_tensor_count(f),

@@ -45,6 +45,8 @@ typedef struct {
     bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
     int n_threads;                      /* 0: qx_default_threads() */
     bool resume;                        /* continue from OUT.part + OUT.part.journal */
+    uint64_t split_max_bytes;           /* split output: max tensor bytes per file (0: none) */
+    uint64_t split_max_tensors;         /* split output: max tensors per file (0: none) */
     int64_t max_items;                  /* test/debug: stop after this many items (0: all);
                                            cv_execute then returns QX_EINVAL "stopped" */
     qx_progress *progress;              /* optional, updated from one thread at a time */
@@ -79,6 +81,7 @@ typedef struct {
     uint64_t offset;                /* absolute file offset */
     cv_category cat;
     int layer;                      /* block index, -1 for none */
+    int split;                      /* output file holding it (0 unless split) */
 } cv_tensor_info;
 
 /* Plans the conversion of an HF checkpoint directory.  Reads config.json, the safetensors
@@ -92,7 +95,17 @@ void cv_plan_free(cv_plan *pl);
 
 size_t cv_plan_tensor_count(const cv_plan *pl);
 void cv_plan_tensor(const cv_plan *pl, size_t i, cv_tensor_info *out);
-uint64_t cv_plan_file_size(const cv_plan *pl);        /* exact bytes of the output file */
+uint64_t cv_plan_file_size(const cv_plan *pl);        /* exact bytes of the output file (all files) */
+/* Split output (params split_max_bytes / split_max_tensors, llama-gguf-split's rules, see
+ * gf_writer_set_split): the number of files (1: an ordinary single file), the bytes and
+ * tensor count of file k. */
+int cv_plan_split_count(const cv_plan *pl);
+uint64_t cv_plan_split_size(const cv_plan *pl, int k);
+size_t cv_plan_split_tensors(const cv_plan *pl, int k);
+/* Path of output file k for the -o argument `out`: `out` itself when the plan is one file,
+ * else llama.cpp's PREFIX-%05d-of-%05d.gguf with PREFIX = out less a trailing ".gguf".
+ * False when it does not fit in cap. */
+bool cv_output_path(const cv_plan *pl, const char *out, int k, char *buf, size_t cap);
 uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama.cpp's "size") */
 uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
 uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */
@@ -115,7 +128,10 @@ typedef struct {
 } cv_result;
 
 /* Executes the plan into out_path (via out_path.part + .part.journal).  On any error the
- * .part and journal are left for --resume and no out_path is created.  Deterministic: the
+ * .part and journal are left for --resume and no out_path is created.  A split plan writes
+ * every file k as cv_output_path(k).part with one journal beside the first; at the end the
+ * first file's old copy (if any) is removed, files 2..N are renamed into place and the first
+ * file last, so a first file on disk always means a complete set.  Deterministic: the
  * bytes never depend on the thread count or on interruptions.  r is optional. */
 qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e);
 

@@ -5,7 +5,10 @@
  * XXH3-64 of its bytes; --resume re-hashes those bytes in OUT.part and skips what matches.
  * When the last item of a tensor is done its bytes are read back and hashed into
  * qforge.tensor_xxh3; the header is rewritten, the file fsync'd and renamed to OUT.
- * Output bytes depend on neither the thread count nor interruptions. */
+ * Output bytes depend on neither the thread count nor interruptions.
+ * A split plan (gf_writer_set_split) has one .part per file and one journal beside the
+ * first; every file is fsync'd before any rename, the first file's old copy is removed,
+ * files 2..N are renamed, the first file last. */
 #include "cv_internal.h"
 
 #include <errno.h>
@@ -125,12 +128,24 @@ static qx_status decode(const cv_out *o, int64_t x, int64_t r0, int64_t n, float
     return QX_OK;
 }
 
+#define PATH_CAP 4200
+
+/* The output files of a plan: their final and .part paths and open descriptors. */
+typedef struct {
+    int n;
+    char (*final)[PATH_CAP];
+    char (*part)[PATH_CAP];
+    int *fd;
+} outset;
+
 typedef struct {
     cv_plan *pl;
-    int fd;
-    const char *part;
+    const outset *os;
     const cv_params *p;
 } run_ctx;
+
+static int fd_of(const cv_plan *pl, const outset *os, size_t tensor) { return os->fd[gf_writer_tensor_split(pl->w, tensor)]; }
+static const char *part_of(const cv_plan *pl, const outset *os, size_t tensor) { return os->part[gf_writer_tensor_split(pl->w, tensor)]; }
 
 static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t *hash, qx_err *e) {
     const cv_out *o = &c->pl->outs[it->tensor];
@@ -141,7 +156,8 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
         const uint8_t *src = o->gsrc->data + ((uint64_t)it->slice * (uint64_t)o->ne[1] + (uint64_t)it->r0) * rb;
         for (int64_t r = 0; r < n; r += tr_rows) {
             int64_t m = r + tr_rows < n ? tr_rows : n - r;
-            QX_TRY(gf_writer_pwrite(c->pl->w, c->fd, c->part, it->tensor, it->off + (uint64_t)r * rb, src + (uint64_t)r * rb, (uint64_t)m * rb, e));
+            QX_TRY(gf_writer_pwrite(c->pl->w, fd_of(c->pl, c->os, it->tensor), part_of(c->pl, c->os, it->tensor), it->tensor,
+                                    it->off + (uint64_t)r * rb, src + (uint64_t)r * rb, (uint64_t)m * rb, e));
             XXH3_64bits_update(b->xs, src + (uint64_t)r * rb, (size_t)((uint64_t)m * rb));
             release_range(src + (uint64_t)r * rb, (uint64_t)m * rb);
         }
@@ -166,7 +182,8 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
         QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
         if (!U || !qt_quantize_gptq(o->type, b->f, b->q, m, ne0, U, imp))
             for (int64_t k = 0; k < m; k++) tr->from_float(b->f + k * ne0, b->q + (uint64_t)k * rb, ne0, imp);
-        QX_TRY(gf_writer_pwrite(c->pl->w, c->fd, c->part, it->tensor, it->off + (uint64_t)r * rb, b->q, (uint64_t)m * rb, e));
+        QX_TRY(gf_writer_pwrite(c->pl->w, fd_of(c->pl, c->os, it->tensor), part_of(c->pl, c->os, it->tensor), it->tensor,
+                                it->off + (uint64_t)r * rb, b->q, (uint64_t)m * rb, e));
         XXH3_64bits_update(b->xs, b->q, (size_t)((uint64_t)m * rb));
     }
     *hash = XXH3_64bits_digest(b->xs);
@@ -247,27 +264,41 @@ static void tbuf_free(tbuf *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* Opens (fresh or resumed) OUT.part and its journal. */
-static qx_status open_outputs(cv_plan *pl, const cv_params *p, const char *part, const char *jpath, int *fd, int *jfd,
+/* Opens (fresh or resumed) every OUT.part and the journal.  Resuming after a crash in the
+ * rename phase: a file already renamed into place goes back to .part first. */
+static qx_status open_outputs(cv_plan *pl, const cv_params *p, outset *os, const char *jpath, int *jfd,
                               bool *ok, uint64_t *jh, bool *resumed, qx_err *e) {
     *resumed = false;
-    if (p->resume) {
-        struct stat sp;
-        if (stat(part, &sp) == 0 && access(jpath, F_OK) == 0) {
+    if (p->resume && access(jpath, F_OK) == 0) {
+        bool have = true;
+        for (int k = 0; k < os->n && have; k++) {
+            struct stat sp;
+            if (stat(os->part[k], &sp) == 0) continue;
+            if (stat(os->final[k], &sp) == 0 && (uint64_t)sp.st_size == gf_writer_split_size(pl->w, k) &&
+                rename(os->final[k], os->part[k]) == 0)
+                continue;
+            have = false;
+        }
+        if (have) {
             QX_TRY(read_journal(jpath, pl, ok, jh, e));
-            if ((uint64_t)sp.st_size != gf_writer_file_size(pl->w))
-                return qx_fail(e, QX_EINVAL, "%s: size %lld differs from the plan's %" PRIu64 "; delete it or run without --resume",
-                               part, (long long)sp.st_size, gf_writer_file_size(pl->w));
-            *fd = open(part, O_RDWR);
-            if (*fd < 0) return qx_fail(e, QX_EIO, "%s: %s", part, strerror(errno));
+            for (int k = 0; k < os->n; k++) {
+                struct stat sp;
+                if (stat(os->part[k], &sp) != 0 || (uint64_t)sp.st_size != gf_writer_split_size(pl->w, k))
+                    return qx_fail(e, QX_EINVAL, "%s: size %lld differs from the plan's %" PRIu64 "; delete it or run without --resume",
+                                   os->part[k], (long long)sp.st_size, gf_writer_split_size(pl->w, k));
+                os->fd[k] = open(os->part[k], O_RDWR);
+                if (os->fd[k] < 0) return qx_fail(e, QX_EIO, "%s: %s", os->part[k], strerror(errno));
+            }
             *jfd = open(jpath, O_WRONLY | O_APPEND);
             if (*jfd < 0) return qx_fail(e, QX_EIO, "%s: %s", jpath, strerror(errno));
             *resumed = true;
             return QX_OK;
         }
     }
-    *fd = open(part, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (*fd < 0) return qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "cannot create %s: %s", part, strerror(errno));
+    for (int k = 0; k < os->n; k++) {
+        os->fd[k] = open(os->part[k], O_RDWR | O_CREAT | O_TRUNC, 0644);
+        if (os->fd[k] < 0) return qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "cannot create %s: %s", os->part[k], strerror(errno));
+    }
     *jfd = open(jpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
     if (*jfd < 0) return qx_fail(e, QX_EIO, "cannot create %s: %s", jpath, strerror(errno));
     char hdr[96];
@@ -286,25 +317,87 @@ static qx_status check_space(int fd, const char *part, uint64_t size, qx_err *e)
     return QX_OK;
 }
 
+int cv_plan_split_count(const cv_plan *pl) { return gf_writer_split_count(pl->w); }
+uint64_t cv_plan_split_size(const cv_plan *pl, int k) { return gf_writer_split_size(pl->w, k); }
+size_t cv_plan_split_tensors(const cv_plan *pl, int k) {
+    size_t n = 0;
+    for (size_t i = 0; i < pl->n_outs; i++) n += gf_writer_tensor_split(pl->w, i) == k;
+    return n;
+}
+
+bool cv_output_path(const cv_plan *pl, const char *out, int k, char *buf, size_t cap) {
+    int n = gf_writer_split_count(pl->w);
+    if (n <= 1) {
+        int w = snprintf(buf, cap, "%s", out);
+        return w >= 0 && (size_t)w < cap;
+    }
+    char prefix[4096];
+    size_t len = strlen(out);
+    if (len >= 5 && strcmp(out + len - 5, ".gguf") == 0) len -= 5;
+    if (len >= sizeof prefix) return false;
+    memcpy(prefix, out, len);
+    prefix[len] = 0;
+    return gf_split_name(buf, cap, prefix, k, n);
+}
+
+static void outset_free(outset *os) {
+    free(os->final);
+    free(os->part);
+    free(os->fd);
+    memset(os, 0, sizeof *os);
+}
+
+static qx_status outset_init(outset *os, const cv_plan *pl, const char *out_path, qx_err *e) {
+    memset(os, 0, sizeof *os);
+    os->n = gf_writer_split_count(pl->w);
+    os->final = calloc((size_t)os->n, sizeof *os->final);
+    os->part = calloc((size_t)os->n, sizeof *os->part);
+    os->fd = malloc((size_t)os->n * sizeof *os->fd);
+    if (!os->final || !os->part || !os->fd) { outset_free(os); return qx_fail(e, QX_ENOMEM, "out of memory"); }
+    for (int k = 0; k < os->n; k++) {
+        os->fd[k] = -1;
+        if (!cv_output_path(pl, out_path, k, os->final[k], sizeof os->final[k]) ||
+            snprintf(os->part[k], sizeof os->part[k], "%s.part", os->final[k]) >= (int)sizeof os->part[k]) {
+            outset_free(os);
+            return qx_fail(e, QX_EINVAL, "%s: path too long", out_path);
+        }
+    }
+    return QX_OK;
+}
+
+/* Renames every .part into place: first file's old copy removed, files 2..N, then file 1. */
+static qx_status publish(const outset *os, qx_err *e) {
+    if (os->n > 1 && unlink(os->final[0]) != 0 && errno != ENOENT)
+        return qx_fail(e, QX_EIO, "cannot remove the old %s: %s", os->final[0], strerror(errno));
+    for (int j = 1; j <= os->n; j++) {
+        int k = j % os->n;   /* 1, 2, ..., n-1, then 0 */
+        if (rename(os->part[k], os->final[k]) != 0)
+            return qx_fail(e, QX_EIO, "rename %s -> %s: %s", os->part[k], os->final[k], strerror(errno));
+    }
+    return QX_OK;
+}
+
 qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e) {
     double t0 = qx_now();
     QX_TRY(cv_check_imatrix(pl, e));
-    char part[4096], jpath[4200];
-    if (snprintf(part, sizeof part, "%s.part", out_path) >= (int)sizeof part) return qx_fail(e, QX_EINVAL, "%s: path too long", out_path);
-    snprintf(jpath, sizeof jpath, "%s.journal", part);
+    outset os;
+    QX_TRY(outset_init(&os, pl, out_path, e));
+    char jpath[PATH_CAP + 16];
+    snprintf(jpath, sizeof jpath, "%s.journal", os.part[0]);
+    const char *part = os.part[0];
     size_t ni = pl->n_items, nt = pl->n_outs;
     bool *ok = calloc(ni ? ni : 1, sizeof *ok);
     uint64_t *jh = calloc(ni ? ni : 1, sizeof *jh);
     int64_t *left = calloc(nt ? nt : 1, sizeof *left);
     uint64_t *th = calloc(nt ? nt : 1, sizeof *th);
-    int fd = -1, jfd = -1;
+    int jfd = -1;
     bool resumed = false;
     qx_status s = (ok && jh && left && th) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
-    if (s == QX_OK) s = open_outputs(pl, p, part, jpath, &fd, &jfd, ok, jh, &resumed, e);
-    if (s == QX_OK && !resumed) s = check_space(fd, part, gf_writer_file_size(pl->w), e);
-    if (s == QX_OK) s = gf_writer_write_header(pl->w, fd, part, e);
+    if (s == QX_OK) s = open_outputs(pl, p, &os, jpath, &jfd, ok, jh, &resumed, e);
+    if (s == QX_OK && !resumed) s = check_space(os.fd[0], part, gf_writer_file_size(pl->w), e);
+    for (int k = 0; s == QX_OK && k < os.n; k++) s = gf_writer_write_header_at(pl->w, k, os.fd[k], os.part[k], e);
     int nthr = p->n_threads > 0 ? p->n_threads : qx_default_threads();
-    run_ctx c = {pl, fd, part, p};
+    run_ctx c = {pl, &os, p};
     qx_err err1;
     qx_err_clear(&err1);
     volatile int failed = s != QX_OK;
@@ -324,7 +417,8 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                 const cv_item *it = &pl->items[i];
                 uint64_t h;
                 qx_err e2;
-                if (hash_range(fd, part, gf_writer_tensor_offset(pl->w, it->tensor) + it->off, it->nbytes, &b, &h, &e2) != QX_OK || h != jh[i])
+                if (hash_range(fd_of(pl, &os, it->tensor), part_of(pl, &os, it->tensor), gf_writer_tensor_offset(pl->w, it->tensor) + it->off,
+                               it->nbytes, &b, &h, &e2) != QX_OK || h != jh[i])
                     ok[i] = false;
             }
             tbuf_free(&b);
@@ -344,7 +438,8 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
             for (size_t t = 0; t < nt; t++) {
                 if (left[t] != 0 || failed) continue;
                 qx_err e2;
-                if (!b.xs || hash_range(fd, part, gf_writer_tensor_offset(pl->w, t), pl->outs[t].nbytes, &b, &th[t], &e2) != QX_OK) {
+                if (!b.xs || hash_range(fd_of(pl, &os, t), part_of(pl, &os, t), gf_writer_tensor_offset(pl->w, t), pl->outs[t].nbytes, &b,
+                                        &th[t], &e2) != QX_OK) {
 #pragma omp critical(cv_err)
                     { if (!failed) { err1 = e2; failed = 1; } }
                 }
@@ -382,7 +477,8 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                     si = write_all(jfd, jpath, line, (size_t)n, &e2);
                 }
                 if (si == QX_OK && __atomic_sub_fetch(&left[it->tensor], 1, __ATOMIC_ACQ_REL) == 0)
-                    si = hash_range(fd, part, gf_writer_tensor_offset(pl->w, it->tensor), pl->outs[it->tensor].nbytes, &b, &th[it->tensor], &e2);
+                    si = hash_range(fd_of(pl, &os, it->tensor), part_of(pl, &os, it->tensor), gf_writer_tensor_offset(pl->w, it->tensor),
+                                    pl->outs[it->tensor].nbytes, &b, &th[it->tensor], &e2);
                 if (si != QX_OK) {
 #pragma omp critical(cv_err)
                     { if (!failed) { err1 = e2; failed = 1; } }
@@ -408,11 +504,13 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
         s = qx_fail(e, QX_EINVAL, "stopped after %" PRIu64 " items as asked (--max-items); %s is incomplete, continue with --resume", n_done, part);
     /* 4. checksums, header, fsync, rename */
     for (size_t t = 0; s == QX_OK && t < nt; t++) s = gf_writer_set_checksum(pl->w, t, th[t], e);
-    if (s == QX_OK) s = gf_writer_rewrite_header(pl->w, fd, part, e);
-    if (s == QX_OK && fsync(fd) != 0) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: fsync: %s", part, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: close: %s", part, strerror(errno));
+    if (s == QX_OK) s = gf_writer_rewrite_header_at(pl->w, 0, os.fd[0], part, e);
+    for (int k = 0; s == QX_OK && k < os.n; k++)
+        if (fsync(os.fd[k]) != 0) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: fsync: %s", os.part[k], strerror(errno));
+    for (int k = 0; k < os.n; k++)
+        if (os.fd[k] >= 0 && close(os.fd[k]) != 0 && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: close: %s", os.part[k], strerror(errno));
     if (jfd >= 0) close(jfd);
-    if (s == QX_OK && rename(part, out_path) != 0) s = qx_fail(e, QX_EIO, "rename %s -> %s: %s", part, out_path, strerror(errno));
+    if (s == QX_OK) s = publish(&os, e);
     if (s == QX_OK) {
         unlink(jpath);
         fsync_dir_of(out_path);
@@ -434,5 +532,6 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
     free(jh);
     free(left);
     free(th);
+    outset_free(&os);
     return s;
 }

@@ -174,6 +174,7 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
         QX_TRY(gf_writer_add_tensor(pl->w, o->name, o->type, o->n_dims, o->ne, &idx, e));
         if (idx != i) return qx_fail(e, QX_EINVAL, "tensor '%s': writer index mismatch", o->name);
     }
+    QX_TRY(gf_writer_set_split(pl->w, p->split_max_bytes, p->split_max_tensors, e));
     QX_TRY(gf_writer_plan(pl->w, e));
     pl->tensor_bytes = pl->n_elems = 0;
     for (size_t i = 0; i < pl->n_outs; i++) {
@@ -192,6 +193,10 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
     XXH3_64bits_update(st, hdr, hlen);
     XXH3_64bits_update(st, pl->items, pl->n_items * sizeof *pl->items);
     if (p->imatrix) XXH3_64bits_update(st, p->imatrix, strlen(p->imatrix));
+    for (int k = 0; k < gf_writer_split_count(pl->w); k++) {   /* split output: where each file is cut */
+        uint64_t sz = gf_writer_split_size(pl->w, k);
+        if (gf_writer_split_count(pl->w) > 1) XXH3_64bits_update(st, &sz, sizeof sz);
+    }
     pl->plan_hash = XXH3_64bits_digest(st);
     XXH3_freeState(st);
     free(hdr);
@@ -317,7 +322,8 @@ static qx_status plan_gguf(cv_plan *pl, const char *path, const cv_params *p, qx
     for (size_t i = 0; i < gf_kv_count(g); i++) {
         const gf_kv *kv = gf_kv_at(g, i);
         if (!strcmp(kv->key, GF_KEY_TENSOR_XXH3) || !strcmp(kv->key, GF_KEY_FILE_TYPE) ||
-            !strcmp(kv->key, GF_KEY_QUANT_VERSION) || !strcmp(kv->key, GF_KEY_QFORGE_SOURCE))
+            !strcmp(kv->key, GF_KEY_QUANT_VERSION) || !strcmp(kv->key, GF_KEY_QFORGE_SOURCE) ||
+            !strncmp(kv->key, "split.", 6))   /* a split source: the output has its own split */
             continue;
         QX_TRY(gf_writer_set_kv(pl->w, kv, e));
     }
@@ -371,6 +377,7 @@ void cv_plan_tensor(const cv_plan *pl, size_t i, cv_tensor_info *out) {
     out->offset = gf_writer_tensor_offset(pl->w, i);
     out->cat = o->cat;
     out->layer = o->layer;
+    out->split = gf_writer_tensor_split(pl->w, i);
 }
 uint64_t cv_plan_file_size(const cv_plan *pl) { return gf_writer_file_size(pl->w); }
 uint64_t cv_plan_tensor_bytes(const cv_plan *pl) { return pl->tensor_bytes; }

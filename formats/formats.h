@@ -195,6 +195,13 @@ bool hf_is_moe_layer(const hf_config *cfg, int64_t layer);
 #define GF_KEY_TENSOR_XXH3    "qforge.tensor_xxh3"           /* u64[n_tensors] */
 #define GF_KEY_QFORGE_VERSION "qforge.version"               /* string */
 #define GF_KEY_QFORGE_SOURCE  "qforge.source"                /* string: what it was made from */
+/* Split sets (llama.cpp's gguf-split convention): files PREFIX-00001-of-0000N.gguf, each a
+ * complete GGUF; the first carries all model metadata, every file carries these three keys;
+ * tensors are never cut across files and keep their set order (file 1's, then file 2's...). */
+#define GF_KEY_SPLIT_NO       "split.no"             /* u16: this file's index in the set, from 0 */
+#define GF_KEY_SPLIT_COUNT    "split.count"          /* u16: files in the set */
+#define GF_KEY_SPLIT_TENSORS  "split.tensors.count"  /* i32: tensors in the whole set */
+#define GF_SPLIT_MAX_FILES    65535                  /* split.count is a u16 */
 
 /* KV value types (GGUF's numbering). */
 typedef enum {
@@ -238,16 +245,25 @@ typedef struct {
     uint64_t n_elems;
     uint64_t nbytes;              /* exact data bytes (padding excluded) */
     uint64_t offset;              /* relative to the data section */
-    uint64_t file_offset;         /* absolute offset in the file */
+    uint64_t file_offset;         /* absolute offset in its file */
     const uint8_t *data;          /* into the mapping / buffer (NULL if nbytes == 0) */
+    int split;                    /* file of a split set holding it (0 for a single file) */
 } gf_tensor;
 
 typedef struct gf_file gf_file;   /* opaque */
 
 /* Opens and fully validates a GGUF file (mmap).  Errors: QX_ENOTFOUND / QX_EIO for the
  * file itself, QX_EFORMAT for any violation (message names the file, key or tensor),
- * QX_EUNSUPPORTED for a valid file we cannot use (version 1, unknown tensor type). */
+ * QX_EUNSUPPORTED for a valid file we cannot use (version 1, unknown tensor type).
+ * A split set is opened by its first file (split.count > 1, split.no 0): the other files
+ * are found by llama.cpp's naming rule, each validated, and the set reads as one model:
+ * the first file's metadata, every tensor in set order (gf_tensor.split says which file).
+ * Each file must carry split.no = its index, the same split.count, and the set exactly
+ * split.tensors.count tensors with no duplicate names; a missing or foreign file is an
+ * error naming it.  Opening a later file of a set is QX_EINVAL naming the first file. */
 qx_status gf_open(gf_file **out, const char *path, qx_err *e);
+/* Opens exactly one file, even when it belongs to a split set (split keys left as data). */
+qx_status gf_open_part(gf_file **out, const char *path, qx_err *e);
 /* Same over a buffer (borrowed; must outlive the file).  label names it in messages. */
 qx_status gf_open_mem(gf_file **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
 void gf_close(gf_file *f);
@@ -255,8 +271,16 @@ void gf_close(gf_file *f);
 const char *gf_label(const gf_file *f);        /* path or label */
 uint32_t gf_version(const gf_file *f);         /* 2 or 3 */
 uint32_t gf_alignment(const gf_file *f);
-uint64_t gf_data_offset(const gf_file *f);     /* absolute start of the data section */
-uint64_t gf_file_size(const gf_file *f);
+uint64_t gf_data_offset(const gf_file *f);     /* absolute start of the (first) file's data section */
+uint64_t gf_file_size(const gf_file *f);       /* bytes of the file, or of the whole split set */
+int gf_split_count(const gf_file *f);          /* files in the set (1 for a single file) */
+const char *gf_split_path(const gf_file *f, int k);     /* path of file k (gf_label for k = 0) */
+uint64_t gf_split_file_size(const gf_file *f, int k);   /* bytes of file k */
+/* llama.cpp's naming: buf = "PREFIX-%05d-of-%05d.gguf" of file k (from 0) of n.  False when
+ * it does not fit in cap. */
+bool gf_split_name(char *buf, size_t cap, const char *prefix, int k, int n);
+/* The PREFIX of path when it ends in "-%05d-of-%05d.gguf" for file k of n; false otherwise. */
+bool gf_split_prefix(char *buf, size_t cap, const char *path, int k, int n);
 /* True when every tensor sits at the packed llama.cpp offset (always for files we write). */
 bool gf_offsets_canonical(const gf_file *f);
 
@@ -342,7 +366,7 @@ qx_status gf_writer_plan(gf_writer *w, qx_err *e);
 /* Valid after plan: */
 uint64_t gf_writer_header_size(const gf_writer *w);   /* bytes before padding */
 uint64_t gf_writer_data_offset(const gf_writer *w);   /* absolute start of data section */
-uint64_t gf_writer_file_size(const gf_writer *w);     /* exact size of the whole file */
+uint64_t gf_writer_file_size(const gf_writer *w);     /* exact size of the whole file (set) */
 uint64_t gf_writer_tensor_offset(const gf_writer *w, size_t i);   /* absolute file offset */
 uint64_t gf_writer_tensor_nbytes(const gf_writer *w, size_t i);
 const char *gf_writer_tensor_name(const gf_writer *w, size_t i);
@@ -352,8 +376,27 @@ qx_status gf_writer_header_bytes(const gf_writer *w, uint8_t **out, uint64_t *le
 /* Writes header + zero padding at offset 0 of fd and ftruncates fd to the file size.
  * label (file name) is used in messages. */
 qx_status gf_writer_write_header(const gf_writer *w, int fd, const char *label, qx_err *e);
+/* Split output (llama.cpp's gguf-split rules; call before the plan; 0 = no limit): a new file
+ * starts before tensor i when i is a positive multiple of max_tensors, or when the file's
+ * tensor bytes (each padded to the alignment) would pass max_bytes; a tensor larger than
+ * max_bytes gets a file of its own and no file is empty.  When the limits make one file the
+ * output is an ordinary single GGUF without split keys.  With several files, file 0 gets every
+ * KV plus split.*, files k > 0 only split.* (and general.alignment if not the default);
+ * GF_KEY_TENSOR_XXH3 covers the whole set in set order.  The writer adds the split keys
+ * itself: setting them is an error at plan time. */
+qx_status gf_writer_set_split(gf_writer *w, uint64_t max_bytes, uint64_t max_tensors, qx_err *e);
+/* After the plan: files in the set (1 when unsplit), the file of tensor i, the bytes of file k.
+ * gf_writer_file_size is the whole set; header_size / data_offset are file 0's;
+ * gf_writer_tensor_offset is the absolute offset in the tensor's own file. */
+int gf_writer_split_count(const gf_writer *w);
+int gf_writer_tensor_split(const gf_writer *w, size_t i);
+uint64_t gf_writer_split_size(const gf_writer *w, int k);
+/* Header of file k (gf_writer_write_header / rewrite_header are file 0). */
+qx_status gf_writer_write_header_at(const gf_writer *w, int k, int fd, const char *label, qx_err *e);
+qx_status gf_writer_rewrite_header_at(const gf_writer *w, int k, int fd, const char *label, qx_err *e);
+
 /* Writes n bytes of tensor i at byte `off` within the tensor (off + n <= nbytes), retrying
- * short writes.  Thread-safe.  ENOSPC/EFBIG/EDQUOT -> QX_ENOSPC, other errors QX_EIO; the
+ * short writes; fd is the file holding tensor i (gf_writer_tensor_split).  Thread-safe.  ENOSPC/EFBIG/EDQUOT -> QX_ENOSPC, other errors QX_EIO; the
  * message names the file and the tensor. */
 qx_status gf_writer_pwrite(const gf_writer *w, int fd, const char *label, size_t i, uint64_t off,
                            const void *buf, uint64_t n, qx_err *e);

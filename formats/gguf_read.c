@@ -9,7 +9,10 @@
  * Offsets: files laid out the llama.cpp way (each tensor at Σ PAD(nbytes, align) of the
  * preceding ones) are canonical.  Other layouts are accepted when every tensor is aligned,
  * in bounds and non-overlapping; gf_offsets_canonical() reports false for them (llama.cpp
- * itself would refuse such a file, our writer never makes one). */
+ * itself would refuse such a file, our writer never makes one).
+ * Split sets (llama.cpp's gguf-split naming and keys) are assembled by gf_open: each file is
+ * parsed and validated alone, then the later files' tensors are appended to the first's
+ * list; their data pointers stay in their own mappings. */
 #include "formats.h"
 #include "limits.h"
 
@@ -60,6 +63,9 @@ struct gf_file {
     uint32_t *kv_sorted;   /* kv indices sorted by key */
     uint32_t *t_sorted;    /* tensor indices sorted by name */
     arena_chunk *arena;
+    struct gf_file **parts;   /* split set: files 1..n_parts-1 (parts[0] unused = this file) */
+    int n_parts;              /* 1 for a single file */
+    uint64_t set_len;         /* bytes of the whole set */
 };
 
 /* ---- bounded cursor ---- */
@@ -413,6 +419,7 @@ static qx_status parse(gf_file *f, qx_err *e) {
 static qx_status open_common(gf_file **out, gf_file *f, qx_err *e) {
     qx_status s = parse(f, e);
     if (s != QX_OK) { gf_close(f); *out = NULL; return s; }
+    f->set_len = f->len;
     *out = f;
     return QX_OK;
 }
@@ -421,6 +428,7 @@ static gf_file *new_file(const char *label) {
     gf_file *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->map.fd = -1;
+    f->n_parts = 1;
     f->label = strdup(label ? label : "(buffer)");
     if (!f->label) { free(f); return NULL; }
     return f;
@@ -435,7 +443,7 @@ qx_status gf_open_mem(gf_file **out, const uint8_t *buf, uint64_t len, const cha
     return open_common(out, f, e);
 }
 
-qx_status gf_open(gf_file **out, const char *path, qx_err *e) {
+qx_status gf_open_part(gf_file **out, const char *path, qx_err *e) {
     *out = NULL;
     gf_file *f = new_file(path);
     if (!f) return qx_fail(e, QX_ENOMEM, "%s: out of memory", path);
@@ -447,8 +455,106 @@ qx_status gf_open(gf_file **out, const char *path, qx_err *e) {
     return open_common(out, f, e);
 }
 
+/* ---- split sets ---- */
+bool gf_split_name(char *buf, size_t cap, const char *prefix, int k, int n) {
+    int w = snprintf(buf, cap, "%s-%05d-of-%05d.gguf", prefix, k + 1, n);
+    return w > 0 && (size_t)w < cap;
+}
+
+bool gf_split_prefix(char *buf, size_t cap, const char *path, int k, int n) {
+    char tail[48];
+    snprintf(tail, sizeof tail, "-%05d-of-%05d.gguf", k + 1, n);
+    size_t lp = strlen(path), lt = strlen(tail);
+    if (lp <= lt || strcmp(path + lp - lt, tail) != 0 || lp - lt >= cap) return false;
+    memcpy(buf, path, lp - lt);
+    buf[lp - lt] = 0;
+    return true;
+}
+
+/* The split keys of one file: *count 0 when it is not part of a set. */
+static qx_status split_keys(const gf_file *f, uint16_t *no, uint16_t *count, int32_t *n_tensors, qx_err *e) {
+    *no = 0; *count = 0; *n_tensors = -1;
+    const gf_kv *c = gf_find_kv(f, GF_KEY_SPLIT_COUNT);
+    if (!c) return QX_OK;
+    const gf_kv *k = gf_find_kv(f, GF_KEY_SPLIT_NO), *t = gf_find_kv(f, GF_KEY_SPLIT_TENSORS);
+    if (c->type != GF_U16) return qx_fail(e, QX_EFORMAT, "%s: key '%s' has type %s (must be u16)", f->label, GF_KEY_SPLIT_COUNT, gf_type_name(c->type));
+    if (!k || k->type != GF_U16) return qx_fail(e, QX_EFORMAT, "%s: split file without a u16 '%s'", f->label, GF_KEY_SPLIT_NO);
+    if (!t || t->type != GF_I32) return qx_fail(e, QX_EFORMAT, "%s: split file without an i32 '%s'", f->label, GF_KEY_SPLIT_TENSORS);
+    *count = c->v.u16;
+    *no = k->v.u16;
+    *n_tensors = t->v.i32;
+    if (*count > 0 && *no >= *count)
+        return qx_fail(e, QX_EFORMAT, "%s: %s = %u but %s = %u", f->label, GF_KEY_SPLIT_NO, *no, GF_KEY_SPLIT_COUNT, *count);
+    return QX_OK;
+}
+
+/* Opens files 1..n-1 of the set whose first file is f and appends their tensors. */
+static qx_status assemble_set(gf_file *f, uint16_t n, int32_t n_tensors, qx_err *e) {
+    char prefix[4096], path[4200];
+    if (!gf_split_prefix(prefix, sizeof prefix, f->label, 0, n))
+        return qx_fail(e, QX_EFORMAT, "%s: first file of a %u-file split set, but not named PREFIX-00001-of-%05u.gguf", f->label, n, n);
+    f->parts = calloc(n, sizeof *f->parts);
+    if (!f->parts) return qx_fail(e, QX_ENOMEM, "%s: out of memory", f->label);
+    f->n_parts = n;
+    size_t total = f->n_t;
+    for (int k = 1; k < n; k++) {
+        gf_split_name(path, sizeof path, prefix, k, n);
+        QX_TRY(gf_open_part(&f->parts[k], path, e));
+        uint16_t no, cnt;
+        int32_t nt;
+        QX_TRY(split_keys(f->parts[k], &no, &cnt, &nt, e));
+        if (cnt != n || no != k || nt != n_tensors)
+            return qx_fail(e, QX_EFORMAT, "%s: does not belong to the set of %s (split.no %u, split.count %u, split.tensors.count %d; expected %d, %u, %d)",
+                           path, f->label, no, cnt, (int)nt, k, n, (int)n_tensors);
+        total += f->parts[k]->n_t;
+        f->set_len += f->parts[k]->len;
+        if (!f->parts[k]->canonical) f->canonical = false;
+    }
+    if (n_tensors < 0 || total != (size_t)n_tensors)
+        return qx_fail(e, QX_EFORMAT, "%s: the set's %u files hold %zu tensors, split.tensors.count says %d", f->label, n, total, (int)n_tensors);
+    gf_tensor *t = arena_alloc(&f->arena, (total ? total : 1) * sizeof *t);
+    if (!t) return qx_fail(e, QX_ENOMEM, "%s: out of memory", f->label);
+    size_t j = 0;
+    for (size_t i = 0; i < f->n_t; i++) t[j++] = f->t[i];
+    for (int k = 1; k < n; k++)
+        for (size_t i = 0; i < f->parts[k]->n_t; i++) { t[j] = f->parts[k]->t[i]; t[j++].split = k; }
+    f->t = t;
+    f->n_t = total;
+    QX_TRY(build_index(f, f->n_t, name_cmp_t, &f->t_sorted, e));
+    for (size_t i = 1; i < f->n_t; i++) {
+        const gf_tensor *a = &f->t[f->t_sorted[i - 1]], *b = &f->t[f->t_sorted[i]];
+        if (strcmp(a->name, b->name) == 0)
+            return qx_fail(e, QX_EFORMAT, "%s: tensor '%s' appears in files %d and %d of the split set", f->label, a->name,
+                           a->split + 1, b->split + 1);
+    }
+    return QX_OK;
+}
+
+qx_status gf_open(gf_file **out, const char *path, qx_err *e) {
+    QX_TRY(gf_open_part(out, path, e));
+    gf_file *f = *out;
+    uint16_t no, n;
+    int32_t nt;
+    qx_status s = split_keys(f, &no, &n, &nt, e);
+    if (s == QX_OK && no != 0) {
+        char prefix[4096], first[4200];
+        if (gf_split_prefix(prefix, sizeof prefix, path, no, n) && gf_split_name(first, sizeof first, prefix, 0, n))
+            s = qx_fail(e, QX_EINVAL, "%s: file %u of a %u-file split set; open the set by its first file, %s", path, no + 1, n, first);
+        else
+            s = qx_fail(e, QX_EINVAL, "%s: file %u of a %u-file split set; open the set by its first file", path, no + 1, n);
+    }
+    if (s == QX_OK && n > 1) s = assemble_set(f, n, nt, e);
+    else if (s == QX_OK && n == 1 && (nt < 0 || (size_t)nt != f->n_t))
+        s = qx_fail(e, QX_EFORMAT, "%s: one-file split set holds %zu tensors, split.tensors.count says %d", path, f->n_t, (int)nt);
+    if (s != QX_OK) { gf_close(f); *out = NULL; }
+    return s;
+}
+
 void gf_close(gf_file *f) {
     if (!f) return;
+    if (f->parts)
+        for (int k = 1; k < f->n_parts; k++) gf_close(f->parts[k]);
+    free(f->parts);
     if (f->mapped) qx_map_close(&f->map);
     arena_free(f->arena);
     free(f->label);
@@ -459,7 +565,16 @@ const char *gf_label(const gf_file *f) { return f->label; }
 uint32_t gf_version(const gf_file *f) { return f->version; }
 uint32_t gf_alignment(const gf_file *f) { return f->alignment; }
 uint64_t gf_data_offset(const gf_file *f) { return f->data_offset; }
-uint64_t gf_file_size(const gf_file *f) { return f->len; }
+uint64_t gf_file_size(const gf_file *f) { return f->set_len; }
+int gf_split_count(const gf_file *f) { return f->n_parts; }
+const char *gf_split_path(const gf_file *f, int k) {
+    if (k <= 0 || k >= f->n_parts) return f->label;
+    return f->parts[k]->label;
+}
+uint64_t gf_split_file_size(const gf_file *f, int k) {
+    if (k <= 0 || k >= f->n_parts) return f->len;
+    return f->parts[k]->len;
+}
 bool gf_offsets_canonical(const gf_file *f) { return f->canonical; }
 
 size_t gf_kv_count(const gf_file *f) { return f->n_kv; }
@@ -491,7 +606,9 @@ const gf_tensor *gf_find_tensor(const gf_file *f, const char *name) {
 }
 
 void gf_release(const gf_file *f, const gf_tensor *t) {
-    if (f->mapped && t) qx_map_release(&f->map, t->file_offset, t->nbytes);
+    if (!t) return;
+    if (t->split > 0 && t->split < f->n_parts) f = f->parts[t->split];
+    if (f->mapped) qx_map_release(&f->map, t->file_offset, t->nbytes);
 }
 
 /* ---- typed getters ---- */

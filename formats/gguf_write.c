@@ -32,8 +32,15 @@ typedef struct {
     int n_dims;
     int64_t ne[GF_MAX_DIMS];
     uint64_t nbytes;
-    uint64_t offset;          /* relative to the data section (after plan) */
+    uint64_t offset;          /* relative to its file's data section (after plan) */
+    int split;                /* file of the set holding it (after plan; 0 unsplit) */
 } wtensor;
+
+/* One file of the output set (one entry when unsplit). */
+typedef struct {
+    size_t t0, t1;            /* tensors [t0, t1) in info order */
+    uint64_t header_size, data_offset, file_size;
+} wsplit;
 
 /* Open-addressing set of tensor indices keyed by name. */
 typedef struct { uint32_t *slot; size_t cap; } name_set;
@@ -47,7 +54,11 @@ struct gf_writer {
     bool planned;
     bool reserve_xxh3;
     uint32_t alignment;
-    uint64_t header_size, data_offset, file_size;
+    uint64_t split_max_bytes, split_max_tensors;   /* 0: no limit */
+    wsplit *splits;           /* n_splits files (after plan) */
+    int n_splits;
+    bool split_keys;          /* more than one file: every header carries split.* */
+    uint64_t header_size, data_offset, file_size;  /* file 0; file_size: the whole set */
 };
 
 static uint64_t hash_str(const char *s) {
@@ -101,6 +112,7 @@ void gf_writer_free(gf_writer *w) {
     free(w->kv);
     free(w->t);
     free(w->names.slot);
+    free(w->splits);
     free(w);
 }
 
@@ -342,17 +354,23 @@ static void put_u64(sink *s, uint64_t v) { put(s, &v, 8); }
 static void put_i32(sink *s, int32_t v) { put(s, &v, 4); }
 static void put_str(sink *s, const char *p, uint64_t n) { put_u64(s, n); put(s, p, n); }
 
-/* Serializes the header; records value offsets in kv (non-const only through the plan). */
-static void serialize(const gf_writer *w, sink *s, wkv *kv_off) {
+static void put_kv_head(sink *s, const char *key, gf_type t) { put_str(s, key, strlen(key)); put_i32(s, (int32_t)t); }
+
+/* Serializes the header of file k of the set; records value offsets in kv (file 0 only,
+ * non-const only through the plan).  File 0 carries every KV; the others only the split
+ * keys (and general.alignment when it is not the default, so each file reads alone). */
+static void serialize(const gf_writer *w, int k, sink *s, wkv *kv_off) {
+    const wsplit *sp = &w->splits[k];
     uint32_t ver = GF_VERSION;
+    bool own_align = k > 0 && w->alignment != GF_DEFAULT_ALIGNMENT;
+    uint64_t n_kv = (k == 0 ? (uint64_t)w->n_kv : 0) + (w->split_keys ? 3u : 0u) + (own_align ? 1u : 0u);
     put(s, GF_MAGIC, 4);
     put(s, &ver, 4);
-    put_u64(s, (uint64_t)w->n_t);
-    put_u64(s, (uint64_t)w->n_kv);
-    for (size_t i = 0; i < w->n_kv; i++) {
+    put_u64(s, (uint64_t)(sp->t1 - sp->t0));
+    put_u64(s, n_kv);
+    for (size_t i = 0; k == 0 && i < w->n_kv; i++) {
         const wkv *kv = &w->kv[i];
-        put_str(s, kv->key, strlen(kv->key));
-        put_i32(s, (int32_t)kv->type);
+        put_kv_head(s, kv->key, kv->type);
         if (kv->type == GF_ARRAY) {
             put_i32(s, (int32_t)kv->arr_type);
             put_u64(s, kv->n);
@@ -369,7 +387,15 @@ static void serialize(const gf_writer *w, sink *s, wkv *kv_off) {
             put(s, &kv->v, gf_type_size(kv->type));
         }
     }
-    for (size_t i = 0; i < w->n_t; i++) {
+    if (own_align) { put_kv_head(s, GF_KEY_ALIGNMENT, GF_U32); put(s, &w->alignment, 4); }
+    if (w->split_keys) {
+        uint16_t no = (uint16_t)k, count = (uint16_t)w->n_splits;
+        int32_t nt = (int32_t)w->n_t;
+        put_kv_head(s, GF_KEY_SPLIT_NO, GF_U16); put(s, &no, 2);
+        put_kv_head(s, GF_KEY_SPLIT_COUNT, GF_U16); put(s, &count, 2);
+        put_kv_head(s, GF_KEY_SPLIT_TENSORS, GF_I32); put(s, &nt, 4);
+    }
+    for (size_t i = sp->t0; i < sp->t1; i++) {
         const wtensor *t = &w->t[i];
         put_str(s, t->name, strlen(t->name));
         uint32_t nd = (uint32_t)t->n_dims;
@@ -378,6 +404,54 @@ static void serialize(const gf_writer *w, sink *s, wkv *kv_off) {
         put_i32(s, (int32_t)t->type);
         put_u64(s, t->offset);
     }
+}
+
+qx_status gf_writer_set_split(gf_writer *w, uint64_t max_bytes, uint64_t max_tensors, qx_err *e) {
+    if (w->planned) return qx_fail(e, QX_EINVAL, "gguf writer: the split must be set before the plan");
+    w->split_max_bytes = max_bytes;
+    w->split_max_tensors = max_tensors;
+    return QX_OK;
+}
+
+/* Cuts the tensors into files the way llama-gguf-split does: a new file starts before
+ * tensor i when i is a positive multiple of max_tensors, or when the file's padded tensor
+ * bytes would pass max_bytes (a tensor larger than max_bytes gets a file of its own; no
+ * file is ever empty). */
+static qx_status cut_splits(gf_writer *w, qx_err *e) {
+    size_t cap = 1;
+    wsplit *sp = calloc(1, sizeof *sp);
+    if (!sp) return qx_fail(e, QX_ENOMEM, "gguf writer: out of memory");
+    int n = 1;
+    uint64_t cur = 0;
+    for (size_t i = 0; i < w->n_t; i++) {
+        uint64_t nb = qx_pad(w->t[i].nbytes, w->alignment);
+        bool empty = sp[n - 1].t1 == sp[n - 1].t0;
+        bool by_count = w->split_max_tensors && i > 0 && i % w->split_max_tensors == 0;
+        bool by_size = w->split_max_bytes && cur + nb > w->split_max_bytes;
+        if (!empty && (by_count || by_size)) {
+            if ((size_t)n == cap) {
+                wsplit *p = realloc(sp, 2 * cap * sizeof *sp);
+                if (!p) { free(sp); return qx_fail(e, QX_ENOMEM, "gguf writer: out of memory"); }
+                sp = p; cap *= 2;
+            }
+            if (n == GF_SPLIT_MAX_FILES) {
+                free(sp);
+                return qx_fail(e, QX_EINVAL, "gguf writer: the split limits make more than %d files", GF_SPLIT_MAX_FILES);
+            }
+            memset(&sp[n], 0, sizeof *sp);
+            sp[n].t0 = sp[n].t1 = i;
+            n++;
+            cur = 0;
+        }
+        w->t[i].split = n - 1;
+        sp[n - 1].t1 = i + 1;
+        cur += nb;
+    }
+    free(w->splits);
+    w->splits = sp;
+    w->n_splits = n;
+    w->split_keys = n > 1;
+    return QX_OK;
 }
 
 qx_status gf_writer_plan(gf_writer *w, qx_err *e) {
@@ -391,18 +465,29 @@ qx_status gf_writer_plan(gf_writer *w, qx_err *e) {
         free(zeros);
         QX_TRY(s);
     }
-    uint64_t off = 0;
-    for (size_t i = 0; i < w->n_t; i++) {
-        w->t[i].offset = off;
-        if (!qx_add_u64(off, qx_pad(w->t[i].nbytes, w->alignment), &off))
-            return qx_fail(e, QX_EINVAL, "gguf writer: tensor '%s': data section size overflows", w->t[i].name);
+    if (w->split_keys || find_kv(w, GF_KEY_SPLIT_NO) || find_kv(w, GF_KEY_SPLIT_COUNT) || find_kv(w, GF_KEY_SPLIT_TENSORS))
+        return qx_fail(e, QX_EINVAL, "gguf writer: split.* keys are written by the writer itself (gf_writer_set_split)");
+    QX_TRY(cut_splits(w, e));
+    uint64_t total = 0;
+    for (int k = 0; k < w->n_splits; k++) {
+        wsplit *sp = &w->splits[k];
+        uint64_t off = 0;
+        for (size_t i = sp->t0; i < sp->t1; i++) {
+            w->t[i].offset = off;
+            if (!qx_add_u64(off, qx_pad(w->t[i].nbytes, w->alignment), &off))
+                return qx_fail(e, QX_EINVAL, "gguf writer: tensor '%s': data section size overflows", w->t[i].name);
+        }
+        sink s = {NULL, 0};
+        serialize(w, k, &s, k == 0 ? w->kv : NULL);
+        sp->header_size = s.pos;
+        sp->data_offset = qx_pad(s.pos, w->alignment);
+        if (!qx_add_u64(sp->data_offset, off, &sp->file_size) || sp->file_size > (uint64_t)INT64_MAX ||
+            !qx_add_u64(total, sp->file_size, &total) || total > (uint64_t)INT64_MAX)
+            return qx_fail(e, QX_EINVAL, "gguf writer: file size overflows");
     }
-    sink s = {NULL, 0};
-    serialize(w, &s, w->kv);
-    w->header_size = s.pos;
-    w->data_offset = qx_pad(s.pos, w->alignment);
-    if (!qx_add_u64(w->data_offset, off, &w->file_size) || w->file_size > (uint64_t)INT64_MAX)
-        return qx_fail(e, QX_EINVAL, "gguf writer: file size overflows");
+    w->header_size = w->splits[0].header_size;
+    w->data_offset = w->splits[0].data_offset;
+    w->file_size = total;
     w->planned = true;
     return QX_OK;
 }
@@ -410,19 +495,29 @@ qx_status gf_writer_plan(gf_writer *w, qx_err *e) {
 uint64_t gf_writer_header_size(const gf_writer *w) { return w->header_size; }
 uint64_t gf_writer_data_offset(const gf_writer *w) { return w->data_offset; }
 uint64_t gf_writer_file_size(const gf_writer *w) { return w->file_size; }
-uint64_t gf_writer_tensor_offset(const gf_writer *w, size_t i) { return w->data_offset + w->t[i].offset; }
+uint64_t gf_writer_tensor_offset(const gf_writer *w, size_t i) { return w->splits[w->t[i].split].data_offset + w->t[i].offset; }
 uint64_t gf_writer_tensor_nbytes(const gf_writer *w, size_t i) { return w->t[i].nbytes; }
 const char *gf_writer_tensor_name(const gf_writer *w, size_t i) { return w->t[i].name; }
+int gf_writer_split_count(const gf_writer *w) { return w->planned ? w->n_splits : 1; }
+int gf_writer_tensor_split(const gf_writer *w, size_t i) { return w->planned ? w->t[i].split : 0; }
+uint64_t gf_writer_split_size(const gf_writer *w, int k) { return w->planned && k >= 0 && k < w->n_splits ? w->splits[k].file_size : 0; }
 
-qx_status gf_writer_header_bytes(const gf_writer *w, uint8_t **out, uint64_t *len, qx_err *e) {
+static qx_status header_bytes_at(const gf_writer *w, int k, uint8_t **out, qx_err *e) {
     *out = NULL;
     if (!w->planned) return qx_fail(e, QX_EINVAL, "gguf writer: header requested before the plan");
-    uint8_t *b = malloc(w->data_offset ? (size_t)w->data_offset : 1);
-    if (!b) return qx_fail(e, QX_ENOMEM, "gguf writer: out of memory (%llu byte header)", (unsigned long long)w->data_offset);
+    if (k < 0 || k >= w->n_splits) return qx_fail(e, QX_EINVAL, "gguf writer: file %d of a set of %d", k, w->n_splits);
+    const wsplit *sp = &w->splits[k];
+    uint8_t *b = malloc(sp->data_offset ? (size_t)sp->data_offset : 1);
+    if (!b) return qx_fail(e, QX_ENOMEM, "gguf writer: out of memory (%llu byte header)", (unsigned long long)sp->data_offset);
     sink s = {b, 0};
-    serialize(w, &s, NULL);
-    memset(b + s.pos, 0, (size_t)(w->data_offset - s.pos));
+    serialize(w, k, &s, NULL);
+    memset(b + s.pos, 0, (size_t)(sp->data_offset - s.pos));
     *out = b;
+    return QX_OK;
+}
+
+qx_status gf_writer_header_bytes(const gf_writer *w, uint8_t **out, uint64_t *len, qx_err *e) {
+    QX_TRY(header_bytes_at(w, 0, out, e));
     *len = w->header_size;
     return QX_OK;
 }
@@ -445,25 +540,32 @@ static int pwrite_all(int fd, const void *buf, uint64_t n, uint64_t off) {
     return 0;
 }
 
-static qx_status write_hdr(const gf_writer *w, int fd, const char *label, bool resize, qx_err *e) {
+static qx_status write_hdr(const gf_writer *w, int k, int fd, const char *label, bool resize, qx_err *e) {
     const char *lb = label ? label : "(gguf)";
     uint8_t *b;
-    uint64_t len;
-    QX_TRY(gf_writer_header_bytes(w, &b, &len, e));
-    int er = pwrite_all(fd, b, w->data_offset, 0);
+    QX_TRY(header_bytes_at(w, k, &b, e));
+    int er = pwrite_all(fd, b, w->splits[k].data_offset, 0);
     free(b);
     if (er) return io_fail(e, er, lb, "writing the GGUF header");
-    if (resize && ftruncate(fd, (off_t)w->file_size) != 0)
+    if (resize && ftruncate(fd, (off_t)w->splits[k].file_size) != 0)
         return io_fail(e, errno, lb, "sizing the file");
     return QX_OK;
 }
 
 qx_status gf_writer_write_header(const gf_writer *w, int fd, const char *label, qx_err *e) {
-    return write_hdr(w, fd, label, true, e);
+    return write_hdr(w, 0, fd, label, true, e);
 }
 
 qx_status gf_writer_rewrite_header(const gf_writer *w, int fd, const char *label, qx_err *e) {
-    return write_hdr(w, fd, label, false, e);
+    return write_hdr(w, 0, fd, label, false, e);
+}
+
+qx_status gf_writer_write_header_at(const gf_writer *w, int k, int fd, const char *label, qx_err *e) {
+    return write_hdr(w, k, fd, label, true, e);
+}
+
+qx_status gf_writer_rewrite_header_at(const gf_writer *w, int k, int fd, const char *label, qx_err *e) {
+    return write_hdr(w, k, fd, label, false, e);
 }
 
 qx_status gf_writer_pwrite(const gf_writer *w, int fd, const char *label, size_t i, uint64_t off,
@@ -475,7 +577,7 @@ qx_status gf_writer_pwrite(const gf_writer *w, int fd, const char *label, size_t
     if (off > t->nbytes || n > t->nbytes - off)
         return qx_fail(e, QX_EINVAL, "%s: tensor '%s': write [%llu, +%llu) past its %llu bytes", lb, t->name,
                        (unsigned long long)off, (unsigned long long)n, (unsigned long long)t->nbytes);
-    int er = pwrite_all(fd, buf, n, w->data_offset + t->offset + off);
+    int er = pwrite_all(fd, buf, n, w->splits[t->split].data_offset + t->offset + off);
     if (er) {
         char what[GF_NAME_MAX + 32];
         snprintf(what, sizeof what, "writing tensor '%s'", t->name);
@@ -503,6 +605,7 @@ qx_status gf_writer_set_checksum(gf_writer *w, size_t tensor, uint64_t xxh3, qx_
 
 qx_status gf_writer_write_file(gf_writer *w, const char *path, const void *const *data, qx_err *e) {
     QX_TRY(gf_writer_plan(w, e));
+    if (w->n_splits > 1) return qx_fail(e, QX_EINVAL, "%s: gf_writer_write_file writes one file; this plan is a set of %d", path, w->n_splits);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return qx_fail(e, errno == ENOENT ? QX_ENOTFOUND : QX_EIO, "%s: %s", path, strerror(errno));
     qx_status s = gf_writer_write_header(w, fd, path, e);
