@@ -20,7 +20,12 @@ typedef struct {
     uint64_t dtype_count[ST_DTYPE_COUNT], dtype_bytes[ST_DTYPE_COUNT];
 } st_summary;
 
-static bool is_scale(const char *name) { return qx_ends_with(name, "_scale_inv"); }
+/* Parts of a weight that are not parameters of their own: FP8 scale grids, and the three
+ * stored parts of a pack-quantized INT4 weight (its logical X.weight carries the count). */
+static bool is_scale(const char *name) {
+    return qx_ends_with(name, "_scale_inv") || qx_ends_with(name, ".weight_packed") || qx_ends_with(name, ".weight_scale") ||
+           qx_ends_with(name, ".weight_shape");
+}
 
 /* Layer index of "model.layers.N.*", or -1. */
 static long layer_of(const char *name) {
@@ -33,8 +38,10 @@ static void summarize(const st_model *m, const hf_config *cfg, bool have_cfg, st
     for (int i = 0; i < st_shard_count(m); i++) s->bytes += st_shard_size(m, i);
     for (size_t i = 0; i < st_count(m); i++) {
         const st_tensor *t = st_at(m, i);
-        s->dtype_count[t->dtype]++;
-        s->dtype_bytes[t->dtype] += t->nbytes;
+        if (t->dtype != ST_I4_PACKED) {   /* logical INT4 weights are not stored tensors */
+            s->dtype_count[t->dtype]++;
+            s->dtype_bytes[t->dtype] += t->nbytes;
+        }
         if (is_scale(t->name)) continue;
         s->n_params += t->n_elems;
         long l = layer_of(t->name);
@@ -109,6 +116,7 @@ static int inspect_safetensors(const char *path, bool as_json, bool tensors) {
         json_object_set_new(o, "format", json_string("safetensors"));
         json_object_set_new(o, "path", json_string(path));
         json_object_set_new(o, "architecture", json_string(have_cfg ? cfg.architecture : ""));
+        json_object_set_new(o, "variant", json_string(have_cfg ? hf_variant(&cfg) : ""));
         json_object_set_new(o, "n_tensors", json_integer((json_int_t)st_count(m)));
         json_object_set_new(o, "n_params", json_integer((json_int_t)s.n_params));
         json_object_set_new(o, "n_params_no_mtp", json_integer((json_int_t)s.n_no_mtp));
@@ -149,6 +157,7 @@ static int inspect_safetensors(const char *path, bool as_json, bool tensors) {
         printf("  format        safetensors, %d shard%s, %.3f GB on disk\n", st_shard_count(m), st_shard_count(m) == 1 ? "" : "s", (double)s.bytes / 1e9);
         if (have_cfg) {
             printf("  architecture  %s\n", cfg.architecture);
+            if (hf_variant(&cfg)[0]) printf("  variant       %s\n", hf_variant(&cfg));
             printf("  shape         vocab %lld, hidden %lld, layers %lld, heads %lld (kv %lld), ffn %lld\n",
                    (long long)cfg.vocab_size, (long long)cfg.hidden_size, (long long)cfg.n_layers,
                    (long long)cfg.n_heads, (long long)cfg.n_kv_heads, (long long)cfg.intermediate_size);
@@ -165,7 +174,9 @@ static int inspect_safetensors(const char *path, bool as_json, bool tensors) {
             printf("  rope          theta %g%s%s", cfg.rope_theta, cfg.rope_type[0] ? ", " : "", cfg.rope_type);
             if (cfg.rope_type[0]) printf(" factor %g", cfg.rope_factor);
             printf("\n");
-            if (cfg.fp8) printf("  quantization  fp8 %s, block %lldx%lld\n", cfg.fp8_fmt, (long long)cfg.fp8_block[0], (long long)cfg.fp8_block[1]);
+            if (cfg.fp8) printf("  quantization  fp8 %s, block %lldx%lld%s\n", cfg.fp8_fmt, (long long)cfg.fp8_block[0], (long long)cfg.fp8_block[1],
+                                !strcmp(cfg.fp8_scale_fmt, "ue8m0") ? ", ue8m0 (power-of-two) scales" : "");
+            if (cfg.int4) printf("  quantization  compressed-tensors pack-quantized INT4, group %lld (symmetric)\n", (long long)cfg.int4_group);
         } else {
             printf("  architecture  (no config.json)\n");
         }

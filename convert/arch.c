@@ -25,8 +25,12 @@ static qx_status need(cv_plan *pl, const char *hf, int n_dims, const int64_t *ne
                        t->n_dims > 1 ? (long long)t->shape[1] : 0LL, (long long)ne[n_dims - 1], n_dims > 1 ? ", " : "",
                        n_dims > 1 ? (long long)ne[0] : 0LL);
     qt_type q;
-    if (!st_dtype_to_qt(t->dtype, &q))
+    if (!st_dtype_to_qt(t->dtype, &q) && t->dtype != ST_I4_PACKED)   /* INT4: decoded by st_tensor_rows_f32 */
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': dtype %s is not a float type", st_shard_path(pl->st, t->shard), hf, st_dtype_name(t->dtype));
+    if (t->dtype == ST_I4_PACKED && (!pl->cfg.int4 || t->group != pl->cfg.int4_group))
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': pack-quantized INT4 with group %lld, config.json says %s %lld",
+                       st_shard_path(pl->st, t->shard), hf, (long long)t->group,
+                       pl->cfg.int4 ? "group_size" : "no compressed-tensors quantization, group", (long long)pl->cfg.int4_group);
     if ((t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2) && !t->scale_inv)
         return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but '%s_scale_inv' is missing", st_shard_path(pl->st, t->shard), hf,
                        st_dtype_name(t->dtype), hf);
@@ -226,6 +230,13 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
         if (n_mtp <= 0 || !st_find(pl->st, h))
             return qx_fail(e, QX_ENOTFOUND, "%s: --keep-mtp: the checkpoint has no MTP block (num_nextn_predict_layers %lld, no '%s')",
                            st_model_dir(pl->st), (long long)n_mtp, h);
+    }
+    if (!strcmp(c->fp8_scale_fmt, "ue8m0")) {
+        const char *first;
+        uint64_t bad = hf_count_non_pow2_scales(pl->st, &first);
+        if (bad)
+            cv_warn(pl, "config.json says scale_fmt ue8m0 but %llu FP8 scale value(s) are not powers of two (first in '%s'); converted as given",
+                    (unsigned long long)bad, first);
     }
     QX_TRY(ds_metadata(pl, p, n_mtp, e));
     int64_t E = c->hidden_size, V = c->vocab_size;

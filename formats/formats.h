@@ -12,7 +12,10 @@
 
 typedef enum {
     ST_F64, ST_F32, ST_F16, ST_BF16, ST_F8_E4M3, ST_F8_E5M2,
-    ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL, ST_DTYPE_COUNT
+    ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL,
+    ST_I4_PACKED,   /* never in a file: the logical weight st_open builds from a compressed-tensors
+                       pack-quantized triple (see st_tensor.group) */
+    ST_DTYPE_COUNT
 } st_dtype;
 
 const char *st_dtype_name(st_dtype d);         /* "F8_E4M3" */
@@ -34,14 +37,22 @@ typedef struct st_tensor {
     uint64_t offset;                /* absolute byte offset in its shard file */
     const uint8_t *data;            /* into the shard's mapping (NULL if nbytes == 0) */
     int shard;                      /* index into the model's shards */
-    const struct st_tensor *scale_inv; /* FP8 weight: its `<name>_scale_inv`, else NULL */
+    const struct st_tensor *scale_inv; /* FP8 weight: its `<name>_scale_inv`, else NULL;
+                                          ST_I4_PACKED: its `<name>_scale` (BF16/F16/F32) */
+    int64_t group;                  /* ST_I4_PACKED: columns per scale, else 0 */
 } st_tensor;
 
 typedef struct st_model st_model;  /* opaque */
 
 /* Opens a .safetensors file, or a directory holding model.safetensors.index.json (or a
  * single model.safetensors).  Maps shards, validates every header and the index, links FP8
- * weights to their scale_inv companions (any shard).  No tensor data is read. */
+ * weights to their scale_inv companions (any shard).  No tensor data is read, except the
+ * 2-element `_shape` of each compressed-tensors pack-quantized weight: every
+ * `X.weight_packed` (I32 [rows, ceil(cols/8)]) with `X.weight_scale` ([rows, cols/group]) and
+ * `X.weight_shape` (I32/I64 [2] = rows, cols) adds a logical tensor `X.weight` of dtype
+ * ST_I4_PACKED, shape [rows, cols], data = the packed words (the three stay listed too).
+ * A malformed triple (missing part, shapes that disagree, a zero point) is QX_ESHAPE /
+ * QX_EUNSUPPORTED naming the tensor. */
 qx_status st_open(st_model **out, const char *path, qx_err *e);
 /* Same over one in-memory safetensors file (borrowed; must outlive the model). */
 qx_status st_open_mem(st_model **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
@@ -134,6 +145,8 @@ typedef struct {
     char fp8_fmt[8];
     int64_t fp8_block[2];
     char fp8_scale_fmt[16];               /* "" (F32 scales) or "ue8m0" (V3.1: F32 powers of two) */
+    bool int4;                            /* compressed-tensors pack-quantized INT4 (K2-Thinking) */
+    int64_t int4_group;                   /* its group_size (columns per scale) */
     char torch_dtype[16];
     unsigned has;                         /* HF_HAS_*: which optional keys config.json sets */
 } hf_config;
@@ -152,6 +165,13 @@ qx_status hf_config_load(const char *dir, hf_config *cfg, qx_err *e);
 /* Checks the config against the tensors present (names, shapes, dtypes, expert counts). */
 qx_status hf_config_validate(const hf_config *cfg, const st_model *m, qx_err *e);
 bool hf_is_moe_layer(const hf_config *cfg, int64_t layer);
+/* Names the checkpoint family when config.json tells it ("DeepSeek-V3.1 / R1-0528 (ue8m0
+ * scales)", "Kimi-K2", "Kimi-K2-Thinking (INT4 experts)", ...); "" when it cannot tell. */
+const char *hf_variant(const hf_config *cfg);
+/* V3.1 (scale_fmt ue8m0): counts FP8 scale_inv values that are not powers of two (zero,
+ * negative, non-finite or with mantissa bits) over every scale of m; *first names the first
+ * such tensor (borrowed from m) or is NULL.  Reads only the scale tensors. */
+uint64_t hf_count_non_pow2_scales(const st_model *m, const char **first);
 
 /* ======================= GGUF (gf_) ======================= */
 /* (section owned by formats/gguf*.c and formats/imatrix_file.c)

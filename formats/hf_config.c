@@ -37,6 +37,32 @@ static qx_status need_pos(const char *label, const char *key, int64_t v, qx_err 
     return QX_OK;
 }
 
+/* quantization_config of compressed-tensors: only one group of symmetric INT4 `pack-quantized`
+ * weights with a group strategy (Kimi-K2-Thinking / K2.5 routed experts). */
+static qx_status parse_compressed(json_t *qc, const char *label, hf_config *c, qx_err *e) {
+    char fmt[32];
+    get_str(qc, "format", fmt, sizeof fmt);
+    if (strcmp(fmt, "pack-quantized"))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: compressed-tensors format '%s' (supported: pack-quantized)", label, fmt);
+    json_t *groups = json_object_get(qc, "config_groups");
+    if (!json_is_object(groups) || json_object_size(groups) != 1)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: compressed-tensors needs exactly one config group", label);
+    json_t *w = json_object_get(json_object_iter_value(json_object_iter(groups)), "weights");
+    if (!json_is_object(w)) return qx_fail(e, QX_EFORMAT, "%s: compressed-tensors config group without \"weights\"", label);
+    char type[16], strategy[16];
+    get_str(w, "type", type, sizeof type);
+    get_str(w, "strategy", strategy, sizeof strategy);
+    int64_t bits = get_int(w, "num_bits", 0), group = get_int(w, "group_size", 0);
+    if (bits != 4 || (type[0] && strcmp(type, "int")) || strcmp(strategy, "group") || !get_bool(w, "symmetric", true))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: compressed-tensors weights %lld-bit %s %s%s (supported: symmetric 4-bit int, group strategy)",
+                       label, (long long)bits, type[0] ? type : "int", strategy, get_bool(w, "symmetric", true) ? "" : " asymmetric");
+    if (group <= 0 || group % 8 || group > (1 << 20))
+        return qx_fail(e, QX_EFORMAT, "%s: compressed-tensors group_size %lld (a positive multiple of 8)", label, (long long)group);
+    c->int4 = true;
+    c->int4_group = group;
+    return QX_OK;
+}
+
 qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_config *c, qx_err *e) {
     memset(c, 0, sizeof *c);
     json_error_t je;
@@ -120,13 +146,21 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     }
     json_t *qc = json_object_get(r, "quantization_config");
     if (json_is_object(qc)) {
-        char qm[16];
+        char qm[32];
         get_str(qc, "quant_method", qm, sizeof qm);
         c->fp8 = !strcmp(qm, "fp8");
         get_str(qc, "fmt", c->fp8_fmt, sizeof c->fp8_fmt);
         json_t *bs = json_object_get(qc, "weight_block_size");
         c->fp8_block[0] = json_is_array(bs) ? json_integer_value(json_array_get(bs, 0)) : 0;
         c->fp8_block[1] = json_is_array(bs) ? json_integer_value(json_array_get(bs, 1)) : 0;
+        get_str(qc, "scale_fmt", c->fp8_scale_fmt, sizeof c->fp8_scale_fmt);
+        if (!strcmp(qm, "compressed-tensors")) {
+            qx_status st = parse_compressed(qc, label, c, e);
+            if (st != QX_OK) { json_decref(r); return st; }
+        } else if (qm[0] && !c->fp8) {
+            json_decref(r);
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: quantization_config.quant_method '%s' (supported: fp8, compressed-tensors pack-quantized INT4)", label, qm);
+        }
     }
     json_decref(r);
 
@@ -158,6 +192,9 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
             return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 weight_block_size [%lld, %lld] (only [128, 128] is supported)", label, (long long)c->fp8_block[0], (long long)c->fp8_block[1]);
         if (c->fp8 && c->fp8_fmt[0] && strcmp(c->fp8_fmt, "e4m3"))
             return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 fmt '%s' (only e4m3 is supported)", label, c->fp8_fmt);
+        /* V3.1 / R1-0528: the scales stay F32 tensors, rounded to powers of two */
+        if (c->fp8 && c->fp8_scale_fmt[0] && strcmp(c->fp8_scale_fmt, "ue8m0"))
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 scale_fmt '%s' (supported: ue8m0, or none)", label, c->fp8_scale_fmt);
     } else if (c->hidden_size % c->n_heads) {
         return qx_fail(e, QX_EFORMAT, "%s: hidden_size %lld not divisible by num_attention_heads %lld", label, (long long)c->hidden_size, (long long)c->n_heads);
     }
@@ -177,6 +214,34 @@ qx_status hf_config_load(const char *dir, hf_config *cfg, qx_err *e) {
     return s;
 }
 
+const char *hf_variant(const hf_config *c) {
+    if (c->arch != HF_ARCH_DEEPSEEK_V3) return "";
+    bool kimi = !strcmp(c->model_type, "kimi_k2") || (c->n_routed_experts == 384 && c->vocab_size == 163840);
+    if (kimi) return c->int4 ? "Kimi-K2-Thinking (INT4 routed experts)" : "Kimi-K2";
+    if (!strcmp(c->fp8_scale_fmt, "ue8m0")) return "DeepSeek-V3.1 / R1-0528 (ue8m0 scales)";
+    return c->fp8 ? "DeepSeek-V3 / R1" : "";
+}
+
+uint64_t hf_count_non_pow2_scales(const st_model *m, const char **first) {
+    uint64_t bad = 0;
+    *first = NULL;
+    for (size_t i = 0; i < st_count(m); i++) {
+        const st_tensor *t = st_at(m, i);
+        if ((t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) || !t->scale_inv || !t->scale_inv->data) continue;
+        const st_tensor *s = t->scale_inv;
+        uint64_t nb = 0;
+        for (uint64_t k = 0; k < s->n_elems; k++) {
+            uint32_t u;
+            memcpy(&u, s->data + 4 * k, 4);
+            uint32_t ex = (u >> 23) & 0xffu;
+            nb += (u >> 31) || ex == 0 || ex == 0xffu || (u & 0x7fffffu);   /* normal, positive, zero mantissa */
+        }
+        if (nb && !*first) *first = s->name;
+        bad += nb;
+    }
+    return bad;
+}
+
 bool hf_is_moe_layer(const hf_config *c, int64_t layer) {
     if (c->n_routed_experts <= 0) return false;
     if (layer < c->first_k_dense_replace) return false;
@@ -188,12 +253,12 @@ static qx_status expect(const st_model *m, const char *name, int nd, int64_t d0,
     const st_tensor *t = st_find(m, name);
     if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' missing from the checkpoint", st_model_dir(m), name);
     qt_type q;
-    if (!st_dtype_to_qt(t->dtype, &q))
+    if (!st_dtype_to_qt(t->dtype, &q) && t->dtype != ST_I4_PACKED)
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': dtype %s is not a float type", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
-    bool fp8 = t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2;
+    bool fp8 = t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2 || t->dtype == ST_I4_PACKED;
     if (fp8 && !fp8_ok)
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': unexpected dtype %s", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
-    if (fp8 && !t->scale_inv)
+    if (fp8 && t->dtype != ST_I4_PACKED && !t->scale_inv)
         return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but '%s_scale_inv' is missing", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype), name);
     bool ok = t->n_dims == nd && (nd < 1 || t->shape[0] == d0) && (nd < 2 || t->shape[1] == d1);
     if (!ok) {

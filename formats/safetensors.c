@@ -16,13 +16,15 @@ static const struct { const char *name; int size; qt_type qt; bool is_float; } d
     [ST_I64] = {"I64", 8, QT_I64, false},   [ST_I32] = {"I32", 4, QT_I32, false},
     [ST_I16] = {"I16", 2, QT_I16, false},   [ST_I8] = {"I8", 1, QT_I8, false},
     [ST_U8] = {"U8", 1, QT_I8, false},      [ST_BOOL] = {"BOOL", 1, QT_I8, false},
+    /* logical only (size: bytes per element rounded up, for progress accounting) */
+    [ST_I4_PACKED] = {"I4_PACKED", 1, QT_I8, false},
 };
 
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_DTYPE_COUNT ? dtypes[d].name : "?"; }
 int st_dtype_size(st_dtype d) { return (unsigned)d < ST_DTYPE_COUNT ? dtypes[d].size : 0; }
 
 bool st_dtype_from_name(const char *s, st_dtype *out) {
-    for (int i = 0; i < ST_DTYPE_COUNT; i++)
+    for (int i = 0; i < ST_I4_PACKED; i++)
         if (!strcmp(s, dtypes[i].name)) { *out = (st_dtype)i; return true; }
     return false;
 }
@@ -254,15 +256,134 @@ static qx_status add_shard(st_model *m, int si, const uint8_t *buf, uint64_t len
     return QX_OK;
 }
 
-/* Sorts tensors, rejects duplicates across shards, links FP8 weights to their scales. */
-static qx_status finish_model(st_model *m, qx_err *e) {
+static qx_status sort_unique(st_model *m, qx_err *e) {
     /* sorting moves structs; names stay owned by m->names (pointer copies). */
     qsort(m->tensors, m->n_tensors, sizeof *m->tensors, cmp_tensor_name);
     for (size_t i = 1; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, m->tensors[i - 1].name))
             return qx_fail(e, QX_EFORMAT, "tensor '%s' appears in both %s and %s", m->tensors[i].name,
                            st_shard_path(m, m->tensors[i - 1].shard), st_shard_path(m, m->tensors[i].shard));
+    return QX_OK;
+}
+
+static bool has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
+
+/* Checks one pack-quantized triple around `packed` (X.weight_packed) and fills the logical
+ * tensor X.weight in *out (name not set).  Reads the 2 values of X.weight_shape. */
+static qx_status packed_weight(const st_model *m, const st_tensor *p, st_tensor *out, qx_err *e) {
+    char base[ST_MAX_NAME], buf[ST_MAX_NAME + 32];
+    const char *file = st_shard_path(m, p->shard);
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(p->name) - strlen("_packed")), p->name);
+    if (p->dtype != ST_I32 || p->n_dims != 2)
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': %s %d-D, pack-quantized weights are I32 2-D", file, p->name,
+                       st_dtype_name(p->dtype), p->n_dims);
+    snprintf(buf, sizeof buf, "%s_zero_point", base);
+    if (st_find(m, buf)) return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s': asymmetric INT4 (zero points) is not supported", file, buf);
+    snprintf(buf, sizeof buf, "%s_shape", base);
+    const st_tensor *sh = st_find(m, buf);
+    if (!sh) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' has no '%s'", file, p->name, buf);
+    if ((sh->dtype != ST_I32 && sh->dtype != ST_I64) || sh->n_elems != 2 || !sh->data)
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': %s with %llu elements, expected I32/I64 [2]", st_shard_path(m, sh->shard),
+                       buf, st_dtype_name(sh->dtype), (unsigned long long)sh->n_elems);
+    /* read with pread, not through the mapping: touching one page per weight of a 1T
+     * checkpoint (69,120 experts x 3) would keep ~280 MB of file pages resident */
+    uint8_t raw[16];
+    int fd = m->shards[sh->shard].map.fd;
+    if (fd >= 0) {
+        if (pread(fd, raw, (size_t)sh->nbytes, (off_t)sh->offset) != (ssize_t)sh->nbytes)
+            return qx_fail(e, QX_EIO, "%s: tensor '%s': cannot read", st_shard_path(m, sh->shard), buf);
+    } else {
+        memcpy(raw, sh->data, (size_t)sh->nbytes);
+    }
+    int64_t dims[2];
+    for (int i = 0; i < 2; i++) {
+        int64_t v = 0;
+        if (sh->dtype == ST_I32) { int32_t x; memcpy(&x, raw + 4 * i, 4); v = x; }
+        else memcpy(&v, raw + 8 * i, 8);
+        dims[i] = v;
+    }
+    if (dims[0] <= 0 || dims[1] <= 0 || dims[0] > (1LL << 40) || dims[1] > (1LL << 40))
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': weight_shape [%lld, %lld] is not a positive shape", st_shard_path(m, sh->shard),
+                       buf, (long long)dims[0], (long long)dims[1]);
+    if (p->shape[0] != dims[0] || p->shape[1] != (dims[1] + 7) / 8)
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': packed shape [%lld, %lld], weight_shape [%lld, %lld] needs [%lld, %lld]", file,
+                       p->name, (long long)p->shape[0], (long long)p->shape[1], (long long)dims[0], (long long)dims[1],
+                       (long long)dims[0], (long long)((dims[1] + 7) / 8));
+    snprintf(buf, sizeof buf, "%s_scale", base);
+    const st_tensor *sc = st_find(m, buf);
+    if (!sc) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' has no '%s'", file, p->name, buf);
+    if ((sc->dtype != ST_BF16 && sc->dtype != ST_F16 && sc->dtype != ST_F32) || sc->n_dims != 2 || sc->shape[0] != dims[0] ||
+        sc->shape[1] <= 0 || dims[1] % sc->shape[1] != 0 || (dims[1] / sc->shape[1]) % 8 != 0)
+        return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': %s [%lld, %lld] is not a group scale grid for weight [%lld, %lld]",
+                       st_shard_path(m, sc->shard), buf, st_dtype_name(sc->dtype), (long long)sc->shape[0],
+                       (long long)(sc->n_dims > 1 ? sc->shape[1] : 0), (long long)dims[0], (long long)dims[1]);
+    memset(out, 0, sizeof *out);
+    out->dtype = ST_I4_PACKED;
+    out->n_dims = 2;
+    out->shape[0] = dims[0];
+    out->shape[1] = dims[1];
+    out->n_elems = (uint64_t)dims[0] * (uint64_t)dims[1];
+    out->nbytes = p->nbytes;
+    out->offset = p->offset;
+    out->data = p->data;
+    out->shard = p->shard;
+    out->group = dims[1] / sc->shape[1];
+    return QX_OK;
+}
+
+/* Adds the logical X.weight of every pack-quantized triple, then re-sorts (scale links are
+ * made after this, by name). */
+static qx_status add_packed(st_model *m, qx_err *e) {
+    size_t n0 = m->n_tensors, n_new = 0;
+    for (size_t i = 0; i < n0; i++) n_new += has_suffix(m->tensors[i].name, ".weight_packed");
+    if (!n_new) return QX_OK;
+    st_tensor *vt = calloc(n_new, sizeof *vt);
+    char **vn = calloc(n_new, sizeof *vn);
+    qx_status s = vt && vn ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; s == QX_OK && i < n0; i++) {
+        const st_tensor *p = &m->tensors[i];
+        if (!has_suffix(p->name, ".weight_packed")) continue;
+        s = packed_weight(m, p, &vt[k], e);
+        if (s == QX_OK && !(vn[k] = strndup(p->name, strlen(p->name) - strlen("_packed")))) s = qx_fail(e, QX_ENOMEM, "out of memory");
+        if (s == QX_OK) vt[k].name = vn[k];
+        k++;
+    }
+    if (s == QX_OK) {
+        st_tensor *nt = realloc(m->tensors, (n0 + n_new) * sizeof *nt);
+        if (nt) m->tensors = nt;
+        char **nn = nt ? realloc(m->names, (n0 + n_new) * sizeof *nn) : NULL;
+        if (nn) m->names = nn;
+        if (!nt || !nn) s = qx_fail(e, QX_ENOMEM, "out of memory");
+    }
+    if (s == QX_OK) {
+        memcpy(m->tensors + n0, vt, n_new * sizeof *vt);
+        memcpy(m->names + n0, vn, n_new * sizeof *vn);
+        m->n_tensors += n_new;
+        s = sort_unique(m, e);
+    } else {
+        for (size_t i = 0; vn && i < n_new; i++) free(vn[i]);
+    }
+    free(vt);
+    free(vn);
+    return s;
+}
+
+/* Sorts tensors, rejects duplicates across shards, builds the logical INT4 weights, links FP8
+ * weights to their scales and INT4 weights to their group scales. */
+static qx_status finish_model(st_model *m, qx_err *e) {
+    QX_TRY(sort_unique(m, e));
+    QX_TRY(add_packed(m, e));
     char buf[ST_MAX_NAME + 16];
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        st_tensor *t = &m->tensors[i];
+        if (t->dtype != ST_I4_PACKED) continue;
+        snprintf(buf, sizeof buf, "%s_scale", t->name);
+        t->scale_inv = st_find(m, buf);
+    }
     for (size_t i = 0; i < m->n_tensors; i++) {
         st_tensor *t = &m->tensors[i];
         if (t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) continue;
@@ -335,9 +456,12 @@ static qx_status open_index(st_model *m, const char *dir, const char *index_path
             break;
         }
     }
-    if (s == QX_OK && m->n_tensors != ni) {
+    size_t n_file = 0;   /* tensors stored in the shards (the logical INT4 weights are not) */
+    for (size_t i = 0; i < m->n_tensors; i++) n_file += m->tensors[i].dtype != ST_I4_PACKED;
+    if (s == QX_OK && n_file != ni) {
         /* some tensor in a shard is not in the index: name the first */
         for (size_t i = 0; i < m->n_tensors; i++) {
+            if (m->tensors[i].dtype == ST_I4_PACKED) continue;
             bool found = false;
             for (size_t k = 0; k < ni && !found; k++) found = !strcmp(ie[k].name, m->tensors[i].name);
             if (!found) { s = qx_fail(e, QX_EFORMAT, "%s: tensor '%s' is not listed in the index", st_shard_path(m, m->tensors[i].shard), m->tensors[i].name); break; }
@@ -415,6 +539,24 @@ void st_release(const st_model *m, const st_tensor *t) {
     qx_map_release(&m->shards[t->shard].map, t->offset, t->nbytes);
 }
 
+/* Rows of a logical pack-quantized INT4 weight (checked by packed_weight at open). */
+static qx_status int4_rows(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
+    const st_tensor *s = t->scale_inv;
+    int64_t cols = t->shape[1], pcols = (cols + 7) / 8, ng = cols / t->group;
+    qt_type sq;
+    if (!s || t->group <= 0 || !st_dtype_to_qt(s->dtype, &sq))
+        return qx_fail(e, QX_EFORMAT, "tensor '%s': INT4 weight without its group scales", t->name);
+    float *sc = malloc((size_t)ng * sizeof *sc);
+    if (!sc) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", t->name);
+    int ssz = st_dtype_size(s->dtype);
+    for (int64_t r = r0; r < r1; r++) {
+        qt_plain_to_f32(sq, s->data + (uint64_t)r * (uint64_t)ng * (uint64_t)ssz, sc, ng);
+        qt_int4_packed_dequant_row(t->data + (uint64_t)r * (uint64_t)pcols * 4, sc, cols, t->group, out + (r - r0) * cols);
+    }
+    free(sc);
+    return QX_OK;
+}
+
 qx_status st_tensor_rows_f32(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
     int64_t rows = t->n_dims == 2 ? t->shape[0] : 1;
     int64_t cols = t->n_dims == 2 ? t->shape[1] : (int64_t)t->n_elems;
@@ -435,6 +577,7 @@ qx_status st_tensor_rows_f32(const st_tensor *t, int64_t r0, int64_t r1, float *
     }
     if ((t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2) && t->n_dims == 2 && !t->scale_inv)
         return qx_fail(e, QX_EFORMAT, "tensor '%s': FP8 weight without its '%s_scale_inv'", t->name, t->name);
+    if (t->dtype == ST_I4_PACKED) return int4_rows(t, r0, r1, out, e);
     qt_type q;
     if (!st_dtype_to_qt(t->dtype, &q))
         return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': dtype %s is not a float type", t->name, st_dtype_name(t->dtype));

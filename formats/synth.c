@@ -23,19 +23,37 @@ typedef struct {
     bool full_scale;         /* real 671B: MTP eh_proj BF16, sparse only */
     bool qkv_bias, tie;
     double rope_theta;
+    int variant;             /* SV_*: which member of the V3 family */
 } synth_preset;
 
-static const synth_preset presets[] = {
-    {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000},
-    {"v3-671b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000},
-    /* benchmarks: real V3 matrix shapes (attention, dense MLP, 7168x2048 experts), 8 experts per
-     * layer and a small vocabulary so that a few layers make a 1-8 GB checkpoint */
-    {"v3-layers", HF_ARCH_DEEPSEEK_V3, 8192, 0, 7168, 18432, 2, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 8, 1, 2, 4, 2, 1, 0, 8, true, false, false, false, 10000},
-    {"tiny-llama", HF_ARCH_LLAMA, 320, 0, 256, 512, 2, 8, 4, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, false, false, 500000},
-    {"tiny-qwen2", HF_ARCH_QWEN2, 320, 0, 256, 512, 2, 8, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, true, true, 10000},
+/* Members of the DeepseekV3ForCausalLM family the presets imitate. */
+enum {
+    SV_V3 = 0,       /* DeepSeek-V3 / R1 */
+    SV_V31,          /* V3.1 / R1-0528: quantization_config.scale_fmt ue8m0, power-of-two scales */
+    SV_K2,           /* Kimi-K2(-Instruct): model_type kimi_k2, n_group 1, FP8 like V3 */
+    SV_K2_INT4,      /* Kimi-K2-Thinking: BF16 except routed experts, compressed-tensors INT4 g32 */
 };
 
-const char *st_synth_preset_names(void) { return "tiny-v3, v3-671b (use --sparse), v3-layers (benchmarks), tiny-llama, tiny-qwen2"; }
+static const synth_preset presets[] = {
+    {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V3},
+    {"v3-671b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000, SV_V3},
+    /* benchmarks: real V3 matrix shapes (attention, dense MLP, 7168x2048 experts), 8 experts per
+     * layer and a small vocabulary so that a few layers make a 1-8 GB checkpoint */
+    {"v3-layers", HF_ARCH_DEEPSEEK_V3, 8192, 0, 7168, 18432, 2, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 8, 1, 2, 4, 2, 1, 0, 8, true, false, false, false, 10000, SV_V3},
+    {"tiny-v31", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V31},
+    {"tiny-k2", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, true, false, false, false, 50000, SV_K2},
+    {"tiny-k2-int4", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, false, false, false, false, 50000, SV_K2_INT4},
+    /* Kimi-K2 (1.04T): 384 experts, 64 heads, vocab 163840, one dense layer, no MTP */
+    {"k2-1t", HF_ARCH_DEEPSEEK_V3, 163840, 0, 7168, 18432, 61, 64, 64, 0, 1536, 512, 128, 64, 128, 2048, 384, 1, 8, 1, 1, 1, 0, 61, true, true, false, false, 50000, SV_K2},
+    {"k2-thinking-1t", HF_ARCH_DEEPSEEK_V3, 163840, 0, 7168, 18432, 61, 64, 64, 0, 1536, 512, 128, 64, 128, 2048, 384, 1, 8, 1, 1, 1, 0, 62, false, true, false, false, 50000, SV_K2_INT4},
+    {"tiny-llama", HF_ARCH_LLAMA, 320, 0, 256, 512, 2, 8, 4, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, false, false, 500000, SV_V3},
+    {"tiny-qwen2", HF_ARCH_QWEN2, 320, 0, 256, 512, 2, 8, 2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, false, false, true, true, 10000, SV_V3},
+};
+
+const char *st_synth_preset_names(void) {
+    return "tiny-v3, tiny-v31, tiny-k2, tiny-k2-int4, v3-671b, k2-1t, k2-thinking-1t (the last three with --sparse), "
+           "v3-layers (benchmarks), tiny-llama, tiny-qwen2";
+}
 
 /* ---- deterministic RNG (splitmix64 + Box-Muller) ---- */
 typedef struct { uint64_t s; } rng_t;
@@ -83,6 +101,7 @@ typedef struct {
     const char *dir;
     uint64_t seed;
     bool sparse;
+    bool ue8m0;              /* FP8 scales rounded up to powers of two (V3.1) */
 } sctx;
 
 static const char *shard_file(int i, int n, char *buf, size_t cap) {
@@ -160,6 +179,8 @@ static qx_status put_linear(sctx *c, const char *name, int64_t rows, int64_t col
             if (a > sc[k]) sc[k] = a;
         }
         for (int64_t k = 0; k < ssh[0] * ssh[1]; k++) sc[k] = sc[k] > 0 ? sc[k] / 448.0f : 1.0f;
+        if (c->ue8m0)   /* V3.1: scales rounded up to a power of two (UE8M0), so |w/s| <= 448 */
+            for (int64_t k = 0; k < ssh[0] * ssh[1]; k++) sc[k] = exp2f(ceilf(log2f(sc[k])));
         for (int64_t i = 0; i < rows * cols; i++)
             q[i] = qt_f32_to_fp8_e4m3(w[i] / sc[(i / cols / 128) * ssh[1] + (i % cols) / 128]);
         s = put(c, name, ST_F8_E4M3, 2, sh, q, (uint64_t)(rows * cols), e);
@@ -173,6 +194,52 @@ static qx_status put_linear(sctx *c, const char *name, int64_t rows, int64_t col
         free(sc);
     }
     free(w);
+    return s;
+}
+
+/* A routed expert of K2-Thinking: compressed-tensors pack-quantized INT4, symmetric, one BF16
+ * scale per 32 columns (amax/7), eight nibbles per little-endian I32 (lowest column lowest):
+ * <name>_packed I32 [rows, cols/8], <name>_scale BF16 [rows, cols/32], <name>_shape I32 [2].
+ * name is "....weight", so the parts are "....weight_packed" etc. */
+static qx_status put_int4(sctx *c, const char *name, int64_t rows, int64_t cols, qx_err *e) {
+    char pn[512], sn[512], hn[512];
+    snprintf(pn, sizeof pn, "%s_packed", name);
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    snprintf(hn, sizeof hn, "%s_shape", name);
+    const int64_t G = 32;
+    int64_t psh[2] = {rows, (cols + 7) / 8}, ssh[2] = {rows, cols / G}, hsh[1] = {2};
+    int32_t shape[2] = {(int32_t)rows, (int32_t)cols};
+    if (c->sparse) {
+        QX_TRY(put(c, pn, ST_I32, 2, psh, NULL, 0, e));
+        QX_TRY(put(c, sn, ST_BF16, 2, ssh, NULL, 0, e));
+        c->sparse = false;   /* the shape must be real data: the reader needs it */
+        qx_status s = put(c, hn, ST_I32, 1, hsh, shape, sizeof shape, e);
+        c->sparse = true;
+        return s;
+    }
+    float *w = gen_matrix(name, c->seed, rows, cols, 1.0f);
+    uint32_t *q = calloc((size_t)(psh[0] * psh[1]), sizeof *q);
+    uint16_t *sc = malloc((size_t)(ssh[0] * ssh[1]) * sizeof *sc);
+    qx_status s = (w && q && sc) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    for (int64_t r = 0; s == QX_OK && r < rows; r++)
+        for (int64_t g = 0; g < cols / G; g++) {
+            float amax = 0;
+            for (int64_t j = 0; j < G; j++) amax = fmaxf(amax, fabsf(w[r * cols + g * G + j]));
+            sc[r * ssh[1] + g] = qt_f32_to_bf16(amax > 0 ? amax / 7.0f : 1.0f);
+            float d = qt_bf16_to_f32(sc[r * ssh[1] + g]);
+            for (int64_t j = 0; j < G; j++) {
+                int64_t col = g * G + j;
+                int v = (int)lrintf(w[r * cols + col] / d);
+                v = v < -8 ? -8 : v > 7 ? 7 : v;
+                q[r * psh[1] + col / 8] |= (uint32_t)(v + 8) << (4 * (col % 8));
+            }
+        }
+    if (s == QX_OK) s = put(c, pn, ST_I32, 2, psh, q, (uint64_t)(psh[0] * psh[1]) * 4, e);
+    if (s == QX_OK) s = put(c, sn, ST_BF16, 2, ssh, sc, (uint64_t)(ssh[0] * ssh[1]) * 2, e);
+    if (s == QX_OK) s = put(c, hn, ST_I32, 1, hsh, shape, sizeof shape, e);
+    free(w);
+    free(q);
+    free(sc);
     return s;
 }
 
@@ -196,23 +263,23 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
         QX_TRY(put_embed(c, N("embed_tokens.weight"), p->vocab, E, 16.0f, e));
         QX_TRY(put_norm(c, N("enorm.weight"), E, e));
         QX_TRY(put_norm(c, N("hnorm.weight"), E, e));
-        QX_TRY(put_linear(c, N("eh_proj.weight"), E, 2 * E, !p->full_scale, false, e));
+        QX_TRY(put_linear(c, N("eh_proj.weight"), E, 2 * E, p->fp8 && !p->full_scale, false, e));
         QX_TRY(put_norm(c, N("shared_head.norm.weight"), E, e));
         QX_TRY(put_embed(c, N("shared_head.head.weight"), p->vocab, E, 1.0f, e));
     }
     QX_TRY(put_norm(c, N("input_layernorm.weight"), E, e));
     QX_TRY(put_norm(c, N("post_attention_layernorm.weight"), E, e));
-    QX_TRY(put_linear(c, N("self_attn.q_a_proj.weight"), p->q_lora, E, true, false, e));
+    QX_TRY(put_linear(c, N("self_attn.q_a_proj.weight"), p->q_lora, E, p->fp8, false, e));
     QX_TRY(put_norm(c, N("self_attn.q_a_layernorm.weight"), p->q_lora, e));
-    QX_TRY(put_linear(c, N("self_attn.q_b_proj.weight"), H * (p->nope + p->rope), p->q_lora, true, false, e));
-    QX_TRY(put_linear(c, N("self_attn.kv_a_proj_with_mqa.weight"), p->kv_lora + p->rope, E, true, false, e));
+    QX_TRY(put_linear(c, N("self_attn.q_b_proj.weight"), H * (p->nope + p->rope), p->q_lora, p->fp8, false, e));
+    QX_TRY(put_linear(c, N("self_attn.kv_a_proj_with_mqa.weight"), p->kv_lora + p->rope, E, p->fp8, false, e));
     QX_TRY(put_norm(c, N("self_attn.kv_a_layernorm.weight"), p->kv_lora, e));
-    QX_TRY(put_linear(c, N("self_attn.kv_b_proj.weight"), H * (p->nope + p->v), p->kv_lora, true, false, e));
-    QX_TRY(put_linear(c, N("self_attn.o_proj.weight"), E, H * p->v, true, false, e));
+    QX_TRY(put_linear(c, N("self_attn.kv_b_proj.weight"), H * (p->nope + p->v), p->kv_lora, p->fp8, false, e));
+    QX_TRY(put_linear(c, N("self_attn.o_proj.weight"), E, H * p->v, p->fp8, false, e));
     if (l < p->dense) {
-        QX_TRY(put_linear(c, N("mlp.gate_proj.weight"), p->ffn, E, true, false, e));
-        QX_TRY(put_linear(c, N("mlp.up_proj.weight"), p->ffn, E, true, false, e));
-        QX_TRY(put_linear(c, N("mlp.down_proj.weight"), E, p->ffn, true, false, e));
+        QX_TRY(put_linear(c, N("mlp.gate_proj.weight"), p->ffn, E, p->fp8, false, e));
+        QX_TRY(put_linear(c, N("mlp.up_proj.weight"), p->ffn, E, p->fp8, false, e));
+        QX_TRY(put_linear(c, N("mlp.down_proj.weight"), E, p->ffn, p->fp8, false, e));
         return QX_OK;
     }
     int64_t sh[2] = {p->experts, E};
@@ -233,14 +300,20 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
     for (int64_t x = 0; x < p->experts; x++) {
         /* tiny presets: the scale of one expert's down_proj sits in the next shard */
         bool scale_next = !c->sparse && l == p->dense && x == p->experts - 1;
-        QX_TRY(put_linear(c, N("mlp.experts.%lld.gate_proj.weight", (long long)x), p->moe_ffn, E, true, false, e));
-        QX_TRY(put_linear(c, N("mlp.experts.%lld.up_proj.weight", (long long)x), p->moe_ffn, E, true, false, e));
-        QX_TRY(put_linear(c, N("mlp.experts.%lld.down_proj.weight", (long long)x), E, p->moe_ffn, true, scale_next, e));
+        if (p->variant == SV_K2_INT4) {
+            QX_TRY(put_int4(c, N("mlp.experts.%lld.gate_proj.weight", (long long)x), p->moe_ffn, E, e));
+            QX_TRY(put_int4(c, N("mlp.experts.%lld.up_proj.weight", (long long)x), p->moe_ffn, E, e));
+            QX_TRY(put_int4(c, N("mlp.experts.%lld.down_proj.weight", (long long)x), E, p->moe_ffn, e));
+            continue;
+        }
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.gate_proj.weight", (long long)x), p->moe_ffn, E, p->fp8, false, e));
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.up_proj.weight", (long long)x), p->moe_ffn, E, p->fp8, false, e));
+        QX_TRY(put_linear(c, N("mlp.experts.%lld.down_proj.weight", (long long)x), E, p->moe_ffn, p->fp8, scale_next, e));
     }
     int64_t Fs = p->moe_ffn * p->shared;
-    QX_TRY(put_linear(c, N("mlp.shared_experts.gate_proj.weight"), Fs, E, true, false, e));
-    QX_TRY(put_linear(c, N("mlp.shared_experts.up_proj.weight"), Fs, E, true, false, e));
-    QX_TRY(put_linear(c, N("mlp.shared_experts.down_proj.weight"), E, Fs, true, false, e));
+    QX_TRY(put_linear(c, N("mlp.shared_experts.gate_proj.weight"), Fs, E, p->fp8, false, e));
+    QX_TRY(put_linear(c, N("mlp.shared_experts.up_proj.weight"), Fs, E, p->fp8, false, e));
+    QX_TRY(put_linear(c, N("mlp.shared_experts.down_proj.weight"), E, Fs, p->fp8, false, e));
 #undef N
     return QX_OK;
 }
@@ -273,7 +346,9 @@ static json_t *config_for(const synth_preset *p) {
     json_t *a = json_array();
     json_array_append_new(a, json_string(arch));
     json_object_set_new(o, "architectures", a);
-    json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? "deepseek_v3" : p->arch == HF_ARCH_LLAMA ? "llama" : "qwen2"));
+    bool kimi = p->variant == SV_K2 || p->variant == SV_K2_INT4;
+    json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? (kimi ? "kimi_k2" : "deepseek_v3")
+                                                     : p->arch == HF_ARCH_LLAMA ? "llama" : "qwen2"));
     json_object_set_new(o, "vocab_size", json_integer(p->vocab));
     json_object_set_new(o, "hidden_size", json_integer(p->hidden));
     json_object_set_new(o, "intermediate_size", json_integer(p->ffn));
@@ -288,7 +363,7 @@ static json_t *config_for(const synth_preset *p) {
     json_object_set_new(o, "torch_dtype", json_string("bfloat16"));
     json_object_set_new(o, "hidden_act", json_string("silu"));
     if (p->arch == HF_ARCH_DEEPSEEK_V3) {
-        json_object_set_new(o, "max_position_embeddings", json_integer(p->full_scale ? 163840 : 1024));
+        json_object_set_new(o, "max_position_embeddings", json_integer(p->full_scale ? (kimi ? 131072 : 163840) : 1024));
         json_object_set_new(o, "q_lora_rank", json_integer(p->q_lora));
         json_object_set_new(o, "kv_lora_rank", json_integer(p->kv_lora));
         json_object_set_new(o, "qk_nope_head_dim", json_integer(p->nope));
@@ -303,27 +378,49 @@ static json_t *config_for(const synth_preset *p) {
         json_object_set_new(o, "first_k_dense_replace", json_integer(p->dense));
         json_object_set_new(o, "moe_layer_freq", json_integer(1));
         json_object_set_new(o, "num_nextn_predict_layers", json_integer(p->mtp));
-        json_object_set_new(o, "routed_scaling_factor", json_real(2.5));
+        json_object_set_new(o, "routed_scaling_factor", json_real(kimi ? 2.827 : 2.5));
         json_object_set_new(o, "scoring_func", json_string("sigmoid"));
         json_object_set_new(o, "topk_method", json_string("noaux_tc"));
         json_object_set_new(o, "norm_topk_prob", json_true());
         json_t *rs = json_object();
         json_object_set_new(rs, "type", json_string("yarn"));
-        json_object_set_new(rs, "factor", json_real(p->full_scale ? 40 : 4));
+        json_object_set_new(rs, "factor", json_real(p->full_scale ? (kimi ? 32 : 40) : 4));
         json_object_set_new(rs, "original_max_position_embeddings", json_integer(p->full_scale ? 4096 : 256));
-        json_object_set_new(rs, "beta_fast", json_integer(32));
-        json_object_set_new(rs, "beta_slow", json_integer(1));
+        /* the real K2 configs say beta_fast 1 (llama.cpp assumes 32): the tiny ones keep 32/1
+         * so that our engine and llama.cpp agree on them */
+        json_object_set_new(rs, "beta_fast", json_real(kimi && p->full_scale ? 1.0 : 32.0));
+        json_object_set_new(rs, "beta_slow", json_real(1.0));
         json_object_set_new(rs, "mscale", json_real(1.0));
         json_object_set_new(rs, "mscale_all_dim", json_real(1.0));
         json_object_set_new(o, "rope_scaling", rs);
-        json_t *qc = json_object(), *bs = json_array();
-        json_object_set_new(qc, "activation_scheme", json_string("dynamic"));
-        json_object_set_new(qc, "fmt", json_string("e4m3"));
-        json_object_set_new(qc, "quant_method", json_string("fp8"));
-        json_array_append_new(bs, json_integer(128));
-        json_array_append_new(bs, json_integer(128));
-        json_object_set_new(qc, "weight_block_size", bs);
-        json_object_set_new(o, "quantization_config", qc);
+        if (p->variant == SV_K2_INT4) {
+            json_t *qc = json_object(), *groups = json_object(), *g0 = json_object(), *w = json_object(), *tg = json_array();
+            json_object_set_new(w, "num_bits", json_integer(4));
+            json_object_set_new(w, "type", json_string("int"));
+            json_object_set_new(w, "symmetric", json_true());
+            json_object_set_new(w, "strategy", json_string("group"));
+            json_object_set_new(w, "group_size", json_integer(32));
+            json_object_set_new(w, "dynamic", json_false());
+            json_array_append_new(tg, json_string("Linear"));
+            json_object_set_new(g0, "targets", tg);
+            json_object_set_new(g0, "weights", w);
+            json_object_set_new(groups, "group_0", g0);
+            json_object_set_new(qc, "config_groups", groups);
+            json_object_set_new(qc, "format", json_string("pack-quantized"));
+            json_object_set_new(qc, "quant_method", json_string("compressed-tensors"));
+            json_object_set_new(qc, "quantization_status", json_string("compressed"));
+            json_object_set_new(o, "quantization_config", qc);
+        } else if (p->fp8) {
+            json_t *qc = json_object(), *bs = json_array();
+            json_object_set_new(qc, "activation_scheme", json_string("dynamic"));
+            json_object_set_new(qc, "fmt", json_string("e4m3"));
+            json_object_set_new(qc, "quant_method", json_string("fp8"));
+            if (p->variant == SV_V31) json_object_set_new(qc, "scale_fmt", json_string("ue8m0"));
+            json_array_append_new(bs, json_integer(128));
+            json_array_append_new(bs, json_integer(128));
+            json_object_set_new(qc, "weight_block_size", bs);
+            json_object_set_new(o, "quantization_config", qc);
+        }
     } else {
         json_object_set_new(o, "max_position_embeddings", json_integer(1024));
         json_object_set_new(o, "head_dim", json_integer(p->head_dim));
@@ -462,7 +559,7 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
         if (!strcmp(presets[i].name, preset)) p = &presets[i];
     if (!p) return qx_fail(e, QX_EINVAL, "unknown synth preset '%s' (known: %s)", preset, st_synth_preset_names());
     if (p->full_scale && !sparse)
-        return qx_fail(e, QX_EINVAL, "preset '%s' is %s at full size: use --sparse", preset, "689 GB");
+        return qx_fail(e, QX_EINVAL, "preset '%s' is %s at full size: use --sparse", preset, p->variant >= SV_K2 ? "~1 TB" : "689 GB");
     synth_preset pp = *p;
     if (layers_override > 0) {
         pp.layers = layers_override;
@@ -477,6 +574,7 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     c.dir = dir;
     c.seed = seed;
     c.sparse = sparse;
+    c.ue8m0 = p->variant == SV_V31;
     c.w = calloc((size_t)c.n, sizeof *c.w);
     c.bytes = calloc((size_t)c.n, sizeof *c.bytes);
     c.weight_map = json_object();

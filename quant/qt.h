@@ -64,6 +64,11 @@ void qt_fp8_block_dequant(const uint8_t *q, const float *scale_inv, int64_t rows
 /* The scalar reference of the same (the default above uses SIMD when the CPU has it). */
 void qt_fp8_block_dequant_ref(const uint8_t *q, const float *scale_inv, int64_t rows, int64_t cols,
                               int64_t r0, int64_t r1, float *out);
+/* One row of a compressed-tensors pack-quantized INT4 weight (quant/int4.c): packed holds
+ * ceil(cols/8) little-endian int32 words (lowest nibble = lowest column), scales[ceil(cols/
+ * group)] f32; out[c] = (nibble - 8) * scales[c / group]. */
+void qt_int4_packed_dequant_row(const uint8_t *packed, const float *scales, int64_t cols, int64_t group,
+                                float *out);
 
 /* Converts n elements of a plain type (F32, F16, BF16, F8_E4M3, F8_E5M2) to f32;
  * returns false for other types. */
