@@ -43,6 +43,19 @@ typedef struct {
     int32_t *ids;
     int64_t n_ids;
 } cli_eval;
+/* JUnit XML (cli/junit.c) for CI servers: one test case per check. */
+typedef enum { CLI_JUNIT_PASS, CLI_JUNIT_FAIL, CLI_JUNIT_ERROR } cli_junit_outcome;
+typedef struct {
+    const char *name;               /* "max-kld" */
+    cli_junit_outcome outcome;
+    char message[256];              /* one line: "mean KLD 0.0123 > limit 0.01" */
+    char detail[512];               /* element text: measured value, limit, how measured */
+} cli_junit_case;
+/* Writes path (via path.part + rename): props are n_props (name, value) pairs; system_out
+ * (optional) is the run's text summary.  Returns 0, or 1 after printing one error line. */
+int cli_junit_write(const char *path, const char *suite, const char *classname, double seconds,
+                    const char *const *props, size_t n_props, const cli_junit_case *cases, size_t n,
+                    const char *system_out);
 int cli_eval_open(cli_eval *ev, const char *cmd, const char *model, const char *text,
                   const char *ids_path, const char *dev);
 void cli_eval_close(cli_eval *ev);

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -41,6 +42,9 @@ static const char *ppl_help =
     "  --max-kld-delta X  with --vs-kld: exit 3 when this build's mean KLD exceeds the other's\n"
     "                     by more than X (0: must not be worse; a release-to-release gate)\n"
     "  --json F           write all numbers as JSON to F ('-' = stdout)\n"
+    "  --junit F          write the gate as JUnit XML to F (CI test reports): one test case per\n"
+    "                     check (finite, and each of max-kld, max-ppl-ratio, min-top1,\n"
+    "                     max-kld-delta given), a <failure> with the measured value and the limit\n"
     "  -t N               threads (default: all)\n"
     "  --batch N          tokens per engine batch (default 4096; memory vs. speed)\n"
     "  --device cpu|cuda  where the matmuls run (cuda: the first GPU; weights uploaded per layer)\n"
@@ -167,8 +171,90 @@ static int write_json(const char *path, const cal_ppl_result *r) {
     return rc;
 }
 
+/* printf into the summary buffer (kept for JUnit's system-out) and onto stdout. */
+static void say(char *buf, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void say(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (*len + 1 >= cap) return;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+/* One threshold check as a JUnit case: fails when the measured value is not finite or is on
+ * the wrong side of the limit (upper: measured > limit; lower: measured < limit). */
+static void check(cli_junit_case *c, const char *name, const char *what, double measured, double limit, bool upper) {
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    bool bad = !isfinite(measured) || (upper ? measured > limit : measured < limit);
+    c->outcome = bad ? CLI_JUNIT_FAIL : CLI_JUNIT_PASS;
+    snprintf(c->message, sizeof c->message, "%s %.6g %s limit %.6g", what, measured, bad ? (upper ? ">" : "<") : (upper ? "<=" : ">="), limit);
+    snprintf(c->detail, sizeof c->detail, "measured %.9g, limit %.9g (--%s)", measured, limit, name);
+}
+
+static void junit_error(const char *path, const char *model, const char *msg) {
+    cli_junit_case c;
+    memset(&c, 0, sizeof c);
+    c.name = "evaluate";
+    c.outcome = CLI_JUNIT_ERROR;
+    snprintf(c.message, sizeof c.message, "%s", msg);
+    const char *props[] = {"model", model};
+    cli_junit_write(path, "qforge ppl", "qforge.ppl", 0, props, 1, &c, 1, NULL);
+}
+
+/* The gate: every check given (and finiteness, always), FAIL lines on stdout, JUnit when
+ * asked.  Returns 0, 3 when a check failed, 1 when the JUnit file could not be written. */
+static int gate(const cal_ppl_result *r, const cal_ppl_params *p, const char *junit, const char *model, const char *input,
+                const char *summary, double max_kld, double max_ratio, double min_top1, double max_delta) {
+    cli_junit_case cases[5];
+    size_t n = 0;
+    cli_junit_case *c = &cases[n++];
+    memset(c, 0, sizeof *c);
+    c->name = "finite";
+    bool nonfinite = r->n_nonfinite > 0 || !isfinite(r->ppl) || (r->has_base && (!isfinite(r->kld_mean) || !isfinite(r->ppl_base)));
+    c->outcome = nonfinite ? CLI_JUNIT_FAIL : CLI_JUNIT_PASS;
+    snprintf(c->message, sizeof c->message, "%lld scored tokens had NaN/Inf logits or divergences", (long long)r->n_nonfinite);
+    snprintf(c->detail, sizeof c->detail, "non-finite scored tokens %lld, PPL %g%s (limit: none may be NaN or Inf)",
+             (long long)r->n_nonfinite, r->ppl, r->has_base && !isfinite(r->kld_mean) ? ", KLD not finite" : "");
+    if (nonfinite) printf("FAIL: %s\n", c->message);
+    if (r->has_base) {
+        double ratio = exp(r->ln_ppl_ratio);
+        if (max_kld >= 0) check(&cases[n++], "max-kld", "mean KLD", r->kld_mean, max_kld, true);
+        if (max_ratio > 0) check(&cases[n++], "max-ppl-ratio", "PPL ratio", ratio, max_ratio, true);
+        if (min_top1 >= 0) check(&cases[n++], "min-top1", "same-top-1", r->top1_agree, min_top1, false);
+        if (!isnan(max_delta) && r->has_vs) check(&cases[n++], "max-kld-delta", "KLD delta vs the other build", r->kld_delta, max_delta, true);
+    }
+    bool failed = nonfinite;
+    for (size_t i = 1; i < n; i++) {
+        if (cases[i].outcome != CLI_JUNIT_FAIL) continue;
+        failed = true;
+        if (!strcmp(cases[i].name, "max-kld")) printf("FAIL: mean KLD %.6f > --max-kld %g\n", r->kld_mean, max_kld);
+        else if (!strcmp(cases[i].name, "max-ppl-ratio")) printf("FAIL: PPL ratio %.6f > --max-ppl-ratio %g\n", exp(r->ln_ppl_ratio), max_ratio);
+        else if (!strcmp(cases[i].name, "min-top1")) printf("FAIL: same-top-1 %.6f < --min-top1 %g\n", r->top1_agree, min_top1);
+        else printf("FAIL: mean KLD %.6f exceeds %s's %.6f by %.6f > --max-kld-delta %g\n", r->kld_mean, p->vs_kld, r->vs_kld_mean,
+                    r->kld_delta, max_delta);
+    }
+    if (junit) {
+        char ctx[32], chunks[32], tok[32], ppl[32];
+        snprintf(ctx, sizeof ctx, "%lld", (long long)r->n_ctx);
+        snprintf(chunks, sizeof chunks, "%lld", (long long)r->n_chunks);
+        snprintf(tok, sizeof tok, "%lld", (long long)r->n_tokens_scored);
+        snprintf(ppl, sizeof ppl, "%.6f", r->ppl);
+        const char *props[] = {"model", model, "input", input, "base", p->base ? p->base : "", "vs_kld", p->vs_kld ? p->vs_kld : "",
+                               "protocol", r->protocol == CAL_PPL_LLAMA ? "llama" : "all", "ctx", ctx, "chunks", chunks,
+                               "tokens_scored", tok, "ppl", ppl};
+        if (cli_junit_write(junit, "qforge ppl", "qforge.ppl", r->seconds, props, sizeof props / sizeof props[0] / 2, cases, n, summary))
+            return 1;
+    }
+    return failed ? 3 : 0;
+}
+
 int cmd_ppl(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *ids_path = NULL, *json = NULL, *dev = "cpu";
+    const char *model = NULL, *text = NULL, *ids_path = NULL, *json = NULL, *junit = NULL, *dev = "cpu";
     cal_ppl_params p = cal_ppl_default_params();
     double max_kld = -1, max_ratio = -1, min_top1 = -1, max_delta = NAN;
     int64_t v;
@@ -182,6 +268,7 @@ int cmd_ppl(int argc, char **argv) {
         if (!strcmp(a, "--text")) text = val;
         else if (!strcmp(a, "--ids")) ids_path = val;
         else if (!strcmp(a, "--json")) json = val;
+        else if (!strcmp(a, "--junit")) junit = val;
         else if (!strcmp(a, "--save-base")) p.save_base = val;
         else if (!strcmp(a, "--base")) p.base = val;
         else if (!strcmp(a, "--device")) dev = val;
@@ -210,7 +297,12 @@ int cmd_ppl(int argc, char **argv) {
     if (!isnan(max_delta) && !p.vs_kld) return cli_usage_error("ppl", "--max-kld-delta needs --vs-kld");
     cli_eval ev;
     int rc = cli_eval_open(&ev, "ppl", model, text, ids_path, dev);
-    if (rc) return rc;
+    if (rc) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the evaluation could not start (exit %d; the job log has the error line)", rc);
+        if (junit) junit_error(junit, model, msg);
+        return rc;
+    }
     p.backend = ev.be;
     qx_err e = {0};
     qx_progress prog;
@@ -223,38 +315,30 @@ int cmd_ppl(int argc, char **argv) {
     qx_status s = cal_ppl_run(ev.model, ev.ids, ev.n_ids, &p, &r, &e);
     qx_progress_end(&prog, (uint64_t)(nw_est * p.n_ctx));
     cli_eval_close(&ev);
-    if (s != QX_OK) return cli_fail(&e);
+    if (s != QX_OK) {
+        if (junit) junit_error(junit, model, e.msg);
+        return cli_fail(&e);
+    }
 
-    printf("protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
+    char summary[2048];
+    size_t sl = 0;
+    summary[0] = 0;
+    say(summary, sizeof summary, &sl, "protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
            r.protocol == CAL_PPL_LLAMA ? "llama (second half of each window scored)" : "all (every token after the first)",
            (long long)r.n_ctx, (long long)r.n_chunks, (long long)r.n_tokens_scored, r.tokens_per_s);
-    printf("PPL           %.6f +/- %.6f\n", r.ppl, r.ppl_err);
+    say(summary, sizeof summary, &sl, "PPL           %.6f +/- %.6f\n", r.ppl, r.ppl_err);
     if (r.has_base) {
-        printf("PPL base      %.6f\n", r.ppl_base);
-        printf("ln(PPL/base)  %.6f +/- %.6f  (ratio %.6f)\n", r.ln_ppl_ratio, r.ln_ppl_ratio_err, exp(r.ln_ppl_ratio));
-        printf("KLD mean      %.6f +/- %.6f\n", r.kld_mean, r.kld_err);
-        printf("KLD median    %.6f   p99 %.6f   max %.6f\n", r.kld_median, r.kld_p99, r.kld_max);
-        printf("same top-1    %.4f %%\n", 100.0 * r.top1_agree);
-        printf("RMS Δp        %.4f %%\n", 100.0 * r.dp_rms);
+        say(summary, sizeof summary, &sl, "PPL base      %.6f\n", r.ppl_base);
+        say(summary, sizeof summary, &sl, "ln(PPL/base)  %.6f +/- %.6f  (ratio %.6f)\n", r.ln_ppl_ratio, r.ln_ppl_ratio_err, exp(r.ln_ppl_ratio));
+        say(summary, sizeof summary, &sl, "KLD mean      %.6f +/- %.6f\n", r.kld_mean, r.kld_err);
+        say(summary, sizeof summary, &sl, "KLD median    %.6f   p99 %.6f   max %.6f\n", r.kld_median, r.kld_p99, r.kld_max);
+        say(summary, sizeof summary, &sl, "same top-1    %.4f %%\n", 100.0 * r.top1_agree);
+        say(summary, sizeof summary, &sl, "RMS Δp        %.4f %%\n", 100.0 * r.dp_rms);
     }
     if (r.has_vs) {
-        printf("KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
+        say(summary, sizeof summary, &sl, "KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
                p.vs_kld, r.vs_kld_mean, r.kld_delta, r.kld_delta_err, 100.0 * r.vs_lower_frac);
     }
     if (json && write_json(json, &r)) return 1;
-    if (r.n_nonfinite > 0 || !isfinite(r.ppl) || (r.has_base && (!isfinite(r.kld_mean) || !isfinite(r.ppl_base)))) {
-        printf("FAIL: %lld scored tokens had NaN/Inf logits or divergences\n", (long long)r.n_nonfinite);
-        return 3;
-    }
-    if (r.has_base) {
-        double ratio = exp(r.ln_ppl_ratio);
-        if (max_kld >= 0 && r.kld_mean > max_kld) { printf("FAIL: mean KLD %.6f > --max-kld %g\n", r.kld_mean, max_kld); return 3; }
-        if (max_ratio > 0 && ratio > max_ratio) { printf("FAIL: PPL ratio %.6f > --max-ppl-ratio %g\n", ratio, max_ratio); return 3; }
-        if (min_top1 >= 0 && r.top1_agree < min_top1) { printf("FAIL: same-top-1 %.6f < --min-top1 %g\n", r.top1_agree, min_top1); return 3; }
-        if (!isnan(max_delta) && r.has_vs && r.kld_delta > max_delta) {
-            printf("FAIL: mean KLD %.6f exceeds %s's %.6f by %.6f > --max-kld-delta %g\n", r.kld_mean, p.vs_kld, r.vs_kld_mean, r.kld_delta, max_delta);
-            return 3;
-        }
-    }
-    return 0;
+    return gate(&r, &p, junit, model, text ? text : ids_path, summary, max_kld, max_ratio, min_top1, max_delta);
 }
