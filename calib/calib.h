@@ -144,6 +144,8 @@ typedef struct {
 
 cal_ppl_params cal_ppl_default_params(void);
 
+#define CAL_KLD_NQ 101                        /* percentiles 0..100 of the per-token KLD */
+
 typedef struct {
     cal_ppl_protocol protocol;
     int64_t n_ctx, n_chunks, n_tokens_scored;
@@ -152,6 +154,7 @@ typedef struct {
     bool has_base;
     double ppl_base, ln_ppl_ratio, ln_ppl_ratio_err;
     double kld_mean, kld_err, kld_median, kld_p99, kld_max;
+    double kld_q[CAL_KLD_NQ];                 /* kld_q[i]: the i-th percentile of per-token KLD */
     double top1_agree;                        /* fraction of tokens with the same argmax */
     double dp_rms;                            /* RMS of p(target) - p_base(target) */
     double seconds, tokens_per_s;             /* forward throughput (all tokens run) */
@@ -172,6 +175,38 @@ qx_status cal_ppl_windows(const int32_t *ids, int64_t n_ids, cal_ppl_protocol pr
  * is QX_EINVAL.  NaN/Inf are counted in r->n_nonfinite (the caller decides; the CLI fails). */
 qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *p,
                       cal_ppl_result *r, qx_err *e);
+
+/* ---- drift JSON (calib/drift.c): `qforge ppl --json` read back for `card` and `report` ----
+ * The keys `qforge ppl --json` writes (schema in docs/drift-json.md): required "ppl" (> 0),
+ * "protocol", "n_ctx", "n_chunks", "n_tokens_scored"; with a base also "ppl_base",
+ * "ln_ppl_ratio", "kld_mean", "kld_err", "kld_median", "kld_p99", "kld_max", "top1_agree",
+ * optionally "kld_quantiles" (CAL_KLD_NQ values, non-decreasing); optional provenance "model",
+ * "input", "base", and size "model_file_bytes", "model_bpw"; optional "per_layer": an array
+ * of {"layer": i >= 0, "error": x >= 0} (any per-layer error measure, named by
+ * "per_layer_metric").  Every number must be finite and in range; strings are limited to
+ * CAL_DRIFT_STR - 1 bytes. */
+#define CAL_DRIFT_STR 512
+#define CAL_DRIFT_MAX_LAYERS 4096
+typedef struct {
+    char model[CAL_DRIFT_STR], input[CAL_DRIFT_STR], base[CAL_DRIFT_STR];
+    char protocol[16], per_layer_metric[64];
+    int64_t n_ctx, n_chunks, n_tokens;
+    double ppl;
+    bool has_base;                     /* the drift numbers below are valid */
+    double ppl_base, ln_ppl_ratio, kld_mean, kld_err, kld_median, kld_p99, kld_max, top1;
+    bool has_q;
+    double kld_q[CAL_KLD_NQ];
+    bool has_size;
+    double file_bytes, bpw;
+    int n_layers;                      /* per_layer entries (0: none) */
+    int *layer;                        /* n_layers block indices (malloc'd) */
+    double *layer_err;                 /* n_layers values (malloc'd) */
+} cal_drift;
+/* Parses one drift JSON document (buffer of len bytes; label names it in messages).  On
+ * success free with cal_drift_free (accepts a zeroed struct). */
+qx_status cal_drift_parse(const char *json, size_t len, const char *label, cal_drift *d, qx_err *e);
+qx_status cal_drift_load(const char *path, cal_drift *d, qx_err *e);
+void cal_drift_free(cal_drift *d);
 
 /* A per-token KLD file (`--save-kld`; format in calib/ppl.c) parsed from memory: header
  * fields and the n_rows values (finite, >= 0), kld malloc'd (free with cal_kld_file_free).

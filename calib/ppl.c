@@ -460,6 +460,7 @@ static void finish(ppl_obs *o) {
     r->kld_median = o->n % 2 ? o->klds[o->n / 2] : 0.5 * (o->klds[o->n / 2 - 1] + o->klds[o->n / 2]);
     r->kld_p99 = o->klds[(int64_t)(0.99 * (n - 1))];
     r->kld_max = o->klds[o->n - 1];
+    for (int q = 0; q < CAL_KLD_NQ; q++) r->kld_q[q] = o->klds[(int64_t)((double)q / (CAL_KLD_NQ - 1) * (double)(o->n - 1))];
     r->top1_agree = (double)o->top1 / n;
     r->dp_rms = sqrt(o->s_dp2 / n);
 }

@@ -12,6 +12,8 @@ int cmd_imatrix(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_card(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* convert and quantize share one driver (cli/cmd_convert.c); gguf_input selects quantize. */
 int cli_convert_main(int argc, char **argv, bool gguf_input);
 

@@ -4,6 +4,7 @@
 #include "calib/calib.h"
 #include "tok/tok.h"
 #include "kernels/kernels.h"
+#include "formats/formats.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -131,8 +132,31 @@ static bool parse_dbl(const char *s, double *out) {
     return true;
 }
 
-static int write_json(const char *path, const cal_ppl_result *r) {
+/* Size of a GGUF model (a split set counts whole): file bytes and bits per weight; false for
+ * anything else (an HF checkpoint dir). */
+static bool gguf_size(const char *model, double *bytes, double *bpw) {
+    gf_file *f;
+    qx_err e;
+    if (qx_is_dir(model) || gf_open(&f, model, &e) != QX_OK) return false;
+    double tb = 0, ne = 0;
+    for (size_t i = 0; i < gf_tensor_count(f); i++) { tb += (double)gf_tensor_at(f, i)->nbytes; ne += (double)gf_tensor_at(f, i)->n_elems; }
+    *bytes = (double)gf_file_size(f);
+    *bpw = ne > 0 ? 8.0 * tb / ne : 0;
+    gf_close(f);
+    return ne > 0;
+}
+
+static int write_json(const char *path, const cal_ppl_result *r, const cal_ppl_params *p, const char *model, const char *input) {
     json_t *o = json_object();
+    json_object_set_new(o, "model", json_string(model));
+    json_object_set_new(o, "input", json_string(input));
+    if (p->base) json_object_set_new(o, "base", json_string(p->base));
+    if (p->vs_kld) json_object_set_new(o, "vs_kld", json_string(p->vs_kld));
+    double bytes, bpw;
+    if (gguf_size(model, &bytes, &bpw)) {
+        json_object_set_new(o, "model_file_bytes", json_real(bytes));
+        json_object_set_new(o, "model_bpw", json_real(bpw));
+    }
     json_object_set_new(o, "protocol", json_string(r->protocol == CAL_PPL_LLAMA ? "llama" : "all"));
     json_object_set_new(o, "n_ctx", json_integer(r->n_ctx));
     json_object_set_new(o, "n_chunks", json_integer(r->n_chunks));
@@ -154,6 +178,9 @@ static int write_json(const char *path, const cal_ppl_result *r) {
         json_object_set_new(o, "kld_max", json_real(r->kld_max));
         json_object_set_new(o, "top1_agree", json_real(r->top1_agree));
         json_object_set_new(o, "dp_rms", json_real(r->dp_rms));
+        json_t *q = json_array();
+        for (int i = 0; i < CAL_KLD_NQ; i++) json_array_append_new(q, json_real(r->kld_q[i]));
+        json_object_set_new(o, "kld_quantiles", q);
     }
     if (r->has_vs) {
         json_object_set_new(o, "vs_kld_mean", json_real(r->vs_kld_mean));
@@ -339,6 +366,6 @@ int cmd_ppl(int argc, char **argv) {
         say(summary, sizeof summary, &sl, "KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
                p.vs_kld, r.vs_kld_mean, r.kld_delta, r.kld_delta_err, 100.0 * r.vs_lower_frac);
     }
-    if (json && write_json(json, &r)) return 1;
+    if (json && write_json(json, &r, &p, model, text ? text : ids_path)) return 1;
     return gate(&r, &p, junit, model, text ? text : ids_path, summary, max_kld, max_ratio, min_top1, max_delta);
 }

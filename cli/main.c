@@ -11,6 +11,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"ppl", cmd_ppl, "perplexity, KL drift against a base, CI gate"},
     {"tokenize", cmd_tokenize, "run the tokenizer of an HF dir, tokenizer.json or GGUF"},
     {"verify", cmd_verify, "check a GGUF's structure and per-tensor checksums"},
+    {"card", cmd_card, "write the model hub README (model card) of a build"},
+    {"report", cmd_report, "one self-contained HTML report with plots from drift JSON files"},
     {"synth", cmd_synth, "write synthetic checkpoints in the official layouts"},
 };
 
