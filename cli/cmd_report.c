@@ -145,8 +145,8 @@ static void plot_size(FILE *o, const cal_drift *d, int n, const char *const *pat
         fprintf(o, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", px, e0, px, e1, c);
         fprintf(o, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"><title>", px, py, c);
         esc(o, label_of(&d[i], paths[i]));
-        fprintf(o, ": %.3f %s, KLD %.5f</title></circle>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", x, bpw ? "bpw" : "GB", d[i].kld_mean,
-                px + 8, py - 8);
+        fprintf(o, ": %.3f %s, KLD %.5f</title></circle>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"%s\">", x,
+                bpw ? "bpw" : "GB", d[i].kld_mean, px > W / 2 ? px - 8 : px + 8, py - 8, px > W / 2 ? "end" : "start");
         esc(o, label_of(&d[i], paths[i]));
         fprintf(o, "</text>\n");
     }

@@ -1,7 +1,21 @@
 #!/bin/sh
 # Checks the -dev packages the build needs; installs them with apt-get when run as root,
 # otherwise prints the exact command and fails.
+# `scripts/deps.sh --optional` also installs what some tests use but the build does not
+# need: chromium (tests/test_report_render renders `qforge report` headless; without it that
+# test reports SKIP).  A failed optional install only prints a note.
 set -e
+if [ "$1" = "--optional" ]; then
+    if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then
+        :
+    elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "deps: installing chromium (optional: headless rendering test of qforge report)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; } ||
+            echo "deps: chromium could not be installed; tests/test_report_render will SKIP" >&2
+    else
+        echo "deps: optional: sudo apt-get install -y chromium  (else tests/test_report_render will SKIP)" >&2
+    fi
+fi
 need=""
 check() { # header package
     if ! printf '#include <%s>\nint main(void){return 0;}\n' "$1" | ${CC:-gcc} -x c - -fsyntax-only 2>/dev/null; then
