@@ -10,6 +10,7 @@ typedef struct {
     double damp;           /* fraction of the mean Hessian diagonal */
     int passes;            /* 1, or 2: Hessians again on the first pass's build */
     const char *experts;   /* "expert" or "shared" */
+    const char *skip;      /* POSIX extended regex of GGUF names quantized plainly, NULL: none */
 } cli_gptq_opts;
 
 void cli_gptq_defaults(cli_gptq_opts *o);

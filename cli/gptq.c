@@ -10,6 +10,7 @@
 #include "calib/calib.h"
 
 #include <inttypes.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ const char *cli_gptq_usage(void) {
            "  --gptq-chunks N           calibration windows (default: all of TEXT);  --gptq-ctx N window length (512)\n"
            "  --gptq-damp X             damping, fraction of the mean Hessian diagonal (default 0.01)\n"
            "  --gptq-experts M          routed experts: expert (one Hessian each, default) or shared (one per layer)\n"
-           "  --gptq-passes N           2: gather the Hessians again on the first pass's build (sequential)\n";
+           "  --gptq-passes N           2: gather the Hessians again on the first pass's build (sequential)\n"
+           "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n";
 }
 
 static bool num(const char *v, double lo, double hi, double *out) {
@@ -50,13 +52,26 @@ int cli_gptq_arg(cli_gptq_opts *o, const char *cmd, int argc, char **argv, int *
     else if (!strcmp(a, "--gptq-ctx") && num(v, 2, 1 << 20, &d)) o->ctx = (int64_t)d;
     else if (!strcmp(a, "--gptq-damp") && num(v, 0, 10, &d)) o->damp = d;
     else if (!strcmp(a, "--gptq-passes") && num(v, 1, 2, &d)) o->passes = (int)d;
+    else if (!strcmp(a, "--gptq-skip")) {
+        regex_t re;
+        if (regcomp(&re, v, REG_EXTENDED | REG_NOSUB)) *rc = cli_usage_error(cmd, "--gptq-skip '%s': not a regular expression", v);
+        else { regfree(&re); o->skip = v; }
+    }
     else if (!strcmp(a, "--gptq-experts") && (!strcmp(v, "expert") || !strcmp(v, "shared"))) o->experts = v;
     else *rc = cli_usage_error(cmd, "bad %s '%s'", a, v);
     return 1;
 }
 
+typedef struct {
+    cal_hessians *h;
+    regex_t skip;
+    bool has_skip;
+} factor_ctx;
+
 static const float *factor_cb(void *ud, const char *name, int64_t slice, int64_t cols) {
-    return cal_hessian_factor(ud, name, slice, cols);
+    const factor_ctx *c = ud;
+    if (c->has_skip && regexec(&c->skip, name, 0, NULL, 0) == 0) return NULL;
+    return cal_hessian_factor(c->h, name, slice, cols);
 }
 
 /* Gathers and factors the Hessians of model over the option's text. */
@@ -99,30 +114,36 @@ static int gather(const cli_gptq_opts *o, const char *cmd, const char *model, co
 int cli_gptq_execute(const cli_gptq_opts *o, const char *cmd, const char *in, const char *out, cv_plan *pl,
                      cv_params *p, cv_result *r, bool quiet, qx_err *e) {
     cal_hessians *h = NULL;
+    factor_ctx fc;
+    memset(&fc, 0, sizeof fc);
+    fc.has_skip = o->skip && regcomp(&fc.skip, o->skip, REG_EXTENDED | REG_NOSUB) == 0;
     int rc = gather(o, cmd, in, in, p->n_threads, quiet, &h);
-    if (rc) return rc;
+    if (rc) { if (fc.has_skip) regfree(&fc.skip); return rc; }
     if (o->passes == 2) {
         /* first pass: a build with the non-sequential Hessians, then the Hessians of that build */
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.gptq-pass1.gguf", out);
         cv_params p1 = *p;
-        p1.gptq_factor = factor_cb; p1.gptq_ud = h;
+        fc.h = h;
+        p1.gptq_factor = factor_cb; p1.gptq_ud = &fc;
         p1.resume = false;
         cv_result r1;
         qx_status s = cv_execute(pl, tmp, &p1, &r1, e);
         cal_hessian_free(h);
         h = NULL;
-        if (s != QX_OK) return cli_fail(e);
-        rc = gather(o, cmd, tmp, in, p->n_threads, quiet, &h);
+        if (s == QX_OK) rc = gather(o, cmd, tmp, in, p->n_threads, quiet, &h);
+        else rc = cli_fail(e);
         unlink(tmp);
-        if (rc) return rc;
+        if (rc) { if (fc.has_skip) regfree(&fc.skip); return rc; }
     }
+    fc.h = h;
     p->gptq_factor = factor_cb;
-    p->gptq_ud = h;
+    p->gptq_ud = &fc;
     qx_status s = cv_execute(pl, out, p, r, e);
     p->gptq_factor = NULL;
     p->gptq_ud = NULL;
     cal_hessian_free(h);
+    if (fc.has_skip) regfree(&fc.skip);
     return s == QX_OK ? 0 : cli_fail(e);
 }
 
@@ -179,8 +200,8 @@ void cli_gptq_dry_run(const cli_gptq_opts *o, const cv_plan *pl, const char *in)
     if (lay_e > h_layer_exp) h_layer_exp = lay_e;
     if (lay_s > h_layer_sh) h_layer_sh = lay_s;
     double tot_e = fwd + acc + fac_e + prop, tot_s = fwd + acc + fac_s + prop;
-    printf("\nGPTQ (--gptq) estimate: %zu tensors, %.0f calibration tokens (%s x %" PRId64 ")\n", n_g, T,
-           o->chunks > 0 ? "--gptq-chunks" : "128 windows", o->ctx);
+    printf("\nGPTQ (--gptq) estimate: %zu tensors, %.0f calibration tokens (%" PRId64 " windows of %" PRId64 "%s)\n", n_g, T,
+           o->chunks > 0 ? o->chunks : 128, o->ctx, o->chunks > 0 ? "" : ", --gptq-chunks to change");
     printf("  Hessians, routed experts one each:   %10.2f GB in all, %8.2f GB for the largest layer\n", h_exp / 1e9, h_layer_exp / 1e9);
     printf("  Hessians, experts shared per layer:  %10.2f GB in all, %8.2f GB for the largest layer\n", h_shared / 1e9, h_layer_sh / 1e9);
     printf("  peak memory if Hessians are factored and consumed layer by layer: %.2f GB (per expert) / %.2f GB (shared)\n",
