@@ -42,6 +42,10 @@ typedef struct {
     float attn_scale;                          /* softmax scale */
     int32_t bos_id;                            /* -1 when unknown */
     bool add_bos;
+    /* deepseek32 (V3.2): the lightning indexer's top-k (0: dense attention).  Its tensors are
+     * not read: the engine runs dense MLA, which equals DeepSeek Sparse Attention exactly when
+     * every window has n_ctx <= index_topk; longer windows are QX_EUNSUPPORTED. */
+    int64_t index_topk;
 } cal_hparams;
 
 /* Weights the engine multiplies by (observer identity).  Expert kinds carry an expert

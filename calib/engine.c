@@ -311,6 +311,10 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     if (n_win <= 0 || n_ctx <= 0) return qx_fail(e, QX_EINVAL, "engine: %lld windows of %lld tokens", (long long)n_win, (long long)n_ctx);
     if (p.logits_from < 0 || p.logits_from >= n_ctx) return qx_fail(e, QX_EINVAL, "engine: logits_from %lld outside the window of %lld", (long long)p.logits_from, (long long)n_ctx);
     if (p.batch_tokens <= 0) p.batch_tokens = 4096;
+    if (hp->index_topk > 0 && n_ctx > hp->index_topk)
+        return qx_fail(e, QX_EUNSUPPORTED, "engine: windows of %lld tokens need DeepSeek Sparse Attention (index_topk %lld), which "
+                       "the engine does not implement; at n_ctx <= %lld it equals the dense MLA it runs", (long long)n_ctx,
+                       (long long)hp->index_topk, (long long)hp->index_topk);
     const int64_t E = hp->n_embd, T = n_win * n_ctx;
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)

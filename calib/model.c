@@ -155,6 +155,7 @@ static qx_status hparams_from_hf(cal_model *m, qx_err *e) {
         hp->n_group = c->n_group > 0 ? c->n_group : 1; hp->topk_group = c->topk_group > 0 ? c->topk_group : hp->n_group;
         hp->n_dense_first = c->first_k_dense_replace;
         hp->route_scale = c->routed_scaling_factor > 0 ? (float)c->routed_scaling_factor : 1.0f;
+        hp->index_topk = c->v32 ? c->index_topk : 0;
         hp->route_sigmoid = strcmp(c->scoring_func, "softmax") != 0;
         hp->route_norm = c->norm_topk_prob;
         hp->rope_dim = (int)hp->qk_rope; hp->rope_neox = false;

@@ -142,12 +142,18 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
     cal_hparams *hp = &m->hp;
     const char *arch;
     QX_TRY(gf_get_str(m->gf, GF_KEY_ARCHITECTURE, &arch, e));
-    if (!strcmp(arch, "deepseek2")) hp->arch = CAL_ARCH_DEEPSEEK2;
+    if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) hp->arch = CAL_ARCH_DEEPSEEK2;
     else if (!strcmp(arch, "llama")) hp->arch = CAL_ARCH_LLAMA;
     else if (!strcmp(arch, "qwen2")) hp->arch = CAL_ARCH_QWEN2;
     else return qx_fail(e, QX_EUNSUPPORTED, "%s: architecture '%s' is not supported by the engine", m->path, arch);
     kctx k = { m, arch, e };
     QX_TRY(arch_params(m, &k, e));
+    if (!strcmp(arch, "deepseek32")) {   /* mandatory there, as in llama.cpp's loader */
+        int64_t tk;
+        QX_TRY(k_u32(&k, "attention.indexer.top_k", false, 0, &tk));
+        if (tk == 0) return qx_fail(e, QX_EFORMAT, "%s: deepseek32.attention.indexer.top_k is 0", m->path);
+        hp->index_topk = tk;
+    }
     const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
     if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
     hp->n_vocab = te->ne[1];

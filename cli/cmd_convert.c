@@ -27,6 +27,7 @@ static void usage(FILE *f, bool quantize) {
                "  --pure                    every quantizable tensor at the preset's default type\n"
                "  --imatrix FILE            importance matrix (llama.cpp GGUF imatrix or legacy .dat)\n"
                "  --keep-mtp                deepseek2: keep the MTP block (nextn_predict_layers)\n"
+               "  --no-mtp                  deepseek32 (V3.2, which keeps it by default): drop the MTP block\n"
                "  --split-max-size SIZE     split the output llama.cpp's way (PREFIX-00001-of-0000N.gguf): at most SIZE\n"
                "                            tensor bytes per file; SIZE in bytes or with M / G (10^6 / 10^9, as llama-gguf-split)\n"
                "  --split-max-tensors N     split the output: at most N tensors per file\n"
@@ -168,6 +169,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         else if (!strcmp(a, "--imatrix")) p.imatrix = VAL();
         else if (!strcmp(a, "--pure")) p.pure = true;
         else if (!strcmp(a, "--keep-mtp")) p.keep_mtp = true;
+        else if (!strcmp(a, "--no-mtp")) p.no_mtp = true;
         else if (!strcmp(a, "--split-max-size")) {
             const char *v = VAL();
             if (v && !parse_size(v, &p.split_max_bytes))

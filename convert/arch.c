@@ -92,7 +92,7 @@ static qx_status cv_yarn_keys(gf_writer *w, const char *a, const hf_config *c, q
 static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_err *e) {
     const hf_config *c = &pl->cfg;
     gf_writer *w = pl->w;
-    const char *a = "deepseek2";
+    const char *a = pl->arch;   /* deepseek2 or deepseek32 */
     char k[128];
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "context_length"), (uint32_t)c->max_position_embeddings, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "embedding_length"), (uint32_t)c->hidden_size, e));
@@ -148,6 +148,13 @@ static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_
         cv_warn(pl, "config.json: rope_scaling type '%s' is not written (deepseek2 supports yarn)", c->rope_type);
     }
     if (n_mtp > 0) QX_TRY(gf_writer_set_u32(w, KEY(k, a, "nextn_predict_layers"), (uint32_t)n_mtp, e));
+    if (c->v32) {   /* DeepseekV32Model.set_gguf_parameters: the DSA indexer */
+        QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.indexer.head_count"), (uint32_t)c->index_n_heads, e));
+        QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.indexer.key_length"), (uint32_t)c->index_head_dim, e));
+        QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.indexer.top_k"), (uint32_t)c->index_topk, e));
+        /* llama.cpp's converter refuses a V3.2 tokenizer without add_bos_token; the file says true */
+        QX_TRY(gf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true, e));
+    }
     (void)p;
     return QX_OK;
 }
@@ -195,6 +202,14 @@ static qx_status ds_block(cv_plan *pl, int64_t l, bool mtp, qx_err *e) {
         o->KVL = KVL;
     }
     QX_TRY(add1(pl, G("attn_output.weight"), H_("self_attn.o_proj.weight"), 2, NE(H * Dv, E), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+    if (c->v32) {   /* lightning indexer (gguf-py tensor_mapping: INDEXER_*) */
+        int64_t IH = c->index_n_heads, ID = c->index_head_dim;
+        QX_TRY(add1(pl, G("indexer.k_norm.weight"), H_("self_attn.indexer.k_norm.weight"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(add1(pl, G("indexer.k_norm.bias"), H_("self_attn.indexer.k_norm.bias"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(add1(pl, G("indexer.proj.weight"), H_("self_attn.indexer.weights_proj.weight"), 2, NE(E, IH), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(add1(pl, G("indexer.attn_k.weight"), H_("self_attn.indexer.wk.weight"), 2, NE(E, ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(add1(pl, G("indexer.attn_q_b.weight"), H_("self_attn.indexer.wq_b.weight"), 2, NE(QL, IH * ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+    }
     QX_TRY(add1(pl, G("ffn_norm.weight"), H_("post_attention_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
     if (!hf_is_moe_layer(c, l)) {
         int64_t F = c->intermediate_size;
@@ -220,10 +235,17 @@ static qx_status ds_block(cv_plan *pl, int64_t l, bool mtp, qx_err *e) {
     return QX_OK;
 }
 
+int64_t cv_ds_mtp_layers(const hf_config *c, const cv_params *p) {
+    if (c->v32) return p->no_mtp ? 0 : c->num_nextn_predict_layers;
+    return p->keep_mtp ? c->num_nextn_predict_layers : 0;
+}
+
 qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
     const hf_config *c = &pl->cfg;
     int64_t n_mtp = 0;
-    if (p->keep_mtp) {
+    if (c->v32 && p->keep_mtp && p->no_mtp)
+        return qx_fail(e, QX_EINVAL, "--keep-mtp and --no-mtp together");
+    if (cv_ds_mtp_layers(c, p) > 0 || p->keep_mtp) {
         n_mtp = c->num_nextn_predict_layers;
         char h[128];
         snprintf(h, sizeof h, "model.layers.%lld.eh_proj.weight", (long long)c->n_layers);

@@ -43,6 +43,7 @@ typedef struct {
     const char *token_embedding_type;   /* NULL: preset rule */
     bool pure;                          /* every quantizable tensor at the default type */
     bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
+    bool no_mtp;                        /* deepseek32 (which keeps it by default, as llama.cpp): drop it */
     int n_threads;                      /* 0: qx_default_threads() */
     bool resume;                        /* continue from OUT.part + OUT.part.journal */
     uint64_t split_max_bytes;           /* split output: max tensor bytes per file (0: none) */

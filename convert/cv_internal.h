@@ -88,7 +88,10 @@ bool cv_requires_imatrix(const cv_out *o);
 qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e);
 
 /* ---- arch.c ---- */
-qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e);
+qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e);   /* deepseek2 and deepseek32 */
+/* MTP blocks written: deepseek2 only with keep_mtp; deepseek32 unless no_mtp (llama.cpp's
+ * converter keeps V3.2's NextN block by default). */
+int64_t cv_ds_mtp_layers(const hf_config *c, const cv_params *p);
 qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e);   /* llama, qwen2 */
 
 #endif

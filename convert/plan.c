@@ -241,7 +241,7 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     char bn[200];
     base_name(dir, bn, sizeof bn);
     snprintf(pl->label, sizeof pl->label, "HF %.120s (%.60s)", bn, pl->cfg.architecture);
-    const char *arch = pl->cfg.arch == HF_ARCH_DEEPSEEK_V3 || pl->cfg.arch == HF_ARCH_DEEPSEEK_V2 ? "deepseek2"
+    const char *arch = pl->cfg.v32 ? "deepseek32" : pl->cfg.arch == HF_ARCH_DEEPSEEK_V3 || pl->cfg.arch == HF_ARCH_DEEPSEEK_V2 ? "deepseek2"
                      : pl->cfg.arch == HF_ARCH_LLAMA ? "llama" : pl->cfg.arch == HF_ARCH_QWEN2 ? "qwen2" : NULL;
     if (!arch) return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s'", dir, pl->cfg.architecture);
     snprintf(pl->arch, sizeof pl->arch, "%s", arch);
@@ -261,9 +261,9 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     QX_TRY(s);
 
     int n_layer, n_expert = 0, n_gqa = 1;
-    if (!strcmp(arch, "deepseek2")) {
+    if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) {
         QX_TRY(cv_map_deepseek2(pl, p, e));
-        n_layer = (int)(pl->cfg.n_layers + (p->keep_mtp ? pl->cfg.num_nextn_predict_layers : 0));
+        n_layer = (int)(pl->cfg.n_layers + cv_ds_mtp_layers(&pl->cfg, p));
         n_expert = (int)pl->cfg.n_routed_experts;
         n_gqa = 1;   /* llama.cpp: head_count_kv 1 in the MLA layout, n_gqa = n_head; no attn_v here */
     } else {

@@ -145,6 +145,8 @@ typedef struct {
     char fp8_fmt[8];
     int64_t fp8_block[2];
     char fp8_scale_fmt[16];               /* "" (F32 scales) or "ue8m0" (V3.1: F32 powers of two) */
+    bool v32;                             /* DeepseekV32ForCausalLM (hf_arch stays DEEPSEEK_V3) */
+    int64_t index_n_heads, index_head_dim, index_topk;   /* V3.2 lightning indexer */
     bool int4;                            /* compressed-tensors pack-quantized INT4 (K2-Thinking) */
     int64_t int4_group;                   /* its group_size (columns per scale) */
     char torch_dtype[16];

@@ -11,7 +11,10 @@
 static int64_t get_int(json_t *o, const char *k, int64_t def) {
     json_t *v = json_object_get(o, k);
     if (json_is_integer(v)) return json_integer_value(v);
-    if (json_is_real(v)) return (int64_t)json_real_value(v);
+    if (json_is_real(v)) {   /* a real outside int64 (or NaN) would be undefined to convert */
+        double d = json_real_value(v);
+        return d > -9.0e18 && d < 9.0e18 ? (int64_t)d : def;
+    }
     return def;
 }
 static double get_num(json_t *o, const char *k, double def) {
@@ -73,6 +76,7 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     const char *a = json_is_array(ar) && json_is_string(json_array_get(ar, 0)) ? json_string_value(json_array_get(ar, 0)) : "";
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
     if (!strcmp(a, "DeepseekV3ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V3;
+    else if (!strcmp(a, "DeepseekV32ForCausalLM")) { c->arch = HF_ARCH_DEEPSEEK_V3; c->v32 = true; }
     else if (!strcmp(a, "DeepseekV2ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V2;
     else if (!strcmp(a, "LlamaForCausalLM")) c->arch = HF_ARCH_LLAMA;
     else if (!strcmp(a, "Qwen2ForCausalLM")) c->arch = HF_ARCH_QWEN2;
@@ -108,6 +112,9 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     c->first_k_dense_replace = get_int(r, "first_k_dense_replace", 0);
     c->moe_layer_freq = get_int(r, "moe_layer_freq", 1);
     c->num_nextn_predict_layers = get_int(r, "num_nextn_predict_layers", 0);
+    c->index_n_heads = get_int(r, "index_n_heads", 0);
+    c->index_head_dim = get_int(r, "index_head_dim", 0);
+    c->index_topk = get_int(r, "index_topk", 0);
     c->routed_scaling_factor = get_num(r, "routed_scaling_factor", 1.0);
     c->norm_topk_prob = get_bool(r, "norm_topk_prob", false);
     get_str(r, "scoring_func", c->scoring_func, sizeof c->scoring_func);
@@ -188,6 +195,14 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
             if (c->n_experts_per_tok > c->n_routed_experts)
                 return qx_fail(e, QX_EFORMAT, "%s: num_experts_per_tok %lld > n_routed_experts %lld", label, (long long)c->n_experts_per_tok, (long long)c->n_routed_experts);
         }
+        if (c->v32) {   /* the lightning indexer: llama.cpp reads all three keys unconditionally */
+            QX_TRY(need_pos(label, "index_n_heads", c->index_n_heads, e));
+            QX_TRY(need_pos(label, "index_head_dim", c->index_head_dim, e));
+            QX_TRY(need_pos(label, "index_topk", c->index_topk, e));
+            if (c->index_head_dim < c->qk_rope_head_dim || c->q_lora_rank <= 0)
+                return qx_fail(e, QX_EFORMAT, "%s: index_head_dim %lld below qk_rope_head_dim %lld, or no q_lora_rank", label,
+                               (long long)c->index_head_dim, (long long)c->qk_rope_head_dim);
+        }
         if (c->fp8 && (c->fp8_block[0] != 128 || c->fp8_block[1] != 128))
             return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 weight_block_size [%lld, %lld] (only [128, 128] is supported)", label, (long long)c->fp8_block[0], (long long)c->fp8_block[1]);
         if (c->fp8 && c->fp8_fmt[0] && strcmp(c->fp8_fmt, "e4m3"))
@@ -216,6 +231,7 @@ qx_status hf_config_load(const char *dir, hf_config *cfg, qx_err *e) {
 
 const char *hf_variant(const hf_config *c) {
     if (c->arch != HF_ARCH_DEEPSEEK_V3) return "";
+    if (c->v32) return "DeepSeek-V3.2 (lightning indexer, sparse attention)";
     bool kimi = !strcmp(c->model_type, "kimi_k2") || (c->n_routed_experts == 384 && c->vocab_size == 163840);
     if (kimi) return c->int4 ? "Kimi-K2-Thinking (INT4 routed experts)" : "Kimi-K2";
     if (!strcmp(c->fp8_scale_fmt, "ue8m0")) return "DeepSeek-V3.1 / R1-0528 (ue8m0 scales)";
@@ -293,6 +309,14 @@ static qx_status validate_deepseek(const hf_config *c, const st_model *m, qx_err
         QX_TRY(expect(m, P("self_attn.kv_a_layernorm.weight"), 1, c->kv_lora_rank, 0, false, e));
         QX_TRY(expect(m, P("self_attn.kv_b_proj.weight"), 2, H * (N + Dv), c->kv_lora_rank, true, e));
         QX_TRY(expect(m, P("self_attn.o_proj.weight"), 2, E, H * Dv, true, e));
+        if (c->v32) {   /* the lightning indexer of V3.2 */
+            int64_t IH = c->index_n_heads, ID = c->index_head_dim;
+            QX_TRY(expect(m, P("self_attn.indexer.wq_b.weight"), 2, IH * ID, c->q_lora_rank, true, e));
+            QX_TRY(expect(m, P("self_attn.indexer.wk.weight"), 2, ID, E, true, e));
+            QX_TRY(expect(m, P("self_attn.indexer.k_norm.weight"), 1, ID, 0, false, e));
+            QX_TRY(expect(m, P("self_attn.indexer.k_norm.bias"), 1, ID, 0, false, e));
+            QX_TRY(expect(m, P("self_attn.indexer.weights_proj.weight"), 2, IH, E, false, e));
+        }
         if (!hf_is_moe_layer(c, l)) {
             QX_TRY(expect(m, P("mlp.gate_proj.weight"), 2, c->intermediate_size, E, true, e));
             QX_TRY(expect(m, P("mlp.up_proj.weight"), 2, c->intermediate_size, E, true, e));

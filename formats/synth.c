@@ -32,7 +32,13 @@ enum {
     SV_V31,          /* V3.1 / R1-0528: quantization_config.scale_fmt ue8m0, power-of-two scales */
     SV_K2,           /* Kimi-K2(-Instruct): model_type kimi_k2, n_group 1, FP8 like V3 */
     SV_K2_INT4,      /* Kimi-K2-Thinking: BF16 except routed experts, compressed-tensors INT4 g32 */
+    SV_V32,          /* DeepSeek-V3.2: DeepseekV32ForCausalLM, lightning indexer per layer */
 };
+
+/* V3.2 indexer sizes: real (64 heads of 128, top 2048) and tiny (4 heads of 64, top 64) */
+#define V32_IDX_HEADS(full) ((full) ? 64 : 4)
+#define V32_IDX_DIM(full) ((full) ? 128 : 64)
+#define V32_IDX_TOPK(full) ((full) ? 2048 : 64)
 
 static const synth_preset presets[] = {
     {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V3},
@@ -41,6 +47,8 @@ static const synth_preset presets[] = {
      * layer and a small vocabulary so that a few layers make a 1-8 GB checkpoint */
     {"v3-layers", HF_ARCH_DEEPSEEK_V3, 8192, 0, 7168, 18432, 2, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 8, 1, 2, 4, 2, 1, 0, 8, true, false, false, false, 10000, SV_V3},
     {"tiny-v31", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V31},
+    {"tiny-v32", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V32},
+    {"v32-685b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000, SV_V32},
     {"tiny-k2", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, true, false, false, false, 50000, SV_K2},
     {"tiny-k2-int4", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, false, false, false, false, 50000, SV_K2_INT4},
     /* Kimi-K2 (1.04T): 384 experts, 64 heads, vocab 163840, one dense layer, no MTP */
@@ -51,7 +59,7 @@ static const synth_preset presets[] = {
 };
 
 const char *st_synth_preset_names(void) {
-    return "tiny-v3, tiny-v31, tiny-k2, tiny-k2-int4, v3-671b, k2-1t, k2-thinking-1t (the last three with --sparse), "
+    return "tiny-v3, tiny-v31, tiny-v32, tiny-k2, tiny-k2-int4, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
            "v3-layers (benchmarks), tiny-llama, tiny-qwen2";
 }
 
@@ -276,6 +284,23 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
     QX_TRY(put_norm(c, N("self_attn.kv_a_layernorm.weight"), p->kv_lora, e));
     QX_TRY(put_linear(c, N("self_attn.kv_b_proj.weight"), H * (p->nope + p->v), p->kv_lora, p->fp8, false, e));
     QX_TRY(put_linear(c, N("self_attn.o_proj.weight"), E, H * p->v, p->fp8, false, e));
+    if (p->variant == SV_V32) {   /* lightning indexer: wq_b/wk FP8, k_norm F32 weight+bias, weights_proj BF16 */
+        int64_t IH = V32_IDX_HEADS(p->full_scale), ID = V32_IDX_DIM(p->full_scale), sh1[1] = {ID};
+        QX_TRY(put_linear(c, N("self_attn.indexer.wq_b.weight"), IH * ID, p->q_lora, p->fp8, false, e));
+        QX_TRY(put_linear(c, N("self_attn.indexer.wk.weight"), ID, E, p->fp8, false, e));
+        if (c->sparse) {
+            QX_TRY(put(c, N("self_attn.indexer.k_norm.weight"), ST_F32, 1, sh1, NULL, 0, e));
+            QX_TRY(put(c, N("self_attn.indexer.k_norm.bias"), ST_F32, 1, sh1, NULL, 0, e));
+        } else {
+            float v[1024];
+            rng_t r = {hash_name(N("self_attn.indexer.k_norm"), c->seed)};
+            for (int64_t i = 0; i < ID; i++) v[i] = 1.0f + 0.1f * rng_gauss(&r);
+            QX_TRY(put_f32(c, N("self_attn.indexer.k_norm.weight"), 1, sh1, v, e));
+            for (int64_t i = 0; i < ID; i++) v[i] = 0.05f * rng_gauss(&r);
+            QX_TRY(put_f32(c, N("self_attn.indexer.k_norm.bias"), 1, sh1, v, e));
+        }
+        QX_TRY(put_linear(c, N("self_attn.indexer.weights_proj.weight"), IH, E, false, false, e));
+    }
     if (l < p->dense) {
         QX_TRY(put_linear(c, N("mlp.gate_proj.weight"), p->ffn, E, p->fp8, false, e));
         QX_TRY(put_linear(c, N("mlp.up_proj.weight"), p->ffn, E, p->fp8, false, e));
@@ -342,12 +367,12 @@ static qx_status dense_layer(sctx *c, const synth_preset *p, int64_t l, qx_err *
 
 static json_t *config_for(const synth_preset *p) {
     json_t *o = json_object();
-    const char *arch = p->arch == HF_ARCH_DEEPSEEK_V3 ? "DeepseekV3ForCausalLM" : p->arch == HF_ARCH_LLAMA ? "LlamaForCausalLM" : "Qwen2ForCausalLM";
+    const char *arch = p->variant == SV_V32 ? "DeepseekV32ForCausalLM" : p->arch == HF_ARCH_DEEPSEEK_V3 ? "DeepseekV3ForCausalLM" : p->arch == HF_ARCH_LLAMA ? "LlamaForCausalLM" : "Qwen2ForCausalLM";
     json_t *a = json_array();
     json_array_append_new(a, json_string(arch));
     json_object_set_new(o, "architectures", a);
     bool kimi = p->variant == SV_K2 || p->variant == SV_K2_INT4;
-    json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? (kimi ? "kimi_k2" : "deepseek_v3")
+    json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? (kimi ? "kimi_k2" : p->variant == SV_V32 ? "deepseek_v32" : "deepseek_v3")
                                                      : p->arch == HF_ARCH_LLAMA ? "llama" : "qwen2"));
     json_object_set_new(o, "vocab_size", json_integer(p->vocab));
     json_object_set_new(o, "hidden_size", json_integer(p->hidden));
@@ -378,6 +403,11 @@ static json_t *config_for(const synth_preset *p) {
         json_object_set_new(o, "first_k_dense_replace", json_integer(p->dense));
         json_object_set_new(o, "moe_layer_freq", json_integer(1));
         json_object_set_new(o, "num_nextn_predict_layers", json_integer(p->mtp));
+        if (p->variant == SV_V32) {
+            json_object_set_new(o, "index_n_heads", json_integer(V32_IDX_HEADS(p->full_scale)));
+            json_object_set_new(o, "index_head_dim", json_integer(V32_IDX_DIM(p->full_scale)));
+            json_object_set_new(o, "index_topk", json_integer(V32_IDX_TOPK(p->full_scale)));
+        }
         json_object_set_new(o, "routed_scaling_factor", json_real(kimi ? 2.827 : 2.5));
         json_object_set_new(o, "scoring_func", json_string("sigmoid"));
         json_object_set_new(o, "topk_method", json_string("noaux_tc"));
@@ -528,7 +558,92 @@ static qx_status dump_json(json_t *o, const char *dir, const char *name, qx_err 
     return r == 0 ? QX_OK : qx_fail(e, QX_EIO, "%s: cannot write", path);
 }
 
+static int b64_char(int v) { return "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[v]; }
+
+/* Base64 (with padding) of n bytes into out (NUL-terminated). */
+static void b64_encode(const uint8_t *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < n ? s[i + 2] : 0);
+        out[o++] = (char)b64_char((int)(w >> 18) & 63);
+        out[o++] = (char)b64_char((int)(w >> 12) & 63);
+        out[o++] = i + 1 < n ? (char)b64_char((int)(w >> 6) & 63) : '=';
+        out[o++] = i + 2 < n ? (char)b64_char((int)w & 63) : '=';
+    }
+    out[o] = 0;
+}
+
+/* Kimi-K2 tokenizer files: tiktoken.model with the same known vocabulary as tokenizer_for
+ * (the 256 bytes at ranks 0-255, then each merge result at the next rank, as raw bytes),
+ * and a tokenizer_config.json whose added_tokens_decoder names [BOS]/[EOS] at the first two
+ * special ids (n_ranks, n_ranks+1).  Returns n_ranks in *n_base. */
+static qx_status write_tiktoken(const char *dir, int64_t vocab, int64_t *n_base, qx_err *e) {
+    json_t *tj = tokenizer_for(&presets[0], "<bos>", "<eos>");   /* vocabulary only */
+    json_t *merges = json_object_get(json_object_get(tj, "model"), "merges");
+    char path[4096];
+    if (!qx_path_join(path, sizeof path, dir, "tiktoken.model")) { json_decref(tj); return qx_fail(e, QX_EINVAL, "%s: path too long", dir); }
+    FILE *f = fopen(path, "w");
+    if (!f) { json_decref(tj); return qx_fail(e, QX_EIO, "%s: cannot write", path); }
+    char b64[64];
+    int64_t r = 0;
+    for (int b = 0; b < 256; b++, r++) {
+        uint8_t byte = (uint8_t)b;
+        b64_encode(&byte, 1, b64);
+        fprintf(f, "%s %lld\n", b64, (long long)r);
+    }
+    for (size_t i = 0; i < json_array_size(merges) && r < vocab - 2; i++, r++) {
+        const char *m = json_string_value(json_array_get(merges, i));
+        uint8_t raw[64];
+        size_t n = 0;
+        for (const char *q = m; *q && n < sizeof raw; ) {   /* unmap the GPT-2 alphabet, skip the space */
+            if (*q == ' ') { q++; continue; }
+            uint32_t cp = (uint8_t)*q;
+            int len = 1;
+            if (cp >= 0xc0) { cp = ((cp & 0x1f) << 6) | ((uint8_t)q[1] & 0x3f); len = 2; }
+            int byte = -1;
+            for (int b = 0; b < 256; b++) if (byte_to_cp(b) == (int)cp) byte = b;
+            raw[n++] = (uint8_t)byte;
+            q += len;
+        }
+        b64_encode(raw, n, b64);
+        fprintf(f, "%s %lld\n", b64, (long long)r);
+    }
+    fclose(f);
+    json_decref(tj);
+    *n_base = r;
+    json_t *tc = json_object(), *dec = json_object();
+    const char *names[2] = {"[BOS]", "[EOS]"};
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object();
+        char id[32];
+        snprintf(id, sizeof id, "%lld", (long long)(r + i));
+        json_object_set_new(a, "content", json_string(names[i]));
+        json_object_set_new(a, "special", json_true());
+        json_object_set_new(dec, id, a);
+    }
+    json_object_set_new(tc, "added_tokens_decoder", dec);
+    json_object_set_new(tc, "add_bos_token", json_true());
+    json_object_set_new(tc, "add_eos_token", json_false());
+    json_object_set_new(tc, "bos_token", json_string("[BOS]"));
+    json_object_set_new(tc, "eos_token", json_string("[EOS]"));
+    json_object_set_new(tc, "tokenizer_class", json_string("TikTokenTokenizer"));
+    json_object_set_new(tc, "chat_template", json_string("{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}"));
+    qx_status s = dump_json(tc, dir, "tokenizer_config.json", e);
+    json_decref(tc);
+    return s;
+}
+
 static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err *e) {
+    if (p->variant == SV_K2 || p->variant == SV_K2_INT4) {
+        int64_t n_base = 0;
+        QX_TRY(write_tiktoken(dir, p->vocab, &n_base, e));
+        json_t *cfg = config_for(p);
+        json_object_set_new(cfg, "bos_token_id", json_integer(n_base));
+        json_object_set_new(cfg, "eos_token_id", json_integer(n_base + 1));
+        qx_status s = dump_json(cfg, dir, "config.json", e);
+        json_decref(cfg);
+        return s;
+    }
     json_t *cfg = config_for(p);
     qx_status s = dump_json(cfg, dir, "config.json", e);
     json_decref(cfg);

@@ -5,11 +5,19 @@
  *  - Kimi-K2-Thinking INT4 (compressed-tensors pack-quantized): the stream decoder equals an
  *    independent nibble-by-byte computation bit for bit, and so does the converted F32 GGUF;
  *    every malformed packed triple and quantization_config is one error with its status;
- *  - Kimi-K2: n_group 1 keys as llama.cpp writes them, 384-expert 1T sparse plan in seconds.
+ *  - V3.2 (DeepseekV32ForCausalLM) -> deepseek32: the indexer tensors (names, shapes, values),
+ *    the indexer keys, MTP kept by default and dropped by --no-mtp, add_bos_token; a missing
+ *    indexer tensor or key is one error; the engine runs it (dense = DSA) at n_ctx <= top_k
+ *    with the same perplexity from the GGUF as from the checkpoint, and refuses longer windows;
+ *  - Kimi-K2: n_group 1 keys as llama.cpp writes them, 384-expert 1T sparse plan in seconds;
+ *    its tiktoken vocabulary (tiktoken.model from the synth's known byte-level vocabulary):
+ *    recovered merges equal an independent BPE split, specials and pads as llama.cpp writes
+ *    them, encoding equals an independent rank-based BPE, malformed lines are one error each.
  * Checkpoints come from `qforge synth` (tiny-v31, tiny-k2, tiny-k2-int4, k2-1t --sparse). */
 #include "tests/util/tu.h"
 #include "formats/formats.h"
 #include "convert/convert.h"
+#include "tok/tok.h"
 
 #include <jansson.h>
 #include <unistd.h>
@@ -359,6 +367,270 @@ static void test_k2(void) {
     }
 }
 
+/* Independent tiktoken encoding of one piece: repeatedly merge the adjacent pair whose
+ * concatenation has the lowest rank (ranks: bytes 0-255, then rt->tok[i] at 256 + i). */
+typedef struct { uint8_t tok[64][16]; int len[64]; int n; } rank_tab;
+static int rank_of(const rank_tab *rt, const uint8_t *s, int n) {
+    for (int r = 0; r < rt->n; r++) if (rt->len[r] == n && !memcmp(rt->tok[r], s, (size_t)n)) return 256 + r;
+    return n == 1 ? s[0] : -1;
+}
+static int ref_piece(const rank_tab *rt, const uint8_t *s, int n, int32_t *ids) {
+    int cut[64], np = n;
+    for (int i = 0; i <= n; i++) cut[i] = i;
+    for (;;) {
+        int best = -1, bi = 0;
+        for (int i = 0; i + 1 < np; i++) {
+            int r = rank_of(rt, s + cut[i], cut[i + 2] - cut[i]);
+            if (r >= 0 && (best < 0 || r < best)) { best = r; bi = i; }
+        }
+        if (best < 0) break;
+        memmove(cut + bi + 1, cut + bi + 2, (size_t)(np - bi - 1) * sizeof *cut);
+        np--;
+    }
+    for (int i = 0; i < np; i++) ids[i] = rank_of(rt, s + cut[i], cut[i + 1] - cut[i]);
+    return np;
+}
+
+static void test_tiktoken(void) {
+    qx_err e;
+    const char *dir = path_in("k2");   /* written by test_k2 */
+    size_t n, cn;
+    char *model = tu_read_file(path_in("k2/tiktoken.model"), &n), *cfg = tu_read_file(path_in("k2/tokenizer_config.json"), &cn);
+    TU_CHECK(model && cfg, "tiny-k2 has tiktoken.model and tokenizer_config.json");
+    if (!model || !cfg) { free(model); free(cfg); return; }
+    /* the known vocabulary: tiny-v3's tokenizer.json merges, in order */
+    char *tj = tu_read_file(path_in("v3ue/tokenizer.json"), &cn);
+    json_t *tjj = tj ? json_loads(tj, 0, NULL) : NULL;
+    json_t *known = json_object_get(json_object_get(tjj, "model"), "merges");
+    rank_tab rt = {.n = 0};
+    for (size_t i = 0; i < json_array_size(known) && i < 64; i++) {
+        const char *m = json_string_value(json_array_get(known, i));
+        int k = 0;
+        for (const char *q = m; *q; q++) {
+            if (*q == ' ') continue;
+            if ((uint8_t)q[0] == 0xc4 && (uint8_t)q[1] == 0xa0) { rt.tok[rt.n][k++] = ' '; q++; continue; }
+            rt.tok[rt.n][k++] = (uint8_t)*q;
+        }
+        rt.len[rt.n++] = k;
+    }
+    tk_vocab v;
+    TU_OK(tk_vocab_from_tiktoken(model, n, cfg, strlen(cfg), 320, "tiny-k2", &v, &e), &e);
+    if (v.n_tokens == 320) {
+        /* expected merges: each token of rank r split by the ranks below r (independent BPE);
+         * they equal the known list except where the known list is not tiktoken-consistent
+         * (" an": HF BPE would stop at " " + "an", tiktoken merges them, as llama.cpp records) */
+        TU_CHECK(v.n_merges == (int64_t)json_array_size(known), "merges %lld, known %zu", (long long)v.n_merges, json_array_size(known));
+        int differ_known = 0;
+        for (int64_t i = 0; i < v.n_merges && i < rt.n; i++) {
+            rank_tab low = rt;
+            low.n = (int)i;   /* ranks below 256 + i */
+            int32_t parts[16];
+            int np = ref_piece(&low, rt.tok[i], rt.len[i], parts);
+            char want[64];
+            int k = 0;
+            for (int j = 0; j < np && np == 2; j++) {
+                int32_t id = parts[j];
+                uint8_t one = (uint8_t)id;
+                const uint8_t *bytes = id < 256 ? &one : rt.tok[id - 256];
+                int bl = id < 256 ? 1 : rt.len[id - 256];
+                for (int b = 0; b < bl; b++) {   /* the test vocabulary is ASCII: only ' ' is remapped */
+                    if (bytes[b] == ' ') { want[k++] = (char)0xc4; want[k++] = (char)0xa0; }
+                    else want[k++] = (char)bytes[b];
+                }
+                if (j == 0) want[k++] = ' ';
+            }
+            want[k] = 0;
+            TU_CHECK(np == 2 && !strcmp(v.merges[i], want), "merge %lld '%s', independent '%s' (%d parts)", (long long)i, v.merges[i], want, np);
+            differ_known += strcmp(v.merges[i], json_string_value(json_array_get(known, (size_t)i))) != 0;
+        }
+        TU_CHECK(differ_known == 1, "%d recovered merges differ from the known HF list (want 1: ' an')", differ_known);
+        int64_t nb = 256 + v.n_merges;
+        TU_CHECK(!strcmp(v.tokens[32], "\xc4\xa0") && !strcmp(v.tokens[65], "A"), "byte tokens mapped ('%s', '%s')", v.tokens[32], v.tokens[65]);
+        TU_CHECK(!strcmp(v.tokens[nb], "[BOS]") && !strcmp(v.tokens[nb + 1], "[EOS]") && v.bos_id == nb && v.eos_id == nb + 1,
+                 "specials '%s' '%s' bos %d eos %d", v.tokens[nb], v.tokens[nb + 1], v.bos_id, v.eos_id);
+        char want[48];
+        snprintf(want, sizeof want, "<|reserved_token_%lld|>", (long long)(nb + 2));
+        TU_CHECK(!strcmp(v.tokens[nb + 2], want) && v.types[nb + 2] == TK_CONTROL, "reserved '%s'", v.tokens[nb + 2]);
+        int bad = 0;
+        for (int64_t i = 0; i < 320; i++) bad += v.types[i] != (i < nb ? TK_NORMAL : TK_CONTROL);
+        TU_CHECK(bad == 0, "%d token types differ", bad);
+        TU_CHECK(!strcmp(v.pre, "kimi-k2") && v.add_bos, "pre '%s' add_bos %d", v.pre, v.add_bos);
+        tk_vocab_free(&v);
+    }
+    /* vocab_size above n_ranks + 256: the rest is [PAD{i}] UNUSED */
+    TU_OK(tk_vocab_from_tiktoken(model, n, cfg, strlen(cfg), 700, "tiny-k2", &v, &e), &e);
+    if (v.n_tokens == 700) {
+        TU_CHECK(!strcmp(v.tokens[699], "[PAD699]") && v.types[699] == TK_UNUSED, "pad '%s'", v.tokens[699]);
+        tk_vocab_free(&v);
+    }
+    /* encoding equals the independent rank-based BPE on single-space-separated words */
+    tk_tok *t = NULL;
+    TU_OK(tk_load(dir, &t, &e), &e);
+    const char *text = "the cat and the bat sat in it of an ore entered estimation tiered ran";
+    int32_t *ids = NULL;
+    size_t ni = 0;
+    if (t) TU_OK(tk_encode(t, text, strlen(text), false, &ids, &ni, &e), &e);
+    int32_t want_ids[256];
+    int nw = 0;
+    for (const char *p = text; *p; ) {
+        const char *q = p + 1;
+        while (*q && *q != ' ') q++;
+        nw += ref_piece(&rt, (const uint8_t *)p, (int)(q - p), want_ids + nw);
+        p = q;
+    }
+    TU_CHECK(ids && (int)ni == nw && !memcmp(ids, want_ids, (size_t)nw * sizeof *ids), "encode: %zu ids, reference %d", ni, nw);
+    free(ids);
+    ids = NULL;
+    /* Han runs are their own pieces; BOS from tokenizer_config */
+    const char *han = "\xe4\xb8\xad\xe6\x96\x87the";
+    if (t) TU_OK(tk_encode(t, han, strlen(han), true, &ids, &ni, &e), &e);
+    int32_t want_han[16] = {t ? tk_bos(t) : -1, 0xe4, 0xb8, 0xad, 0xe6, 0x96, 0x87};
+    size_t nh = 7 + (size_t)ref_piece(&rt, (const uint8_t *)"the", 3, want_han + 7);
+    TU_CHECK(t && tk_bos(t) >= 256 && ids && ni == nh && !memcmp(ids, want_han, nh * sizeof *ids), "Han + 'the': %zu ids, want %zu", ni, nh);
+    free(ids);
+    tk_free(t);
+    json_decref(tjj);
+    free(tj);
+
+    /* malformed tiktoken files: one error each, naming the line */
+    struct { const char *text; const char *needle; } bad[] = {
+        {"AA== 0\nAQ== 1\nAg==2\n", "line 3: expected '<base64 token> <rank>'"},
+        {"AA== 0\nA!== 1\n", "line 2: token 'A!==' is not base64"},
+        {"AA== 0\nAQ== x1\n", "line 2: rank 'x1' is not an integer"},
+        {"AA== 0\nAQ== 0\n", "rank 0 appears twice"},
+        {"AA== 0\nAA== 1\n", "token of rank 1 appears twice"},
+        {"AA== 0\nAQ==\n", "line 2: expected"},
+        {"AA== 0\nAQ== \n", "line 2: missing rank"},
+        {"AA== 99999999999\n", "line 1: rank '99999999999' is not an integer below"},
+        {"\n\n", "no tokens"},
+        {"AB== 0\n", ""},   /* non-canonical padding bits are accepted (decodes to one byte) */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        qx_status st = tk_vocab_from_tiktoken(bad[i].text, strlen(bad[i].text), NULL, 0, 0, "t.model", &v, &e);
+        if (!bad[i].needle[0]) { TU_OK(st, &e); tk_vocab_free(&v); continue; }
+        TU_FAILS(st, &e, QX_EFORMAT, bad[i].needle);
+    }
+    TU_FAILS(tk_vocab_from_tiktoken("AA== 0\nAQ== 1\n", 14, NULL, 0, 1, "t.model", &v, &e), &e, QX_ESHAPE, "vocab_size 1 is smaller");
+    free(model);
+    free(cfg);
+}
+
+static void test_v32(void) {
+    qx_err e;
+    const char *dir = path_in("v32");
+    TU_OK(st_synth("tiny-v32", dir, 9, false, 0, &e), &e);
+    const char *out = path_in("v32.gguf"), *out2 = path_in("v32-nomtp.gguf");
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet", tu_qforge(), dir, out) == 0, "convert tiny-v32");
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet --no-mtp", tu_qforge(), dir, out2) == 0, "convert --no-mtp");
+    st_model *m = NULL;
+    TU_OK(st_open(&m, dir, &e), &e);
+    gf_file *g;
+    if (m && gf_open(&g, out, &e) == QX_OK) {
+        const char *s;
+        TU_OK(gf_get_str(g, "general.architecture", &s, &e), &e);
+        TU_CHECK(!strcmp(s, "deepseek32"), "arch %s", s);
+        struct { const char *k; uint32_t v; } keys[] = {
+            {"deepseek32.attention.indexer.head_count", 4}, {"deepseek32.attention.indexer.key_length", 64},
+            {"deepseek32.attention.indexer.top_k", 64}, {"deepseek32.expert_gating_func", 2},
+            {"deepseek32.nextn_predict_layers", 1}, {"deepseek32.block_count", 4}, {"deepseek32.attention.head_count_kv", 1},
+        };
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            uint32_t u = 0;
+            TU_OK(gf_get_u32(g, keys[i].k, &u, &e), &e);
+            TU_CHECK(u == keys[i].v, "%s = %u, want %u", keys[i].k, u, keys[i].v);
+        }
+        bool b = false;
+        TU_OK(gf_get_bool(g, "tokenizer.ggml.add_bos_token", &b, &e), &e);
+        TU_CHECK(b, "add_bos_token");
+        /* every indexer tensor of every block (MTP block 3 included): shape and values */
+        struct { const char *gg, *hf; int nd; int64_t ne0, ne1; } it[] = {
+            {"indexer.k_norm.weight", "self_attn.indexer.k_norm.weight", 1, 64, 1},
+            {"indexer.k_norm.bias", "self_attn.indexer.k_norm.bias", 1, 64, 1},
+            {"indexer.proj.weight", "self_attn.indexer.weights_proj.weight", 2, 512, 4},
+            {"indexer.attn_k.weight", "self_attn.indexer.wk.weight", 2, 512, 64},
+            {"indexer.attn_q_b.weight", "self_attn.indexer.wq_b.weight", 2, 256, 256},
+        };
+        for (int l = 0; l < 4; l++)
+            for (size_t i = 0; i < sizeof it / sizeof it[0]; i++) {
+                char gn[128], hn[160];
+                snprintf(gn, sizeof gn, "blk.%d.%s", l, it[i].gg);
+                snprintf(hn, sizeof hn, "model.layers.%d.%s", l, it[i].hf);
+                const gf_tensor *gt = gf_find_tensor(g, gn);
+                const st_tensor *ht = st_find(m, hn);
+                TU_CHECK(gt && ht && gt->type == QT_F32 && gt->n_dims == it[i].nd && gt->ne[0] == it[i].ne0 && gt->ne[1] == it[i].ne1,
+                         "%s: shape/type", gn);
+                if (!gt || !ht) continue;
+                int64_t rows = it[i].nd == 2 ? it[i].ne1 : 1, cols = it[i].ne0;
+                float *ref = malloc((size_t)(rows * cols) * sizeof *ref);
+                TU_OK(st_tensor_rows_f32(ht, 0, rows, ref, &e), &e);
+                TU_CHECK(!memcmp(ref, gt->data, (size_t)(rows * cols) * sizeof *ref), "%s: values differ from %s", gn, hn);
+                free(ref);
+            }
+        TU_CHECK(gf_find_tensor(g, "blk.3.nextn.eh_proj.weight") != NULL, "MTP block kept by default");
+        gf_close(g);
+    }
+    if (gf_open(&g, out2, &e) == QX_OK) {
+        uint32_t u = 0;
+        TU_OK(gf_get_u32(g, "deepseek32.block_count", &u, &e), &e);
+        TU_CHECK(u == 3 && !gf_find_kv(g, "deepseek32.nextn_predict_layers") && !gf_find_tensor(g, "blk.3.attn_norm.weight"),
+                 "--no-mtp: block_count %u", u);
+        gf_close(g);
+    }
+    st_close(m);
+    /* the engine: dense MLA == DSA at n_ctx <= top_k, same from the GGUF and the checkpoint */
+    const char *txt = path_in("v32.txt");
+    char text[6000];
+    for (int i = 0; i < 5990; i++) text[i] = "the cat sat on an ore and it ran "[i % 33];
+    tu_write_file(txt, text, 5990);
+    double ppl[2] = {0, 0};
+    const char *models[2] = {out, dir};
+    for (int k = 0; k < 2; k++) {
+        const char *js = path_in(k ? "v32-hf.json" : "v32-gguf.json");
+        int rc = tu_system("%s ppl '%s' --text '%s' --ctx 64 --chunks 8 -t 2 --json '%s' > /dev/null 2>&1", tu_qforge(), models[k], txt, js);
+        TU_CHECK(rc == 0, "ppl %s exit %d", models[k], rc);
+        size_t n;
+        char *j = tu_read_file(js, &n);
+        json_t *jj = j ? json_loadb(j, n, 0, NULL) : NULL;
+        ppl[k] = json_number_value(json_object_get(jj, "ppl"));
+        json_decref(jj);
+        free(j);
+    }
+    TU_CHECK(ppl[0] > 1 && isfinite(ppl[0]) && fabs(ppl[0] / ppl[1] - 1) < 1e-4, "ppl GGUF %g vs checkpoint %g", ppl[0], ppl[1]);
+    char log[1200];
+    snprintf(log, sizeof log, "%s/v32-128.log", tmp);
+    int rc = tu_system("%s ppl '%s' --text '%s' --ctx 128 --chunks 4 -t 2 > /dev/null 2> '%s'", tu_qforge(), out, txt, log);
+    size_t n;
+    char *l = tu_read_file(log, &n);
+    TU_CHECK(rc != 0 && l && strstr(l, "need DeepSeek Sparse Attention (index_topk 64)"), "ctx 128 > top_k: rc %d, '%s'", rc, l ? l : "");
+    free(l);
+    unlink(out);
+    unlink(out2);
+
+    /* malformed: a V3.2 config over a checkpoint without indexer tensors; a config without index_topk */
+    const char *d3 = path_in("v3ue");   /* tiny-v3 written by test_v31 */
+    char p[1200];
+    snprintf(p, sizeof p, "%s/config.json", d3);
+    json_t *c = json_load_file(p, 0, NULL);
+    json_object_set_new(json_object_get(c, "quantization_config"), "scale_fmt", json_string("ue8m0"));
+    json_array_set_new(json_object_get(c, "architectures"), 0, json_string("DeepseekV32ForCausalLM"));
+    json_object_set_new(c, "index_n_heads", json_integer(4));
+    json_object_set_new(c, "index_head_dim", json_integer(64));
+    json_object_set_new(c, "index_topk", json_integer(64));
+    json_dump_file(c, p, JSON_INDENT(1));
+    cv_params cp;
+    cv_default_params(&cp);
+    cp.preset = "F32";
+    cv_plan *pl = NULL;
+    TU_FAILS(cv_plan_create(&pl, d3, &cp, &e), &e, QX_ENOTFOUND, "tensor 'model.layers.0.self_attn.indexer.wq_b.weight' missing");
+    cv_plan_free(pl);
+    json_object_del(c, "index_topk");
+    char *cs = json_dumps(c, 0);
+    hf_config hc;
+    TU_FAILS(hf_config_parse(cs, strlen(cs), "v32.json", &hc, &e), &e, QX_EFORMAT, "\"index_topk\" missing");
+    free(cs);
+    json_decref(c);
+}
+
 int main(void) {
     tmp = tu_tmpdir();
     test_int4_decode();
@@ -366,5 +638,7 @@ int main(void) {
     test_quant_config();
     test_v31();
     test_k2();
+    test_tiktoken();
+    test_v32();
     return tu_done("test_family");
 }

@@ -34,16 +34,27 @@ typedef struct {
     bool add_bos, add_eos;
     char *chat_template;   /* NULL when absent */
     char model[16];        /* "gpt2" */
-    char pre[32];          /* tokenizer.ggml.pre: "deepseek-v3", "deepseek-r1-qwen", "llama-bpe", "qwen2" */
+    char pre[32];          /* tokenizer.ggml.pre: "deepseek-v3", "deepseek-r1-qwen", "llama-bpe", "qwen2", "kimi-k2" */
 } tk_vocab;
 
-/* Loads from PATH: an HF model dir (tokenizer.json, optional tokenizer_config.json), a
+/* Loads from PATH: an HF model dir (tokenizer.json, or tiktoken.model when there is no
+ * tokenizer.json, sized by config.json's vocab_size; optional tokenizer_config.json), a
  * tokenizer.json file (its sibling tokenizer_config.json is read when present) or a .gguf. */
 qx_status tk_load(const char *path, tk_tok **out, qx_err *e);
 /* Builds from memory: tokenizer.json text and optional tokenizer_config.json text (NULL).
  * label names the source in error messages. */
 qx_status tk_from_json(const char *tok_json, size_t tok_len, const char *cfg_json, size_t cfg_len,
                             const char *label, tk_tok **out, qx_err *e);
+/* tiktoken vocabularies (Kimi-K2; tok/tok_tiktoken.c): `tiktoken.model` text (one "<base64>
+ * <rank>" per line) and optional tokenizer_config.json text into the GGUF vocabulary llama.cpp's
+ * converter writes (tokens byte-mapped, merges recovered by BPE-splitting each token, ids
+ * [n_ranks, n_ranks+256) CONTROL specials, other gaps "[PAD{i}]" UNUSED, pre "kimi-k2").
+ * vocab_size 0: n_ranks + 256.  A malformed line is QX_EFORMAT naming its number.  Free v with
+ * tk_vocab_free.  tk_from_tiktoken builds the tokenizer from the same inputs. */
+qx_status tk_vocab_from_tiktoken(const char *model, size_t len, const char *cfg_json, size_t cfg_len, int64_t vocab_size,
+                                 const char *label, tk_vocab *v, qx_err *e);
+qx_status tk_from_tiktoken(const char *model, size_t len, const char *cfg_json, size_t cfg_len, int64_t vocab_size,
+                           const char *label, tk_tok **out, qx_err *e);
 /* Builds from a GGUF-form vocabulary (v is only read during the call). */
 qx_status tk_from_vocab(const tk_vocab *v, const char *label, tk_tok **out, qx_err *e);
 /* Builds from an open GGUF file's tokenizer.ggml.* keys (g is only read during the call). */

@@ -564,6 +564,15 @@ qx_status tok_stage_add(tk_tok *t, const char *pattern, size_t plen, tok_behavio
 #define RE_DS3_CJK "[\\x{4e00}-\\x{9fa5}\\x{3040}-\\x{309f}\\x{30a0}-\\x{30ff}]+"
 #define RE_DS3_MAIN "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+/* Kimi-K2 (tokenization_kimi.py's pat_str; llama.cpp implements it by hand in unicode.cpp).
+ * Its class intersections [X&&[^\p{Han}]] are written (?:(?!\p{Han})[X]) for PCRE2. */
+#define RE_K2_UP "(?:(?!\\p{Han})[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}])"
+#define RE_K2_LO "(?:(?!\\p{Han})[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}])"
+#define RE_K2_SUF "(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+#define RE_KIMI_K2 "\\p{Han}+|[^\\r\\n\\p{L}\\p{N}]?" RE_K2_UP "*" RE_K2_LO "+" RE_K2_SUF \
+    "|[^\\r\\n\\p{L}\\p{N}]?" RE_K2_UP "+" RE_K2_LO "*" RE_K2_SUF \
+    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 const char tok_re_gpt2[] = RE_GPT2;
 
 bool tok_pre_setup(tk_tok *t, const char *pre, const char *label, qx_err *e, qx_status *st) {
@@ -572,6 +581,7 @@ bool tok_pre_setup(tk_tok *t, const char *pre, const char *label, qx_err *e, qx_
     else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3")) { re[0] = RE_LLAMA3; t->ignore_merges = true; }
     else if (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen")) re[0] = RE_QWEN2;
     else if (!strcmp(pre, "gpt2") || !strcmp(pre, "default") || !strcmp(pre, "gpt-2")) re[0] = RE_GPT2;
+    else if (!strcmp(pre, "kimi-k2")) re[0] = RE_KIMI_K2;
     else return false;
     *st = QX_OK;
     for (int i = 0; i < 3 && re[i] && *st == QX_OK; i++)

@@ -5,6 +5,8 @@
  * Every number read from a file is range-checked before use. */
 #include "tok_internal.h"
 
+#include <unistd.h>
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,7 +509,7 @@ qx_status tk_from_vocab(const tk_vocab *v, const char *label, tk_tok **out, qx_e
     }
     if (st == QX_OK && !tok_pre_setup(b.t, v->pre[0] ? v->pre : "default", label, e, &st))
         st = qx_fail(e, QX_EUNSUPPORTED, "%s: tokenizer.ggml.pre '%s' is not supported (deepseek-v3, deepseek-r1-qwen, "
-                     "llama-bpe, qwen2, gpt2/default are)", label, v->pre);
+                     "llama-bpe, qwen2, kimi-k2, gpt2/default are)", label, v->pre);
     free(b.src);
     if (st != QX_OK) { tk_free(b.t); return st; }
     *out = b.t;
@@ -649,10 +651,28 @@ qx_status tk_load(const char *path, tk_tok **out, qx_err *e) {
     }
     char *tbuf = NULL, *cbuf = NULL;
     size_t tlen = 0, clen = 0;
+    bool tiktoken = false;
+    if (qx_is_dir(path) && access(tj, F_OK) != 0) {   /* Kimi-K2: tiktoken.model, no tokenizer.json */
+        char kj[4096];
+        if (qx_path_join(kj, sizeof kj, path, "tiktoken.model") && access(kj, F_OK) == 0) {
+            snprintf(tj, sizeof tj, "%s", kj);
+            tiktoken = true;
+        }
+    }
     QX_TRY(qx_read_file(tj, &tbuf, &tlen, e));
     qx_err ce;
     if (qx_read_file(cj, &cbuf, &clen, &ce) != QX_OK) cbuf = NULL;   /* the config is optional */
-    qx_status st = tk_from_json(tbuf, tlen, cbuf, clen, tj, out, e);
+    int64_t vocab_size = 0;   /* tiktoken: the model's vocab_size bounds the reserved special range */
+    if (tiktoken) {
+        char mj[4096];
+        json_t *c = qx_path_join(mj, sizeof mj, path, "config.json") ? json_load_file(mj, 0, NULL) : NULL;
+        json_t *vs = json_object_get(c, "vocab_size");
+        if (!json_is_integer(vs)) vs = json_object_get(json_object_get(c, "text_config"), "vocab_size");
+        if (json_is_integer(vs)) vocab_size = json_integer_value(vs);
+        json_decref(c);
+    }
+    qx_status st = tiktoken ? tk_from_tiktoken(tbuf, tlen, cbuf, clen, vocab_size, tj, out, e)
+                            : tk_from_json(tbuf, tlen, cbuf, clen, tj, out, e);
     free(tbuf); free(cbuf);
     return st;
 }
