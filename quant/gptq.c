@@ -303,38 +303,84 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t) {
     return tr && tr->quantized && tr->from_float && tr->to_float ? QT_GPTQ_BLOCK : QT_GPTQ_NONE;
 }
 
-/* Fixes column j at value q and moves its error into columns j+1..n-1 of w. */
-static inline void feed(float *w, const float *U, int64_t n, int64_t j, float q) {
+/* Fixes column j at value q and moves its error into columns j+1..n-1 of w; returns the
+ * scaled error e (e^2 is what fixing j adds to the row's output error). */
+static inline float feed(float *w, const float *U, int64_t n, int64_t j, float q) {
     const float *u = U + j * n;
     float e = (w[j] - q) / u[j];
     for (int64_t k = j + 1; k < n; k++) w[k] -= e * u[k];
+    return e;
 }
 
-static void gptq_row(qt_type t, qt_gptq_mode mode, const qt_traits *tr, const float *U, int64_t n,
-                     const float *imp, float *w, uint8_t *out, float *q, float *h) {
-    const int B = tr->blck;
+typedef struct {
+    qt_type t;
+    qt_gptq_mode mode;
+    const qt_traits *tr;
+    const float *U;
+    int64_t n;
+    float *q, *h;        /* [blck], [8] */
+    float *rec;          /* [blck]: each column's weight when it was fixed */
+} qg_ctx;
+
+/* Chooses the codes of the block at b0 (already encoded in blk: scales fixed) in column
+ * order with feedback into w; returns the block's added output error sum e^2. */
+static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
+    const int B = c->tr->blck;
+    const int64_t n = c->n;
+    double loss = 0;
+    if (c->mode == QT_GPTQ_ELEMENT) {
+        for (int j = 0; j < B; j++) {
+            qg_lev L;
+            float qv;
+            elem_lev(c->t, blk, j, &L);
+            elem_put(c->t, blk, j, elem_nearest(&L, w[b0 + j], &qv));
+            c->rec[j] = w[b0 + j];
+            float e = feed(w, c->U, n, b0 + j, qv);
+            loss += (double)e * e;
+        }
+        return loss;
+    }
+    if (c->mode == QT_GPTQ_GROUP) {
+        for (int g = 0; g < B / 8; g++) {
+            int64_t c0 = b0 + 8 * g;
+            for (int j = 0; j < 8; j++) { float u = c->U[(c0 + j) * n + c0 + j]; c->h[j] = 1.f / (u * u); }
+            if (c->t == QT_IQ2_XXS) iq2xxs_group(blk, g, w + c0, c->h, c->q);
+            else iq1s_group(blk, g, w + c0, c->h, c->q);
+            for (int j = 0; j < 8; j++) {
+                c->rec[8 * g + j] = w[c0 + j];
+                float e = feed(w, c->U, n, c0 + j, c->q[j]);
+                loss += (double)e * e;
+            }
+        }
+        return loss;
+    }
+    c->tr->to_float(blk, c->q, B);
+    for (int j = 0; j < B; j++) {
+        c->rec[j] = w[b0 + j];
+        float e = feed(w, c->U, n, b0 + j, c->q[j]);
+        loss += (double)e * e;
+    }
+    return loss;
+}
+
+/* One row.  Each block is done twice: with the scales the encoder chose for the block as it
+ * stood (pass A), and with the scales it chooses for the weights pass A actually rounded
+ * (after the feedback from the block's own earlier columns, pass B); the pass with the
+ * smaller added output error is kept.  wb: [n] scratch; blkb: one block. */
+static void gptq_row(const qg_ctx *c, const float *imp, float *w, uint8_t *out, float *wb, uint8_t *blkb) {
+    const int B = c->tr->blck;
+    const int64_t n = c->n;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
-        uint8_t *blk = out + (b0 / B) * tr->type_size;
-        tr->from_float(w + b0, blk, B, imp ? imp + b0 : NULL);
-        if (mode == QT_GPTQ_ELEMENT) {
-            for (int j = 0; j < B; j++) {
-                qg_lev L;
-                float qv;
-                elem_lev(t, blk, j, &L);
-                elem_put(t, blk, j, elem_nearest(&L, w[b0 + j], &qv));
-                feed(w, U, n, b0 + j, qv);
-            }
-        } else if (mode == QT_GPTQ_GROUP) {
-            for (int g = 0; g < B / 8; g++) {
-                int64_t c0 = b0 + 8 * g;
-                for (int j = 0; j < 8; j++) { float u = U[(c0 + j) * n + c0 + j]; h[j] = 1.f / (u * u); }
-                if (t == QT_IQ2_XXS) iq2xxs_group(blk, g, w + c0, h, q);
-                else iq1s_group(blk, g, w + c0, h, q);
-                for (int j = 0; j < 8; j++) feed(w, U, n, c0 + j, q[j]);
-            }
-        } else {
-            tr->to_float(blk, q, B);
-            for (int j = 0; j < B; j++) feed(w, U, n, b0 + j, q[j]);
+        uint8_t *blk = out + (b0 / B) * c->tr->type_size;
+        const float *ib = imp ? imp + b0 : NULL;
+        memcpy(wb + b0, w + b0, (size_t)(n - b0) * sizeof(float));
+        c->tr->from_float(w + b0, blk, B, ib);
+        double la = block_pass(c, b0, w, blk);
+        c->tr->from_float(c->rec, blkb, B, ib);
+        double lb = block_pass(c, b0, wb, blkb);
+        if (lb < la) {
+            memcpy(w + b0, wb + b0, (size_t)(n - b0) * sizeof(float));
+            memcpy(blk, blkb, (size_t)c->tr->type_size);
         }
     }
 }
@@ -345,13 +391,15 @@ bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int
     qt_gptq_mode mode = qt_gptq_mode_of(t);
     if (mode == QT_GPTQ_NONE || qt_row_size(t, n) == 0 || !U) return false;
     uint64_t rs = qt_row_size(t, n);
-    float *w = malloc((size_t)(n + tr->blck + 8) * sizeof(float));
-    if (!w) return false;
-    float *q = w + n, *h = q + tr->blck;
+    /* w [n], wb [n], rec [blck], q [blck], h [8] */
+    float *w = malloc((size_t)(2 * n + 2 * tr->blck + 8) * sizeof(float));
+    uint8_t *blkb = malloc((size_t)tr->type_size);
+    if (!w || !blkb) { free(w); free(blkb); return false; }
+    qg_ctx c = { t, mode, tr, U, n, w + 2 * n + tr->blck, w + 2 * n + 2 * tr->blck, w + 2 * n };
     for (int64_t r = 0; r < nrows; r++) {
         memcpy(w, src + r * n, (size_t)n * sizeof(float));
-        gptq_row(t, mode, tr, U, n, imp, w, (uint8_t *)dst + (uint64_t)r * rs, q, h);
+        gptq_row(&c, imp, w, (uint8_t *)dst + (uint64_t)r * rs, w + n, blkb);
     }
-    free(w);
+    free(w); free(blkb);
     return true;
 }

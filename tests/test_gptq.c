@@ -68,9 +68,41 @@ static void test_factor(void) {
     free(Z); free(U); free(H);
 }
 
+/* One block of the naive reference: columns b0..b0+31 with scale d, OBQ updates of w and of
+ * the inverse Hessian Hi of the remaining columns; returns the added loss sum e^2/Hi_jj and
+ * records each column's weight when fixed in rec. */
+static double obq_block(qt_type t, int n, int b0, float d, double *w, double *Hi, float *out, float *rec) {
+    double loss = 0;
+    for (int j = b0; j < b0 + 32; j++) {
+        double q = 0;
+        if (d != 0) {
+            double l = nearbyint(w[j] / d);
+            if (t == QT_Q8_0) l = l < -127 ? -127 : l > 127 ? 127 : l;
+            else l = (l + 8 < 0 ? 0 : l + 8 > 15 ? 15 : l + 8) - 8;
+            q = d * l;
+        }
+        out[j] = (float)q;
+        rec[j - b0] = (float)w[j];
+        double e = (w[j] - q) / Hi[j * n + j];
+        loss += (w[j] - q) * e;
+        for (int k = j + 1; k < n; k++) w[k] -= e * Hi[j * n + k];
+        for (int r = j + 1; r < n; r++)
+            for (int k = j + 1; k < n; k++) Hi[r * n + k] -= Hi[r * n + j] * Hi[j * n + k] / Hi[j * n + j];
+    }
+    return loss;
+}
+
+static float block_scale(qt_type t, const float *x) {
+    uint8_t blk[64];
+    qt_get_traits(t)->from_float(x, blk, 32, NULL);
+    return qt_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+}
+
 /* The naive reference (OBQ): Hinv = (H + lam I)^-1 by Gauss-Jordan, then for every column j
  * in order: q_j from the block's scale (Q8_0: d*rint(w/d); Q4_0: d*(clamp(rint(w/d)+8)-8)),
- * w_R -= (w_j - q_j) / Hinv_jj * Hinv_jR, Hinv -= Hinv_:j Hinv_j: / Hinv_jj. */
+ * w_R -= (w_j - q_j) / Hinv_jj * Hinv_jR, Hinv -= Hinv_:j Hinv_j: / Hinv_jj.  Each block is
+ * walked with the scale of the block as it stands and with the scale of the weights that
+ * walk rounded; the walk adding less loss is kept (as quant/gptq.c documents). */
 static void obq_ref(qt_type t, const double *H, int n, double lam, const float *w0, float *out) {
     int m = n;
     double *A = malloc(sizeof(double) * (size_t)(m * 2 * m));
@@ -88,33 +120,19 @@ static void obq_ref(qt_type t, const double *H, int n, double lam, const float *
             for (int j = 0; j < 2 * m; j++) A[r * 2 * m + j] -= f * A[c * 2 * m + j];
         }
     }
-    double *Hi = malloc(sizeof(double) * (size_t)(n * n)), w[256];
+    size_t hsz = sizeof(double) * (size_t)(n * n);
+    double *Hi = malloc(hsz), *Hb = malloc(hsz), w[256], wb[256];
+    float xb[32], rec[32], outb[256];
     for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) Hi[i * n + j] = A[i * 2 * m + m + j];
     for (int j = 0; j < n; j++) w[j] = w0[j];
-    const qt_traits *tr = qt_get_traits(t);
-    uint8_t blk[64];
-    float d = 0;
-    for (int j = 0; j < n; j++) {
-        if (j % 32 == 0) {
-            float wb[32];
-            for (int k = 0; k < 32; k++) wb[k] = (float)w[j + k];
-            tr->from_float(wb, blk, 32, NULL);
-            d = qt_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
-        }
-        double q = 0;
-        if (d != 0) {
-            double l = nearbyint(w[j] / d);
-            if (t == QT_Q8_0) l = l < -127 ? -127 : l > 127 ? 127 : l;
-            else l = (l + 8 < 0 ? 0 : l + 8 > 15 ? 15 : l + 8) - 8;
-            q = d * l;
-        }
-        out[j] = (float)q;
-        double e = (w[j] - q) / Hi[j * n + j];
-        for (int k = j + 1; k < n; k++) w[k] -= e * Hi[j * n + k];
-        for (int r = j + 1; r < n; r++)
-            for (int k = j + 1; k < n; k++) Hi[r * n + k] -= Hi[r * n + j] * Hi[j * n + k] / Hi[j * n + j];
+    for (int b0 = 0; b0 < n; b0 += 32) {
+        memcpy(wb, w, sizeof w); memcpy(Hb, Hi, hsz);
+        for (int k = 0; k < 32; k++) xb[k] = (float)w[b0 + k];
+        double la = obq_block(t, n, b0, block_scale(t, xb), w, Hi, out, rec);
+        double lb = obq_block(t, n, b0, block_scale(t, rec), wb, Hb, outb, rec);
+        if (lb < la) { memcpy(w, wb, sizeof w); memcpy(out + b0, outb + b0, 32 * sizeof(float)); }
     }
-    free(A); free(Hi);
+    free(A); free(Hi); free(Hb);
 }
 
 static double quad(const double *H, const float *a, const float *b, int n) {
