@@ -18,7 +18,7 @@
 
 void cli_gptq_defaults(cli_gptq_opts *o) {
     memset(o, 0, sizeof *o);
-    o->damp = 0.01;
+    o->damp = 0.1;
     o->ctx = 512;
     o->passes = 1;
     o->experts = "expert";
@@ -27,7 +27,7 @@ void cli_gptq_defaults(cli_gptq_opts *o) {
 const char *cli_gptq_usage(void) {
     return "  --gptq TEXT               GPTQ error feedback inside the GGUF blocks, input Hessians from TEXT (docs/gptq.md)\n"
            "  --gptq-chunks N           calibration windows (default: all of TEXT);  --gptq-ctx N window length (512)\n"
-           "  --gptq-damp X             damping, fraction of the mean Hessian diagonal (default 0.01)\n"
+           "  --gptq-damp X             damping, fraction of the mean Hessian diagonal (default 0.1)\n"
            "  --gptq-experts M          routed experts: expert (one Hessian each, default) or shared (one per layer)\n"
            "  --gptq-passes N           2: gather the Hessians again on the first pass's build (sequential)\n"
            "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n";

@@ -212,6 +212,9 @@ static void test_codes(void) {
 }
 
 #define MAXC 512
+#ifndef GPTQ_DAMP
+#define GPTQ_DAMP 0.1     /* the CLI default (docs/gptq.md: chosen by end-to-end KLD) */
+#endif
 typedef struct { cal_wkind kind; int layer, expert; float *x; int64_t n, cap, cols; } sel_w;
 typedef struct { sel_w *w; int n; } coll;
 
@@ -292,7 +295,7 @@ static void test_real(cal_model *m, const int32_t *ids, int64_t n_ids, const cha
             for (int64_t a = 0; a < nc; a++) for (int64_t b = 0; b < nc; b++) D[a * nc + b] += (double)x[a] * x[b];
         }
         for (int64_t j = 0; j < nc; j++) imp[j] = (float)(Hf[j * nc + j] / (double)nfit);
-        TU_CHECK(qt_gptq_factor(Hf, nc, 0.01, U), "%s: factor", name);
+        TU_CHECK(qt_gptq_factor(Hf, nc, GPTQ_DAMP, U), "%s: factor", name);
         for (int k = 0; k < nt; k++) {
             if ((nc % 256 == 0) != (types[k] != QT_Q4_0)) continue;
             double e0 = out_err(types[k], W, rows, nc, imp, NULL, C, deq, q);
@@ -305,10 +308,12 @@ static void test_real(cal_model *m, const int32_t *ids, int64_t n_ids, const cha
         free(W); free(deq); free(U); free(q); free(Hf); free(C);
     }
     /* The held-out error must fall: in total by need[k] and in the geometric mean of the
-     * per-weight ratios by gneed[k].  Measured at 24 windows (docs/gptq.md): total -18%
-     * Q2_K, -23% Q3_K, -30% IQ2_XXS, -23% IQ1_S; Q4_0 (128/192-wide fallback rows) -96% on
-     * q_b but +5% on a shared down_proj (1536 fit rows for 128 columns), total +2.6%. */
-    const double need[] = { 0.10, 0.12, 0.15, 0.12, -0.10 }, gneed[] = { 0.15, 0.20, 0.20, 0.10, 0.30 };
+     * per-weight ratios by gneed[k].  Measured at 24 windows, damp 0.1 (docs/gptq.md): total
+     * -29% Q2_K, -33% Q3_K, -42% IQ2_XXS, -38% IQ1_S, geometric means 0.60, 0.52, 0.46,
+     * 0.51; the 128/192-wide Q4_0 fallback rows -2.5% (0.26: -93% on attn_q_b, -0.2% on a
+     * shared-expert down_proj).  At damp 0.01 the Hessian of 1,536 fit rows overfits: -18%,
+     * -23%, -30%, -23%, and +2.6% at Q4_0.  Margins leave room for encoder changes. */
+    const double need[] = { 0.18, 0.22, 0.25, 0.22, 0.0 }, gneed[] = { 0.28, 0.32, 0.35, 0.32, 0.5 };
     for (int k = 0; k < nt; k++) {
         double g = nlog[k] ? exp(logr[k] / nlog[k]) : 1;
         fprintf(stderr, "%s total held-out output error: imatrix %.4e, + gptq %.4e (%+.1f%%), geometric mean of ratios %.3f\n",
@@ -345,7 +350,18 @@ static void test_threads(cal_model *m, const int32_t *ids, int64_t n_ids) {
         float *U = malloc(sizeof(float) * (size_t)(nc * nc)), *W = malloc(sizeof(float) * (size_t)(rows * nc));
         uint64_t rs = qt_row_size(QT_Q3_K, nc);
         uint8_t *q[2] = { malloc(rows * rs), malloc(rows * rs) };
-        TU_CHECK(qt_gptq_factor(H, nc, 0.01, U), "factor");
+        float *U2 = malloc(sizeof(float) * (size_t)(nc * nc));
+#ifdef _OPENMP
+        omp_set_num_threads(2);
+#endif
+        TU_CHECK(qt_gptq_factor(H, nc, 0.01, U2), "factor (2 threads)");
+#ifdef _OPENMP
+        omp_set_num_threads(1);
+#endif
+        TU_CHECK(qt_gptq_factor(H, nc, 0.01, U), "factor (1 thread)");
+        TU_CHECK(nc > 256 && !memcmp(U, U2, sizeof(float) * (size_t)(nc * nc)), "factor of %lld columns differs between 1 and 2 threads",
+                 (long long)nc);
+        free(U2);
         for (int64_t i = 0; i < rows * nc; i++) W[i] = (float)(nrand() * 0.03);
         for (int k = 0; k < 2; k++) {
 #ifdef _OPENMP
