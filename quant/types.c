@@ -28,16 +28,18 @@ static void e4m3_to_f32(const void *src, float *dst, int64_t n) { qt_plain_to_f3
 static void e5m2_to_f32(const void *src, float *dst, int64_t n) { qt_plain_to_f32(QT_F8_E5M2, src, dst, n); }
 
 /* ---- block types: fast (best kernels) and _ref (scalar kernels) entry points ---- */
-#define QUANT_PAIR(name)                                                                   \
+#define QUANT_PAIR(name, T)                                                                \
     static void name##_fast(const float *s, void *d, int64_t n, const float *imp) {        \
         qk_quant_##name(qk_kern_best(), s, d, n, imp);                                      \
+        qk_unbias_row(T, qt_dequant_##name, s, imp, d, n, qk_unbias_theta(T));              \
     }                                                                                      \
     static void name##_ref(const float *s, void *d, int64_t n, const float *imp) {         \
         qk_quant_##name(&qk_kern_ref, s, d, n, imp);                                        \
+        qk_unbias_row(T, qt_dequant_##name, s, imp, d, n, qk_unbias_theta(T));              \
     }
-QUANT_PAIR(q4_0) QUANT_PAIR(q4_1) QUANT_PAIR(q5_0) QUANT_PAIR(q5_1) QUANT_PAIR(q8_0)
-QUANT_PAIR(q2_K) QUANT_PAIR(q3_K) QUANT_PAIR(q4_K) QUANT_PAIR(q5_K) QUANT_PAIR(q6_K)
-QUANT_PAIR(iq4_nl) QUANT_PAIR(iq4_xs)
+QUANT_PAIR(q4_0, QT_Q4_0) QUANT_PAIR(q4_1, QT_Q4_1) QUANT_PAIR(q5_0, QT_Q5_0) QUANT_PAIR(q5_1, QT_Q5_1)
+QUANT_PAIR(q8_0, QT_Q8_0) QUANT_PAIR(q2_K, QT_Q2_K) QUANT_PAIR(q3_K, QT_Q3_K) QUANT_PAIR(q4_K, QT_Q4_K)
+QUANT_PAIR(q5_K, QT_Q5_K) QUANT_PAIR(q6_K, QT_Q6_K) QUANT_PAIR(iq4_nl, QT_IQ4_NL) QUANT_PAIR(iq4_xs, QT_IQ4_XS)
 
 #define BLK(id, nm, b, sz, name) [id] = { nm, b, sz, true, false, qt_dequant_##name, name##_fast }
 #define SIZE_ONLY(id, nm, b, sz, q) [id] = { nm, b, sz, q, false, NULL, NULL }

@@ -135,14 +135,19 @@ static qt_type expected_iq(const char *preset, const char *name, int64_t ne0, in
 /* Relative RMS error bound of one dequantized tensor vs F32 (synthetic weights); a wrong layout,
  * codebook or scale gives errors near or above 1. */
 static double rel_bound(qt_type t) {
-    switch (t) {   /* loose: ~15% above what a sound quantizer of that bit width reaches here */
-    case QT_IQ1_S: return 0.66;
-    case QT_IQ1_M: return 0.60;
-    case QT_IQ2_XXS: return 0.52;
-    case QT_IQ2_XS: return 0.46;
-    case QT_IQ2_S: case QT_Q2_K: return 0.42;
-    case QT_IQ3_XXS: return 0.30;
-    case QT_IQ3_S: case QT_Q3_K: return 0.27;
+    /* loose: ~15% above what a sound quantizer of that bit width reaches here; the IQ1/IQ2/
+     * IQ3 bounds were raised ~10% when the scales turned unbiased (issue 11: more weighted
+     * error per tensor, much less KLD end to end) */
+    switch (t) {
+    case QT_IQ1_S: return 0.73;
+    case QT_IQ1_M: return 0.66;
+    case QT_IQ2_XXS: return 0.58;
+    case QT_IQ2_XS: return 0.51;
+    case QT_IQ2_S: return 0.47;
+    case QT_Q2_K: return 0.42;
+    case QT_IQ3_XXS: return 0.33;
+    case QT_IQ3_S: return 0.30;
+    case QT_Q3_K: return 0.27;
     case QT_IQ4_NL: case QT_Q4_0: return 0.15;
     case QT_Q5_K: case QT_Q5_1: return 0.07;
     default: return 0.02;

@@ -42,9 +42,10 @@ static double rel_rmse(const float *x, const float *y, const float *imp) {
  * IQ4_NL .090/.072  IQ4_XS .091/.074, where ours are 1-11% lower.  Exception: Q2_K and Q3_K
  * with imp weight elements by imp * sqrt(f sigma2 + x^2) with f chosen by end-to-end KLD
  * on mini-v3 (quant/k_quants.c), which costs a few % of this imp-weighted error (Q2_K
- * .2321, was .2143). */
+ * .2321, was .2143).  Since issue 11 every block's scale is rescaled to its unbiased value
+ * (quant/unbias.c), which costs up to a few % of this error (Q4_0 imp .1075). */
 static const struct { qt_type t; double no_imp, imp; } bounds[] = {
-    { QT_Q4_0, 0.106, 0.106 }, { QT_Q4_1, 0.0793, 0.0695 }, { QT_Q5_0, 0.0542, 0.0571 },
+    { QT_Q4_0, 0.106, 0.113 }, { QT_Q4_1, 0.0793, 0.0695 }, { QT_Q5_0, 0.0542, 0.0571 },
     { QT_Q5_1, 0.0384, 0.0335 }, { QT_Q8_0, 0.0072, 0.0087 }, { QT_Q2_K, 0.280, 0.244 },
     { QT_Q3_K, 0.162, 0.144 }, { QT_Q4_K, 0.0803, 0.0709 }, { QT_Q5_K, 0.0397, 0.0355 },
     { QT_Q6_K, 0.0213, 0.0200 }, { QT_IQ4_NL, 0.0891, 0.0849 }, { QT_IQ4_XS, 0.0903, 0.0862 },

@@ -116,8 +116,12 @@ int main(void) {
      * factors of quant/k_quants.c were chosen by end-to-end KLD, not by this error: Q3_K's
      * f = 4 gave -7.9% here but a smaller KLD gain than f = 0.5; Q2_K's f = 1 gave -12.6%.
      * Before the fix (importance alone as the element weight): Q2_K -9.2%, 0.935 and +2.6%
-     * on blk.0 ffn_gate; Q3_K -6.3%, 0.954 and +3.0% on an expert up_proj; Q4_0 -1.2%, 0.843. */
-    const double margin[] = { 0.08, 0.05, 0.0 }, gmargin[] = { 0.07, 0.05, 0.0 };
+     * on blk.0 ffn_gate; Q3_K -6.3%, 0.954 and +3.0% on an expert up_proj; Q4_0 -1.2%, 0.843.
+     * Since issue 11 every block's scale is rescaled to the unbiased value (quant/unbias.c),
+     * which costs some of this least-squares error and some of the imatrix's gain on it:
+     * Q2_K total -6.3%, geomean 0.960; Q3_K -4.9%, 0.956 (the end-to-end KLD with imatrix fell
+     * 8.5% / 2.6% with that change). */
+    const double margin[] = { 0.04, 0.03, 0.0 }, gmargin[] = { 0.03, 0.03, 0.0 };
     const double worst_ok = tu_quick() ? 1.12 : 1.08;
     double tot_none[3] = { 0, 0, 0 }, tot_imp[3] = { 0, 0, 0 }, logr[3] = { 0, 0, 0 };
     int nlog[3] = { 0, 0, 0 };

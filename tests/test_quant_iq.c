@@ -298,10 +298,13 @@ static void roundtrip(qt_type t, const float *x, const float *imp, float *y, uin
 }
 
 static void test_roundtrip(void) {
-    /* Upper bounds on sqrt(sum imp (x-q)^2 / sum imp x^2); measured values are ~10% lower.
-     * For scale: ggml's own quantizers score 0.33 0.26 0.24 0.15 0.12 0.46 0.36 on the same
-     * kind of matrix (see docs/iq-vs-ggml.md). */
-    static const double bound[7] = { 0.31, 0.255, 0.24, 0.16, 0.135, 0.45, 0.36 };
+    /* Upper bounds on sqrt(sum imp (x-q)^2 / sum imp x^2): a secondary check (the primary
+     * ones are the end-to-end KLD of test_iq_kld and the gain/energy of test_quant_energy).
+     * Measured 0.338 0.259 0.250 0.146 0.124 0.471 0.347, bounds ~4% above.  Since issue 11
+     * the scales aim at the unbiased value, not the least-squares one (quant/iq_quants.c,
+     * IQ_THETA): this error rose from ~0.28/0.23/0.22/0.14/0.11/0.41/0.32 while the KLD fell
+     * 26-47%.  ggml's own quantizers score 0.33 0.26 0.24 0.15 0.12 0.46 0.36 here. */
+    static const double bound[7] = { 0.352, 0.27, 0.26, 0.152, 0.129, 0.49, 0.36 };
     float *x = malloc(sizeof(float) * ROWS * COLS), *y = malloc(sizeof(float) * ROWS * COLS);
     float *y2 = malloc(sizeof(float) * ROWS * COLS), *imp = malloc(sizeof(float) * COLS);
     float *flat = malloc(sizeof(float) * COLS);
