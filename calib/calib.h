@@ -287,4 +287,40 @@ const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t
 /* Bytes held by the H and U matrices now. */
 uint64_t cal_hessian_bytes(const cal_hessians *h);
 
+/* Substitutes the data of GGUF tensor `name` of m (a GGUF model) by `data` of `type`
+ * (rows x qt_row_size(type, ne0) bytes, borrowed until the override is cleared or m
+ * closed) for every later cal_forward; data NULL restores the file's tensor.  QX_ENOTFOUND
+ * for an unknown name, QX_EUNSUPPORTED for an HF model. */
+qx_status cal_model_override(cal_model *m, const char *name, qt_type type, const void *data, qx_err *e);
+
+/* ---- tensor sensitivity (cal_sens_) — calib/sensitivity.c ----
+ * For each item: tensor `name` quantized to `type` in memory as convert/ writes it (row by
+ * row, with the importance of its expert slice from im), werr = Σ imp (w - q)^2 / Σ imp w^2
+ * over the tensor (imp = 1 without an entry); with `measure`, the model runs over the
+ * windows with only that tensor replaced and kld/top1 are its drift against p->ppl.base
+ * (a base saved from the unmodified model with the same protocol and windows).  Items of
+ * one tensor should be adjacent (its source is decoded once per run of them).  Only GGUF
+ * models (F32/F16/BF16 or any decodable source). */
+typedef struct {
+    const char *name;         /* GGUF tensor name (borrowed) */
+    qt_type type;
+    bool measure;             /* run the model (else only werr and bytes) */
+    /* out */
+    uint64_t bytes;           /* tensor bytes at this type */
+    double werr;              /* importance-weighted relative squared error */
+    bool measured;
+    double kld, kld_err, top1;
+} cal_sens_item;
+
+typedef struct {
+    cal_ppl_params ppl;       /* protocol, n_ctx, n_chunks, threads, base (needed to measure) */
+    const im_matrix *im;      /* importance (borrowed), NULL for none */
+    void (*item_done)(void *ud, size_t i, size_t n, const cal_sens_item *it);
+    void *ud;
+} cal_sens_params;
+
+cal_sens_params cal_sens_default_params(void);
+qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,
+                       size_t n, qx_err *e);
+
 #endif

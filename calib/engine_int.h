@@ -39,6 +39,9 @@ struct cal_model {
     int64_t n_dense_first;     /* layers < this are dense (GGUF: leading_dense_block_count) */
     cal_w embed, output;
     float *out_norm;
+    /* cal_model_override: GGUF tensors whose data is replaced (borrowed from the caller) */
+    struct cal_override { char name[GF_NAME_MAX]; qt_type type; const void *data; } *ovr;
+    int n_ovr;
 };
 
 qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e);

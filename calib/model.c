@@ -215,6 +215,7 @@ void cal_model_close(cal_model *m) {
     free(m->out_norm);
     st_close(m->st);
     gf_close(m->gf);
+    free(m->ovr);
     free(m->path);
     free(m);
 }

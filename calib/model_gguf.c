@@ -43,7 +43,11 @@ static qx_status gw(cal_model *m, const char *name, int64_t rows, int64_t cols, 
     if (t->ne[0] != cols || r != rows)
         return qx_fail(e, QX_ESHAPE, "tensor '%s': ne [%lld, %lld, %lld], expected %lld columns x %lld rows", name,
                        (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)cols, (long long)rows);
-    if (!kn_weight_init(&w->w, t->type, rows, cols, t->data, NULL))
+    qt_type ty = t->type;
+    const void *data = t->data;
+    for (int i = 0; i < m->n_ovr; i++)
+        if (!strcmp(m->ovr[i].name, name)) { ty = m->ovr[i].type; data = m->ovr[i].data; }
+    if (!kn_weight_init(&w->w, ty, rows, cols, data, NULL))
         return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be decoded", name, qt_type_name(t->type));
     w->gt = t;
     w->present = true;
@@ -176,6 +180,38 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
     QX_TRY(gvec(m, "output_norm.weight", hp->n_embd, false, &m->out_norm, e));
     QX_TRY(gw(m, "output.weight", hp->n_vocab, hp->n_embd, true, &m->output, e));
     if (!m->output.present) { m->output = m->embed; m->output.gt = NULL; }
+    return QX_OK;
+}
+
+qx_status cal_model_override(cal_model *m, const char *name, qt_type type, const void *data, qx_err *e) {
+    if (!m->gf) return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor overrides need a GGUF model", m->path);
+    const gf_tensor *t = gf_find_tensor(m->gf, name);
+    if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: no tensor '%s' to override", m->path, name);
+    if (data && qt_row_size(type, t->ne[0]) == 0)
+        return qx_fail(e, QX_EINVAL, "tensor '%s': rows of %lld cannot hold type %s", name, (long long)t->ne[0], qt_type_name(type));
+    int k = 0;
+    while (k < m->n_ovr && strcmp(m->ovr[k].name, name)) k++;
+    if (!data) {
+        if (k < m->n_ovr) m->ovr[k] = m->ovr[--m->n_ovr];
+    } else {
+        if (k == m->n_ovr) {
+            void *p = realloc(m->ovr, (size_t)(m->n_ovr + 1) * sizeof *m->ovr);
+            if (!p) return qx_fail(e, QX_ENOMEM, "out of memory");
+            m->ovr = p;
+            m->n_ovr++;
+            snprintf(m->ovr[k].name, sizeof m->ovr[k].name, "%s", name);
+        }
+        m->ovr[k].type = type;
+        m->ovr[k].data = data;
+    }
+    /* the global tensors are viewed once at open: view them again */
+    const cal_hparams *hp = &m->hp;
+    if (!strcmp(name, "token_embd.weight")) {
+        bool tied = !m->output.gt && m->output.w.data == m->embed.w.data;
+        QX_TRY(gw(m, name, hp->n_vocab, hp->n_embd, false, &m->embed, e));
+        if (tied) { m->output = m->embed; m->output.gt = NULL; }
+    } else if (!strcmp(name, "output.weight"))
+        QX_TRY(gw(m, name, hp->n_vocab, hp->n_embd, false, &m->output, e));
     return QX_OK;
 }
 

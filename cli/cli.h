@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_card(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_sensitivity(int argc, char **argv);
 /* convert and quantize share one driver (cli/cmd_convert.c); gguf_input selects quantize. */
 int cli_convert_main(int argc, char **argv, bool gguf_input);
 

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "convert/convert.h"
 #include "cli_gptq.h"
+#include "cli_alloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -37,6 +38,7 @@ static void usage(FILE *f, bool quantize) {
                "  --json FILE               write the summary as JSON\n"
                "  --quiet                   no per-tensor table in --dry-run, no progress\n", cv_preset_names());
     fputs(cli_gptq_usage(), f);
+    fputs(cli_alloc_usage(), f);
 }
 
 static const char *human(double bytes, char *buf, size_t cap) {
@@ -153,6 +155,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     bool dry = false, quiet = false;
     cli_gptq_opts gq;
     cli_gptq_defaults(&gq);
+    cli_alloc_opts ao = {0};
     const char **tt = calloc((size_t)argc + 1, sizeof *tt);
     if (!tt) return 1;
     int rc = 0;
@@ -161,6 +164,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
 #define VAL() (i + 1 < argc ? argv[++i] : (rc = cli_usage_error(cmd, "%s needs a value", a), (char *)NULL))
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout, quantize); free(tt); return 0; }
         else if (cli_gptq_arg(&gq, cmd, argc, argv, &i, &rc)) continue;
+        else if (cli_alloc_arg(&ao, cmd, argc, argv, &i, &rc)) continue;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = VAL();
         else if (!strcmp(a, "--type")) p.preset = VAL();
         else if (!strcmp(a, "--tensor-type")) { const char *v = VAL(); if (v) tt[p.n_tensor_types++] = v; }
@@ -198,7 +202,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (type_pos) p.preset = type_pos;
     if (rc == 0 && !in) rc = cli_usage_error(cmd, quantize ? "missing IN.gguf" : "missing HFDIR");
     if (rc == 0 && !out && !dry) rc = cli_usage_error(cmd, "missing %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
-    if (rc) { free(tt); return rc; }
+    if (rc == 0) rc = cli_alloc_prepare(&ao, cmd, in, quantize, &p, tt, quiet && !dry);
+    if (rc) { cli_alloc_free(&ao); free(tt); return rc; }
 
     signal(SIGXFSZ, SIG_IGN);   /* file size limit: let write() fail with EFBIG and report it */
     qx_err e;
@@ -206,7 +211,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     double t0 = qx_now();
     cv_plan *pl = NULL;
     qx_status s = quantize ? cv_plan_from_gguf(&pl, in, &p, &e) : cv_plan_create(&pl, in, &p, &e);
-    if (s != QX_OK) { free(tt); return cli_fail(&e); }
+    if (s == QX_OK && (rc = cli_alloc_check(&ao, cmd, pl))) { cv_plan_free(pl); cli_alloc_free(&ao); free(tt); return rc; }
+    if (s != QX_OK) { cli_alloc_free(&ao); free(tt); return cli_fail(&e); }
     const char *w = cv_plan_warnings(pl);
     if (*w) {
         for (const char *l = w; *l;) {
@@ -227,7 +233,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         printf("planned in %.2f s\n", r.seconds);
         rc = json ? write_json(json, out ? out : "", &r, pl, true) : 0;
         cv_plan_free(pl);
-        free(tt);
+        cli_alloc_free(&ao); free(tt);
         return rc;
     }
     qx_progress prog;
@@ -240,14 +246,14 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
                 cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
     if (gq.text) {
         int grc = cli_gptq_execute(&gq, cmd, in, out, pl, &p, &r, quiet, &e);
-        if (grc) { cv_plan_free(pl); free(tt); return grc; }
+        if (grc) { cv_plan_free(pl); cli_alloc_free(&ao); free(tt); return grc; }
         s = QX_OK;
     } else
         s = cv_execute(pl, out, &p, &r, &e);
     if (s != QX_OK) {
         if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
         cv_plan_free(pl);
-        free(tt);
+        cli_alloc_free(&ao); free(tt);
         return cli_fail(&e);
     }
     double secs = qx_now() - t0;
@@ -266,7 +272,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
     rc = json ? write_json(json, out, &r, pl, false) : 0;
     cv_plan_free(pl);
-    free(tt);
+    cli_alloc_free(&ao); free(tt);
     return rc;
 }
 

@@ -13,6 +13,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"verify", cmd_verify, "check a GGUF's structure and per-tensor checksums"},
     {"card", cmd_card, "write the model hub README (model card) of a build"},
     {"report", cmd_report, "one self-contained HTML report with plots from drift JSON files"},
+    {"sensitivity", cmd_sensitivity, "measured cost of each tensor at each type (for --target-size)"},
     {"synth", cmd_synth, "write synthetic checkpoints in the official layouts"},
 };
 

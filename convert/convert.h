@@ -136,4 +136,61 @@ typedef struct {
  * bytes never depend on the thread count or on interruptions.  r is optional. */
 qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_result *r, qx_err *e);
 
+/* ---- measured bit allocation (convert/alloc.c, docs/allocation.md) ----
+ * The sensitivity table `qforge sensitivity` writes (JSON, "qforge_sensitivity": 1): per
+ * tensor its row length, weights and candidate types, each with its bytes, the weighted
+ * relative weight error werr (layer-local proxy) and, where measured, kld = the mean KLD of
+ * the model with only this tensor at this type.  cv_sens_predict fits log kld = a + b log
+ * werr per tensor over its measured points (b in [0.5, 2], 1 for one point) and sets every
+ * candidate's cost (predicted ΔKLD; -1 when the tensor has no measured point). */
+#define CV_SENS_MAX_OPT 24
+typedef struct {
+    qt_type type;
+    uint64_t bytes;     /* tensor bytes at this type */
+    double werr;        /* Σ imp (w - q)^2 / Σ imp w^2 */
+    double kld;         /* measured, < 0 when not */
+    double cost;        /* predicted ΔKLD (cv_sens_predict), < 0 when unknown */
+} cv_sens_opt;
+typedef struct {
+    char name[GF_NAME_MAX];
+    int64_t ne0;
+    uint64_t n_elems;
+    int n_opt;
+    cv_sens_opt opt[CV_SENS_MAX_OPT];
+} cv_sens_tensor;
+typedef struct {
+    double base_kld;    /* KLD of the unmodified source against the base (informational) */
+    cv_sens_tensor *t;
+    size_t n, cap;
+} cv_sens;
+qx_status cv_sens_add(cv_sens *s, const char *name, int64_t ne0, uint64_t n_elems, cv_sens_tensor **out, qx_err *e);
+void cv_sens_free(cv_sens *s);   /* accepts a zeroed struct */
+const cv_sens_tensor *cv_sens_find(const cv_sens *s, const char *name);
+void cv_sens_predict(cv_sens *s);
+/* Parses (validating every number and type against the row length) and predicts. */
+qx_status cv_sens_parse(const char *buf, size_t len, const char *label, cv_sens *s, qx_err *e);
+qx_status cv_sens_load(const char *path, cv_sens *s, qx_err *e);
+qx_status cv_sens_write(const cv_sens *s, const char *path, const char *provenance, qx_err *e);
+
+/* Multiple-choice knapsack: one option per tensor, Σ bytes <= budget, Σ cost minimal
+ * (Lagrangian relaxation with bisection on lambda, then greedy upgrades by cost drop per
+ * byte while they fit).  pick[n] receives the option indices.  QX_EINVAL when even the
+ * smallest options exceed the budget.  Deterministic; O(n * options) per step. */
+typedef struct { uint64_t bytes; double cost; } cv_alloc_opt;
+typedef struct { int n_opt; const cv_alloc_opt *opt; } cv_alloc_tensor;
+typedef struct { uint64_t bytes; double cost, lambda; } cv_alloc_result;
+qx_status cv_alloc_solve(const cv_alloc_tensor *ts, size_t n, uint64_t budget, int *pick, cv_alloc_result *r, qx_err *e);
+
+/* A recipe: one exact type per tensor name (JSON {"qforge_recipe": 1, "tensors": {name:
+ * type}}), applied through --tensor-type rules "^name$=TYPE" (cv_recipe_rule). */
+typedef struct { char name[GF_NAME_MAX]; qt_type type; } cv_recipe_entry;
+typedef struct { cv_recipe_entry *e; size_t n, cap; } cv_recipe_table;
+qx_status cv_recipe_table_add(cv_recipe_table *t, const char *name, qt_type type, qx_err *e);
+void cv_recipe_table_free(cv_recipe_table *t);   /* accepts a zeroed struct */
+qx_status cv_recipe_parse(const char *buf, size_t len, const char *label, cv_recipe_table *t, qx_err *e);
+qx_status cv_recipe_load(const char *path, cv_recipe_table *t, qx_err *e);
+qx_status cv_recipe_write(const cv_recipe_table *t, const char *path, const char *comment, qx_err *e);
+/* "^escaped-name$=TYPE" into buf; false when it does not fit. */
+bool cv_recipe_rule(const char *name, qt_type type, char *buf, size_t cap);
+
 #endif

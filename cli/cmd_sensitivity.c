@@ -1,0 +1,181 @@
+/* cli/cmd_sensitivity.c — `qforge sensitivity MODEL.gguf --text calib.txt -o S.json`: the
+ * measured cost of each quantizable tensor at each candidate type (calib/sensitivity.c),
+ * written as the table the allocator reads (convert/alloc.c, docs/allocation.md).  The
+ * candidates and the tensor list come from a Q8_0 plan of MODEL (convert/), so they are the
+ * tensors `convert`/`quantize` would quantize, with their row-length limits. */
+#include "cli.h"
+#include "calib/calib.h"
+#include "convert/convert.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *help =
+    "usage: qforge sensitivity MODEL --text FILE -o S.json [options]\n"
+    "  MODEL          an F32/F16/BF16 GGUF (qforge convert --type F32) of the model to allocate\n"
+    "  --text FILE    calibration text (use another text than the one you evaluate on)\n"
+    "  --imatrix F    importance matrix used by the quantizers (as for convert)\n"
+    "  --ctx N        window (default 256);  --chunks N windows per measurement (default 16)\n"
+    "  --measure N    candidate types measured per tensor, spread over its lower 70%% of sizes\n"
+    "                 (default 3; the others are predicted from the weight error, see --help of convert)\n"
+    "  --dry-run      print the tensors, candidates, runs and the estimated time and memory, and exit\n"
+    "  -t N           threads\n";
+
+/* Candidate types by row length: 256-block types when ne0 % 256 == 0, 32-block ones else. */
+static const qt_type cand256[] = { QT_IQ1_S, QT_IQ1_M, QT_IQ2_XXS, QT_IQ2_XS, QT_IQ2_S, QT_Q2_K, QT_IQ3_XXS, QT_Q3_K,
+                                   QT_IQ3_S, QT_IQ4_XS, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_Q8_0 };
+static const qt_type cand32[] = { QT_IQ4_NL, QT_Q4_0, QT_Q5_0, QT_Q8_0 };
+
+static int candidates(int64_t ne0, bool have_imp, qt_type *out) {
+    int n = 0;
+    const qt_type *c = ne0 % 256 == 0 ? cand256 : cand32;
+    int nc = ne0 % 256 == 0 ? (int)(sizeof cand256 / sizeof *cand256) : (int)(sizeof cand32 / sizeof *cand32);
+    if (ne0 % 32) return 0;
+    for (int i = 0; i < nc; i++) {
+        const qt_traits *tr = qt_iq_traits(c[i]) ? qt_iq_traits(c[i]) : qt_get_traits(c[i]);
+        if (tr && tr->needs_imatrix && !have_imp) continue;
+        out[n++] = c[i];
+    }
+    return n;
+}
+
+static void done(void *ud, size_t i, size_t n, const cal_sens_item *it) {
+    (void)ud;
+    if (it->measured)
+        fprintf(stderr, "[%4zu/%zu] %-34s %-8s werr %.3e  kld %.6f  top1 %.2f%%\n", i + 1, n, it->name, qt_type_name(it->type),
+                it->werr, it->kld, 100 * it->top1);
+}
+
+int cmd_sensitivity(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL;
+    int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
+    bool dry = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
+        if (!strcmp(a, "--dry-run")) { dry = true; continue; }
+        if (a[0] != '-') { if (model) return cli_usage_error("sensitivity", "unexpected argument '%s'", a); model = a; continue; }
+        if (i + 1 >= argc) return cli_usage_error("sensitivity", "%s needs a value", a);
+        const char *val = argv[++i];
+        char *end;
+        long long v = strtoll(val, &end, 10);
+        bool num_ok = *val && !*end && v > 0 && v < (1 << 24);
+        if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "-o")) outp = val;
+        else if (!strcmp(a, "--imatrix")) imp = val;
+        else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
+        else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
+        else if (!strcmp(a, "--measure") && num_ok && v <= CV_SENS_MAX_OPT) nmeas = v;
+        else if (!strcmp(a, "-t") && num_ok && v <= 4096) threads = v;
+        else return cli_usage_error("sensitivity", "bad option or value '%s %s'", a, val);
+    }
+    if (!model) return cli_usage_error("sensitivity", "MODEL is required");
+    if (!dry && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
+    qx_err e = {0};
+    cv_params cp;
+    cv_default_params(&cp);
+    cp.preset = "Q8_0";
+    cv_plan *pl = NULL;
+    bool gguf = qx_ends_with(model, ".gguf");
+    if ((gguf ? cv_plan_from_gguf(&pl, model, &cp, &e) : cv_plan_create(&pl, model, &cp, &e)) != QX_OK) return cli_fail(&e);
+    im_matrix *im = NULL;
+    if (imp && im_load(&im, imp, &e) != QX_OK) { cv_plan_free(pl); return cli_fail(&e); }
+    /* items: every quantizable tensor x candidate, nmeas of them measured */
+    size_t nt = cv_plan_tensor_count(pl), n = 0, nm = 0, ngroups = 0;
+    uint64_t qelems = 0, maxbytes = 0;
+    cal_sens_item *items = calloc(nt * CV_SENS_MAX_OPT + 1, sizeof *items);
+    char (*names)[GF_NAME_MAX] = calloc(nt + 1, GF_NAME_MAX);
+    size_t *grp = calloc(nt * CV_SENS_MAX_OPT + 1, sizeof *grp);
+    int64_t *ne0s = calloc(nt + 1, sizeof *ne0s);
+    uint64_t *nel = calloc(nt + 1, sizeof *nel);
+    if (!items || !names || !grp || !ne0s || !nel) { fprintf(stderr, "qforge: error: out of memory\n"); return 1; }
+    for (size_t i = 0; i < nt; i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        if (t.wanted != QT_Q8_0) continue;
+        snprintf(names[i], GF_NAME_MAX, "%s", t.name);
+        qt_type c[CV_SENS_MAX_OPT];
+        bool have = im && im_find(im, t.name);
+        int k = candidates(t.ne[0], have, c);
+        if (!k) continue;
+        ngroups++;
+        ne0s[i] = t.ne[0];
+        nel[i] = t.n_elems;
+        qelems += t.n_elems;
+        if (t.n_elems * 4 > maxbytes) maxbytes = t.n_elems * 4;
+        int m = (int)(nmeas < k ? nmeas : k);
+        for (int j = 0; j < k; j++) {
+            grp[n] = i;
+            cal_sens_item *it = &items[n++];
+            it->name = names[i];
+            it->type = c[j];
+            for (int r = 0; r < m; r++)
+                if (j == (int)lround(m > 1 ? r * 0.7 * (k - 1) / (m - 1) : 0)) it->measure = true;
+            nm += it->measure;
+        }
+    }
+    int64_t tokens = ctx * chunks;
+    printf("sensitivity of %s: %zu tensors, %zu candidates, %zu measured runs of %lld tokens (ctx %lld x %lld chunks)\n", model,
+           ngroups, n, nm, (long long)tokens, (long long)ctx, (long long)chunks);
+    if (dry) {
+        /* cost: each run is a full forward; ~2 FLOP per weight used per token (MoE: active share) */
+        double active = (double)qelems;   /* upper bound; the engine runs each expert over its tokens only */
+        printf("work: %zu forwards x %lld tokens; at most %.3g weight-FLOP per run (dense bound 2 x %.3g weights x tokens)\n", nm + 1,
+               (long long)tokens, 2.0 * active * tokens, active);
+        printf("memory: the engine's (one layer's weights + activations %.1f MiB + base %.1f MiB) + one tensor in f32 (%.1f MiB) and quantized\n",
+               tokens * 256.0 * 4 * 8 / 1048576.0, tokens / 2.0 * 2 * 32768 / 1048576.0, maxbytes / 1048576.0);
+        printf("671B: see docs/allocation.md (measured runs per tensor group are a full forward each; the plan there\n"
+               "      uses the layer-local proxy werr for every tensor and measured points per tensor role)\n");
+        free(items); free(names); free(grp); free(ne0s); free(nel); im_free(im); cv_plan_free(pl);
+        return 0;
+    }
+    cv_plan_free(pl);
+    cli_eval ev;
+    int rc = cli_eval_open(&ev, "sensitivity", model, text, NULL, "cpu");
+    if (rc) { free(items); free(names); free(grp); free(ne0s); free(nel); im_free(im); return rc; }
+    char base[4200];
+    snprintf(base, sizeof base, "%s.base.qfb", outp);
+    cal_sens_params sp = cal_sens_default_params();
+    sp.ppl.n_ctx = ctx;
+    sp.ppl.n_chunks = chunks;
+    sp.ppl.n_threads = (int)threads;
+    sp.ppl.save_base = base;
+    cal_ppl_result r0;
+    qx_status s = cal_ppl_run(ev.model, ev.ids, ev.n_ids, &sp.ppl, &r0, &e);
+    sp.ppl.save_base = NULL;
+    sp.ppl.base = base;
+    sp.im = im;
+    sp.item_done = done;
+    double t0 = qx_now();
+    if (s == QX_OK) s = cal_sens_run(ev.model, ev.ids, ev.n_ids, &sp, items, n, &e);
+    cli_eval_close(&ev);
+    remove(base);
+    cv_sens sens = {0};
+    sens.base_kld = 0;
+    for (size_t i = 0; s == QX_OK && i < n; i++) {
+        size_t g = grp[i];
+        cv_sens_tensor *t = (cv_sens_tensor *)cv_sens_find(&sens, items[i].name);
+        if (!t) s = cv_sens_add(&sens, items[i].name, ne0s[g], nel[g], &t, &e);
+        if (s != QX_OK) break;
+        cv_sens_opt *o = &t->opt[t->n_opt++];
+        o->type = items[i].type;
+        o->bytes = items[i].bytes;
+        o->werr = items[i].werr;
+        o->kld = items[i].measured ? items[i].kld : -1;
+    }
+    if (s == QX_OK) {
+        cv_sens_predict(&sens);
+        char prov[4600];
+        snprintf(prov, sizeof prov, "qforge sensitivity %s --text %s --ctx %lld --chunks %lld --measure %lld%s%s", model, text,
+                 (long long)ctx, (long long)chunks, (long long)nmeas, imp ? " --imatrix " : "", imp ? imp : "");
+        s = cv_sens_write(&sens, outp, prov, &e);
+    }
+    if (s == QX_OK) printf("wrote %s: %zu tensors, %zu measured runs in %.1f s\n", outp, sens.n, nm, qx_now() - t0);
+    free(grp); free(ne0s); free(nel);
+    free(names);
+    cv_sens_free(&sens);
+    free(items);
+    im_free(im);
+    return s == QX_OK ? 0 : cli_fail(&e);
+}
