@@ -42,10 +42,12 @@ typedef struct {
     float attn_scale;                          /* softmax scale */
     int32_t bos_id;                            /* -1 when unknown */
     bool add_bos;
-    /* deepseek32 (V3.2): the lightning indexer's top-k (0: dense attention).  Its tensors are
-     * not read: the engine runs dense MLA, which equals DeepSeek Sparse Attention exactly when
-     * every window has n_ctx <= index_topk; longer windows are QX_EUNSUPPORTED. */
-    int64_t index_topk;
+    /* deepseek32 (V3.2): DeepSeek Sparse Attention, as llama.cpp's deepseek32 graph computes it
+     * (calib/engine.c, docs/family.md): the lightning indexer (index_n_head heads of
+     * index_head_dim) scores every causal key and MLA attends only to the index_topk best.
+     * index_topk 0: dense attention.  Windows of n_ctx <= index_topk keep every key, so the
+     * indexer is skipped there (exactly dense MLA). */
+    int64_t index_topk, index_n_head, index_head_dim;
 } cal_hparams;
 
 /* Weights the engine multiplies by (observer identity).  Expert kinds carry an expert

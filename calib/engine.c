@@ -1,6 +1,6 @@
-/* calib/engine.c — the layer-major forward pass (deepseek2 MLA + MoE, llama, qwen2) over
- * weight views of any type, with observers.  Per layer: load views, run every batch of
- * windows through it, release the layer's pages.  Shapes are written beside buffers:
+/* calib/engine.c — the layer-major forward pass (deepseek2 MLA + MoE, deepseek32's sparse
+ * attention, llama, qwen2) over weight views of any type, with observers.  Per layer: load
+ * views, run every batch of windows through it, release the layer's pages.  Shapes are written beside buffers:
  * T = tokens of the current batch, E = n_embd, H = heads. */
 #include "engine_int.h"
 
@@ -119,10 +119,13 @@ done:
 }
 
 /* The MLA query q [T, H * (nope + rope)] from xn [T, E]: through the q_a / q_a_norm / q_b
- * low-rank path when q_lora > 0, else the plain projection.  Shared by both MLA forms. */
-static qx_status mla_query(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *q, qx_err *e) {
+ * low-rank path when q_lora > 0, else the plain projection.  Shared by both MLA forms.  When
+ * qa_out is set (q_lora > 0), the normed latent [T, q_lora] is handed over (free()). */
+static qx_status mla_query(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *q, float **qa_out,
+                           qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd, QDH = hp->n_head * (hp->qk_nope + hp->qk_rope);
+    if (qa_out) *qa_out = NULL;
     if (hp->q_lora <= 0) {
         mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, QDH);
         return QX_OK;
@@ -132,8 +135,73 @@ static qx_status mla_query(fwd_ctx *c, const cal_layer *l, const float *xn, int6
     mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
     kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
     mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, QDH);
-    free(qa);
+    if (qa_out) *qa_out = qa;
+    else free(qa);
     return QX_OK;
+}
+
+/* LayerNorm epsilon of the indexer's k_norm: llama.cpp's deepseek32 loader fixes f_norm_eps
+ * at 1e-6 (the checkpoint's config carries none); the official model uses the same. */
+#define CAL_DSA_KNORM_EPS 1e-6f
+
+/* Whether this batch needs the lightning indexer: a V3.2 layer and windows longer than top_k
+ * (shorter windows keep every key, which is dense MLA). */
+static bool dsa_active(const fwd_ctx *c, const cal_layer *l) {
+    return c->m->hp.index_topk > 0 && c->n_ctx > c->m->hp.index_topk && l->idx_q_b.present;
+}
+
+/* The lightning indexer of DeepSeek Sparse Attention (V3.2), as llama.cpp's deepseek32 graph
+ * computes it: q_I = idx_q_b · qa (qa the normed q latent) [T, IH, ID]; k_I = LayerNorm(idx_k ·
+ * xn) (weight and bias, eps 1e-6) [T, ID]; both roped NEOX-style (rotate-half) over their
+ * first qk_rope dims with the model's rope frequencies; head weights w = idx_proj · xn /
+ * sqrt(ID·IH); kn_dsa_select keeps each query's top_k keys into sel [T, top_k].
+ * Not done, as llama.cpp does not: the official model's FP8 rounding of q_I and k_I.  The
+ * Hadamard rotation llama.cpp applies to q_I and k_I is orthonormal, so it leaves every
+ * q_I·k_I unchanged up to rounding and is not applied here. */
+static qx_status dsa_select(fwd_ctx *c, const cal_layer *l, const float *xn, const float *qa, int64_t T, int32_t *sel,
+                            qx_err *e) {
+    const cal_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd, IH = hp->index_n_head, ID = hp->index_head_dim, R = hp->qk_rope;
+    float *qi = xmalloc((size_t)(T * IH * ID) * sizeof(float), e);   /* [T, IH, ID] */
+    float *ki = xmalloc((size_t)(T * ID) * sizeof(float), e);        /* [T, ID] */
+    float *wi = xmalloc((size_t)(T * IH) * sizeof(float), e);        /* [T, IH] */
+    qx_status s = QX_ENOMEM;
+    if (!qi || !ki || !wi) goto done;
+    /* the indexer's own weights are not reported to matmul_input (no cal_wkind names them) */
+    const kn_weight *ws[3] = { &l->idx_q_b.w, &l->idx_k.w, &l->idx_proj.w };
+    const float *xs[3] = { qa, xn, xn };
+    const int64_t lds[3] = { hp->q_lora, E, E };
+    float *ys[3] = { qi, ki, wi };
+    for (int i = 0; i < 3; i++) {
+        if (c->ref) kn_matmul_ref(ws[i], xs[i], lds[i], T, NULL, ys[i], ws[i]->rows);
+        else c->be->matmul(c->be->ctx, ws[i], xs[i], lds[i], T, NULL, ys[i], ws[i]->rows);
+    }
+    kn_layernorm(ki, ID, l->idx_k_norm, l->idx_k_norm_b, T, ID, CAL_DSA_KNORM_EPS, ki, ID);
+    kn_rope(qi, IH * ID, T, (int)IH, ID, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, true);
+    kn_rope(ki, ID, T, 1, 0, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, true);
+    const float ws_scale = 1.0f / sqrtf((float)(ID * IH));
+    for (int64_t i = 0; i < T * IH; i++) wi[i] *= ws_scale;
+    kn_dsa_args a = { T / c->n_ctx, c->n_ctx, (int)IH, (int)ID, hp->index_topk, qi, IH * ID, ki, ID, wi, IH, sel };
+    (c->ref ? kn_dsa_select_ref : kn_dsa_select)(&a);
+    s = QX_OK;
+done:
+    free(qi); free(ki); free(wi);
+    return s;
+}
+
+/* The MLA query and, for a V3.2 layer over windows longer than top_k, the key selection
+ * (*sel malloc'd [T, top_k], else NULL). */
+static qx_status mla_query_sel(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *q, int32_t **sel,
+                               qx_err *e) {
+    *sel = NULL;
+    if (!dsa_active(c, l)) return mla_query(c, l, xn, T, q, NULL, e);
+    float *qa = NULL;
+    QX_TRY(mla_query(c, l, xn, T, q, &qa, e));
+    *sel = xmalloc((size_t)(T * c->m->hp.index_topk) * sizeof(int32_t), e);
+    qx_status s = *sel ? dsa_select(c, l, xn, qa, T, *sel, e) : QX_ENOMEM;
+    free(qa);
+    if (s != QX_OK) { free(*sel); *sel = NULL; }
+    return s;
 }
 
 /* MLA attention (deepseek2) on xn [T, E]; adds its output into out [T, E] (zeroed). */
@@ -148,8 +216,9 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     float *kv = xmalloc((size_t)(T * H * (N + Dv)) * sizeof(float), e);
     float *K = xmalloc((size_t)(T * H * QD) * sizeof(float), e);
     float *o = xmalloc((size_t)(T * H * (Dv > KVL ? Dv : KVL)) * sizeof(float), e);
+    int32_t *sel = NULL;
     if (!q || !kva || !ckv || !kv || !K || !o) goto done;
-    if ((s = mla_query(c, l, xn, T, q, e)) != QX_OK) goto done;
+    if ((s = mla_query_sel(c, l, xn, T, q, &sel, e)) != QX_OK) goto done;
     mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, KVL + R);
     kn_rmsnorm(kva, KVL + R, l->kv_a_norm, T, KVL, hp->norm_eps, ckv, KVL);
     mm(c, &l->kv_b, CAL_W_KV_B, -1, ckv, KVL, T, NULL, kv, H * (N + Dv));
@@ -164,7 +233,8 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
             memcpy(K + (t * H + h) * QD + N, kva + t * (KVL + R) + KVL, (size_t)R * sizeof(float));
         }
     kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)H, (int)QD, (int)Dv,
-                       q, H * QD, QD, K, H * QD, QD, kv + N, H * (N + Dv), N + Dv, o, H * Dv, hp->attn_scale };
+                       q, H * QD, QD, K, H * QD, QD, kv + N, H * (N + Dv), N + Dv, o, H * Dv, hp->attn_scale,
+                       sel, hp->index_topk };
     if (c->obs && c->obs->matmul_input && c->obs->want_mla_split) {
         /* attn_v_b: the attention-weighted latent (KVL wide) of each head */
         kn_attn_args al = a;
@@ -177,7 +247,7 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
-    free(q); free(kva); free(ckv); free(kv); free(K); free(o);
+    free(q); free(kva); free(ckv); free(kv); free(K); free(o); free(sel);
     return s;
 }
 
@@ -195,8 +265,9 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     float *ql = xmalloc((size_t)(T * H * LD) * sizeof(float), e);      /* [T, H, KVL + R] */
     float *ol = xmalloc((size_t)(T * H * KVL) * sizeof(float), e);     /* [T, H, KVL] */
     float *o = xmalloc((size_t)(T * H * Dv) * sizeof(float), e);
+    int32_t *sel = NULL;
     if (!q || !kva || !ql || !ol || !o) goto done;
-    if ((s = mla_query(c, l, xn, T, q, e)) != QX_OK) goto done;
+    if ((s = mla_query_sel(c, l, xn, T, q, &sel, e)) != QX_OK) goto done;
     mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, LD);
     kn_rmsnorm(kva, LD, l->kv_a_norm, T, KVL, hp->norm_eps, kva, LD);   /* c_kv in place */
     kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
@@ -210,7 +281,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
             memcpy(ql + (t * H + h) * LD + KVL, q + t * H * QD + h * QD + N, (size_t)R * sizeof(float));
     }
     kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, 1, (int)LD, (int)KVL,
-                       ql, H * LD, LD, kva, LD, 0, kva, LD, 0, ol, H * KVL, hp->attn_scale };
+                       ql, H * LD, LD, kva, LD, 0, kva, LD, 0, ol, H * KVL, hp->attn_scale, sel, hp->index_topk };
     attention(c, &a);
     for (int64_t h = 0; h < H; h++) {
         cal_w vb = l->v_b;
@@ -221,7 +292,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
-    free(q); free(kva); free(ql); free(ol); free(o);
+    free(q); free(kva); free(ql); free(ol); free(o); free(sel);
     return s;
 }
 
@@ -239,7 +310,7 @@ static qx_status attn_gqa(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     kn_rope(q, H * D, T, (int)H, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_rope(k, KV * D, T, (int)KV, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)KV, (int)D, (int)D,
-                       q, H * D, D, k, KV * D, D, v, KV * D, D, o, H * D, hp->attn_scale };
+                       q, H * D, D, k, KV * D, D, v, KV * D, D, o, H * D, hp->attn_scale, NULL, 0 };
     attention(c, &a);
     mm(c, &l->o, CAL_W_O, -1, o, H * D, T, NULL, out, E);
     s = QX_OK;
@@ -311,10 +382,6 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     if (n_win <= 0 || n_ctx <= 0) return qx_fail(e, QX_EINVAL, "engine: %lld windows of %lld tokens", (long long)n_win, (long long)n_ctx);
     if (p.logits_from < 0 || p.logits_from >= n_ctx) return qx_fail(e, QX_EINVAL, "engine: logits_from %lld outside the window of %lld", (long long)p.logits_from, (long long)n_ctx);
     if (p.batch_tokens <= 0) p.batch_tokens = 4096;
-    if (hp->index_topk > 0 && n_ctx > hp->index_topk)
-        return qx_fail(e, QX_EUNSUPPORTED, "engine: windows of %lld tokens need DeepSeek Sparse Attention (index_topk %lld), which "
-                       "the engine does not implement; at n_ctx <= %lld it equals the dense MLA it runs", (long long)n_ctx,
-                       (long long)hp->index_topk, (long long)hp->index_topk);
     const int64_t E = hp->n_embd, T = n_win * n_ctx;
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)

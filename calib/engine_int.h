@@ -21,6 +21,11 @@ typedef struct {
     cal_w q, k, v, o;
     cal_w q_a, q_b, kv_a, kv_b;
     cal_w k_b, v_b;            /* GGUF MLA split: [H*KVL, N] and [H*Dv, KVL] (absorbed attention) */
+    /* V3.2 lightning indexer (present when hp.index_topk > 0): IH heads of ID */
+    cal_w idx_q_b;             /* [IH*ID, q_lora] from the normed q latent */
+    cal_w idx_k;               /* [ID, E] */
+    cal_w idx_proj;            /* [IH, E] head weights */
+    float *idx_k_norm, *idx_k_norm_b;                     /* [ID] LayerNorm weight, bias */
     cal_w gate, up, down;
     bool moe;
     cal_w router;

@@ -156,6 +156,8 @@ static qx_status hparams_from_hf(cal_model *m, qx_err *e) {
         hp->n_dense_first = c->first_k_dense_replace;
         hp->route_scale = c->routed_scaling_factor > 0 ? (float)c->routed_scaling_factor : 1.0f;
         hp->index_topk = c->v32 ? c->index_topk : 0;
+        hp->index_n_head = c->v32 ? c->index_n_heads : 0;
+        hp->index_head_dim = c->v32 ? c->index_head_dim : 0;
         hp->route_sigmoid = strcmp(c->scoring_func, "softmax") != 0;
         hp->route_norm = c->norm_topk_prob;
         hp->rope_dim = (int)hp->qk_rope; hp->rope_neox = false;
@@ -254,6 +256,14 @@ static qx_status load_attn(cal_model *m, int layer, cal_layer *l, qx_err *e) {
         LNAME(n, "%s", "self_attn.kv_b_proj.weight");
         QX_TRY(load_w(m, n, H * (hp->qk_nope + hp->v_dim), hp->kv_lora, false, &l->kv_b, e));
         LNAME(n, "%s", "self_attn.o_proj.weight"); QX_TRY(load_w(m, n, E, H * hp->v_dim, false, &l->o, e));
+        if (hp->index_topk > 0) {
+            const int64_t IH = hp->index_n_head, ID = hp->index_head_dim;
+            LNAME(n, "%s", "self_attn.indexer.wq_b.weight"); QX_TRY(load_w(m, n, IH * ID, hp->q_lora, false, &l->idx_q_b, e));
+            LNAME(n, "%s", "self_attn.indexer.wk.weight"); QX_TRY(load_w(m, n, ID, E, false, &l->idx_k, e));
+            LNAME(n, "%s", "self_attn.indexer.weights_proj.weight"); QX_TRY(load_w(m, n, IH, E, false, &l->idx_proj, e));
+            LNAME(n, "%s", "self_attn.indexer.k_norm.weight"); QX_TRY(load_vec(m, n, ID, false, &l->idx_k_norm, e));
+            LNAME(n, "%s", "self_attn.indexer.k_norm.bias"); QX_TRY(load_vec(m, n, ID, false, &l->idx_k_norm_b, e));
+        }
         return QX_OK;
     }
     const int64_t D = hp->head_dim, KV = hp->n_head_kv;
@@ -303,9 +313,9 @@ qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e) {
 
 void cal_layer_free(cal_model *m, cal_layer *l) {
     free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm);
-    free(l->bq); free(l->bk); free(l->bv); free(l->exp_bias);
+    free(l->bq); free(l->bk); free(l->bv); free(l->exp_bias); free(l->idx_k_norm); free(l->idx_k_norm_b);
     cal_w *ws[] = { &l->q, &l->k, &l->v, &l->o, &l->q_a, &l->q_b, &l->kv_a, &l->kv_b, &l->k_b, &l->v_b, &l->gate, &l->up,
-                    &l->down, &l->router, &l->sg, &l->su, &l->sd };
+                    &l->down, &l->router, &l->sg, &l->su, &l->sd, &l->idx_q_b, &l->idx_k, &l->idx_proj };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) cal_w_release(m, ws[i]);
     for (int64_t x = 0; x < m->hp.n_exp; x++) {
         if (l->eg) cal_w_release(m, &l->eg[x]);

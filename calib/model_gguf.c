@@ -157,6 +157,11 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
         QX_TRY(k_u32(&k, "attention.indexer.top_k", false, 0, &tk));
         if (tk == 0) return qx_fail(e, QX_EFORMAT, "%s: deepseek32.attention.indexer.top_k is 0", m->path);
         hp->index_topk = tk;
+        QX_TRY(k_u32(&k, "attention.indexer.head_count", false, 0, &hp->index_n_head));
+        QX_TRY(k_u32(&k, "attention.indexer.key_length", false, 0, &hp->index_head_dim));
+        if (hp->index_n_head <= 0 || hp->index_head_dim < hp->qk_rope || hp->q_lora <= 0)
+            return qx_fail(e, QX_EFORMAT, "%s: indexer of %lld heads of %lld (rope %lld, q_lora %lld) is not usable", m->path,
+                           (long long)hp->index_n_head, (long long)hp->index_head_dim, (long long)hp->qk_rope, (long long)hp->q_lora);
     }
     const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
     if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
@@ -256,6 +261,14 @@ qx_status cal_layer_load_gguf(cal_model *m, int layer, cal_layer *l, qx_err *e) 
             BN(n, "%s", "attn_v_b.weight"); QX_TRY(gw(m, n, H * Dv, KVL, false, &l->v_b, e));
         }
         BN(n, "%s", "attn_output.weight"); QX_TRY(gw(m, n, E, H * Dv, false, &l->o, e));
+        if (hp->index_topk > 0) {
+            const int64_t IH = hp->index_n_head, ID = hp->index_head_dim;
+            BN(n, "%s", "indexer.attn_q_b.weight"); QX_TRY(gw(m, n, IH * ID, hp->q_lora, false, &l->idx_q_b, e));
+            BN(n, "%s", "indexer.attn_k.weight"); QX_TRY(gw(m, n, ID, E, false, &l->idx_k, e));
+            BN(n, "%s", "indexer.proj.weight"); QX_TRY(gw(m, n, IH, E, false, &l->idx_proj, e));
+            BN(n, "%s", "indexer.k_norm.weight"); QX_TRY(gvec(m, n, ID, false, &l->idx_k_norm, e));
+            BN(n, "%s", "indexer.k_norm.bias"); QX_TRY(gvec(m, n, ID, false, &l->idx_k_norm_b, e));
+        }
     } else {
         const int64_t D = hp->head_dim, KV = hp->n_head_kv;
         BN(n, "%s", "attn_q.weight"); QX_TRY(gw(m, n, H * D, E, false, &l->q, e));

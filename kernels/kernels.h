@@ -64,7 +64,11 @@ void kn_rope(float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride,
  *   score(i,j) = (q_i·k_j) * scale for j <= i, p = softmax_j (f32), o_i = Σ_j p_ij v_j.
  * q rows: q + t*ldq + h*dq (dq floats per head, the first dk used);
  * k rows: k + t*ldk + g*dk_stride (dk floats), v rows: v + t*ldv + g*dv_stride (dv floats);
- * o rows: o + t*ldo + h*dv.  Threads split (sequence, head) items. */
+ * o rows: o + t*ldo + h*dv.  Threads split (sequence, head) items.
+ * Sparse attention (DeepSeek-V3.2): when sel != NULL, query row t attends only to the keys
+ * sel[t*n_sel + m] (positions within its sequence, ascending, each <= its own position; the
+ * list ends at n_sel entries or at the first -1), summed in that order, so a list holding
+ * every causal key gives the dense result bit for bit.  sel NULL: plain causal attention. */
 typedef struct {
     int64_t n_seq, S;
     int n_heads, n_kv_heads;
@@ -74,9 +78,36 @@ typedef struct {
     const float *v; int64_t ldv, dv_stride;
     float *o; int64_t ldo;
     float scale;
+    const int32_t *sel; int64_t n_sel;   /* [n_seq*S, n_sel] selected keys, or NULL */
 } kn_attn_args;
 void kn_attention(const kn_attn_args *a);
 void kn_attention_ref(const kn_attn_args *a);
+
+/* y[t] = (x[t] - mean) / sqrt(var + eps) * w + b (LayerNorm; mean and variance of the row in
+ * double, as ggml_norm; b may be NULL) for T rows of n; y may equal x. */
+void kn_layernorm(const float *x, int64_t ldx, const float *w, const float *b, int64_t T, int64_t n,
+                  float eps, float *y, int64_t ldy);
+
+/* The lightning indexer's key selection of DeepSeek Sparse Attention (V3.2), for n_seq
+ * sequences of S tokens (T = n_seq*S rows):
+ *   score(i, j) = Σ_h relu(q_ih · k_j) · w_ih   for j <= i (keys after i never qualify)
+ * with q rows q + t*ldq + h*dh (n_heads heads of dh), k rows k + t*ldk (dh), weights w rows
+ * w + t*ldw (n_heads; any scale already applied).  Query i keeps the top_k keys of highest
+ * score (every key when i < top_k), ties broken toward the lower position, NaN scores
+ * ranked last; sel[t*top_k ..] gets the kept positions ascending, padded with -1.
+ * The h-sum runs in f32 in head order, the dot product as kn_dot (ref: kn_dot_ref); OpenMP
+ * over queries, so sel does not depend on the thread count. */
+typedef struct {
+    int64_t n_seq, S;
+    int n_heads, dh;
+    int64_t top_k;
+    const float *q; int64_t ldq;
+    const float *k; int64_t ldk;
+    const float *w; int64_t ldw;
+    int32_t *sel;
+} kn_dsa_args;
+void kn_dsa_select(const kn_dsa_args *a);
+void kn_dsa_select_ref(const kn_dsa_args *a);
 
 /* out[t, i] = silu(g[t, i]) * u[t, i], silu(z) = z / (1 + e^-z); n per row, rows ld apart. */
 void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,

@@ -66,7 +66,7 @@ static void check_kernels(void) {
     float *o0 = malloc(2 * S * H * D * 4), *o1 = malloc(2 * S * H * D * 4);
     for (int i = 0; i < 2 * S * H * D; i++) { s = s * 1103515245u + 12345u; q[i] = ((int)(s >> 9 & 0xffff) - 32768) / 16384.0f; }
     for (int i = 0; i < 2 * S * KV * D; i++) { s = s * 1103515245u + 12345u; k[i] = ((int)(s >> 9 & 0xffff) - 32768) / 16384.0f; v[i] = k[i] * 0.5f + 0.1f; }
-    kn_attn_args a = { 2, S, H, KV, D, D, q, H * D, D, k, KV * D, D, v, KV * D, D, o0, H * D, 0.3f };
+    kn_attn_args a = { 2, S, H, KV, D, D, q, H * D, D, k, KV * D, D, v, KV * D, D, o0, H * D, 0.3f, NULL, 0 };
     kn_attention_ref(&a);
     a.o = o1;
     kn_attention(&a);

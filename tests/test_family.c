@@ -7,8 +7,8 @@
  *    every malformed packed triple and quantization_config is one error with its status;
  *  - V3.2 (DeepseekV32ForCausalLM) -> deepseek32: the indexer tensors (names, shapes, values),
  *    the indexer keys, MTP kept by default and dropped by --no-mtp, add_bos_token; a missing
- *    indexer tensor or key is one error; the engine runs it (dense = DSA) at n_ctx <= top_k
- *    with the same perplexity from the GGUF as from the checkpoint, and refuses longer windows;
+ *    indexer tensor or key is one error; the engine gives the same perplexity from the GGUF
+ *    as from the checkpoint at n_ctx <= top_k and runs longer windows (values: test_dsa.c);
  *  - Kimi-K2: n_group 1 keys as llama.cpp writes them, 384-expert 1T sparse plan in seconds;
  *    its tiktoken vocabulary (tiktoken.model from the synth's known byte-level vocabulary):
  *    recovered merges equal an independent BPE split, specials and pads as llama.cpp writes
@@ -577,7 +577,7 @@ static void test_v32(void) {
         gf_close(g);
     }
     st_close(m);
-    /* the engine: dense MLA == DSA at n_ctx <= top_k, same from the GGUF and the checkpoint */
+    /* the engine: same perplexity from the GGUF and the checkpoint */
     const char *txt = path_in("v32.txt");
     char text[6000];
     for (int i = 0; i < 5990; i++) text[i] = "the cat sat on an ore and it ran "[i % 33];
@@ -596,13 +596,9 @@ static void test_v32(void) {
         free(j);
     }
     TU_CHECK(ppl[0] > 1 && isfinite(ppl[0]) && fabs(ppl[0] / ppl[1] - 1) < 1e-4, "ppl GGUF %g vs checkpoint %g", ppl[0], ppl[1]);
-    char log[1200];
-    snprintf(log, sizeof log, "%s/v32-128.log", tmp);
-    int rc = tu_system("%s ppl '%s' --text '%s' --ctx 128 --chunks 4 -t 2 > /dev/null 2> '%s'", tu_qforge(), out, txt, log);
-    size_t n;
-    char *l = tu_read_file(log, &n);
-    TU_CHECK(rc != 0 && l && strstr(l, "need DeepSeek Sparse Attention (index_topk 64)"), "ctx 128 > top_k: rc %d, '%s'", rc, l ? l : "");
-    free(l);
+    /* n_ctx 128 > top_k 64: DeepSeek Sparse Attention (tests/test_dsa.c checks its values) runs */
+    int rc = tu_system("%s ppl '%s' --text '%s' --ctx 128 --chunks 4 -t 2 > /dev/null 2>&1", tu_qforge(), out, txt);
+    TU_CHECK(rc == 0, "ctx 128 > top_k: exit %d", rc);
     unlink(out);
     unlink(out2);
 

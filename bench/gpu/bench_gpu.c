@@ -220,7 +220,7 @@ static double bench_attention(int64_t n_seq, int64_t S) {
     float *o = dmalloc((size_t)(T * H * DV) * 4);
     kn_cuda_memset(q, 0, (size_t)(T * H * QD) * 4); kn_cuda_memset(k, 0, (size_t)(T * H * QD) * 4);
     kn_cuda_memset(v, 0, (size_t)(T * H * DV) * 4);
-    kn_attn_args a = { n_seq, S, H, H, QD, DV, q, H * QD, QD, k, H * QD, QD, v, H * DV, DV, o, H * DV, 0.07f };
+    kn_attn_args a = { n_seq, S, H, H, QD, DV, q, H * QD, QD, k, H * QD, QD, v, H * DV, DV, o, H * DV, 0.07f, NULL, 0 };
     double s;
     TIMEIT(s, 0.2, kn_cuda_attention(&a));
     char name[96];

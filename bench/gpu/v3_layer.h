@@ -106,7 +106,7 @@ static inline void v3_layer_fwd(const v3_ops *ops, const v3_dims *d, const v3_we
     for (int64_t hh = 0; hh < H; hh++)
         ops->copy_2d(a->K + hh * QD + N, (size_t)(H * QD) * 4, a->kva + KVL, (size_t)(KVL + R) * 4, (size_t)R * 4, (size_t)T);
     kn_attn_args at = { T / S, S, (int)H, (int)H, (int)QD, (int)DV, a->q, H * QD, QD, a->K, H * QD, QD,
-                        a->kv + N, H * (N + DV), N + DV, a->o, H * DV, d->attn_scale };
+                        a->kv + N, H * (N + DV), N + DV, a->o, H * DV, d->attn_scale, NULL, 0 };
     ops->attention(&at);
     ops->matmul(&w->o, a->o, H * DV, T, NULL, a->y, E);
     ops->add_scaled(h, E, a->y, E, NULL, T, E);

@@ -52,27 +52,32 @@ void kn_rope(float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride,
     }
 }
 
-/* One (sequence, head) item; dot/axpy are the reference or SIMD primitives. */
+/* One (sequence, head) item; dot/axpy are the reference or SIMD primitives.  Keys of query
+ * i: 0..i, or the first entries of its selection list when a->sel is set. */
 static void attn_item(const kn_attn_args *a, int64_t s, int h, float *sc,
                       float (*dot)(const float *, const float *, int64_t), bool simd) {
     const int g = h / (a->n_heads / a->n_kv_heads);
     const int64_t base = s * a->S;
     for (int64_t i = 0; i < a->S; i++) {
         const float *qi = a->q + (base + i) * a->ldq + h * a->dq;
+        const int32_t *li = a->sel ? a->sel + (base + i) * a->n_sel : NULL;
+        int64_t n = i + 1;
+        if (li) for (n = 0; n < a->n_sel && li[n] >= 0; n++) {}
         float m = -INFINITY;
-        for (int64_t j = 0; j <= i; j++) {
+        for (int64_t r = 0; r < n; r++) {
+            const int64_t j = li ? li[r] : r;
             const float *kj = a->k + (base + j) * a->ldk + g * a->dk_stride;
-            sc[j] = dot(qi, kj, a->dk) * a->scale;
-            if (sc[j] > m) m = sc[j];
+            sc[r] = dot(qi, kj, a->dk) * a->scale;
+            if (sc[r] > m) m = sc[r];
         }
         float sum = 0.0f;
-        for (int64_t j = 0; j <= i; j++) { sc[j] = expf(sc[j] - m); sum += sc[j]; }
+        for (int64_t r = 0; r < n; r++) { sc[r] = expf(sc[r] - m); sum += sc[r]; }
         float inv = 1.0f / sum;
         float *oi = a->o + (base + i) * a->ldo + h * a->dv;
         memset(oi, 0, (size_t)a->dv * sizeof *oi);
-        for (int64_t j = 0; j <= i; j++) {
-            const float *vj = a->v + (base + j) * a->ldv + g * a->dv_stride;
-            float p = sc[j] * inv;
+        for (int64_t r = 0; r < n; r++) {
+            const float *vj = a->v + (base + (li ? li[r] : r)) * a->ldv + g * a->dv_stride;
+            float p = sc[r] * inv;
             if (simd) kn_axpy(oi, vj, p, a->dv);
             else for (int d = 0; d < a->dv; d++) oi[d] += p * vj[d];
         }
@@ -101,6 +106,23 @@ void kn_attention(const kn_attn_args *a) {
         for (int64_t it = 0; it < n_items; it++)
             attn_item(a, it / a->n_heads, (int)(it % a->n_heads), sc, kn_dot, true);
         free(sc);
+    }
+}
+
+void kn_layernorm(const float *x, int64_t ldx, const float *w, const float *b, int64_t T, int64_t n,
+                  float eps, float *y, int64_t ldy) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (T * n >= KN_PAR_MIN)
+#endif
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * ldx;
+        float *yt = y + t * ldy;
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t i = 0; i < n; i++) s1 += xt[i];
+        const float mean = (float)(s1 / (double)n);
+        for (int64_t i = 0; i < n; i++) { double d = (double)(xt[i] - mean); s2 += d * d; }
+        const float r = 1.0f / sqrtf((float)(s2 / (double)n) + eps);
+        for (int64_t i = 0; i < n; i++) yt[i] = (xt[i] - mean) * r * w[i] + (b ? b[i] : 0.0f);
     }
 }
 

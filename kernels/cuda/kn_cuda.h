@@ -63,7 +63,9 @@ void kn_cuda_rmsnorm(const float *x, int64_t ldx, const float *w, int64_t T, int
                      float *y, int64_t ldy);
 void kn_cuda_rope(float *x, int64_t ldx, int64_t T, int n_heads, int64_t head_stride, int dim,
                   const int32_t *pos, const float *inv_freq, float mscale, bool neox);
-/* Causal attention; S (tokens per sequence) up to 16384. */
+/* Causal attention; S (tokens per sequence) up to 16384.  Dense only: a->sel (DeepSeek Sparse
+ * Attention) must be NULL (aborts otherwise); the engine's CUDA backend runs attention, sparse
+ * included, on the CPU (kn_attention). */
 void kn_cuda_attention(const kn_attn_args *a);
 void kn_cuda_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,
                       int64_t ldo);

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -336,6 +337,8 @@ extern "C" void kn_cuda_rope(float *x, int64_t ldx, int64_t T, int n_heads, int6
 }
 
 extern "C" void kn_cuda_attention(const kn_attn_args *a) {
+    /* DSA selection lists (a->sel) have no device kernel: stop rather than attend densely. */
+    if (a->sel) abort();
     if (a->n_seq <= 0 || a->S <= 0 || a->n_heads <= 0) return;
     size_t sm = ((size_t)a->dk + (size_t)a->S) * sizeof(float);
     static_assert(sizeof(kn_attn_args) < 4096, "kernel parameter size");

@@ -300,7 +300,7 @@ static void test_attention(void) {
         float *q = malloc((size_t)(T * ldq) * 4), *k = malloc((size_t)(T * ldk) * 4), *v = malloc((size_t)(T * ldv) * 4);
         float *o0 = calloc((size_t)(T * ldo), 4), *o1 = calloc((size_t)(T * ldo), 4);
         fill(q, T * ldq, 1.0f); fill(k, T * ldk, 1.0f); fill(v, T * ldv, 1.0f);
-        kn_attn_args a = { n_seq, S, H, KV, dk, dv, q, ldq, dk, k, ldk, dk, v, ldv, mla ? 0 : dv, o0, ldo, 0.3f };
+        kn_attn_args a = { n_seq, S, H, KV, dk, dv, q, ldq, dk, k, ldk, dk, v, ldv, mla ? 0 : dv, o0, ldo, 0.3f, NULL, 0 };
         kn_attention_ref(&a);
         kn_attn_args d = a;
         d.q = up(q, (size_t)(T * ldq) * 4); d.k = up(k, (size_t)(T * ldk) * 4); d.v = up(v, (size_t)(T * ldv) * 4);
