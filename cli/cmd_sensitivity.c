@@ -96,7 +96,8 @@ int cmd_sensitivity(int argc, char **argv) {
         if (t.wanted != QT_Q8_0) continue;
         snprintf(names[i], GF_NAME_MAX, "%s", t.name);
         qt_type c[CV_SENS_MAX_OPT];
-        bool have = im && im_find(im, t.name);
+        const im_entry *en = im ? im_find(im, t.name) : NULL;   /* usable as convert/plan.c attaches it */
+        bool have = en && en->ne0 == t.ne[0] && (en->nmat == 1 || en->nmat == t.ne[2]);
         int k = candidates(t.ne[0], have, c);
         if (!k) continue;
         ngroups++;
