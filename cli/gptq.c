@@ -210,5 +210,6 @@ void cli_gptq_dry_run(const cli_gptq_opts *o, const cv_plan *pl, const char *in)
     printf("  time at %.0f TFLOP/s (one GPU): %.2f h per expert, %.2f h shared;  at %.0f TFLOP/s (one CPU server): %.1f h, %.1f h\n",
            EST_GPU_FLOPS / 1e12, tot_e / EST_GPU_FLOPS / 3600, tot_s / EST_GPU_FLOPS / 3600, EST_CPU_FLOPS / 1e12,
            tot_e / EST_CPU_FLOPS / 3600, tot_s / EST_CPU_FLOPS / 3600);
-    printf("  plus the reading of the weights: once per pass (x%d with --gptq-passes), as a plain convert\n", o->passes + 1);
+    printf("  plus reading the weights %d times (calibration pass%s and conversion), each as long as a plain convert's read\n",
+           o->passes + 1, o->passes > 1 ? "es" : "");
 }
