@@ -52,7 +52,10 @@ typedef struct st_model st_model;  /* opaque */
  * `X.weight_shape` (I32/I64 [2] = rows, cols) adds a logical tensor `X.weight` of dtype
  * ST_I4_PACKED, shape [rows, cols], data = the packed words (the three stay listed too).
  * A malformed triple (missing part, shapes that disagree, a zero point) is QX_ESHAPE /
- * QX_EUNSUPPORTED naming the tensor. */
+ * QX_EUNSUPPORTED naming the tensor.  Multimodal checkpoints (Kimi-K2.5) store the text model
+ * as `language_model.model.layers...`: that prefix is dropped from every name (as llama.cpp's
+ * converter does); a name present with and without it is QX_EFORMAT.  Other tensors (vision
+ * tower, projector) keep their names. */
 qx_status st_open(st_model **out, const char *path, qx_err *e);
 /* Same over one in-memory safetensors file (borrowed; must outlive the model). */
 qx_status st_open_mem(st_model **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);
@@ -147,6 +150,9 @@ typedef struct {
     char fp8_scale_fmt[16];               /* "" (F32 scales) or "ue8m0" (V3.1: F32 powers of two) */
     bool v32;                             /* DeepseekV32ForCausalLM (hf_arch stays DEEPSEEK_V3) */
     int64_t index_n_heads, index_head_dim, index_topk;   /* V3.2 lightning indexer */
+    char wrapper_arch[64];                /* multimodal config (text_config inside): its top-level
+                                             architecture, e.g. KimiK25ForConditionalGeneration; "" else */
+    bool has_vision;                      /* ... with a vision_config (its tensors are not converted) */
     bool int4;                            /* compressed-tensors pack-quantized INT4 (K2-Thinking) */
     int64_t int4_group;                   /* its group_size (columns per scale) */
     char torch_dtype[16];

@@ -72,10 +72,26 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     json_t *r = json_loadb(json, len, 0, &je);
     if (!r) return qx_fail(e, QX_EFORMAT, "%s: not valid JSON: %s (line %d)", label, je.text, je.line);
     if (!json_is_object(r)) { json_decref(r); return qx_fail(e, QX_EFORMAT, "%s: not a JSON object", label); }
+    json_t *tc = json_object_get(r, "text_config");
+    if (tc && !json_is_object(tc)) { json_decref(r); return qx_fail(e, QX_EFORMAT, "%s: \"text_config\" is not an object", label); }
     json_t *ar = json_object_get(r, "architectures");
     const char *a = json_is_array(ar) && json_is_string(json_array_get(ar, 0)) ? json_string_value(json_array_get(ar, 0)) : "";
+    if (tc) {
+        /* a multimodal wrapper (Kimi-K2.5): as llama.cpp's converter, the text_config keys are
+         * merged over the top level, and text_config.architectures, when present, names the
+         * text model; vision_config is only noted */
+        snprintf(c->wrapper_arch, sizeof c->wrapper_arch, "%s", a);
+        c->has_vision = json_is_object(json_object_get(r, "vision_config"));
+        json_t *m = json_copy(r);
+        if (!m || json_object_update(m, tc) != 0) { json_decref(m); json_decref(r); return qx_fail(e, QX_ENOMEM, "%s: out of memory", label); }
+        json_decref(r);
+        r = m;
+        json_t *ta = json_object_get(tc, "architectures");
+        if (json_is_array(ta) && json_is_string(json_array_get(ta, 0))) a = json_string_value(json_array_get(ta, 0));
+        else a = c->wrapper_arch;
+    }
     snprintf(c->architecture, sizeof c->architecture, "%s", a);
-    if (!strcmp(a, "DeepseekV3ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V3;
+    if (!strcmp(a, "DeepseekV3ForCausalLM") || !strcmp(a, "KimiK25ForConditionalGeneration")) c->arch = HF_ARCH_DEEPSEEK_V3;
     else if (!strcmp(a, "DeepseekV32ForCausalLM")) { c->arch = HF_ARCH_DEEPSEEK_V3; c->v32 = true; }
     else if (!strcmp(a, "DeepseekV2ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V2;
     else if (!strcmp(a, "LlamaForCausalLM")) c->arch = HF_ARCH_LLAMA;
@@ -233,6 +249,8 @@ const char *hf_variant(const hf_config *c) {
     if (c->arch != HF_ARCH_DEEPSEEK_V3) return "";
     if (c->v32) return "DeepSeek-V3.2 (lightning indexer, sparse attention)";
     bool kimi = !strcmp(c->model_type, "kimi_k2") || (c->n_routed_experts == 384 && c->vocab_size == 163840);
+    if (!strcmp(c->wrapper_arch, "KimiK25ForConditionalGeneration"))
+        return "Kimi-K2.5 (text model under language_model.; vision tower and projector not converted)";
     if (kimi) return c->int4 ? "Kimi-K2-Thinking (INT4 routed experts)" : "Kimi-K2";
     if (!strcmp(c->fp8_scale_fmt, "ue8m0")) return "DeepSeek-V3.1 / R1-0528 (ue8m0 scales)";
     return c->fp8 ? "DeepSeek-V3 / R1" : "";

@@ -372,10 +372,35 @@ static qx_status add_packed(st_model *m, qx_err *e) {
     return s;
 }
 
-/* Sorts tensors, rejects duplicates across shards, builds the logical INT4 weights, links FP8
- * weights to their scales and INT4 weights to their group scales. */
+/* Multimodal checkpoints (Kimi-K2.5) keep the text model under this prefix; it is dropped from
+ * every name, as llama.cpp's converter drops it (conversion/base.py, filter_tensors). */
+#define ST_LM_PREFIX "language_model."
+
+static const char *lm_name(const char *name) {
+    return strncmp(name, ST_LM_PREFIX, sizeof ST_LM_PREFIX - 1) ? name : name + sizeof ST_LM_PREFIX - 1;
+}
+
+/* Drops ST_LM_PREFIX (names point into their own strings, still owned by m->names) and
+ * re-sorts; a name that then exists twice is QX_EFORMAT. */
+static qx_status strip_lm_prefix(st_model *m, qx_err *e) {
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (lm_name(m->tensors[i].name) != m->tensors[i].name) { m->tensors[i].name = lm_name(m->tensors[i].name); n++; }
+    if (!n) return QX_OK;
+    qsort(m->tensors, m->n_tensors, sizeof *m->tensors, cmp_tensor_name);
+    for (size_t i = 1; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, m->tensors[i - 1].name))
+            return qx_fail(e, QX_EFORMAT, "%s: tensor '%s' exists both with and without the '" ST_LM_PREFIX "' prefix",
+                           st_shard_path(m, m->tensors[i].shard), m->tensors[i].name);
+    return QX_OK;
+}
+
+/* Sorts tensors, rejects duplicates across shards, drops the language_model. prefix, builds the
+ * logical INT4 weights, links FP8 weights to their scales and INT4 weights to their group
+ * scales. */
 static qx_status finish_model(st_model *m, qx_err *e) {
     QX_TRY(sort_unique(m, e));
+    QX_TRY(strip_lm_prefix(m, e));
     QX_TRY(add_packed(m, e));
     char buf[ST_MAX_NAME + 16];
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -446,7 +471,7 @@ static qx_status open_index(st_model *m, const char *dir, const char *index_path
     }
     if (s == QX_OK) s = finish_model(m, e);
     for (size_t i = 0; s == QX_OK && i < ni; i++) {
-        const st_tensor *t = st_find(m, ie[i].name);
+        const st_tensor *t = st_find(m, lm_name(ie[i].name));
         if (!t) { s = qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is in the index but not in shard '%s'", index_path, ie[i].name, ie[i].shard); break; }
         const char *sp = st_shard_path(m, t->shard);
         const char *base = strrchr(sp, '/');
@@ -463,7 +488,7 @@ static qx_status open_index(st_model *m, const char *dir, const char *index_path
         for (size_t i = 0; i < m->n_tensors; i++) {
             if (m->tensors[i].dtype == ST_I4_PACKED) continue;
             bool found = false;
-            for (size_t k = 0; k < ni && !found; k++) found = !strcmp(ie[k].name, m->tensors[i].name);
+            for (size_t k = 0; k < ni && !found; k++) found = !strcmp(lm_name(ie[k].name), m->tensors[i].name);
             if (!found) { s = qx_fail(e, QX_EFORMAT, "%s: tensor '%s' is not listed in the index", st_shard_path(m, m->tensors[i].shard), m->tensors[i].name); break; }
         }
     }

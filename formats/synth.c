@@ -33,12 +33,19 @@ enum {
     SV_K2,           /* Kimi-K2(-Instruct): model_type kimi_k2, n_group 1, FP8 like V3 */
     SV_K2_INT4,      /* Kimi-K2-Thinking: BF16 except routed experts, compressed-tensors INT4 g32 */
     SV_V32,          /* DeepSeek-V3.2: DeepseekV32ForCausalLM, lightning indexer per layer */
+    SV_K25,          /* Kimi-K2.5: K2-Thinking's text model under `language_model.` inside a
+                        KimiK25ForConditionalGeneration (text_config + vision_config), plus a
+                        small MoonViT-style vision tower and projector */
 };
+#define SV_IS_KIMI(p) ((p)->variant == SV_K2 || (p)->variant == SV_K2_INT4 || (p)->variant == SV_K25)
+#define SV_IS_INT4(p) ((p)->variant == SV_K2_INT4 || (p)->variant == SV_K25)
 
 /* V3.2 indexer sizes: real (64 heads of 128, top 2048) and tiny (4 heads of 64, top 64) */
 #define V32_IDX_HEADS(full) ((full) ? 64 : 4)
 #define V32_IDX_DIM(full) ((full) ? 128 : 64)
 #define V32_IDX_TOPK(full) ((full) ? 2048 : 64)
+/* K2.5 synthetic vision tower width */
+#define K25_VT 64
 
 static const synth_preset presets[] = {
     {"tiny-v3", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V3},
@@ -51,6 +58,8 @@ static const synth_preset presets[] = {
     {"v32-685b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000, SV_V32},
     {"tiny-k2", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, true, false, false, false, 50000, SV_K2},
     {"tiny-k2-int4", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, false, false, false, false, 50000, SV_K2_INT4},
+    /* Kimi-K2.5: tiny-k2-int4's text model (same values for the same seed) + vision tensors */
+    {"tiny-k25", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, false, false, false, false, 50000, SV_K25},
     /* Kimi-K2 (1.04T): 384 experts, 64 heads, vocab 163840, one dense layer, no MTP */
     {"k2-1t", HF_ARCH_DEEPSEEK_V3, 163840, 0, 7168, 18432, 61, 64, 64, 0, 1536, 512, 128, 64, 128, 2048, 384, 1, 8, 1, 1, 1, 0, 61, true, true, false, false, 50000, SV_K2},
     {"k2-thinking-1t", HF_ARCH_DEEPSEEK_V3, 163840, 0, 7168, 18432, 61, 64, 64, 0, 1536, 512, 128, 64, 128, 2048, 384, 1, 8, 1, 1, 1, 0, 62, false, true, false, false, 50000, SV_K2_INT4},
@@ -59,7 +68,7 @@ static const synth_preset presets[] = {
 };
 
 const char *st_synth_preset_names(void) {
-    return "tiny-v3, tiny-v31, tiny-v32, tiny-k2, tiny-k2-int4, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
+    return "tiny-v3, tiny-v31, tiny-v32, tiny-k2, tiny-k2-int4, tiny-k25, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
            "v3-layers (benchmarks), tiny-llama, tiny-qwen2";
 }
 
@@ -110,6 +119,7 @@ typedef struct {
     uint64_t seed;
     bool sparse;
     bool ue8m0;              /* FP8 scales rounded up to powers of two (V3.1) */
+    const char *prefix;      /* prepended to every tensor name written (K2.5: "language_model."), or NULL */
 } sctx;
 
 static const char *shard_file(int i, int n, char *buf, size_t cap) {
@@ -118,6 +128,11 @@ static const char *shard_file(int i, int n, char *buf, size_t cap) {
 }
 
 static qx_status put(sctx *c, const char *name, st_dtype dt, int nd, const int64_t *shape, const void *data, uint64_t nbytes, qx_err *e) {
+    char full[512];
+    if (c->prefix) {   /* values stay those of the unprefixed name (they are seeded by it) */
+        snprintf(full, sizeof full, "%s%s", c->prefix, name);
+        name = full;
+    }
     uint64_t sz = (uint64_t)st_dtype_size(dt);
     for (int i = 0; i < nd; i++) sz *= (uint64_t)shape[i];
     if (c->bytes[c->cur] > 0 && c->bytes[c->cur] + sz / 2 > c->target && c->cur + 1 < c->n) c->cur++;
@@ -263,6 +278,32 @@ static qx_status put_embed(sctx *c, const char *name, int64_t vocab, int64_t hid
     return s;
 }
 
+/* Kimi-K2.5's vision tower and projector (names as in the checkpoint, no prefix; BF16/F32).
+ * Converters of the text model skip them. */
+static qx_status k25_vision(sctx *c, const synth_preset *p, qx_err *e) {
+    const int64_t D = K25_VT;
+    const char *pre = c->prefix;
+    c->prefix = NULL;
+    int64_t sh4[4] = {D, 3, 14, 14};   /* a conv patch embedding: 4-D */
+    float *pe = c->sparse ? NULL : gen_matrix("vision_tower.patch_embed.proj.weight", c->seed, D, 3 * 14 * 14, 1.0f);
+    qx_status s = c->sparse || pe ? put_bf16(c, "vision_tower.patch_embed.proj.weight", 4, sh4, pe, e)
+                                  : qx_fail(e, QX_ENOMEM, "out of memory");
+    free(pe);
+    if (s == QX_OK) s = put_norm(c, "vision_tower.patch_embed.proj.bias", D, e);
+    if (s == QX_OK) s = put_linear(c, "vision_tower.patch_embed.pos_emb.weight", 64, D, false, false, e);
+    if (s == QX_OK) s = put_linear(c, "vision_tower.encoder.blocks.0.wqkv.weight", 3 * D, D, false, false, e);
+    if (s == QX_OK) s = put_norm(c, "vision_tower.encoder.blocks.0.norm0.weight", D, e);
+    if (s == QX_OK) s = put_linear(c, "vision_tower.encoder.blocks.0.wo.weight", D, D, false, false, e);
+    if (s == QX_OK) s = put_linear(c, "vision_tower.encoder.blocks.0.mlp.fc0.weight", 2 * D, D, false, false, e);
+    if (s == QX_OK) s = put_linear(c, "vision_tower.encoder.blocks.0.mlp.fc1.weight", D, 2 * D, false, false, e);
+    if (s == QX_OK) s = put_norm(c, "vision_tower.encoder.final_layernorm.weight", D, e);
+    if (s == QX_OK) s = put_norm(c, "mm_projector.pre_norm.weight", 4 * D, e);
+    if (s == QX_OK) s = put_linear(c, "mm_projector.proj.0.weight", 4 * D, 4 * D, false, false, e);
+    if (s == QX_OK) s = put_linear(c, "mm_projector.proj.2.weight", p->hidden, 4 * D, false, false, e);
+    c->prefix = pre;
+    return s;
+}
+
 static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool mtp, qx_err *e) {
     char n[256];
     int64_t E = p->hidden, H = p->heads;
@@ -325,7 +366,7 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
     for (int64_t x = 0; x < p->experts; x++) {
         /* tiny presets: the scale of one expert's down_proj sits in the next shard */
         bool scale_next = !c->sparse && l == p->dense && x == p->experts - 1;
-        if (p->variant == SV_K2_INT4) {
+        if (SV_IS_INT4(p)) {
             QX_TRY(put_int4(c, N("mlp.experts.%lld.gate_proj.weight", (long long)x), p->moe_ffn, E, e));
             QX_TRY(put_int4(c, N("mlp.experts.%lld.up_proj.weight", (long long)x), p->moe_ffn, E, e));
             QX_TRY(put_int4(c, N("mlp.experts.%lld.down_proj.weight", (long long)x), E, p->moe_ffn, e));
@@ -371,7 +412,7 @@ static json_t *config_for(const synth_preset *p) {
     json_t *a = json_array();
     json_array_append_new(a, json_string(arch));
     json_object_set_new(o, "architectures", a);
-    bool kimi = p->variant == SV_K2 || p->variant == SV_K2_INT4;
+    bool kimi = SV_IS_KIMI(p);
     json_object_set_new(o, "model_type", json_string(p->arch == HF_ARCH_DEEPSEEK_V3 ? (kimi ? "kimi_k2" : p->variant == SV_V32 ? "deepseek_v32" : "deepseek_v3")
                                                      : p->arch == HF_ARCH_LLAMA ? "llama" : "qwen2"));
     json_object_set_new(o, "vocab_size", json_integer(p->vocab));
@@ -423,7 +464,7 @@ static json_t *config_for(const synth_preset *p) {
         json_object_set_new(rs, "mscale", json_real(1.0));
         json_object_set_new(rs, "mscale_all_dim", json_real(1.0));
         json_object_set_new(o, "rope_scaling", rs);
-        if (p->variant == SV_K2_INT4) {
+        if (SV_IS_INT4(p)) {
             json_t *qc = json_object(), *groups = json_object(), *g0 = json_object(), *w = json_object(), *tg = json_array();
             json_object_set_new(w, "num_bits", json_integer(4));
             json_object_set_new(w, "type", json_string("int"));
@@ -464,6 +505,34 @@ static json_t *config_for(const synth_preset *p) {
             json_object_set_new(o, "rope_scaling", rs);
         }
     }
+    return o;
+}
+
+/* Kimi-K2.5's config.json: the text model's config as text_config of a
+ * KimiK25ForConditionalGeneration, beside a vision_config (MoonViT3d keys, tiny sizes).
+ * Takes ownership of text. */
+static json_t *k25_wrap(json_t *text, const synth_preset *p) {
+    json_t *o = json_object(), *a = json_array(), *v = json_object(), *mk = json_array();
+    json_array_append_new(a, json_string("KimiK25ForConditionalGeneration"));
+    json_object_set_new(o, "architectures", a);
+    json_object_set_new(o, "model_type", json_string("kimi_k25"));
+    json_object_set_new(o, "text_config", text);
+    json_object_set_new(v, "model_type", json_string("moonvit3d"));
+    json_object_set_new(v, "patch_size", json_integer(14));
+    json_object_set_new(v, "init_pos_emb_height", json_integer(8));
+    json_object_set_new(v, "init_pos_emb_width", json_integer(8));
+    json_object_set_new(v, "init_pos_emb_time", json_integer(4));
+    json_array_append_new(mk, json_integer(2));
+    json_array_append_new(mk, json_integer(2));
+    json_object_set_new(v, "merge_kernel_size", mk);
+    json_object_set_new(v, "vt_hidden_size", json_integer(K25_VT));
+    json_object_set_new(v, "vt_num_attention_heads", json_integer(2));
+    json_object_set_new(v, "vt_num_hidden_layers", json_integer(1));
+    json_object_set_new(v, "vt_intermediate_size", json_integer(2 * K25_VT));
+    json_object_set_new(v, "mm_hidden_size", json_integer(K25_VT));
+    json_object_set_new(v, "text_hidden_size", json_integer(p->hidden));
+    json_object_set_new(o, "vision_config", v);
+    json_object_set_new(o, "media_placeholder_token_id", json_integer(p->vocab - 1));
     return o;
 }
 
@@ -634,12 +703,13 @@ static qx_status write_tiktoken(const char *dir, int64_t vocab, int64_t *n_base,
 }
 
 static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err *e) {
-    if (p->variant == SV_K2 || p->variant == SV_K2_INT4) {
+    if (SV_IS_KIMI(p)) {
         int64_t n_base = 0;
         QX_TRY(write_tiktoken(dir, p->vocab, &n_base, e));
         json_t *cfg = config_for(p);
         json_object_set_new(cfg, "bos_token_id", json_integer(n_base));
         json_object_set_new(cfg, "eos_token_id", json_integer(n_base + 1));
+        if (p->variant == SV_K25) cfg = k25_wrap(cfg, p);
         qx_status s = dump_json(cfg, dir, "config.json", e);
         json_decref(cfg);
         return s;
@@ -690,6 +760,7 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     c.seed = seed;
     c.sparse = sparse;
     c.ue8m0 = p->variant == SV_V31;
+    c.prefix = p->variant == SV_K25 ? "language_model." : NULL;
     c.w = calloc((size_t)c.n, sizeof *c.w);
     c.bytes = calloc((size_t)c.n, sizeof *c.bytes);
     c.weight_map = json_object();
@@ -716,6 +787,7 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     for (int64_t l = 0; s == QX_OK && l < p->mtp; l++) s = deepseek_layer(&c, p, p->layers + l, true, e);
     if (s == QX_OK) s = put_norm(&c, "model.norm.weight", p->hidden, e);
     if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, 1.0f, e);
+    if (s == QX_OK && p->variant == SV_K25) s = k25_vision(&c, p, e);
     uint64_t total_size = 0;
     for (int i = 0; s == QX_OK && i < c.n; i++) {
         char f[64], path[4096];

@@ -627,6 +627,83 @@ static void test_v32(void) {
     json_decref(c);
 }
 
+/* Kimi-K2.5: the text model under language_model. inside a multimodal config, vision tensors
+ * beside it.  tiny-k25 holds tiny-k2-int4's text tensors (same seed, same values) under the
+ * prefix, so both must convert to the same bytes (both in a dir named m: general.name is the
+ * same); the vision tensors are in the checkpoint and not in the GGUF. */
+static void test_k25(void) {
+    const char *a = path_in("k25"), *b = path_in("k2x");
+    char da[1100], db[1100], ga[1100], gb[1100];
+    snprintf(da, sizeof da, "%s/m", a); snprintf(db, sizeof db, "%s/m", b);
+    snprintf(ga, sizeof ga, "%s/m.gguf", a); snprintf(gb, sizeof gb, "%s/m.gguf", b);
+    TU_CHECK(tu_system("mkdir -p '%s' '%s'", a, b) == 0, "mkdir");
+    qx_err e = {0};
+    TU_OK(st_synth("tiny-k25", da, 11, false, 0, &e), &e);
+    TU_OK(st_synth("tiny-k2-int4", db, 11, false, 0, &e), &e);
+    hf_config c;
+    TU_OK(hf_config_load(da, &c, &e), &e);
+    TU_CHECK(c.arch == HF_ARCH_DEEPSEEK_V3 && c.int4 && c.has_vision && !strcmp(c.wrapper_arch, "KimiK25ForConditionalGeneration") &&
+             !strcmp(c.model_type, "kimi_k2") && c.n_routed_experts == 12 && strstr(hf_variant(&c), "Kimi-K2.5"),
+             "K2.5 config: arch %d int4 %d vision %d wrapper '%s' model_type '%s' variant '%s'", (int)c.arch, c.int4, c.has_vision,
+             c.wrapper_arch, c.model_type, hf_variant(&c));
+    st_model *m = NULL;
+    TU_OK(st_open(&m, da, &e), &e);
+    if (m) {
+        size_t n_vis = 0, n_pre = 0;
+        for (size_t i = 0; i < st_count(m); i++) {
+            const char *n = st_at(m, i)->name;
+            n_vis += !strncmp(n, "vision_tower.", 13) || !strncmp(n, "mm_projector.", 13);
+            n_pre += strstr(n, "language_model.") != NULL;
+        }
+        TU_CHECK(n_vis == 12 && n_pre == 0, "K2.5 names: %zu vision/projector tensors (12), %zu still prefixed", n_vis, n_pre);
+        const st_tensor *t = st_find(m, "model.layers.1.mlp.experts.3.down_proj.weight");
+        TU_CHECK(t && t->dtype == ST_I4_PACKED && st_find(m, "lm_head.weight") && st_find(m, "model.embed_tokens.weight"),
+                 "K2.5: the INT4 logical weight and the global tensors under their unprefixed names");
+        st_close(m);
+    }
+    for (int k = 0; k < 2; k++)
+        TU_CHECK(tu_system("%s convert '%s' -o '%s' --type Q8_0 --quiet > /dev/null 2>&1", tu_qforge(), k ? db : da, k ? gb : ga) == 0,
+                 "convert %s", k ? db : da);
+    size_t na = 0, nb = 0;
+    uint8_t *fa = tu_read_file(ga, &na), *fb = tu_read_file(gb, &nb);
+    TU_CHECK(fa && fb && na == nb && !memcmp(fa, fb, na), "K2.5 GGUF (%zu bytes) differs from K2-Thinking's (%zu bytes)", na, nb);
+    free(fa); free(fb);
+    gf_file *g = NULL;
+    TU_OK(gf_open(&g, ga, &e), &e);
+    if (g) {
+        const char *arch = NULL;
+        TU_OK(gf_get_str(g, GF_KEY_ARCHITECTURE, &arch, &e), &e);
+        TU_CHECK(arch && !strcmp(arch, "deepseek2"), "K2.5 arch '%s'", arch ? arch : "");
+        gf_close(g);
+    }
+    unlink(ga); unlink(gb);
+
+    /* faults: a name with and without the prefix; text_config not an object */
+    st_writer *w = NULL;
+    TU_OK(st_writer_create(&w, &e), &e);
+    float v[4] = {1, 2, 3, 4};
+    int64_t sh[1] = {4};
+    TU_OK(st_writer_add(w, "language_model.model.norm.weight", ST_F32, 1, sh, v, sizeof v, &e), &e);
+    TU_OK(st_writer_add(w, "model.norm.weight", ST_F32, 1, sh, v, sizeof v, &e), &e);
+    const char *dup = path_in("dup.safetensors");
+    TU_OK(st_writer_write(w, dup, &e), &e);
+    st_writer_free(w);
+    m = NULL;
+    TU_FAILS(st_open(&m, dup, &e), &e, QX_EFORMAT, "tensor 'model.norm.weight' exists both with and without the 'language_model.' prefix");
+    st_close(m);
+    const char *bad = "{\"architectures\":[\"KimiK25ForConditionalGeneration\"],\"text_config\":3}";
+    TU_FAILS(hf_config_parse(bad, strlen(bad), "k25.json", &c, &e), &e, QX_EFORMAT, "k25.json: \"text_config\" is not an object");
+    /* no text_config.architectures: the wrapper's (registered as deepseek2 by llama.cpp) */
+    const char *noarch = "{\"architectures\":[\"KimiK25ForConditionalGeneration\"],\"text_config\":{\"model_type\":\"kimi_k2\","
+                         "\"vocab_size\":320,\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":2}}";
+    hf_config c2;
+    qx_status st = hf_config_parse(noarch, strlen(noarch), "k25b.json", &c2, &e);
+    /* (the sketch lacks MLA keys, so validation may refuse it: the fields are read before that) */
+    TU_CHECK(c2.arch == HF_ARCH_DEEPSEEK_V3 && c2.hidden_size == 64 && !c2.has_vision && (st == QX_OK || !strstr(e.msg, "architecture")),
+             "K2.5 without text_config.architectures: arch %d hidden %lld, '%s'", (int)c2.arch, (long long)c2.hidden_size,
+             st == QX_OK ? "" : e.msg);
+}
+
 int main(void) {
     tmp = tu_tmpdir();
     test_int4_decode();
@@ -636,5 +713,6 @@ int main(void) {
     test_k2();
     test_tiktoken();
     test_v32();
+    test_k25();
     return tu_done("test_family");
 }
