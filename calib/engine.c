@@ -1,7 +1,7 @@
 /* calib/engine.c — the layer-major forward pass (deepseek2 MLA + MoE, deepseek32's sparse
  * attention, llama, qwen2) over weight views of any type, with observers.  Per layer: load
- * views, run every batch of windows through it, release the layer's pages.  Shapes are written beside buffers:
- * T = tokens of the current batch, E = n_embd, H = heads. */
+ * views, run every batch of windows through it, release the layer's pages.  Shapes are
+ * written beside buffers: T = tokens of the current batch, E = n_embd, H = heads. */
 #include "engine_int.h"
 
 #include <math.h>

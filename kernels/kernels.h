@@ -93,8 +93,10 @@ void kn_layernorm(const float *x, int64_t ldx, const float *w, const float *b, i
  *   score(i, j) = Σ_h relu(q_ih · k_j) · w_ih   for j <= i (keys after i never qualify)
  * with q rows q + t*ldq + h*dh (n_heads heads of dh), k rows k + t*ldk (dh), weights w rows
  * w + t*ldw (n_heads; any scale already applied).  Query i keeps the top_k keys of highest
- * score (every key when i < top_k), ties broken toward the lower position, NaN scores
- * ranked last; sel[t*top_k ..] gets the kept positions ascending, padded with -1.
+ * score (every key when i < top_k); among equal scores at the boundary, the ones llama.cpp's
+ * CPU backend keeps (libstdc++'s std::partial_sort heap selection over positions 0..i, see
+ * kernels/cpu/dsa.c); NaN scores rank last; sel[t*top_k ..] gets the kept positions
+ * ascending, padded with -1.
  * The h-sum runs in f32 in head order, the dot product as kn_dot (ref: kn_dot_ref); OpenMP
  * over queries, so sel does not depend on the thread count. */
 typedef struct {

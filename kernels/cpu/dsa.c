@@ -9,18 +9,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct { float s; int32_t j; } dsa_cand;
+/* ---- top-k selection with llama.cpp's tie behaviour ----
+ * llama.cpp's CPU top_k (ggml-cpu/ops.cpp, ggml_compute_forward_top_k_f32) keeps the first k of
+ * std::partial_sort(idx, idx + k, idx + n, s[a] > s[b]).  Which of several equal scores survive
+ * is not specified by C++; it is fixed by libstdc++'s heap selection (__heap_select:
+ * __make_heap over the first k, then every later index whose score beats the heap top replaces
+ * it through __pop_heap / __adjust_heap / __push_heap), which the functions below follow step
+ * for step.  The kept set (not its order) is what matters.  Ties are common where every
+ * indexer head has q·k <= 0 (score exactly 0). */
 
-/* Higher score first; equal scores: lower position first (a strict total order, so the kept
- * set does not depend on the sort's algorithm). */
-static int cand_cmp(const void *pa, const void *pb) {
-    const dsa_cand *a = pa, *b = pb;
-    if (a->s != b->s) return a->s > b->s ? -1 : 1;
-    return a->j < b->j ? -1 : a->j > b->j;
+static inline bool beats(const float *s, int32_t a, int32_t b) { return s[a] > s[b]; }
+
+static void push_heap(int32_t *h, int64_t hole, int64_t top, int32_t v, const float *s) {
+    int64_t parent = (hole - 1) / 2;
+    while (hole > top && beats(s, h[parent], v)) {
+        h[hole] = h[parent];
+        hole = parent;
+        parent = (hole - 1) / 2;
+    }
+    h[hole] = v;
 }
 
-/* Query i of sequence s; cand and keep are scratch of S entries. */
-static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, dsa_cand *cand, unsigned char *keep,
+static void adjust_heap(int32_t *h, int64_t hole, int64_t len, int32_t v, const float *s) {
+    const int64_t top = hole;
+    int64_t child = hole;
+    while (child < (len - 1) / 2) {
+        child = 2 * (child + 1);
+        if (beats(s, h[child], h[child - 1])) child--;
+        h[hole] = h[child];
+        hole = child;
+    }
+    if ((len & 1) == 0 && child == (len - 2) / 2) {
+        child = 2 * (child + 1);
+        h[hole] = h[child - 1];
+        hole = child - 1;
+    }
+    push_heap(h, hole, top, v, s);
+}
+
+/* Keeps k of the n scores s[0..n) in h[0..k) (k <= n). */
+static void heap_select(int32_t *h, int64_t k, int64_t n, const float *s) {
+    for (int64_t j = 0; j < k; j++) h[j] = (int32_t)j;
+    if (k >= 2)
+        for (int64_t parent = (k - 2) / 2;; parent--) {
+            adjust_heap(h, parent, k, h[parent], s);
+            if (parent == 0) break;
+        }
+    for (int64_t j = k; j < n; j++)
+        if (beats(s, (int32_t)j, h[0])) adjust_heap(h, 0, k, (int32_t)j, s);
+}
+
+/* Query i of sequence s; sc (S floats), keep (S bytes) and heap (top_k) are scratch. */
+static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, float *sc, unsigned char *keep, int32_t *heap,
                        float (*dot)(const float *, const float *, int64_t)) {
     const int64_t base = s * a->S, t = base + i, K = a->top_k;
     int32_t *out = a->sel + t * K;
@@ -31,17 +71,16 @@ static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, dsa_cand *can
     const float *qi = a->q + t * a->ldq, *wi = a->w + t * a->ldw;
     for (int64_t j = 0; j <= i; j++) {
         const float *kj = a->k + (base + j) * a->ldk;
-        float sc = 0.0f;
+        float v = 0.0f;
         for (int h = 0; h < a->n_heads; h++) {
             float d = dot(qi + (int64_t)h * a->dh, kj, a->dh);
-            sc += (d > 0.0f ? d : 0.0f) * wi[h];
+            v += (d > 0.0f ? d : 0.0f) * wi[h];
         }
-        cand[j].s = isnan(sc) ? -INFINITY : sc;
-        cand[j].j = (int32_t)j;
+        sc[j] = isnan(v) ? -INFINITY : v;
     }
-    qsort(cand, (size_t)(i + 1), sizeof *cand, cand_cmp);
+    heap_select(heap, K, i + 1, sc);
     memset(keep, 0, (size_t)(i + 1));
-    for (int64_t r = 0; r < K; r++) keep[cand[r].j] = 1;
+    for (int64_t r = 0; r < K; r++) keep[heap[r]] = 1;
     int64_t n = 0;
     for (int64_t j = 0; j <= i; j++)
         if (keep[j]) out[n++] = (int32_t)j;
@@ -54,14 +93,15 @@ static void dsa_run(const kn_dsa_args *a, float (*dot)(const float *, const floa
 #pragma omp parallel if (par)
 #endif
     {
-        dsa_cand *cand = malloc((size_t)a->S * sizeof *cand);
+        float *sc = malloc((size_t)a->S * sizeof *sc);
         unsigned char *keep = malloc((size_t)a->S);
-        if (!cand || !keep) abort();   /* S entries: the caller's activations are far larger */
+        int32_t *heap = malloc((size_t)a->top_k * sizeof *heap);
+        if (!sc || !keep || !heap) abort();   /* S entries: the caller's activations are far larger */
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 16)
 #endif
-        for (int64_t t = 0; t < T; t++) select_one(a, t / a->S, t % a->S, cand, keep, dot);
-        free(cand); free(keep);
+        for (int64_t t = 0; t < T; t++) select_one(a, t / a->S, t % a->S, sc, keep, heap, dot);
+        free(sc); free(keep); free(heap);
     }
     (void)par;
 }
