@@ -108,7 +108,7 @@ static qx_status write_all(int fd, const void *buf, uint64_t n, uint64_t off, co
 }
 
 qx_status st_writer_write(st_writer *w, const char *path, qx_err *e) {
-    qsort(w->e, w->n, sizeof *w->e, cmp_w);
+    if (w->n > 1) qsort(w->e, w->n, sizeof *w->e, cmp_w);   /* w->e is NULL while empty */
     json_t *root = json_object();
     json_t *meta = json_object();
     json_object_set_new(meta, "format", json_string("pt"));

@@ -128,7 +128,7 @@ static qx_status open_triple(const char *fault, qx_err *e) {
     int64_t rows = 4, cols = 64;
     int64_t psh[2] = {rows, cols / 8}, ssh[2] = {rows, cols / 32}, hsh[1] = {2};
     int32_t packed[4 * 8] = {0}, shape[3] = {(int32_t)rows, (int32_t)cols, 0};
-    uint16_t sc[4 * 2] = {0};
+    uint16_t sc[4 * 4] = {0};   /* room for the "scale-grid" fault (4 x 3) */
     if (!strcmp(fault, "packed-shape")) psh[1] = 7;
     if (!strcmp(fault, "scale-grid")) ssh[1] = 3;
     if (!strcmp(fault, "shape-values")) shape[1] = 65;
