@@ -141,12 +141,9 @@ void qk_quant_q6_K(const qk_kern *k, const float *x, void *dst, int64_t n, const
 void qk_quant_iq4_nl(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
 void qk_quant_iq4_xs(const qk_kern *k, const float *x, void *dst, int64_t n, const float *imp);
 /* Gain correction after a block quantizer (quant/unbias.c): rescales each block's f16 scale
- * (and min scale) of the n-element row dst so that sum u x q = sum u x^2 in the limit
- * theta = 1 (u = imp or 1); levels unchanged.  deq decodes the type.  No-op for theta <= 0. */
-void qk_unbias_row(qt_type t, qt_to_float_fn deq, const float *x, const float *imp, void *dst, int64_t n,
-                   float theta);
-/* The theta the block quantizers of type t apply (0: none). */
-float qk_unbias_theta(qt_type t);
+ * (and min scale) of the n-element row dst so that sum u x q = sum u x^2 (u = imp or 1); the
+ * levels are kept.  No-op for Q8_0 and the types without such a scale. */
+void qk_unbias_row(qt_type t, const float *x, const float *imp, void *dst, int64_t n);
 
 void qt_dequant_q4_0(const void *src, float *dst, int64_t n);
 void qt_dequant_q4_1(const void *src, float *dst, int64_t n);

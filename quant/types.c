@@ -31,11 +31,11 @@ static void e5m2_to_f32(const void *src, float *dst, int64_t n) { qt_plain_to_f3
 #define QUANT_PAIR(name, T)                                                                \
     static void name##_fast(const float *s, void *d, int64_t n, const float *imp) {        \
         qk_quant_##name(qk_kern_best(), s, d, n, imp);                                      \
-        qk_unbias_row(T, qt_dequant_##name, s, imp, d, n, qk_unbias_theta(T));              \
+        qk_unbias_row(T, s, imp, d, n);                                                     \
     }                                                                                      \
     static void name##_ref(const float *s, void *d, int64_t n, const float *imp) {         \
         qk_quant_##name(&qk_kern_ref, s, d, n, imp);                                        \
-        qk_unbias_row(T, qt_dequant_##name, s, imp, d, n, qk_unbias_theta(T));              \
+        qk_unbias_row(T, s, imp, d, n);                                                     \
     }
 QUANT_PAIR(q4_0, QT_Q4_0) QUANT_PAIR(q4_1, QT_Q4_1) QUANT_PAIR(q5_0, QT_Q5_0) QUANT_PAIR(q5_1, QT_Q5_1)
 QUANT_PAIR(q8_0, QT_Q8_0) QUANT_PAIR(q2_K, QT_Q2_K) QUANT_PAIR(q3_K, QT_Q3_K) QUANT_PAIR(q4_K, QT_Q4_K)

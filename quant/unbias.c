@@ -41,9 +41,7 @@ static ub_layout ub_layout_of(qt_type t) {
  * half, ctx 256, 64 windows), Q2_K preset theta 0 / 0.5 / 1 / 1.5 / 2: 0.0478 / 0.0497 / 0.0437
  * / 0.0429 / 0.0477; Q3_K_M theta 0 / 1: 0.01488 / 0.01450; without an imatrix Q3_K_M 0.01549
  * -> 0.01512, Q4_K_M 0.00612 -> 0.00593. */
-float qk_unbias_theta(qt_type t) {
-    return t == QT_Q8_0 ? 0.f : 1.f;
-}
+#define UB_THETA 1.0
 
 static void scale_f16(uint8_t *p, float a) {
     uint16_t h;
@@ -52,28 +50,25 @@ static void scale_f16(uint8_t *p, float a) {
     memcpy(p, &h, 2);
 }
 
-void qk_unbias_row(qt_type t, qt_to_float_fn deq, const float *x, const float *imp, void *dst, int64_t n,
-                   float theta) {
+void qk_unbias_row(qt_type t, const float *x, const float *imp, void *dst, int64_t n) {
     const ub_layout L = ub_layout_of(t);
-    if (L.d_off < 0 || !(theta > 0)) return;
-    const int bs = t == QT_Q2_K || t == QT_Q3_K || t == QT_Q4_K || t == QT_Q5_K || t == QT_Q6_K ||
-                   t == QT_IQ4_XS ? 256 : 32;
-    const size_t tsz = qt_row_size(t, bs);
+    const qt_traits *tr = qt_get_traits(t);
+    if (L.d_off < 0 || t == QT_Q8_0 || !tr) return;
+    const int bs = tr->blck;                /* 32 or 256 */
     float q[256];
     uint8_t *y = dst;
     for (int64_t b = 0; b < n / bs; b++) {
-        uint8_t *blk = y + (size_t)b * tsz;
+        uint8_t *blk = y + (size_t)b * (size_t)tr->type_size;
         const float *xb = x + b * bs, *ub = imp ? imp + b * bs : NULL;
-        deq(blk, q, bs);
+        tr->to_float(blk, q, bs);
         double A = 0, B = 0, C = 0;
         for (int j = 0; j < bs; j++) {
             const double u = ub ? ub[j] : 1.0;
             A += u * xb[j] * xb[j]; B += u * xb[j] * q[j]; C += u * q[j] * q[j];
         }
         if (!(A > 0 && B > 0 && C > 0)) continue;
-        double r = A * C / (B * B);
-        if (r < 1) r = 1;
-        const double a = (B / C) * pow(r, theta);
+        const double r = A * C / (B * B);
+        const double a = (B / C) * pow(r > 1 ? r : 1, UB_THETA);
         if (!(a > 0.5 && a < 2.0) || a == 1.0) continue;
         scale_f16(blk + L.d_off, (float)a);
         if (L.m_off >= 0) scale_f16(blk + L.m_off, (float)a);
