@@ -10,6 +10,7 @@
  *  5. bytes do not depend on the thread count: cal_hessian_run and qt_quantize_gptq under
  *     1 and 2 threads. */
 #include "tests/util/tu.h"
+#include "tests/util/tu_acts.h"
 #include "calib/calib.h"
 #include "formats/formats.h"
 #include "quant/qt.h"
@@ -215,25 +216,7 @@ static void test_codes(void) {
 #ifndef GPTQ_DAMP
 #define GPTQ_DAMP 0.1     /* the CLI default (docs/gptq.md: chosen by end-to-end KLD) */
 #endif
-typedef struct { cal_wkind kind; int layer, expert; float *x; int64_t n, cap, cols; } sel_w;
-typedef struct { sel_w *w; int n; } coll;
-
-static void on_input(void *ud, cal_wkind kind, int layer, int expert, const float *x, int64_t ld, int64_t T, int64_t cols) {
-    coll *c = ud;
-    for (int i = 0; i < c->n; i++) {
-        sel_w *s = &c->w[i];
-        if (s->kind != kind || s->layer != layer || s->expert != expert || cols > MAXC) continue;
-        s->cols = cols;
-        if (s->n + T > s->cap) {
-            int64_t nc = (s->n + T) * 2;
-            float *p = realloc(s->x, (size_t)(nc * cols) * sizeof(float));
-            if (!p) return;
-            s->x = p; s->cap = nc;
-        }
-        for (int64_t t = 0; t < T; t++) memcpy(s->x + (s->n + t) * cols, x + t * ld, (size_t)cols * sizeof(float));
-        s->n += T;
-    }
-}
+typedef tu_act_w sel_w;
 
 static double out_err(qt_type t, const float *W, int64_t rows, int64_t nc, const float *imp, const float *U,
                       const double *C, float *deq, void *q) {
@@ -264,10 +247,10 @@ static void test_real(cal_model *m, const int32_t *ids, int64_t n_ids, const cha
         { CAL_W_Q_B, 1, -1, NULL, 0, 0, 0 },     { CAL_W_SH_DOWN, 2, -1, NULL, 0, 0, 0 },
     };
     const int nw = (int)(sizeof ws / sizeof ws[0]);
-    coll c = { ws, nw };
+    tu_acts c = { ws, nw, MAXC };
     cal_observer obs = {0};
     obs.ud = &c;
-    obs.matmul_input = on_input;
+    obs.matmul_input = tu_acts_on_input;
     cal_run_params rp = cal_run_default_params();
     const int64_t n_ctx = 128, n_win = tu_quick() ? 8 : 24;
     TU_CHECK(n_ids >= n_win * n_ctx, "calib ids too short");

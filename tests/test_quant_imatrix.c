@@ -11,6 +11,7 @@
  * imp * sqrt(sigma^2 + x^2)) Q2_K and Q3_K failed the geometric-mean bounds, and
  * convert --imatrix at Q2_K raised the KLD of mini-v3 from 0.0565 to 0.0616. */
 #include "tests/util/tu.h"
+#include "tests/util/tu_acts.h"
 #include "calib/calib.h"
 #include "formats/formats.h"
 #include "quant/qt.h"
@@ -19,36 +20,7 @@
 
 #define MAXC 512
 
-typedef struct {
-    cal_wkind kind;
-    int layer, expert;
-    float *x;            /* activation rows of cols */
-    int64_t n, cap, cols;
-} sel_w;
-
-typedef struct {
-    sel_w *w;
-    int n;
-} coll;
-
-static void on_input(void *ud, cal_wkind kind, int layer, int expert, const float *x, int64_t ld, int64_t T,
-                     int64_t cols) {
-    coll *c = ud;
-    for (int i = 0; i < c->n; i++) {
-        sel_w *s = &c->w[i];
-        if (s->kind != kind || s->layer != layer || s->expert != expert || cols > MAXC) continue;
-        if (s->n && s->cols != cols) return;
-        s->cols = cols;
-        if (s->n + T > s->cap) {
-            int64_t nc = (s->n + T) * 2;
-            float *p = realloc(s->x, (size_t)(nc * cols) * sizeof(float));
-            if (!p) return;
-            s->x = p; s->cap = nc;
-        }
-        for (int64_t t = 0; t < T; t++) memcpy(s->x + (s->n + t) * cols, x + t * ld, (size_t)cols * sizeof(float));
-        s->n += T;
-    }
-}
+typedef tu_act_w sel_w;
 
 /* E = sum_r d_r C d_r^T with d = W - deq(quant(W, imp)), C = sum_t x_t x_t^T. */
 static double out_err(qt_type t, const float *W, int64_t rows, int64_t nc, const float *imp, const double *C,
@@ -94,10 +66,10 @@ int main(void) {
         { CAL_W_SH_DOWN, 2, -1, NULL, 0, 0, 0 },
     };
     const int nw = (int)(sizeof ws / sizeof ws[0]);
-    coll c = { ws, nw };
+    tu_acts c = { ws, nw, MAXC };
     cal_observer obs = {0};
     obs.ud = &c;
-    obs.matmul_input = on_input;
+    obs.matmul_input = tu_acts_on_input;
     cal_run_params rp = cal_run_default_params();
     rp.want_logits = true;
     const int64_t n_ctx = 128, n_win = tu_quick() ? 8 : 24;
