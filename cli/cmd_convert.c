@@ -53,7 +53,7 @@ static void fmt_shape(const cv_tensor_info *t, char *buf, size_t cap) {
     for (int d = 0; d < t->n_dims && k < (int)cap; d++) k += snprintf(buf + k, cap - (size_t)k, "%s%lld", d ? " x " : "", (long long)t->ne[d]);
 }
 
-static void print_plan(const cv_plan *pl, bool table) {
+static void print_plan(const cv_plan *pl, bool table, size_t n_exact) {
     size_t n = cv_plan_tensor_count(pl);
     uint64_t cat_bytes[CV_CAT_COUNT] = {0}, cat_elems[CV_CAT_COUNT] = {0}, cat_n[CV_CAT_COUNT] = {0};
     if (table) printf("%-40s %-8s %-24s %14s\n", "tensor", "type", "shape (ne)", "MiB");
@@ -79,7 +79,11 @@ static void print_plan(const cv_plan *pl, bool table) {
     printf("%-26s %8zu %16" PRIu64 " %14.2f %7.3f\n", "total", n, cv_plan_n_elems(pl), cv_plan_tensor_bytes(pl) / 1048576.0,
            cv_plan_bpw(pl));
     char desc[2048];
-    if (cv_preset_describe(cv_plan_preset(pl), desc, sizeof desc)) printf("\n%s", desc);
+    if (n_exact)   /* --recipe / --target-size: every quantized tensor named exactly, the preset only labels the file */
+        printf("\ntypes: %zu tensors named by the recipe or allocation; preset %s gives the file type label and any tensor not named\n",
+               n_exact, cv_plan_preset(pl));
+    else if (cv_preset_describe(cv_plan_preset(pl), desc, sizeof desc))
+        printf("\n%s", desc);
     printf("\narch %s, preset %s: %zu tensors, %zu work items, %zu row-length fallbacks\n", cv_plan_arch(pl), cv_plan_preset(pl), n,
            cv_plan_item_count(pl), cv_plan_fallback_count(pl));
     printf("tensor data %.2f MiB (%.2f GB), %.3f bits per weight\n", cv_plan_tensor_bytes(pl) / 1048576.0,
@@ -225,7 +229,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     cv_result r;
     memset(&r, 0, sizeof r);
     if (dry) {
-        print_plan(pl, !quiet);
+        print_plan(pl, !quiet, ao.table.n);
         if (gq.text) cli_gptq_dry_run(&gq, pl, in);
         print_files(pl, out ? out : "OUT.gguf", stdout);
         r.seconds = qx_now() - t0;

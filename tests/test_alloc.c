@@ -3,7 +3,8 @@
  * in the budget and near the exact optimum on small instances; the sensitivity and recipe
  * JSON round-trip and refuse malformed input with the exact status; at the command level on
  * a synthetic tiny-v3, --target-size builds a file within the target and --recipe of the
- * saved recipe rebuilds it byte for byte. */
+ * saved recipe rebuilds it byte for byte; the shipped 671B recipes (recipes/) are what
+ * --target-size plans from the shipped sensitivity table, within 0.5% under each size. */
 #include "tests/util/tu.h"
 #include "convert/convert.h"
 
@@ -193,9 +194,46 @@ static void command_level(void) {
              "a bad size is not a usage error");
 }
 
+/* recipes/deepseek-v3-671b-*GiB.json are the README's recommendation: each must be exactly
+ * what `--target-size` plans from recipes/deepseek2-moe-sensitivity.json for the 671B's
+ * tensor list (synth v3-671b, sparse), and land within 0.5% under its size. */
+static void shipped_recipes(void) {
+    const char *tmp = tu_tmpdir(), *Q = tu_qforge();
+    char dir[512], rp[600], log[600], ship[128];
+    snprintf(dir, sizeof dir, "%s/v3-671b", tmp);
+    qx_err e = {0};
+    TU_OK(st_synth("v3-671b", dir, 1, true, 0, &e), &e);
+    static const int gib[] = { 131, 158, 183, 212 };
+    for (int k = 0; k < 4; k++) {
+        snprintf(rp, sizeof rp, "%s/r%d.json", tmp, gib[k]);
+        snprintf(log, sizeof log, "%s/r%d.txt", tmp, gib[k]);
+        snprintf(ship, sizeof ship, "recipes/deepseek-v3-671b-%dGiB.json", gib[k]);
+        int rc = tu_system("%s convert '%s' --dry-run --quiet --target-size %dGiB --sensitivity recipes/deepseek2-moe-sensitivity.json"
+                           " --save-recipe '%s' > '%s' 2>&1", Q, dir, gib[k], rp, log);
+        TU_CHECK(rc == 0, "%d GiB: dry-run exit %d", gib[k], rc);
+        if (rc) continue;
+        size_t n;
+        char *txt = tu_read_file(log, &n);
+        const char *f = txt ? strstr(txt, "output file size ") : NULL;
+        unsigned long long bytes = f ? strtoull(f + 17, NULL, 10) : 0, target = (unsigned long long)gib[k] << 30;
+        TU_CHECK(bytes <= target && bytes >= target - target / 200, "%d GiB: planned %llu bytes", gib[k], bytes);
+        free(txt);
+        cv_recipe_table a = {0}, b = {0};
+        TU_OK(cv_recipe_load(rp, &a, &e), &e);
+        TU_OK(cv_recipe_load(ship, &b, &e), &e);
+        TU_CHECK(a.n == b.n && a.n > 700, "%s: %zu tensors, the plan names %zu", ship, b.n, a.n);
+        size_t diff = 0;
+        for (size_t i = 0; i < a.n && i < b.n; i++) diff += strcmp(a.e[i].name, b.e[i].name) || a.e[i].type != b.e[i].type;
+        TU_CHECK(diff == 0, "%s: %zu tensors differ from what --target-size plans", ship, diff);
+        cv_recipe_table_free(&a);
+        cv_recipe_table_free(&b);
+    }
+}
+
 int main(void) {
     knapsack();
     json_cases();
     command_level();
+    shipped_recipes();
     return tu_done("test_alloc");
 }
