@@ -11,10 +11,12 @@
  * rules); then, in column order inside the block,
  *   element types (Q4_0..Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS): each element's code is re-chosen
  *     as the level nearest the updated weight under the fixed scales, its error propagated;
- *   group types (IQ2_XXS, IQ1_S): each group of 8 gets the grid point (and signs) nearest
- *     the updated weights in the diagonal metric 1/U_jj^2, its 8 errors propagated;
- *   other types (IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_M): the block's codes are kept as the
- *     encoder chose them and only the block's error is propagated (Model-Optimizer style).
+ *   group types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S): each group of 8 gets the
+ *     grid point(s) and signs nearest the updated weights in the diagonal metric 1/U_jj^2
+ *     (exhaustive over the grid, the even-parity sign rule of IQ2_XXS/IQ2_XS/IQ3_XXS
+ *     honoured at least cost), its 8 errors propagated;
+ *   IQ1_M: the block's codes are kept as the encoder chose them and only the block's error
+ *     is propagated (Model-Optimizer style).
  * Bytes are always valid blocks of the format: only code fields are rewritten.
  * Not here: gathering H (calib/), choosing which tensors get it (cli/, convert/). */
 #include "qt_internal.h"
@@ -230,6 +232,58 @@ static int elem_nearest(const qg_lev *L, float v, float *q) {
 
 /* ---- group codes of IQ2_XXS and IQ1_S (8 elements, fixed block scales) ---- */
 
+/* Nearest point of an 8-wide grid of magnitudes (bytes of grid[k], times db) to the group v
+ * in the metric h; the signs follow v, and with `parity` an even number of them is negative
+ * (the one flip of least cost is paid when needed).  *neg gets the sign bits. */
+static int grid8_nearest(const uint64_t *grid, int ng, float db, const float *v, const float *h, bool parity, int *neg_out) {
+    int neg = 0;
+    for (int j = 0; j < 8; j++)
+        if (v[j] < 0) neg |= 1 << j;
+    bool odd = parity && (__builtin_popcount((unsigned)neg) & 1);
+    float best = INFINITY;
+    int bk = 0, bj = -1;
+    for (int k = 0; k < ng; k++) {
+        const uint8_t *gr = (const uint8_t *)&grid[k];
+        float cost = 0, flip = INFINITY;
+        int fj = 0;
+        for (int j = 0; j < 8; j++) {
+            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
+            cost += h[j] * e * e;
+            float fc = h[j] * 4.f * av * gv;   /* cost of taking the other sign */
+            if (fc < flip) { flip = fc; fj = j; }
+        }
+        if (odd) cost += flip;
+        if (cost < best) { best = cost; bk = k; bj = odd ? fj : -1; }
+    }
+    *neg_out = bj >= 0 ? neg ^ (1 << bj) : neg;
+    return bk;
+}
+
+/* The same for a 4-wide grid, one half of an 8-group: the best point with the signs of v
+ * (*c0, *k0) and the best with one sign taken the other way (*c1, *k1, *j1). */
+static void grid4_nearest(const uint32_t *grid, int ng, float db, const float *v, const float *h, float *c0, int *k0,
+                          float *c1, int *k1, int *j1) {
+    *c0 = *c1 = INFINITY;
+    *k0 = *k1 = *j1 = 0;
+    for (int k = 0; k < ng; k++) {
+        const uint8_t *gr = (const uint8_t *)&grid[k];
+        float cost = 0, flip = INFINITY;
+        int fj = 0;
+        for (int j = 0; j < 4; j++) {
+            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
+            cost += h[j] * e * e;
+            float fc = h[j] * 4.f * av * gv;
+            if (fc < flip) { flip = fc; fj = j; }
+        }
+        if (cost < *c0) { *c0 = cost; *k0 = k; }
+        if (cost + flip < *c1) { *c1 = cost + flip; *k1 = k; *j1 = fj; }
+    }
+}
+
+static void put_signed8(float *q, float db, const uint8_t *mag, int neg) {
+    for (int j = 0; j < 8; j++) q[j] = db * (float)mag[j] * ((neg >> j) & 1 ? -1.f : 1.f);
+}
+
 /* Rewrites group g (elements 8g..8g+7) of an IQ2_XXS block as the grid point and even-parity
  * signs nearest v in the metric h; q gets the chosen values. */
 static void iq2xxs_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
@@ -242,28 +296,86 @@ static void iq2xxs_group(uint8_t *blk, int g, const float *v, const float *h, fl
         for (int j = 0; j < 8; j++) q[j] = 0;   /* ggml dequantizes to 0 * grid */
         return;
     }
-    float best = INFINITY;
-    int bk = 0, bneg = 0;
-    for (int k = 0; k < 256; k++) {
-        const uint8_t *gr = (const uint8_t *)&qt_iq2xxs_grid[k];
-        float cost = 0, flip = INFINITY;
-        int neg = 0, fj = 0;
-        for (int j = 0; j < 8; j++) {
-            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
-            cost += h[j] * e * e;
-            if (v[j] < 0) neg |= 1 << j;
-            float fc = h[j] * 4.f * av * gv;   /* cost of taking the other sign */
-            if (fc < flip) { flip = fc; fj = j; }
-        }
-        if (__builtin_popcount((unsigned)neg) & 1) { cost += flip; neg ^= 1 << fj; }
-        if (cost < best) { best = cost; bk = k; bneg = neg; }
-    }
-    const uint8_t *gr = (const uint8_t *)&qt_iq2xxs_grid[bk];
-    for (int j = 0; j < 8; j++) q[j] = db * (float)gr[j] * ((bneg >> j) & 1 ? -1.f : 1.f);
+    int neg, bk = grid8_nearest(qt_iq2xxs_grid, 256, db, v, h, true, &neg);
+    put_signed8(q, db, (const uint8_t *)&qt_iq2xxs_grid[bk], neg);
     a0 = (a0 & ~(0xFFu << (8 * l))) | (uint32_t)bk << (8 * l);
-    a1 = (a1 & ~(0x7Fu << (7 * l))) | (uint32_t)(bneg & 0x7F) << (7 * l);
+    a1 = (a1 & ~(0x7Fu << (7 * l))) | (uint32_t)(neg & 0x7F) << (7 * l);
     x->qs[4 * ib] = (uint16_t)a0; x->qs[4 * ib + 1] = (uint16_t)(a0 >> 16);
     x->qs[4 * ib + 2] = (uint16_t)a1; x->qs[4 * ib + 3] = (uint16_t)(a1 >> 16);
+}
+
+/* IQ2_XS: 9-bit index | 7 sign bits << 9 per group, 4-bit scale per 16. */
+static void iq2xs_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq2_xs *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    float db = f16(x->d) * (0.5f + (float)((x->scales[ib] >> (4 * (l / 2))) & 0xf)) * 0.25f;
+    int neg, bk = grid8_nearest(qt_iq2xs_grid, 512, db, v, h, true, &neg);
+    put_signed8(q, db, (const uint8_t *)&qt_iq2xs_grid[bk], neg);
+    x->qs[g] = (uint16_t)(bk | (neg & 0x7F) << 9);
+}
+
+/* IQ2_S: 10-bit index (8 in qs, 2 in qh), a free sign byte per group, 4-bit scale per 16. */
+static void iq2s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq2_s *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    float db = f16(x->d) * (0.5f + (float)((x->scales[ib] >> (4 * (l / 2))) & 0xf)) * 0.25f;
+    int neg, bk = grid8_nearest(qt_iq2s_grid, 1024, db, v, h, false, &neg);
+    put_signed8(q, db, (const uint8_t *)&qt_iq2s_grid[bk], neg);
+    x->qs[g] = (uint8_t)(bk & 0xFF);
+    x->qh[ib] = (uint8_t)((x->qh[ib] & ~(3u << (2 * l))) | (unsigned)(bk >> 8) << (2 * l));
+    x->qs[QT_IQ_QK / 8 + g] = (uint8_t)neg;
+}
+
+/* IQ3_XXS: two 8-bit indices of a 4-wide grid per group, 7 sign bits (even parity) and a
+ * 4-bit scale per 32 in a little-endian u32 after the 64 index bytes. */
+static void iq3xxs_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq3_xxs *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    uint8_t *sp = x->qs + QT_IQ_QK / 4 + 4 * ib;
+    uint32_t a;
+    memcpy(&a, sp, 4);
+    float db = f16(x->d) * (0.5f + (float)(a >> 28)) * 0.5f;
+    float c0[2], c1[2];
+    int k0[2], k1[2], j1[2], neg = 0;
+    for (int j = 0; j < 8; j++)
+        if (v[j] < 0) neg |= 1 << j;
+    for (int hh = 0; hh < 2; hh++) grid4_nearest(qt_iq3xxs_grid, 256, db, v + 4 * hh, h + 4 * hh, &c0[hh], &k0[hh], &c1[hh], &k1[hh], &j1[hh]);
+    int ka = k0[0], kb = k0[1];
+    if (__builtin_popcount((unsigned)neg) & 1) {
+        if (c1[0] + c0[1] <= c0[0] + c1[1]) { ka = k1[0]; neg ^= 1 << j1[0]; }
+        else { kb = k1[1]; neg ^= 1 << (4 + j1[1]); }
+    }
+    uint8_t mag[8];
+    memcpy(mag, &qt_iq3xxs_grid[ka], 4);
+    memcpy(mag + 4, &qt_iq3xxs_grid[kb], 4);
+    put_signed8(q, db, mag, neg);
+    x->qs[8 * ib + 2 * l] = (uint8_t)ka;
+    x->qs[8 * ib + 2 * l + 1] = (uint8_t)kb;
+    a = (a & ~(0x7Fu << (7 * l))) | (uint32_t)(neg & 0x7F) << (7 * l);
+    memcpy(sp, &a, 4);
+}
+
+/* IQ3_S: two 9-bit indices of a 4-wide grid per group (9th bits in qh), a free sign byte, a
+ * 4-bit odd scale per 32. */
+static void iq3s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq3_s *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    float db = f16(x->d) * (float)(1 + 2 * ((x->scales[ib / 2] >> (4 * (ib % 2))) & 0xf));
+    float c0, c1;
+    int k[2], k1, j1, neg = 0;
+    for (int j = 0; j < 8; j++)
+        if (v[j] < 0) neg |= 1 << j;
+    for (int hh = 0; hh < 2; hh++) grid4_nearest(qt_iq3s_grid, 512, db, v + 4 * hh, h + 4 * hh, &c0, &k[hh], &c1, &k1, &j1);
+    uint8_t mag[8];
+    memcpy(mag, &qt_iq3s_grid[k[0]], 4);
+    memcpy(mag + 4, &qt_iq3s_grid[k[1]], 4);
+    put_signed8(q, db, mag, neg);
+    for (int hh = 0; hh < 2; hh++) {
+        int bit = 2 * l + hh;
+        x->qs[8 * ib + bit] = (uint8_t)(k[hh] & 0xFF);
+        x->qh[ib] = (uint8_t)((x->qh[ib] & ~(1u << bit)) | (unsigned)(k[hh] >> 8) << bit);
+    }
+    x->signs[4 * ib + l] = (uint8_t)neg;
 }
 
 static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
@@ -297,7 +409,7 @@ static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, floa
 qt_gptq_mode qt_gptq_mode_of(qt_type t) {
     qg_lev L;
     uint8_t dummy[sizeof(qt_block_q6_K) + sizeof(qt_block_q5_K)] = { 0 };
-    if (t == QT_IQ2_XXS || t == QT_IQ1_S) return QT_GPTQ_GROUP;
+    if (t == QT_IQ2_XXS || t == QT_IQ2_XS || t == QT_IQ2_S || t == QT_IQ3_XXS || t == QT_IQ3_S || t == QT_IQ1_S) return QT_GPTQ_GROUP;
     if (elem_lev(t, dummy, 0, &L)) return QT_GPTQ_ELEMENT;
     const qt_traits *tr = qt_get_traits(t);
     return tr && tr->quantized && tr->from_float && tr->to_float ? QT_GPTQ_BLOCK : QT_GPTQ_NONE;
@@ -344,8 +456,14 @@ static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
         for (int g = 0; g < B / 8; g++) {
             int64_t c0 = b0 + 8 * g;
             for (int j = 0; j < 8; j++) { float u = c->U[(c0 + j) * n + c0 + j]; c->h[j] = 1.f / (u * u); }
-            if (c->t == QT_IQ2_XXS) iq2xxs_group(blk, g, w + c0, c->h, c->q);
-            else iq1s_group(blk, g, w + c0, c->h, c->q);
+            switch (c->t) {
+            case QT_IQ2_XXS: iq2xxs_group(blk, g, w + c0, c->h, c->q); break;
+            case QT_IQ2_XS: iq2xs_group(blk, g, w + c0, c->h, c->q); break;
+            case QT_IQ2_S: iq2s_group(blk, g, w + c0, c->h, c->q); break;
+            case QT_IQ3_XXS: iq3xxs_group(blk, g, w + c0, c->h, c->q); break;
+            case QT_IQ3_S: iq3s_group(blk, g, w + c0, c->h, c->q); break;
+            default: iq1s_group(blk, g, w + c0, c->h, c->q); break;
+            }
             for (int j = 0; j < 8; j++) {
                 c->rec[8 * g + j] = w[c0 + j];
                 float e = feed(w, c->U, n, c0 + j, c->q[j]);

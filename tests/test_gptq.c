@@ -176,7 +176,8 @@ static void test_vs_reference(void) {
  * encoder left it, under the same block scales. */
 static void test_codes(void) {
     const qt_type ts[] = { QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K,
-                           QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_IQ2_XXS, QT_IQ1_S, QT_IQ2_XS, QT_IQ3_XXS };
+                           QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_IQ2_XXS, QT_IQ1_S, QT_IQ2_XS, QT_IQ3_XXS,
+                           QT_IQ2_S, QT_IQ3_S, QT_IQ1_M };
     const int n = 512;
     double *H = calloc((size_t)(n * n), sizeof(double));
     for (int i = 0; i < n; i++) H[i * n + i] = 1;
