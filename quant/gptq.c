@@ -11,12 +11,13 @@
  * rules); then, in column order inside the block,
  *   element types (Q4_0..Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS): each element's code is re-chosen
  *     as the level nearest the updated weight under the fixed scales, its error propagated;
- *   group types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S): each group of 8 gets the
+ *   group types (every IQ1/IQ2/IQ3 type): each group of 8 gets the
  *     grid point(s) and signs nearest the updated weights in the diagonal metric 1/U_jj^2
  *     (exhaustive over the grid, the even-parity sign rule of IQ2_XXS/IQ2_XS/IQ3_XXS
- *     honoured at least cost), its 8 errors propagated;
- *   IQ1_M: the block's codes are kept as the encoder chose them and only the block's error
- *     is propagated (Model-Optimizer style).
+ *     honoured at least cost; IQ1_M's per-group delta sign chosen with the point), its 8
+ *     errors propagated;
+ *   a type with neither (none today) would keep the encoder's codes and propagate only the
+ *     block's error (Model-Optimizer style).
  * Bytes are always valid blocks of the format: only code fields are rewritten.
  * Not here: gathering H (calib/), choosing which tensors get it (cli/, convert/). */
 #include "qt_internal.h"
@@ -404,12 +405,50 @@ static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     x->qh[ib] = (uint16_t)((qh & ~(7u << (3 * l))) | (unsigned)(bk >> 8) << (3 * l));
 }
 
+/* IQ1_M: 11-bit index and a delta sign per group (a nibble of qh: 3 index bits | sign << 3),
+ * a 3-bit odd scale per 16, the f16 d spread over the scale words' top nibbles. */
+static void iq1m_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
+    qt_block_iq1_m *x = (void *)blk;
+    int ib = g / 4, l = g % 4;
+    uint16_t sc[4];
+    memcpy(sc, x->scales, sizeof sc);
+    uint16_t dbits = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+    float dl = f16(dbits) * (float)(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3 * (l / 2))) & 7) + 1);
+    uint8_t *qh = &x->qh[2 * ib + l / 2];
+    int sh = 4 * (l % 2);
+    int nib = (*qh >> sh) & 0xf;
+    int bk = x->qs[g] | (nib & 7) << 8, bneg = nib >> 3;
+    if (dl > 0) {
+        float c3[2][8][3];   /* per delta sign: cost of value -1, 0, +1 at each element */
+        for (int d = 0; d < 2; d++)
+            for (int j = 0; j < 8; j++)
+                for (int s = 0; s < 3; s++) {
+                    float e = v[j] - dl * ((float)(s - 1) + (d ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA));
+                    c3[d][j][s] = h[j] * e * e;
+                }
+        float best = INFINITY;
+        for (int k = 0; k < QT_IQ1S_NGRID; k++) {
+            const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
+            for (int d = 0; d < 2; d++) {
+                float cost = 0;
+                for (int j = 0; j < 8; j++) cost += c3[d][j][gr[j] + 1];
+                if (cost < best) { best = cost; bk = k; bneg = d; }
+            }
+        }
+    }
+    const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
+    float delta = bneg ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
+    for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);
+    x->qs[g] = (uint8_t)(bk & 0xFF);
+    *qh = (uint8_t)((*qh & ~(0xf << sh)) | ((bk >> 8) | bneg << 3) << sh);
+}
+
 /* ---- the walk ---- */
 
 qt_gptq_mode qt_gptq_mode_of(qt_type t) {
     qg_lev L;
     uint8_t dummy[sizeof(qt_block_q6_K) + sizeof(qt_block_q5_K)] = { 0 };
-    if (t == QT_IQ2_XXS || t == QT_IQ2_XS || t == QT_IQ2_S || t == QT_IQ3_XXS || t == QT_IQ3_S || t == QT_IQ1_S) return QT_GPTQ_GROUP;
+    if (t == QT_IQ2_XXS || t == QT_IQ2_XS || t == QT_IQ2_S || t == QT_IQ3_XXS || t == QT_IQ3_S || t == QT_IQ1_S || t == QT_IQ1_M) return QT_GPTQ_GROUP;
     if (elem_lev(t, dummy, 0, &L)) return QT_GPTQ_ELEMENT;
     const qt_traits *tr = qt_get_traits(t);
     return tr && tr->quantized && tr->from_float && tr->to_float ? QT_GPTQ_BLOCK : QT_GPTQ_NONE;
@@ -462,6 +501,7 @@ static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
             case QT_IQ2_S: iq2s_group(blk, g, w + c0, c->h, c->q); break;
             case QT_IQ3_XXS: iq3xxs_group(blk, g, w + c0, c->h, c->q); break;
             case QT_IQ3_S: iq3s_group(blk, g, w + c0, c->h, c->q); break;
+            case QT_IQ1_M: iq1m_group(blk, g, w + c0, c->h, c->q); break;
             default: iq1s_group(blk, g, w + c0, c->h, c->q); break;
             }
             for (int j = 0; j < 8; j++) {
