@@ -165,6 +165,141 @@ static void test_tiny(void) {
     tk_free(t);
 }
 
+static tk_tok *via_gguf(const tk_vocab *v, const char *name);
+
+/* tiny_json (ids 0..267 in model.vocab, added 300 "<|end|>" and 301) with a post_processor. */
+static char *tiny_with_post(const char *post) {
+    char *js = tiny_json(TINY_PRE, TINY_MERGES, false);
+    json_error_t je;
+    json_t *root = json_loads(js, 0, &je);
+    free(js);
+    json_object_set_new(root, "post_processor", post ? json_loads(post, 0, &je) : json_null());
+    js = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return js;
+}
+
+/* Exports the tiny tokenizer built with tokenizer_config.json text cfg into *v (padded to 320). */
+static bool tiny_export(const char *post, const char *cfg, tk_vocab *v, const char *what) {
+    char *js = tiny_with_post(post);
+    tk_tok *t = NULL; qx_err e = {0};
+    qx_status st = tk_from_json(js, strlen(js), cfg, strlen(cfg), what, &t, &e);
+    free(js);
+    TU_OK(st, &e);
+    if (!t) return false;
+    st = tk_export(t, 320, "llama", v, &e);
+    TU_OK(st, &e);
+    tk_free(t);
+    return st == QX_OK;
+}
+
+/* Special tokens HF's tokenizer adds at construction, which llama.cpp's converter writes as
+ * CONTROL (values from transformers 4.57 + tokenizers 0.22 on the same files: "<unk>" at the
+ * next id is what convert_hf_to_gguf.py wrote for tiny-v3, id 296 after 296 vocab entries). */
+static void test_hf_specials(void) {
+    static const struct { const char *cfg; const char *want[4]; int n_new; } cases[] = {
+        /* Llama class defaults: eos "</s>" and unk "<unk>" new (bos given), at 302 and 303
+         * (highest added id 301 >= the 268 vocabulary entries, so ids continue after it) */
+        {"{\"tokenizer_class\":\"LlamaTokenizerFast\",\"bos_token\":\"<|end|>\"}", {"</s>", "<unk>"}, 2},
+        /* null means none; an object names its content; a known added token is not added again */
+        {"{\"tokenizer_class\":\"LlamaTokenizerFast\",\"bos_token\":{\"content\":\"<|end|>\"},\"eos_token\":null,"
+         "\"unk_token\":null}", {0}, 0},
+        /* Qwen2 defaults: "<|endoftext|>" for eos, unk and pad, added once */
+        {"{\"tokenizer_class\":\"Qwen2TokenizerFast\"}", {"<|endoftext|>"}, 1},
+        /* classes without defaults add only what the config names, then additional_special_tokens */
+        {"{\"tokenizer_class\":\"PreTrainedTokenizerFast\",\"pad_token\":\"<pad>\","
+         "\"additional_special_tokens\":[\"<x>\",{\"content\":\"<y>\"},\"<pad>\"]}", {"<pad>", "<x>", "<y>"}, 3},
+        {"{\"unk_token\":\"<unk>\"}", {"<unk>"}, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        tk_vocab v;
+        char what[32];
+        snprintf(what, sizeof what, "hf specials %zu", c);
+        if (!tiny_export(NULL, cases[c].cfg, &v, what)) continue;
+        for (int i = 0; i < 4; i++) {
+            int32_t id = 302 + i;
+            if (i < cases[c].n_new)
+                TU_CHECK(!strcmp(v.tokens[id], cases[c].want[i]) && v.types[id] == TK_CONTROL, "%s: token %d '%s' type %d, want '%s' CONTROL",
+                         what, id, v.tokens[id], v.types[id], cases[c].want[i]);
+            else
+                TU_CHECK(v.types[id] == TK_UNUSED, "%s: token %d '%s' type %d, want an unused pad", what, id, v.tokens[id], v.types[id]);
+        }
+        TU_CHECK(v.types[300] == TK_CONTROL && v.types[259] == TK_NORMAL, "%s: types of 300 / 259: %d / %d", what, v.types[300], v.types[259]);
+        tk_vocab_free(&v);
+    }
+    /* a vocabulary entry the config names becomes a CONTROL token at its own id */
+    tk_vocab v;
+    if (tiny_export(NULL, "{\"eos_token\":\"hello\"}", &v, "hf specials in vocab")) {
+        TU_CHECK(!strcmp(v.tokens[259], "hello") && v.types[259] == TK_CONTROL && v.types[302] == TK_UNUSED,
+                 "'hello' named eos: token 259 '%s' type %d, 302 type %d", v.tokens[259], v.types[259], v.types[302]);
+        tk_vocab_free(&v);
+    }
+    /* the added "<unk>" is matched as a special token when encoding (as HF does) */
+    char *js = tiny_with_post(NULL);
+    const char *cfg = "{\"tokenizer_class\":\"LlamaTokenizer\",\"bos_token\":\"<|end|>\",\"eos_token\":\"<|end|>\"}";
+    tk_tok *t = NULL; qx_err e = {0};
+    TU_OK(tk_from_json(js, strlen(js), cfg, strlen(cfg), "hf unk", &t, &e), &e);
+    free(js);
+    if (t && enc(t, "he<unk>", 7)) { int32_t w[] = {256, 302}; same_ids(g_ids, g_n, w, 2, "encode with the added <unk>"); }
+    tk_free(t);
+    /* fault: the next id is held by a token (vocabulary ids 0 and 2, two entries: the new id is 2) */
+    static const char gap[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"c\":2},\"merges\":[]},\"added_tokens\":[]}";
+    static const char unk[] = "{\"unk_token\":\"<unk>\"}";
+    t = NULL;
+    TU_FAILS(tk_from_json(gap, strlen(gap), unk, strlen(unk), "gap", &t, &e), &e, QX_EFORMAT,
+             "special token '<unk>' would take id 2, which token 'c' holds");
+}
+
+/* tokenizer.ggml.add_sep_token as llama.cpp's SpecialVocab derives it from TemplateProcessing
+ * (each expectation worked out from gguf-py vocab.py; the first is what it wrote for
+ * mini-llama / mini-qwen2: add_sep_token false, the eos being an {"content"} object). */
+static void test_add_sep(void) {
+#define TP_S(x) "{\"SpecialToken\":{\"id\":\"" x "\",\"type_id\":0}}"
+#define TP_A "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}"
+#define TP_B "{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}"
+#define TP(single, pair) "{\"type\":\"TemplateProcessing\",\"single\":[" single "],\"pair\":[" pair "]}"
+    static const struct { const char *post, *cfg; bool has, add; } cases[] = {
+        {"{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"}," TP(TP_S("<|end|>") "," TP_A, TP_S("<|end|>") "," TP_A "," TP_S("<|end|>") "," TP_B) "]}",
+         "{\"eos_token\":{\"content\":\"<|end|>\"}}", true, false},
+        {TP(TP_S("<|end|>") "," TP_A, TP_S("<|end|>") "," TP_A "," TP_S("<|end|>") "," TP_B), "{\"eos_token\":\"<|end|>\"}", true, true},
+        /* the single template ends in a special token: a middle first token never counts */
+        {TP(TP_A "," TP_S("<|end|>"), TP_A "," TP_S("<|end|>") "," TP_B "," TP_S("<|end|>")), "{\"sep_token\":\"<|end|>\"}", true, false},
+        /* ... but the second of two does (sep compared, eos is the single template's last) */
+        {TP(TP_A "," TP_S("<|end|>"), TP_A "," TP_S("<|end|>x") "," TP_S("<|end|>") "," TP_B "," TP_S("<|end|>")), "{}", true, true},
+        /* eos unset: the sep stands in for it */
+        {TP(TP_S("<|end|>") "," TP_A, TP_A "," TP_S("<|end|>x") "," TP_B), "{\"sep_token\":\"<|end|>x\"}", true, true},
+        /* no middle, no pair, no template: not written; the config's add_sep_token decides alone */
+        {TP(TP_S("<|end|>") "," TP_A, TP_S("<|end|>") "," TP_A "," TP_B), "{}", false, false},
+        {NULL, "{}", false, false},
+        {NULL, "{\"add_sep_token\":true}", true, true},
+        {TP(TP_S("<|end|>") "," TP_A, TP_S("<|end|>") "," TP_A "," TP_S("<|end|>") "," TP_B), "{\"eos_token\":\"<|end|>\",\"add_sep_token\":false}", true, false},
+    };
+#undef TP_S
+#undef TP_A
+#undef TP_B
+#undef TP
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        tk_vocab v;
+        char what[32];
+        snprintf(what, sizeof what, "add_sep case %zu", c);
+        if (!tiny_export(cases[c].post, cases[c].cfg, &v, what)) continue;
+        TU_CHECK(v.has_add_sep == cases[c].has && v.add_sep == cases[c].add, "%s: has %d add %d, want %d %d", what, v.has_add_sep,
+                 v.add_sep, cases[c].has, cases[c].add);
+        if (c == 1) {   /* written to the GGUF and read back */
+            tk_tok *t = via_gguf(&v, "add_sep.gguf");
+            tk_vocab w;
+            qx_err e = {0};
+            if (t) {
+                TU_OK(tk_export(t, 0, "llama", &w, &e), &e);
+                TU_CHECK(w.has_add_sep && w.add_sep, "add_sep after a GGUF round trip: has %d add %d", w.has_add_sep, w.add_sep);
+                tk_vocab_free(&w);
+            }
+            tk_free(t);
+        }
+        tk_vocab_free(&v);
+    }
+}
+
 /* The streaming tokenizer.json scanner: member order, escapes, faults. */
 static void test_json_scan(void) {
     static const char ok[] = "{\"model\":{\"merges\":[\"a b\"],\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"
@@ -475,6 +610,8 @@ int main(void) {
     test_json_scan();
     test_ignore_merges();
     test_strip();
+    test_hf_specials();
+    test_add_sep();
     if (!tu_shared_dir()) {   /* the unit part ran: its failures still fail the binary */
         free(g_ids);
         int rc = tu_done("test_tokenizer (unit part only)");

@@ -13,7 +13,9 @@
  * A tk_tok is immutable once created: encode/decode may run from many threads at once.
  * Handled: normalizer NFC (and Sequence), pre-tokenizer Split (every behaviour, invert),
  * ByteLevel without prefix space, Digits; BPE merges as "a b" or [a, b], ignore_merges;
- * added tokens (leftmost-longest, lstrip/rstrip).  Other components are QX_EUNSUPPORTED.
+ * added tokens (leftmost-longest, lstrip/rstrip), and the special tokens HF adds when it builds
+ * the tokenizer (tokenizer_config.json's or its class's defaults, e.g. LlamaTokenizerFast's
+ * "<unk>" unless "unk_token": null).  Other components are QX_EUNSUPPORTED.
  * Not modelled: added-token single_word, and "normalized" added tokens are matched in the
  * raw text rather than the normalized one (same result without a normalizer). */
 typedef struct tk_tok tk_tok;
@@ -32,6 +34,7 @@ typedef struct {
     char **merges;         /* [n_merges] "a b", by rank */
     int32_t bos_id, eos_id, pad_id;   /* -1 when absent */
     bool add_bos, add_eos;
+    bool has_add_sep, add_sep;   /* tokenizer.ggml.add_sep_token, written only when has_add_sep */
     char *chat_template;   /* NULL when absent */
     char model[16];        /* "gpt2" */
     char pre[32];          /* tokenizer.ggml.pre: "deepseek-v3", "deepseek-r1-qwen", "llama-bpe", "qwen2", "kimi-k2" */

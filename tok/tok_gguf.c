@@ -16,6 +16,7 @@
 #define K_PAD      "tokenizer.ggml.padding_token_id"
 #define K_ADD_BOS  "tokenizer.ggml.add_bos_token"
 #define K_ADD_EOS  "tokenizer.ggml.add_eos_token"
+#define K_ADD_SEP  "tokenizer.ggml.add_sep_token"
 #define K_TEMPLATE "tokenizer.chat_template"
 
 /* An optional u32 id key: -1 when absent; a wrong type is an error. */
@@ -71,6 +72,8 @@ qx_status tk_from_gguf(const gf_file *g, tk_tok **out, qx_err *e) {
     QX_TRY(opt_id(g, K_PAD, &v.pad_id, e));
     QX_TRY(opt_bool(g, K_ADD_BOS, false, &v.add_bos, e));
     QX_TRY(opt_bool(g, K_ADD_EOS, false, &v.add_eos, e));
+    v.has_add_sep = gf_find_kv(g, K_ADD_SEP) != NULL;
+    QX_TRY(opt_bool(g, K_ADD_SEP, false, &v.add_sep, e));
 
     int32_t *ty = NULL;
     if (!types) {
@@ -100,6 +103,7 @@ qx_status tk_vocab_write(const tk_vocab *v, gf_writer *w, qx_err *e) {
     if (v->pad_id >= 0) QX_TRY(gf_writer_set_u32(w, K_PAD, (uint32_t)v->pad_id, e));
     QX_TRY(gf_writer_set_bool(w, K_ADD_BOS, v->add_bos, e));
     QX_TRY(gf_writer_set_bool(w, K_ADD_EOS, v->add_eos, e));
+    if (v->has_add_sep) QX_TRY(gf_writer_set_bool(w, K_ADD_SEP, v->add_sep, e));
     if (v->chat_template) QX_TRY(gf_writer_set_str(w, K_TEMPLATE, v->chat_template, e));
     return QX_OK;
 }

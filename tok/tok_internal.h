@@ -72,6 +72,7 @@ struct tk_tok {
     /* config */
     int32_t bos, eos, pad;
     bool add_bos, add_eos;
+    bool has_add_sep, add_sep;   /* add_sep only meaningful when has_add_sep */
     char *chat_template;
     char pre[32];
 };

@@ -265,6 +265,9 @@ qx_status tk_vocab_from_tiktoken(const char *model, size_t len, const char *cfg_
         json_t *ab = json_object_get(cfg, "add_bos_token"), *ae = json_object_get(cfg, "add_eos_token");
         v->add_bos = json_is_true(ab);
         v->add_eos = json_is_true(ae);
+        json_t *as = json_object_get(cfg, "add_sep_token");
+        v->has_add_sep = json_is_boolean(as);
+        v->add_sep = json_is_true(as);
         json_t *ct = json_object_get(cfg, "chat_template");
         if (json_is_string(ct) && !(v->chat_template = strdup(json_string_value(ct)))) st = qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
         snprintf(v->model, sizeof v->model, "gpt2");

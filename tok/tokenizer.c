@@ -27,6 +27,7 @@ typedef struct {
     tok_src *src;        /* [cap] per id */
     int32_t cap;
     int32_t n;           /* highest id + 1 */
+    int32_t n_model;     /* entries of tokenizer.json's model.vocab */
 } builder;
 
 static qx_status b_set(builder *b, int64_t id, const char *s, size_t len, uint8_t flags, bool override, qx_err *e) {
@@ -190,11 +191,30 @@ static int32_t lookup_mapped(const tk_tok *t, const char *s, size_t n, char *tmp
     return tok_strmap_get(t, tmp, l);
 }
 
+/* Id of an added token whose text is exactly s[0..n), -1 if none. */
+static int32_t trie_exact(const tk_tok *t, const char *s, size_t n) {
+    int32_t node = 0;
+    for (size_t i = 0; i < n && node >= 0; i++) {
+        int32_t ch = t->trie[node].child;
+        while (ch >= 0 && t->trie[ch].byte != (uint8_t)s[i]) ch = t->trie[ch].sibling;
+        node = ch;
+    }
+    return n > 0 && node > 0 ? t->trie[node].token : -1;
+}
+
+/* A merge operand in byte-level form: the vocabulary token, else an added token of that text
+ * (a vocabulary entry tokenizer_config.json made special, see add_special, or a CONTROL token
+ * of a GGUF vocabulary: llama.cpp keeps every token type in one map and merges reach them). */
+static int32_t merge_operand(const tk_tok *t, const char *s, size_t n, char *tmp) {
+    int32_t id = lookup_mapped(t, s, n, tmp);
+    return id >= 0 ? id : trie_exact(t, s, n);
+}
+
 /* Adds merge number `rank`: a and b in byte-level form. */
 static qx_status merge_add(tk_tok *t, const char *a, size_t na, const char *bb, size_t nb, const char *label, qx_err *e) {
-    char tmp[2 * TOK_MAX_TOKEN + 8];
+    char tmp[2 * TOK_MAX_TOKEN + 8], mapped[4 * TOK_MAX_TOKEN + 8];
     int64_t rank = t->n_merges;
-    int32_t ia = lookup_mapped(t, a, na, tmp), ib = lookup_mapped(t, bb, nb, tmp);
+    int32_t ia = merge_operand(t, a, na, tmp), ib = merge_operand(t, bb, nb, tmp);
     if (ia < 0 || ib < 0)
         return qx_fail(e, QX_EFORMAT, "%s: merge %lld '%.*s %.*s' names a token not in the vocabulary", label,
                        (long long)rank, (int)(na > 40 ? 40 : na), a, (int)(nb > 40 ? 40 : nb), bb);
@@ -203,6 +223,7 @@ static qx_status merge_add(tk_tok *t, const char *a, size_t na, const char *bb, 
     memcpy(tmp, t->blob + t->off[ia], la);
     memcpy(tmp + la, t->blob + t->off[ib], lb);
     int32_t r = tok_strmap_get(t, tmp, la + lb);
+    if (r < 0) r = trie_exact(t, mapped, map_bytes(tmp, la + lb, mapped));
     if (r < 0)
         return qx_fail(e, QX_EFORMAT, "%s: merge %lld '%.*s %.*s' gives a token not in the vocabulary", label,
                        (long long)rank, (int)(na > 40 ? 40 : na), a, (int)(nb > 40 ? 40 : nb), bb);
@@ -235,13 +256,8 @@ void tk_free(tk_tok *t) {
 
 /* Id of a token given by its text: an added token, else a byte-level vocab token. */
 static int32_t find_token(const tk_tok *t, const char *s, size_t n) {
-    int32_t node = 0;
-    for (size_t i = 0; i < n && node >= 0; i++) {
-        int32_t ch = t->trie[node].child;
-        while (ch >= 0 && t->trie[ch].byte != (uint8_t)s[i]) ch = t->trie[ch].sibling;
-        node = ch;
-    }
-    if (n > 0 && node > 0 && t->trie[node].token >= 0) return t->trie[node].token;
+    int32_t id = trie_exact(t, s, n);
+    if (id >= 0) return id;
     char tmp[TOK_MAX_TOKEN];
     return lookup_mapped(t, s, n, tmp);
 }
@@ -344,6 +360,68 @@ static int32_t config_token(const tk_tok *t, json_t *v) {
     return find_token(t, json_string_value(v), json_string_length(v));
 }
 
+/* A tokenizer_config.json special-token entry as llama.cpp's SpecialVocab compares it with a
+ * template's token name: set when Python would call it true; only a plain string can equal a
+ * name (an {"content": ...} object never does, although it counts as set). */
+typedef struct { bool set; const char *str; } cfg_special;
+
+static cfg_special cfg_special_of(json_t *cfg, const char *key) {
+    json_t *v = json_object_get(cfg, key);
+    cfg_special c = {false, NULL};
+    if (json_is_string(v)) { c.set = json_string_length(v) > 0; c.str = json_string_value(v); }
+    else if (json_is_object(v)) c.set = json_object_size(v) > 0;
+    else if (json_is_array(v)) c.set = json_array_size(v) > 0;
+    else if (json_is_number(v)) c.set = json_number_value(v) != 0;
+    else c.set = json_is_true(v);
+    return c;
+}
+
+static bool cfg_special_is(cfg_special c, const char *name) { return c.str && !strcmp(c.str, name); }
+
+/* SpecialToken id of a template item, NULL when it is not one (or empty). */
+static const char *tp_special(json_t *item) {
+    const char *s = json_string_value(json_object_get(json_object_get(item, "SpecialToken"), "id"));
+    return s && s[0] ? s : NULL;
+}
+
+static bool tp_sequence_is(json_t *item, const char *id) {
+    const char *s = json_string_value(json_object_get(json_object_get(item, "Sequence"), "id"));
+    return s && !strcmp(s, id);
+}
+
+/* tokenizer.ggml.add_sep_token as llama.cpp's SpecialVocab derives it from a TemplateProcessing
+ * (gguf-py vocab.py, _try_load_from_tokenizer_json): strip the single template's leading and
+ * trailing special tokens from the pair template; if what remains is A <middle> B with a
+ * non-empty middle, add_sep is true when the middle's first token is the sep or eos token (and
+ * the single template ends in no special token) or its second of two is; false otherwise.  The
+ * eos compared is the sep when eos is unset, and the single template's last special if any. */
+static void template_add_sep(tk_tok *t, json_t *tp, json_t *cfg) {
+    json_t *single = json_object_get(tp, "single"), *pair = json_object_get(tp, "pair");
+    size_t ns = json_array_size(single), np = json_array_size(pair);
+    const char *first = ns > 1 ? tp_special(json_array_get(single, 0)) : NULL;
+    const char *last = ns > 1 ? tp_special(json_array_get(single, ns - 1)) : NULL;
+    bool have_cfg = json_is_object(cfg) && json_object_size(cfg) > 0;
+    cfg_special sep = cfg_special_of(cfg, "sep_token"), eos = cfg_special_of(cfg, "eos_token");
+    if (!eos.set && sep.set && have_cfg) eos = sep;
+    if (last) eos = (cfg_special){true, last};
+    if (np == 0) return;
+    size_t lo = 0, hi = np;
+    const char *p0 = tp_special(json_array_get(pair, 0)), *pn = tp_special(json_array_get(pair, np - 1));
+    if (first && p0 && !strcmp(p0, first)) lo = 1;
+    if (last && pn && !strcmp(pn, last)) hi = np - 1;
+    if (hi <= lo + 2 || !tp_sequence_is(json_array_get(pair, lo), "A") || !tp_sequence_is(json_array_get(pair, hi - 1), "B"))
+        return;
+    bool add = false;
+    const char *m0 = tp_special(json_array_get(pair, lo + 1));
+    if (m0 && (cfg_special_is(sep, m0) || cfg_special_is(eos, m0)) && !last) add = true;
+    if (hi - lo - 2 == 2) {
+        const char *m1 = tp_special(json_array_get(pair, lo + 2));
+        if (m1 && (cfg_special_is(sep, m1) || cfg_special_is(eos, m1))) add = true;
+    }
+    t->has_add_sep = true;
+    t->add_sep = add;
+}
+
 static qx_status parse_config(tk_tok *t, json_t *tj, json_t *cfg, const char *label, qx_err *e) {
     /* defaults from the post_processor template: a special token before $A is a BOS */
     json_t *pp = json_object_get(tj, "post_processor");
@@ -361,6 +439,7 @@ static qx_status parse_config(tk_tok *t, json_t *tj, json_t *cfg, const char *la
             t->bos = config_token(t, sp);
             t->add_bos = t->bos >= 0;
         }
+        template_add_sep(t, tp, cfg);
     }
     if (!cfg) return QX_OK;
     if (!json_is_object(cfg)) return qx_fail(e, QX_EFORMAT, "%s: tokenizer_config.json is not an object", label);
@@ -370,6 +449,7 @@ static qx_status parse_config(tk_tok *t, json_t *tj, json_t *cfg, const char *la
     if ((v = json_object_get(cfg, "pad_token")) && !json_is_null(v)) t->pad = config_token(t, v);
     if (json_is_boolean(v = json_object_get(cfg, "add_bos_token"))) t->add_bos = json_is_true(v);
     if (json_is_boolean(v = json_object_get(cfg, "add_eos_token"))) t->add_eos = json_is_true(v);
+    if (json_is_boolean(v = json_object_get(cfg, "add_sep_token"))) { t->has_add_sep = true; t->add_sep = json_is_true(v); }
     v = json_object_get(cfg, "chat_template");
     if (json_is_array(v)) {          /* [{name, template}]: "default", else the first */
         json_t *pick = NULL;
@@ -385,7 +465,85 @@ static qx_status parse_config(tk_tok *t, json_t *tj, json_t *cfg, const char *la
 }
 
 static qx_status vocab_cb(void *ctx, const char *tok, size_t len, int64_t id, qx_err *e) {
-    return b_set(ctx, id, tok, len, 0, false, e);
+    builder *b = ctx;
+    QX_TRY(b_set(b, id, tok, len, 0, false, e));
+    b->n_model++;
+    return QX_OK;
+}
+
+/* Special tokens the HF tokenizer adds when it is constructed (PreTrainedTokenizerFast.__init__
+ * of transformers 4.57, the version llama.cpp's converter pins), which llama.cpp's converter
+ * then writes as CONTROL tokens: every special token tokenizer_config.json names (bos, eos,
+ * unk, sep, pad, cls, mask, then additional_special_tokens), or that the tokenizer class
+ * defaults to when the key is absent (null means none), and that is not an added token yet.
+ * A vocabulary entry with that text becomes an added special token at its id; a text not in
+ * the vocabulary gets a new id (tokenizers' AddedVocabulary: the model vocabulary's size, or
+ * the highest added id + 1 when that is not below it).  The case that matters: a
+ * LlamaTokenizerFast config without "unk_token": null gains "<unk>".  Not modelled: entries
+ * of tokenizer_config.json's added_tokens_decoder missing from tokenizer.json, and the class
+ * chosen from config.json's model_type when tokenizer_config.json names none. */
+#define HF_N_SPECIAL_KEYS 7
+static const char *const hf_special_keys[HF_N_SPECIAL_KEYS] = {
+    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+/* Tokenizer classes (without "Fast") and the defaults of their __init__, per key above. */
+static const struct { const char *cls; const char *dflt[HF_N_SPECIAL_KEYS]; } hf_class_specials[] = {
+    {"LlamaTokenizer", {"<s>", "</s>", "<unk>", NULL, NULL, NULL, NULL}},
+    {"Qwen2Tokenizer", {NULL, "<|endoftext|>", "<|endoftext|>", NULL, "<|endoftext|>", NULL, NULL}},
+    {"GPT2Tokenizer", {"<|endoftext|>", "<|endoftext|>", "<|endoftext|>", NULL, NULL, NULL, NULL}},
+};
+
+static const char *special_text(json_t *v, size_t *n) {
+    if (json_is_object(v)) v = json_object_get(v, "content");
+    if (!json_is_string(v) || json_string_length(v) == 0) return NULL;
+    *n = json_string_length(v);
+    return json_string_value(v);
+}
+
+static bool src_is(const tok_src *x, const char *s, size_t n) {
+    return x->set && x->len == n && !memcmp(x->s, s, n);
+}
+
+static qx_status add_special(builder *b, const char *s, size_t n, qx_err *e) {
+    int32_t in_vocab = -1, max_added = -1;
+    for (int32_t id = 0; id < b->n; id++) {
+        tok_src *x = &b->src[id];
+        if (x->set && (x->flags & TOK_F_ADDED)) {
+            if (src_is(x, s, n)) return QX_OK;
+            max_added = id;
+        } else if (in_vocab < 0 && src_is(x, s, n)) {
+            in_vocab = id;
+        }
+    }
+    if (in_vocab >= 0) return b_set(b, in_vocab, s, n, TOK_F_ADDED | TOK_F_SPECIAL, true, e);
+    int64_t id = max_added >= b->n_model ? (int64_t)max_added + 1 : b->n_model;
+    if (id < b->n && b->src[id].set)
+        return qx_fail(e, QX_EFORMAT, "%s: special token '%.*s' would take id %lld, which token '%.*s' holds", b->label,
+                       (int)(n > 40 ? 40 : n), s, (long long)id, (int)(b->src[id].len > 40 ? 40 : b->src[id].len), b->src[id].s);
+    return b_set(b, id, s, n, TOK_F_ADDED | TOK_F_SPECIAL, false, e);
+}
+
+static qx_status add_config_specials(builder *b, json_t *cfg, qx_err *e) {
+    if (!json_is_object(cfg)) return QX_OK;
+    const char *const *dflt = NULL;
+    const char *cls = json_string_value(json_object_get(cfg, "tokenizer_class"));
+    for (size_t i = 0; cls && i < sizeof hf_class_specials / sizeof *hf_class_specials; i++) {
+        size_t l = strlen(hf_class_specials[i].cls);
+        if (!strncmp(cls, hf_class_specials[i].cls, l) && (!cls[l] || !strcmp(cls + l, "Fast"))) dflt = hf_class_specials[i].dflt;
+    }
+    for (size_t k = 0; k < HF_N_SPECIAL_KEYS; k++) {
+        json_t *v = json_object_get(cfg, hf_special_keys[k]);
+        size_t n = 0;
+        const char *s = v ? special_text(v, &n) : dflt ? dflt[k] : NULL;
+        if (s && !v) n = strlen(s);
+        if (s) QX_TRY(add_special(b, s, n, e));
+    }
+    json_t *extra = json_object_get(cfg, "additional_special_tokens");
+    for (size_t i = 0; json_is_array(extra) && i < json_array_size(extra); i++) {
+        size_t n;
+        const char *s = special_text(json_array_get(extra, i), &n);
+        if (s) QX_TRY(add_special(b, s, n, e));
+    }
+    return QX_OK;
 }
 
 typedef struct { tk_tok *t; const char *label; } merge_ctx;
@@ -395,7 +553,7 @@ static qx_status merge_cb(void *ctx, const char *a, size_t na, const char *b, si
 }
 
 /* model (vocab and merges from the streaming scan), added_tokens. */
-static qx_status parse_model(builder *b, json_t *tj, tok_span vocab, tok_span merges, qx_err *e) {
+static qx_status parse_model(builder *b, json_t *tj, json_t *cfg, tok_span vocab, tok_span merges, qx_err *e) {
     const char *label = b->label;
     json_t *model = json_object_get(tj, "model");
     if (!json_is_object(model)) return qx_fail(e, QX_EFORMAT, "%s: no \"model\" object", label);
@@ -426,6 +584,7 @@ static qx_status parse_model(builder *b, json_t *tj, tok_span vocab, tok_span me
         if (json_is_true(json_object_get(a, "rstrip"))) f |= TOK_F_RSTRIP;
         st = b_set(b, json_integer_value(id), json_string_value(content), json_string_length(content), f, true, e);
     }
+    if (st == QX_OK) st = add_config_specials(b, cfg, e);
     if (st == QX_OK && b->n == 0) st = qx_fail(e, QX_EFORMAT, "%s: empty vocabulary", label);
     if (st == QX_OK) st = b_finish_tokens(b, e);     /* copies the strings out of arena */
     free(arena);
@@ -454,7 +613,7 @@ qx_status tk_from_json(const char *tok_json, size_t tok_len, const char *cfg_jso
     }
     builder b = {.label = label, .t = tok_alloc()};
     qx_status st = b.t ? QX_OK : qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
-    if (st == QX_OK) st = parse_model(&b, tj, vocab, merges, e);
+    if (st == QX_OK) st = parse_model(&b, tj, cfg, vocab, merges, e);
     if (st == QX_OK) st = parse_normalizer(b.t, json_object_get(tj, "normalizer"), label, e);
     if (st == QX_OK) st = parse_pre(b.t, json_object_get(tj, "pre_tokenizer"), label, e);
     if (st == QX_OK) st = parse_config(b.t, tj, cfg, label, e);
@@ -505,6 +664,7 @@ qx_status tk_from_vocab(const tk_vocab *v, const char *label, tk_tok **out, qx_e
         for (int k = 0; k < 3; k++) if (ids[k] < -1 || ids[k] >= t->n_vocab) ids[k] = -1;
         t->bos = ids[0]; t->eos = ids[1]; t->pad = ids[2];
         t->add_bos = v->add_bos; t->add_eos = v->add_eos;
+        t->has_add_sep = v->has_add_sep; t->add_sep = v->add_sep;
         if (v->chat_template && !(t->chat_template = strdup(v->chat_template))) st = qx_fail(e, QX_ENOMEM, "%s: out of memory", label);
     }
     if (st == QX_OK && !tok_pre_setup(b.t, v->pre[0] ? v->pre : "default", label, e, &st))
@@ -619,6 +779,7 @@ qx_status tk_export(const tk_tok *t, int64_t vocab_size, const char *arch, tk_vo
     v->n_merges = t->n_merges;
     v->bos_id = t->bos; v->eos_id = t->eos; v->pad_id = t->pad;
     v->add_bos = t->add_bos; v->add_eos = t->add_eos;
+    v->has_add_sep = t->has_add_sep; v->add_sep = t->add_sep;
     if (t->chat_template && !(v->chat_template = strdup(t->chat_template))) {
         tk_vocab_free(v);
         return qx_fail(e, QX_ENOMEM, "tokenizer: out of memory");

@@ -1,7 +1,7 @@
 /* tests/fuzz/fuzz_tokenizer.c — libFuzzer target for the tokenizer.  The first input byte
  * picks the entry point, the rest is its input:
- *   0: tokenizer.json text -> tk_from_json; when it loads, encode/decode a few strings
- *      and the input itself;
+ *   0: tokenizer.json text, optionally followed by a NUL and tokenizer_config.json text ->
+ *      tk_from_json; when it loads, encode/decode a few strings and the input itself;
  *   1..3: text encoded with a built-in byte-level tokenizer using the deepseek-v3 (1),
  *      llama-bpe (2) or qwen2 (3) pre-tokenizer; valid UTF-8 must decode back to itself;
  *   4: a GGUF-form vocabulary, one entry per line: "t TYPE TEXT" or "m A B" (merge), then
@@ -62,8 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     qx_err e;
     tk_tok *t = NULL;
     switch (data[0] % 5) {
-    case 0:
-        if (tk_from_json(s, n, NULL, 0, "fuzz.tokenizer.json", &t, &e) == QX_OK) {
+    case 0: {
+        const char *nul = memchr(s, 0, n);
+        size_t tn = nul ? (size_t)(nul - s) : n;
+        const char *cfg = nul ? nul + 1 : NULL;
+        if (tk_from_json(s, tn, cfg, cfg ? n - tn - 1 : 0, "fuzz.tokenizer.json", &t, &e) == QX_OK) {
             roundtrip(t, "hello world 123 <|end|>", 23, false);
             roundtrip(t, s, n, false);
             size_t np;
@@ -77,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             tk_free(t);
         }
         break;
+    }
     case 1: case 2: case 3: {
         static const char *pres[] = {"deepseek-v3", "llama-bpe", "qwen2"};
         t = builtin(pres[data[0] % 5 - 1]);
