@@ -252,6 +252,40 @@ static void expect_f32(const gf_file *g, const char *key, double want) {
     TU_CHECK(fabs(v - want) <= 1e-6 * fabs(want) + 1e-12, "%s = %g, want %g", key, v, want);
 }
 
+/* The special tokens HF's tokenizer adds, as llama.cpp's converter writes them: a
+ * LlamaTokenizerFast config without "unk_token" (null means none) gains "<unk>" at the id after
+ * tokenizer.json's model.vocab and its added tokens, type CONTROL (convert_hf_to_gguf.py on
+ * tiny-v3: token 296 "<unk>", type 3; the mini-* fixtures say "unk_token": null). */
+static void check_hf_unk(const char *dir, const gf_file *g) {
+    char p[1200];
+    json_error_t je;
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    json_t *tc = json_load_file(p, 0, &je);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    json_t *tj = json_load_file(p, 0, &je);
+    const char *cls = json_string_value(json_object_get(tc, "tokenizer_class"));
+    size_t next = json_object_size(json_object_get(json_object_get(tj, "model"), "vocab"));
+    json_t *added = json_object_get(tj, "added_tokens");
+    for (size_t i = 0; i < json_array_size(added); i++) {
+        size_t id = (size_t)json_integer_value(json_object_get(json_array_get(added, i), "id"));
+        if (id >= next) next = id + 1;
+    }
+    bool want_unk = cls && !strcmp(cls, "LlamaTokenizerFast") && !json_object_get(tc, "unk_token");
+    const char *const *toks;
+    const void *types;
+    uint64_t nt = 0, nty = 0;
+    qx_err e;
+    TU_OK(gf_get_str_arr(g, "tokenizer.ggml.tokens", &toks, &nt, &e), &e);
+    TU_OK(gf_get_arr(g, "tokenizer.ggml.token_type", GF_I32, &types, &nty, &e), &e);
+    if (nt > next && nty == nt) {
+        int32_t ty = ((const int32_t *)types)[next];
+        if (want_unk) TU_CHECK(!strcmp(toks[next], "<unk>") && ty == 3, "%s: token %zu '%s' type %d, want '<unk>' CONTROL", dir, next, toks[next], ty);
+        else TU_CHECK(strcmp(toks[next], "<unk>") && ty == 5, "%s: token %zu '%s' type %d, want an unused pad", dir, next, toks[next], ty);
+    }
+    json_decref(tc);
+    json_decref(tj);
+}
+
 static void check_deepseek_meta(const char *dir, const char *gguf, bool mtp) {
     json_t *c = load_config(dir);
     gf_file *g;
@@ -320,6 +354,7 @@ static void check_deepseek_meta(const char *dir, const char *gguf, bool mtp) {
     uint64_t nt;
     TU_OK(gf_get_str_arr(g, "tokenizer.ggml.tokens", &toks, &nt, &e), &e);
     TU_CHECK(nt == (uint64_t)jnum(c, "vocab_size"), "tokens %llu, vocab %g", (unsigned long long)nt, jnum(c, "vocab_size"));
+    check_hf_unk(dir, g);
     /* exp_probs_b.bias in every MoE block; no attn_kv_b in the MLA layout; MTP only when kept */
     int64_t dense = (int64_t)jnum(c, "first_k_dense_replace");
     for (int64_t l = 0; l < L; l++) {
@@ -717,6 +752,7 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
         }
         const char *pre;
         TU_OK(gf_get_str(g, "tokenizer.ggml.pre", &pre, &e), &e);
+        check_hf_unk(dir, g);
         TU_OK(gf_verify_checksums(g, NULL, &e), &e);
         gf_close(g);
     }
