@@ -270,21 +270,23 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
     return QX_OK;
 }
 
-/* llama3 rope frequency factors (llama.cpp's LlamaModel.generate_extra_tensors), float32 math. */
+/* llama3 rope frequency factors as llama.cpp's LlamaModel.generate_extra_tensors computes them,
+ * rounding included: torch float32 throughout, Python scalars rounded to float32 where they meet
+ * a tensor, and `scalar / tensor` evaluated as torch does it, reciprocal(tensor) * scalar. */
 static void llama3_rope_factors(const hf_config *c, int64_t dim, float *out) {
     float base = (float)c->rope_theta;
     double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
     double lo = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
     double hi = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
     double old = c->rope_orig_max_pos > 0 ? c->rope_orig_max_pos : 8192;
-    double lo_wl = old / lo, hi_wl = old / hi;
+    float lo_wl = (float)(old / lo), hi_wl = (float)(old / hi);   /* compared in float32 */
     for (int64_t i = 0; i < dim / 2; i++) {
         float freq = 1.0f / powf(base, (float)(2 * i) / (float)dim);
-        float wl = (float)(2 * M_PI) / freq;
+        float wl = (1.0f / freq) * (float)(2 * M_PI);
         if (wl < hi_wl) out[i] = 1.0f;
         else if (wl > lo_wl) out[i] = (float)factor;
         else {
-            float smooth = (float)((old / wl - lo) / (hi - lo));
+            float smooth = ((1.0f / wl) * (float)old - (float)lo) / (float)(hi - lo);
             out[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
         }
     }
@@ -307,7 +309,10 @@ qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e) {
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.head_count_kv"), (uint32_t)Hkv, e));
     QX_TRY(gf_writer_set_f32(w, KEY(k, a, "rope.freq_base"), (float)c->rope_theta, e));
     QX_TRY(gf_writer_set_f32(w, KEY(k, a, "attention.layer_norm_rms_epsilon"), (float)c->rms_norm_eps, e));
-    if (D != E / H || (c->has & HF_HAS_HEAD_DIM)) {   /* convert_hf_to_gguf.py: whenever head_dim is set */
+    /* convert_hf_to_gguf.py writes these whenever its hparams have head_dim: for llama always,
+     * as transformers' LlamaConfig (4.57, the version it pins) fills head_dim in; for qwen2 only
+     * when config.json sets it (Qwen2Config has no such attribute) */
+    if (llama || D != E / H || (c->has & HF_HAS_HEAD_DIM)) {
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.key_length"), (uint32_t)D, e));
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.value_length"), (uint32_t)D, e));
     }

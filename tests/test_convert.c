@@ -732,10 +732,17 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
         snprintf(k, sizeof k, "%s.block_count", llama ? "llama" : "qwen2");
         expect_u32(g, k, (uint32_t)jnum(c, "num_hidden_layers"));
         TU_CHECK((gf_find_tensor(g, "output.weight") == NULL) == a.tied, "output.weight presence vs tie_word_embeddings");
-        /* convert_hf_to_gguf.py writes key/value_length whenever config.json has head_dim */
+        /* convert_hf_to_gguf.py writes key/value_length whenever its hparams have head_dim:
+         * always for llama (transformers' LlamaConfig fills it in: mini-llama's file from
+         * llama.cpp has 32 = 256 / 8), for qwen2 only when config.json has it */
         snprintf(k, sizeof k, "%s.attention.key_length", llama ? "llama" : "qwen2");
-        if (json_object_get(c, "head_dim")) expect_u32(g, k, (uint32_t)jnum(c, "head_dim"));
-        else TU_CHECK(!gf_find_kv(g, k), "%s written without head_dim", k);
+        if (json_object_get(c, "head_dim") || llama) {
+            expect_u32(g, k, (uint32_t)a.head_dim);
+            snprintf(k, sizeof k, "%s.attention.value_length", llama ? "llama" : "qwen2");
+            expect_u32(g, k, (uint32_t)a.head_dim);
+        } else {
+            TU_CHECK(!gf_find_kv(g, k), "%s written without head_dim", k);
+        }
         TU_CHECK((gf_find_tensor(g, "blk.0.attn_q.bias") != NULL) == !llama, "qkv bias presence");
         const gf_tensor *rf = gf_find_tensor(g, "rope_freqs.weight");
         TU_CHECK((rf != NULL) == llama3, "rope_freqs presence (llama3 scaling %d)", llama3);
@@ -749,6 +756,17 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
                 double want = wl < old / hi ? 1.0 : wl > old / lo ? factor : 1.0 / ((1 - (old / wl - lo) / (hi - lo)) / factor + (old / wl - lo) / (hi - lo));
                 TU_NEAR(v[i], want, 1e-4 * want, "rope_freqs[%lld] %g want %g", (long long)i, v[i], want);
             }
+            /* bit for bit what convert_hf_to_gguf.py wrote for tiny-llama and mini-llama (head_dim
+             * 32, theta 5e5, factor 8, low/high 1/4, original context 256); its float32 rounding
+             * differs from the formula in double in the last bit of element 4 */
+            static const uint32_t llama_cpp[16] = {0x3f800000, 0x3f800000, 0x3f800000, 0x3f96ea6b, 0x406462db, 0x41000000,
+                0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000, 0x41000000};
+            if (a.head_dim == 32 && base == 500000 && factor == 8 && old == 256 && lo == 1 && hi == 4 && rf->ne[0] == 16)
+                for (int i = 0; i < 16; i++) {
+                    uint32_t bits;
+                    memcpy(&bits, &v[i], 4);
+                    TU_CHECK(bits == llama_cpp[i], "rope_freqs[%d] = 0x%08x, llama.cpp wrote 0x%08x", i, bits, llama_cpp[i]);
+                }
         }
         const char *pre;
         TU_OK(gf_get_str(g, "tokenizer.ggml.pre", &pre, &e), &e);
