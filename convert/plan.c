@@ -248,6 +248,7 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_ARCHITECTURE, arch, e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_TYPE, "model", e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_NAME, bn, e));
+    QX_TRY(hf_sampling_load(dir, pl->w, e));
 
     tk_tok *tok = NULL;
     tk_vocab v;

@@ -378,6 +378,16 @@ qx_status gf_writer_set_str_arr(gf_writer *w, const char *key, const char *const
 qx_status gf_writer_set_kv(gf_writer *w, const gf_kv *kv, qx_err *e);
 bool gf_writer_has_key(const gf_writer *w, const char *key);
 qx_status gf_writer_remove_key(gf_writer *w, const char *key, qx_err *e);  /* before plan */
+
+/* generation_config.json -> general.sampling.* (formats/hf_config.c), as llama.cpp's converter
+ * writes them (gguf-py metadata.py: temperature -> temp, top_k, top_p, min_p, xtc_probability,
+ * xtc_threshold, penalty_last_n, penalty_repeat, mirostat, mirostat_tau, mirostat_eta,
+ * sequence): each key only when present and not null; i32 for top_k, penalty_last_n and
+ * mirostat (an integer in range, else not written), string for sequence, f32 otherwise.  A
+ * document that is not a JSON object sets nothing (llama.cpp ignores an unreadable file);
+ * hf_sampling_load without the file sets nothing either. */
+qx_status hf_sampling_parse(const char *json, size_t len, gf_writer *w, qx_err *e);
+qx_status hf_sampling_load(const char *dir, gf_writer *w, qx_err *e);
 /* Reserves GF_KEY_TENSOR_XXH3 (u64 zeros, one per tensor, sized at plan time). */
 qx_status gf_writer_reserve_checksums(gf_writer *w, qx_err *e);
 

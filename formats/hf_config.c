@@ -245,6 +245,50 @@ qx_status hf_config_load(const char *dir, hf_config *cfg, qx_err *e) {
     return s;
 }
 
+/* generation_config.json key, GGUF key, GGUF type (GF_I32, GF_F32 or GF_STRING). */
+static const struct { const char *json, *gguf; gf_type type; } sampling_keys[] = {
+    {"sequence", "general.sampling.sequence", GF_STRING},
+    {"top_k", "general.sampling.top_k", GF_I32},
+    {"top_p", "general.sampling.top_p", GF_F32},
+    {"min_p", "general.sampling.min_p", GF_F32},
+    {"xtc_probability", "general.sampling.xtc_probability", GF_F32},
+    {"xtc_threshold", "general.sampling.xtc_threshold", GF_F32},
+    {"temperature", "general.sampling.temp", GF_F32},
+    {"penalty_last_n", "general.sampling.penalty_last_n", GF_I32},
+    {"penalty_repeat", "general.sampling.penalty_repeat", GF_F32},
+    {"mirostat", "general.sampling.mirostat", GF_I32},
+    {"mirostat_tau", "general.sampling.mirostat_tau", GF_F32},
+    {"mirostat_eta", "general.sampling.mirostat_eta", GF_F32},
+};
+
+qx_status hf_sampling_parse(const char *json, size_t len, gf_writer *w, qx_err *e) {
+    json_t *root = json_loadb(json, len, 0, NULL);
+    qx_status s = QX_OK;
+    for (size_t i = 0; json_is_object(root) && s == QX_OK && i < sizeof sampling_keys / sizeof *sampling_keys; i++) {
+        json_t *v = json_object_get(root, sampling_keys[i].json);
+        const char *k = sampling_keys[i].gguf;
+        if (sampling_keys[i].type == GF_STRING && json_is_string(v)) s = gf_writer_set_str(w, k, json_string_value(v), e);
+        else if (sampling_keys[i].type == GF_F32 && json_is_number(v)) s = gf_writer_set_f32(w, k, (float)json_number_value(v), e);
+        else if (sampling_keys[i].type == GF_I32 && json_is_integer(v) && json_integer_value(v) >= INT32_MIN &&
+                 json_integer_value(v) <= INT32_MAX)
+            s = gf_writer_set_i32(w, k, (int32_t)json_integer_value(v), e);
+    }
+    json_decref(root);
+    return s;
+}
+
+qx_status hf_sampling_load(const char *dir, gf_writer *w, qx_err *e) {
+    char path[4096];
+    if (!qx_path_join(path, sizeof path, dir, "generation_config.json")) return qx_fail(e, QX_EINVAL, "%s: path too long", dir);
+    char *text;
+    size_t len;
+    qx_err ignored;
+    if (qx_read_file(path, &text, &len, &ignored) != QX_OK) return QX_OK;   /* optional, as for llama.cpp */
+    qx_status s = hf_sampling_parse(text, len, w, e);
+    free(text);
+    return s;
+}
+
 const char *hf_variant(const hf_config *c) {
     if (c->arch != HF_ARCH_DEEPSEEK_V3) return "";
     if (c->v32) return "DeepSeek-V3.2 (lightning indexer, sparse attention)";

@@ -771,6 +771,15 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
         const char *pre;
         TU_OK(gf_get_str(g, "tokenizer.ggml.pre", &pre, &e), &e);
         check_hf_unk(dir, g);
+        char gp[1200];
+        snprintf(gp, sizeof gp, "%s/generation_config.json", dir);
+        json_error_t je;
+        json_t *gen = json_load_file(gp, 0, &je);
+        json_t *temp = json_object_get(gen, "temperature"), *top_p = json_object_get(gen, "top_p");
+        if (temp) expect_f32(g, "general.sampling.temp", json_number_value(temp));
+        else TU_CHECK(!gf_find_kv(g, "general.sampling.temp"), "general.sampling.temp without generation_config.json");
+        if (top_p) expect_f32(g, "general.sampling.top_p", json_number_value(top_p));
+        json_decref(gen);
         TU_OK(gf_verify_checksums(g, NULL, &e), &e);
         gf_close(g);
     }
@@ -778,6 +787,52 @@ static void test_dense(const char *dir, const char *tag, bool llama, const char 
     TU_CHECK(n >= 10, "%s: only %d tensors checked", out, n);
     unlink(out);
     json_decref(c);
+}
+
+/* generation_config.json -> general.sampling.* with gguf-py's types (metadata.py,
+ * gguf_writer.add_sampling_*): i32 top_k / penalty_last_n / mirostat, string sequence, f32 the
+ * rest; null, a missing key or a wrong type writes nothing (convert_hf_to_gguf.py wrote temp
+ * 0.6 and top_p 0.95 from mini-llama's file; the fixtures are checked in test_dense).  A
+ * generation_config.json that is not JSON is ignored, as llama.cpp ignores it. */
+static void test_sampling(const char *synth_dir) {
+    char dir[1200], p[1300];
+    snprintf(dir, sizeof dir, "%s", tpath("sampling"));
+    tu_system("rm -rf '%s' && cp -r '%s' '%s'", dir, synth_dir, dir);
+    snprintf(p, sizeof p, "%s/generation_config.json", dir);
+    static const char gen[] = "{\"temperature\": 0.7, \"top_k\": 20, \"top_p\": 0.8, \"min_p\": 0, \"xtc_probability\": 0.5,"
+        " \"xtc_threshold\": 0.1, \"penalty_last_n\": 64, \"penalty_repeat\": 1.05, \"mirostat\": 2, \"mirostat_tau\": 5,"
+        " \"mirostat_eta\": 0.1, \"sequence\": \"top_k;temp\", \"do_sample\": true}";
+    static const char partial[] = "{\"temperature\": null, \"top_k\": 2.5, \"top_p\": \"0.9\", \"mirostat\": 4294967296}";
+    static const struct { const char *key; gf_type type; double v; } want[] = {
+        {"general.sampling.temp", GF_F32, 0.7}, {"general.sampling.top_k", GF_I32, 20}, {"general.sampling.top_p", GF_F32, 0.8},
+        {"general.sampling.min_p", GF_F32, 0}, {"general.sampling.xtc_probability", GF_F32, 0.5},
+        {"general.sampling.xtc_threshold", GF_F32, 0.1}, {"general.sampling.penalty_last_n", GF_I32, 64},
+        {"general.sampling.penalty_repeat", GF_F32, 1.05}, {"general.sampling.mirostat", GF_I32, 2},
+        {"general.sampling.mirostat_tau", GF_F32, 5}, {"general.sampling.mirostat_eta", GF_F32, 0.1},
+        {"general.sampling.sequence", GF_STRING, 0},
+    };
+    const char *texts[3] = {gen, partial, "not json"};
+    for (int k = 0; k < 3; k++) {
+        TU_CHECK(tu_write_file(p, texts[k], strlen(texts[k])) == 0, "writing %s", p);
+        qx_err e;
+        const char *out = tpath("sampling.gguf");
+        TU_OK(convert(dir, out, "F32", 1, false, 0, false, &e), &e);
+        gf_file *g;
+        if (gf_open(&g, out, &e) != QX_OK) { TU_CHECK(0, "%s: %s", out, e.msg); continue; }
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+            const gf_kv *kv = gf_find_kv(g, want[i].key);
+            if (k > 0) { TU_CHECK(!kv, "%s written from '%s'", want[i].key, texts[k]); continue; }
+            TU_CHECK(kv && kv->type == want[i].type, "%s: %s, want type %s", want[i].key, kv ? gf_type_name(kv->type) : "missing",
+                     gf_type_name(want[i].type));
+            if (!kv || kv->type != want[i].type) continue;
+            if (want[i].type == GF_F32) TU_CHECK(kv->v.f32 == (float)want[i].v, "%s = %g, want %g", want[i].key, kv->v.f32, want[i].v);
+            if (want[i].type == GF_I32) TU_CHECK(kv->v.i32 == (int32_t)want[i].v, "%s = %d", want[i].key, kv->v.i32);
+            if (want[i].type == GF_STRING) TU_CHECK(!strcmp(kv->str, "top_k;temp"), "%s = '%s'", want[i].key, kv->str);
+        }
+        gf_close(g);
+        unlink(out);
+    }
+    tu_system("rm -rf '%s'", dir);
 }
 
 /* 671B: the plan alone (sparse synth); tensor bytes vs llama-quantize --dry-run (§11). */
@@ -844,6 +899,7 @@ int main(void) {
     test_dense(tl, "tiny-llama", true, "Q4_K_M");
     test_dense(tq, "tiny-qwen2", false, "F32");
     test_dense(tq, "tiny-qwen2", false, "Q5_K_M");
+    test_sampling(tl);
     LAP("tiny dense");
     test_671b_dry_run();
     LAP("671B dry-run");
