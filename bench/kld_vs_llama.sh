@@ -8,6 +8,8 @@
 #   LLAMA_BIN=/path/bin bench/kld_vs_llama.sh HFDIR [PRESET...]
 # HFDIR holds calib.txt and eval.txt (../shared/models/mini-v3, mini-v3-moe).  Protocol:
 # imatrix ctx 128, 64 chunks of calib.txt; KLD on eval.txt, ctx 256, 64 chunks.
+# GPTQ=1 adds a third build per preset: qforge with --gptq calib.txt (64 windows of 512 tokens;
+# the error feedback of docs/gptq.md, same imatrix, same bytes), scored the same way.
 set -e
 M=$1; shift || true
 [ -d "${M:-}" ] || { echo "usage: LLAMA_BIN=... $0 HFDIR [PRESET...]" >&2; exit 2; }
@@ -24,12 +26,20 @@ kld() {   # file -> mean KLD by llama-perplexity
         -c 256 -b 256 --chunks 64 -t "$J" > "$W/log" 2>&1 || true
     grep -m1 "Mean    KLD" "$W/log" | awk '{print $3}'
 }
-printf "%-8s %12s %10s %12s %10s %7s\n" preset "llama bytes" "llama KLD" "qforge bytes" "qforge KLD" ratio
+printf "%-8s %12s %10s %12s %10s %7s" preset "llama bytes" "llama KLD" "qforge bytes" "qforge KLD" ratio
+[ "${GPTQ:-0}" = 1 ] && printf " %12s %7s" "+gptq KLD" ratio
+echo
 for p in "$@"; do
     "$LLAMA_BIN/llama-quantize" --imatrix "$W/ll-im.gguf" "$W/f32.gguf" "$W/ll.gguf" "$p" "$J" > "$W/log" 2>&1
     "$Q" convert "$M" -o "$W/qf.gguf" --type "$p" --imatrix "$W/qf-im.gguf" --quiet > /dev/null 2>&1
-    a=$(kld "$W/ll.gguf"); b=$(kld "$W/qf.gguf")
-    awk -v p="$p" -v la="$(stat -c %s "$W/ll.gguf")" -v qa="$(stat -c %s "$W/qf.gguf")" -v a="$a" -v b="$b" 'BEGIN {
-        if (a == "" || b == "") { printf "%-8s %12d %10s %12d %10s %7s\n", p, la, a == "" ? "n/a" : a, qa, b == "" ? "n/a" : b, "-"; exit }
-        printf "%-8s %12d %10.5f %12d %10.5f %7.3f\n", p, la, a, qa, b, b / a }'
+    a=$(kld "$W/ll.gguf"); b=$(kld "$W/qf.gguf"); c=""
+    if [ "${GPTQ:-0}" = 1 ]; then
+        "$Q" convert "$M" -o "$W/qg.gguf" --type "$p" --imatrix "$W/qf-im.gguf" --gptq "$M/calib.txt" --gptq-chunks 64 --quiet > /dev/null 2>&1
+        c=$(kld "$W/qg.gguf")
+    fi
+    awk -v p="$p" -v la="$(stat -c %s "$W/ll.gguf")" -v qa="$(stat -c %s "$W/qf.gguf")" -v a="$a" -v b="$b" -v c="$c" -v g="${GPTQ:-0}" 'BEGIN {
+        if (a == "" || b == "") printf "%-8s %12d %10s %12d %10s %7s", p, la, a == "" ? "n/a" : a, qa, b == "" ? "n/a" : b, "-"
+        else printf "%-8s %12d %10.5f %12d %10.5f %7.3f", p, la, a, qa, b, b / a
+        if (g == 1) { if (c == "" || a == "") printf " %12s %7s", c == "" ? "n/a" : c, "-"; else printf " %12.5f %7.3f", c, c / a }
+        printf "\n" }'
 done
