@@ -53,13 +53,16 @@ typedef struct {
 /* Weights the engine multiplies by (observer identity).  Expert kinds carry an expert
  * index; CAL_W_K_B/CAL_W_V_B are the MLA halves of kv_b in GGUF form (attn_k_b: input q_nope
  * per head, N wide; attn_v_b: input the per-head attention output in the latent space, KVL
- * wide), reported only when cal_observer.want_mla_split is set. */
+ * wide), reported only when cal_observer.want_mla_split is set.  The V3.2 indexer's inputs are
+ * reported at every context length (llama.cpp's graph always runs the indexer, so
+ * llama-imatrix has entries for it), even where the engine skips it (n_ctx <= top_k). */
 typedef enum {
     CAL_W_Q, CAL_W_K, CAL_W_V, CAL_W_O,
     CAL_W_Q_A, CAL_W_Q_B, CAL_W_KV_A, CAL_W_KV_B, CAL_W_K_B, CAL_W_V_B,
     CAL_W_GATE, CAL_W_UP, CAL_W_DOWN,
     CAL_W_ROUTER, CAL_W_EXP_GATE, CAL_W_EXP_UP, CAL_W_EXP_DOWN,
     CAL_W_SH_GATE, CAL_W_SH_UP, CAL_W_SH_DOWN,
+    CAL_W_IDX_Q_B, CAL_W_IDX_K, CAL_W_IDX_PROJ,   /* V3.2 lightning indexer (wq_b, wk, weights_proj) */
     CAL_W_OUTPUT,
     CAL_W_KIND_COUNT
 } cal_wkind;

@@ -150,6 +150,15 @@ static bool dsa_active(const fwd_ctx *c, const cal_layer *l) {
     return c->m->hp.index_topk > 0 && c->n_ctx > c->m->hp.index_topk && l->idx_q_b.present;
 }
 
+/* The indexer's matmul inputs, to the observer (qa for wq_b, xn for wk and weights_proj). */
+static void dsa_report(fwd_ctx *c, const cal_layer *l, const float *xn, const float *qa, int64_t T) {
+    if (!c->obs || !c->obs->matmul_input || !l->idx_q_b.present || !qa) return;
+    const int64_t E = c->m->hp.n_embd, QL = c->m->hp.q_lora;
+    c->obs->matmul_input(c->obs->ud, CAL_W_IDX_Q_B, c->layer, -1, qa, QL, T, QL);
+    c->obs->matmul_input(c->obs->ud, CAL_W_IDX_K, c->layer, -1, xn, E, T, E);
+    c->obs->matmul_input(c->obs->ud, CAL_W_IDX_PROJ, c->layer, -1, xn, E, T, E);
+}
+
 /* The lightning indexer of DeepSeek Sparse Attention (V3.2), as llama.cpp's deepseek32 graph
  * computes it: q_I = idx_q_b · qa (qa the normed q latent) [T, IH, ID]; k_I = LayerNorm(idx_k ·
  * xn) (weight and bias, eps 1e-6) [T, ID]; both roped NEOX-style (rotate-half) over their
@@ -167,7 +176,7 @@ static qx_status dsa_select(fwd_ctx *c, const cal_layer *l, const float *xn, con
     float *wi = xmalloc((size_t)(T * IH) * sizeof(float), e);        /* [T, IH] */
     qx_status s = QX_ENOMEM;
     if (!qi || !ki || !wi) goto done;
-    /* the indexer's own weights are not reported to matmul_input (no cal_wkind names them) */
+    dsa_report(c, l, xn, qa, T);
     const kn_weight *ws[3] = { &l->idx_q_b.w, &l->idx_k.w, &l->idx_proj.w };
     const float *xs[3] = { qa, xn, xn };
     const int64_t lds[3] = { hp->q_lora, E, E };
@@ -194,7 +203,14 @@ done:
 static qx_status mla_query_sel(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *q, int32_t **sel,
                                qx_err *e) {
     *sel = NULL;
-    if (!dsa_active(c, l)) return mla_query(c, l, xn, T, q, NULL, e);
+    if (!dsa_active(c, l)) {
+        if (!(l->idx_q_b.present && c->obs && c->obs->matmul_input)) return mla_query(c, l, xn, T, q, NULL, e);
+        float *qa = NULL;   /* indexer skipped (dense), its inputs still reported */
+        QX_TRY(mla_query(c, l, xn, T, q, &qa, e));
+        dsa_report(c, l, xn, qa, T);
+        free(qa);
+        return QX_OK;
+    }
     float *qa = NULL;
     QX_TRY(mla_query(c, l, xn, T, q, &qa, e));
     *sel = xmalloc((size_t)(T * c->m->hp.index_topk) * sizeof(int32_t), e);
@@ -436,13 +452,15 @@ static const char *const hf_suffix[CAL_W_KIND_COUNT] = {
     "self_attn.q_a_proj", "self_attn.q_b_proj", "self_attn.kv_a_proj_with_mqa", "self_attn.kv_b_proj", NULL, NULL,
     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
     "mlp.gate", "gate_proj", "up_proj", "down_proj",
-    "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj", NULL };
+    "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj",
+    "self_attn.indexer.wq_b", "self_attn.indexer.wk", "self_attn.indexer.weights_proj", NULL };
 static const char *const gguf_name[CAL_W_KIND_COUNT] = {
     "attn_q", "attn_k", "attn_v", "attn_output",
     "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b", "attn_k_b", "attn_v_b",
     "ffn_gate", "ffn_up", "ffn_down",
     "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
-    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "output" };
+    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp",
+    "indexer.attn_q_b", "indexer.attn_k", "indexer.proj", "output" };
 
 bool cal_weight_name(cal_wkind kind, int layer, int expert, bool gguf, char *buf, size_t cap) {
     if ((unsigned)kind >= CAL_W_KIND_COUNT) return false;

@@ -602,6 +602,43 @@ static void test_v32(void) {
     /* n_ctx 128 > top_k 64: DeepSeek Sparse Attention (tests/test_dsa.c checks its values) runs */
     int rc = tu_system("%s ppl '%s' --text '%s' --ctx 128 --chunks 4 -t 2 > /dev/null 2>&1", tu_qforge(), out, txt);
     TU_CHECK(rc == 0, "ctx 128 > top_k: exit %d", rc);
+    /* imatrix: the indexer's weights have entries at any context (llama.cpp's graph always runs
+     * the indexer, llama-imatrix collects them), inputs qa (wq_b) and xn (wk, weights_proj): the
+     * same sums as attn_q_b's and attn_q_a's; an IQ2_XXS build attaches them */
+    for (int k = 0; k < 2; k++) {
+        const char *imf = path_in(k ? "v32-im128.gguf" : "v32-im64.gguf");
+        rc = tu_system("%s imatrix '%s' --text '%s' --ctx %d --chunks 4 -o '%s' > /dev/null 2>&1", tu_qforge(), out, txt, k ? 128 : 64, imf);
+        TU_CHECK(rc == 0, "imatrix ctx %d: exit %d", k ? 128 : 64, rc);
+        im_matrix *im = NULL;
+        TU_OK(im_load(&im, imf, &e), &e);
+        if (!im) continue;
+        for (int L = 0; L < 3; L++) {
+            static const char *const pair[3][2] = { { "indexer.attn_q_b", "attn_q_b" }, { "indexer.attn_k", "attn_q_a" },
+                                                    { "indexer.proj", "attn_q_a" } };
+            for (int j = 0; j < 3; j++) {
+                char a[96], b[96];
+                snprintf(a, sizeof a, "blk.%d.%s.weight", L, pair[j][0]);
+                snprintf(b, sizeof b, "blk.%d.%s.weight", L, pair[j][1]);
+                const im_entry *ea = im_find(im, a), *eb = im_find(im, b);
+                TU_CHECK(ea && eb, "ctx %d: imatrix entry %s / %s missing", k ? 128 : 64, a, b);
+                if (!ea || !eb) continue;
+                TU_CHECK(ea->ne0 == eb->ne0 && ea->nmat == 1 && ea->counts[0] == eb->counts[0] && ea->counts[0] > 0 &&
+                             !memcmp(ea->in_sum2, eb->in_sum2, (size_t)ea->ne0 * sizeof(float)),
+                         "%s: not the sums of its input (%s)", a, b);
+            }
+        }
+        im_free(im);
+        if (k) continue;
+        const char *iq = path_in("v32-iq2.gguf");
+        rc = tu_system("%s convert '%s' -o '%s' --type IQ2_XXS --imatrix '%s' --quiet > /dev/null 2>&1", tu_qforge(), dir, iq, imf);
+        TU_CHECK(rc == 0, "IQ2_XXS with the imatrix: exit %d", rc);
+        gf_file *g = NULL;
+        TU_OK(gf_open(&g, iq, &e), &e);
+        const gf_tensor *t = g ? gf_find_tensor(g, "blk.1.indexer.attn_q_b.weight") : NULL;
+        TU_CHECK(t && t->type == QT_IQ2_XXS, "blk.1.indexer.attn_q_b.weight: %s", t ? qt_type_name(t->type) : "missing");
+        if (g) gf_close(g);
+        unlink(iq);
+    }
     unlink(out);
     unlink(out2);
 
