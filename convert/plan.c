@@ -131,7 +131,10 @@ static void attach_imatrix(cv_plan *pl) {
         im_entry *en = im_find(pl->im, o->name);
         if (!en) continue;
         qx_err e2;
-        if (pl->im->legacy && im_entry_reshape(en, o->ne[0], &e2) != QX_OK) {
+        /* flat entries: a legacy .dat's, and llama-imatrix's GGUF entry of a per-head 3-D weight
+         * (attn_k_b / attn_v_b: plain MUL_MAT, in_sum2 [ne0 * n_head, 1], one count) */
+        bool flat = pl->im->legacy || (en->nmat == 1 && o->ne[2] > 1 && en->ne0 == o->ne[0] * o->ne[2]);
+        if (flat && im_entry_reshape(en, o->ne[0], &e2) != QX_OK) {
             cv_warn(pl, "imatrix entry '%s' ignored: %s", o->name, e2.msg);
             continue;
         }

@@ -457,6 +457,24 @@ static void test_imatrix(const char *dir) {
     int64_t E = (int64_t)jnum(c, "hidden_size"), X = (int64_t)jnum(c, "n_routed_experts");
     int L = (int)jnum(c, "first_k_dense_replace");
     json_decref(c);
+    const char *a = tpath("im-no.gguf"), *b = tpath("im-yes.gguf");
+    const char *kb = "blk.0.attn_k_b.weight";
+    int64_t kb_ne0 = 0, kb_nh = 0;
+    cv_params p;
+    cv_default_params(&p);
+    p.preset = "Q2_K";
+    cv_plan *pl;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (pl) {
+        for (size_t i = 0; i < cv_plan_tensor_count(pl); i++) {
+            cv_tensor_info t;
+            cv_plan_tensor(pl, i, &t);
+            if (!strcmp(t.name, kb)) { kb_ne0 = t.ne[0]; kb_nh = t.ne[2]; }
+        }
+        TU_OK(cv_execute(pl, a, &p, NULL, &e), &e);
+        cv_plan_free(pl);
+    }
+    TU_CHECK(kb_ne0 > 0 && kb_nh > 1, "%s: ne [%lld, .., %lld]", kb, (long long)kb_ne0, (long long)kb_nh);
     im_matrix *im;
     TU_OK(im_create(&im, &e), &e);
     char name[96];
@@ -467,17 +485,17 @@ static void test_imatrix(const char *dir) {
         en->counts[k] = 1;
         for (int64_t j = 0; j < E; j++) en->in_sum2[k * E + j] = j % X == k ? 1000.0f : 1.0f;
     }
+    /* attn_k_b as llama-imatrix writes it (a plain MUL_MAT over a per-head 3-D weight):
+     * in_sum2 [ne0 * n_head, 1], one count; it must attach per head, not be ignored */
+    if (kb_ne0 > 0 && kb_nh > 1) {
+        TU_OK(im_add(im, kb, kb_ne0 * kb_nh, 1, &en, &e), &e);
+        en->counts[0] = 1;
+        for (int64_t j = 0; j < kb_ne0 * kb_nh; j++) en->in_sum2[j] = j % 7 == (j / kb_ne0) % 7 ? 1000.0f : 1.0f;
+    }
     TU_OK(im_add_dataset(im, "test", &e), &e);
     const char *imf = tpath("test.imatrix");
     TU_OK(im_write_gguf(im, imf, &e), &e);
     im_free(im);
-    const char *a = tpath("im-no.gguf"), *b = tpath("im-yes.gguf");
-    cv_params p;
-    cv_default_params(&p);
-    p.preset = "Q2_K";
-    cv_plan *pl;
-    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
-    if (pl) { TU_OK(cv_execute(pl, a, &p, NULL, &e), &e); cv_plan_free(pl); }
     p.imatrix = imf;
     TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
     if (pl) {
@@ -494,6 +512,9 @@ static void test_imatrix(const char *dir) {
             double wa = weighted_err(ta, m, L, x, X), wb = weighted_err(tb, m, L, x, X);
             TU_CHECK(wb < 0.9 * wa, "expert %lld: weighted error with imatrix %.4g not below %.4g without", (long long)x, wb, wa);
         }
+        const gf_tensor *ka = gf_find_tensor(ga, kb), *kbt = gf_find_tensor(gb, kb);
+        TU_CHECK(ka && kbt && ka->nbytes == kbt->nbytes && memcmp(ka->data, kbt->data, ka->nbytes) != 0,
+                 "%s: the flat (llama-imatrix) entry changed nothing", kb);
         /* a tensor without an entry is unchanged by the imatrix */
         const gf_tensor *qa = gf_find_tensor(ga, "token_embd.weight"), *qb = gf_find_tensor(gb, "token_embd.weight");
         TU_CHECK(qa && qb && qa->nbytes == qb->nbytes && !memcmp(qa->data, qb->data, qa->nbytes), "token_embd changed by an unrelated imatrix");
