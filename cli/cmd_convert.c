@@ -33,6 +33,9 @@ static void usage(FILE *f, bool quantize) {
                "                            tensor bytes per file; SIZE in bytes or with M / G (10^6 / 10^9, as llama-gguf-split)\n"
                "  --split-max-tensors N     split the output: at most N tensors per file\n"
                "  --dry-run                 print the plan (every tensor, type, size, totals, exact file size) and exit\n"
+               "  --skeleton                with --dry-run and -o: also write OUT as the planned file with its tensor data\n"
+               "                            a hole (sparse; exact header and size, data zeros, checksums unset), e.g. as\n"
+               "                            input to llama-quantize --dry-run\n"
                "  --resume                  continue an interrupted run from OUT.part and its journal\n"
                "  -t, --threads N           worker threads (default: all)\n"
                "  --json FILE               write the summary as JSON\n"
@@ -156,7 +159,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     cv_params p;
     cv_default_params(&p);
     const char *in = NULL, *out = NULL, *json = NULL, *type_pos = NULL;
-    bool dry = false, quiet = false;
+    bool dry = false, quiet = false, skeleton = false;
     cli_gptq_opts gq;
     cli_gptq_defaults(&gq);
     cli_alloc_opts ao = {0};
@@ -190,6 +193,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
             else if (v) p.split_max_tensors = (uint64_t)n;
         }
         else if (!strcmp(a, "--dry-run")) dry = true;
+        else if (!strcmp(a, "--skeleton")) skeleton = true;
         else if (!strcmp(a, "--resume")) p.resume = true;
         else if (!strcmp(a, "--quiet")) quiet = true;
         else if (!strcmp(a, "--json")) json = VAL();
@@ -206,6 +210,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (type_pos) p.preset = type_pos;
     if (rc == 0 && !in) rc = cli_usage_error(cmd, quantize ? "missing IN.gguf" : "missing HFDIR");
     if (rc == 0 && !out && !dry) rc = cli_usage_error(cmd, "missing %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
+    if (rc == 0 && skeleton && (!dry || !out))
+        rc = cli_usage_error(cmd, "--skeleton needs --dry-run and %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
     if (rc == 0) rc = cli_alloc_prepare(&ao, cmd, in, quantize, &p, tt, quiet && !dry);
     if (rc) { cli_alloc_free(&ao); free(tt); return rc; }
 
@@ -236,6 +242,10 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         r.peak_rss_bytes = qx_peak_rss_bytes();
         printf("planned in %.2f s\n", r.seconds);
         rc = json ? write_json(json, out ? out : "", &r, pl, true) : 0;
+        if (rc == 0 && skeleton) {
+            if (cv_write_skeleton(pl, out, &e) != QX_OK) rc = cli_fail(&e);
+            else printf("skeleton written: %s (tensor data a hole)\n", out);
+        }
         cv_plan_free(pl);
         cli_alloc_free(&ao); free(tt);
         return rc;

@@ -107,6 +107,11 @@ size_t cv_plan_split_tensors(const cv_plan *pl, int k);
  * else llama.cpp's PREFIX-%05d-of-%05d.gguf with PREFIX = out less a trailing ".gguf".
  * False when it does not fit in cap. */
 bool cv_output_path(const cv_plan *pl, const char *out, int k, char *buf, size_t cap);
+/* The planned output without its tensor data (--dry-run --skeleton): every file of the plan
+ * (cv_output_path) gets its exact header (metadata, tensor infos; qforge.tensor_xxh3 left at
+ * zeros) and is sized to its exact length, the data a hole (a sparse file reading as zeros).
+ * For tools that read headers only, e.g. llama-quantize --dry-run on the same tensor list. */
+qx_status cv_write_skeleton(const cv_plan *pl, const char *out_path, qx_err *e);
 uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama.cpp's "size") */
 uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
 uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */

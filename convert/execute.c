@@ -340,6 +340,19 @@ bool cv_output_path(const cv_plan *pl, const char *out, int k, char *buf, size_t
     return gf_split_name(buf, cap, prefix, k, n);
 }
 
+qx_status cv_write_skeleton(const cv_plan *pl, const char *out_path, qx_err *e) {
+    for (int k = 0; k < gf_writer_split_count(pl->w); k++) {
+        char path[PATH_CAP];
+        if (!cv_output_path(pl, out_path, k, path, sizeof path)) return qx_fail(e, QX_EINVAL, "%s: path too long", out_path);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) return qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "cannot create %s: %s", path, strerror(errno));
+        qx_status s = gf_writer_write_header_at(pl->w, k, fd, path, e);   /* header, then ftruncate: the data is a hole */
+        if (close(fd) != 0 && s == QX_OK) s = qx_fail(e, QX_EIO, "%s: %s", path, strerror(errno));
+        QX_TRY(s);
+    }
+    return QX_OK;
+}
+
 static void outset_free(outset *os) {
     free(os->final);
     free(os->part);

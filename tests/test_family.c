@@ -20,6 +20,7 @@
 #include "tok/tok.h"
 
 #include <jansson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *tmp;
@@ -348,6 +349,48 @@ static void test_k2(void) {
         printf("  %s: synth %.1f s, Q4_K_M plan %.2f s, %.2f MiB, %.3f bpw\n", presets[k], t1 - t0, t2 - t1,
                (double)cv_plan_tensor_bytes(pl) / 1048576.0, cv_plan_bpw(pl));
         cv_plan_free(pl);
+    }
+    /* --dry-run --skeleton: the planned BF16 file of the 1T model with its data a hole, the input
+     * llama-quantize --dry-run reads (docs/family.md): header equal to the plan, exact size, sparse */
+    {
+        cv_params p;
+        cv_default_params(&p);
+        p.preset = "BF16";
+        cv_plan *pl = NULL;
+        char sk[1200];
+        snprintf(sk, sizeof sk, "%s/skeleton.gguf", tmp);
+        TU_OK(cv_plan_create(&pl, path_in(presets[0]), &p, &e), &e);
+        if (pl) {
+            TU_OK(cv_write_skeleton(pl, sk, &e), &e);
+            struct stat st;
+            TU_CHECK(stat(sk, &st) == 0 && (uint64_t)st.st_size == cv_plan_file_size(pl), "skeleton size %lld, planned %llu",
+                     (long long)st.st_size, (unsigned long long)cv_plan_file_size(pl));
+            TU_CHECK((uint64_t)st.st_blocks * 512u < (64u << 20), "skeleton occupies %lld bytes: not sparse", (long long)st.st_blocks * 512);
+            gf_file *g = NULL;
+            TU_OK(gf_open(&g, sk, &e), &e);
+            size_t n = cv_plan_tensor_count(pl), bad = 0;
+            TU_CHECK(g && gf_tensor_count(g) == n, "skeleton: %zu tensors, planned %zu", g ? gf_tensor_count(g) : 0, n);
+            for (size_t i = 0; g && i < n && i < gf_tensor_count(g); i++) {
+                cv_tensor_info t;
+                cv_plan_tensor(pl, i, &t);
+                const gf_tensor *h = gf_tensor_at(g, i);
+                bad += strcmp(h->name, t.name) || h->type != t.type || h->nbytes != t.nbytes || h->file_offset != t.offset ||
+                       memcmp(h->ne, t.ne, sizeof h->ne);
+            }
+            TU_CHECK(bad == 0, "skeleton: %zu tensors differ from the plan", bad);
+            uint32_t nx = 0;
+            if (g) TU_OK(gf_get_u32(g, "deepseek2.expert_count", &nx, &e), &e);
+            TU_CHECK(nx == 384, "skeleton expert_count %u", nx);
+            if (g) gf_close(g);
+            cv_plan_free(pl);
+        }
+        unlink(sk);
+        int rc = tu_system("%s convert '%s' -o '%s' --type BF16 --skeleton > /dev/null 2>&1", tu_qforge(), path_in(presets[0]), sk);
+        TU_CHECK(rc == 2 && access(sk, F_OK) != 0, "--skeleton without --dry-run: exit %d, want 2 and no file", rc);
+        rc = tu_system("%s convert '%s' -o '%s' --type Q2_K --dry-run --skeleton --quiet > /dev/null 2>&1", tu_qforge(), path_in(presets[0]), sk);
+        struct stat st;
+        TU_CHECK(rc == 0 && stat(sk, &st) == 0 && st.st_size > (1LL << 30), "--dry-run --skeleton: exit %d", rc);
+        unlink(sk);
     }
     /* peak RSS of the dry-run plan, in its own process */
     for (int k = 0; k < 2; k++) {
