@@ -21,10 +21,13 @@ W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 "$LLAMA_BIN/llama-imatrix" -m "$W/f32.gguf" -f "$M/calib.txt" -c 128 --chunks 64 -o "$W/ll-im.gguf" -t "$J" > "$W/log" 2>&1
 "$LLAMA_BIN/llama-perplexity" -m "$W/f32.gguf" -f "$M/eval.txt" -c 256 -b 256 --chunks 64 --kl-divergence-base "$W/base.kld" -t "$J" > "$W/log" 2>&1
 "$Q" imatrix "$M" --text "$M/calib.txt" --ctx 128 --chunks 64 -o "$W/qf-im.gguf" -t "$J" > /dev/null 2>&1
-kld() {   # file -> mean KLD by llama-perplexity
-    "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$M/eval.txt" --kl-divergence-base "$W/base.kld" --kl-divergence \
-        -c 256 -b 256 --chunks 64 -t "$J" > "$W/log" 2>&1 || true
-    grep -m1 "Mean    KLD" "$W/log" | awk '{print $3}'
+kld() {   # file -> mean KLD by llama-perplexity (it sometimes exits without its summary: up to 3 runs)
+    for try in 1 2 3; do
+        "$LLAMA_BIN/llama-perplexity" -m "$1" -f "$M/eval.txt" --kl-divergence-base "$W/base.kld" --kl-divergence \
+            -c 256 -b 256 --chunks 64 -t "$J" > "$W/log" 2>&1 || true
+        k=$(grep -m1 "Mean    KLD" "$W/log" | awk '{print $3}')
+        [ -n "$k" ] && { echo "$k"; return; }
+    done
 }
 printf "%-8s %12s %10s %12s %10s %7s" preset "llama bytes" "llama KLD" "qforge bytes" "qforge KLD" ratio
 [ "${GPTQ:-0}" = 1 ] && printf " %12s %7s" "+gptq KLD" ratio
