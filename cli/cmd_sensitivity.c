@@ -97,11 +97,8 @@ int cmd_sensitivity(int argc, char **argv) {
         snprintf(names[i], GF_NAME_MAX, "%s", t.name);
         qt_type c[CV_SENS_MAX_OPT];
         im_entry *en = im ? im_find(im, t.name) : NULL;   /* usable as convert/plan.c attaches it */
-        qx_err e2;   /* llama-imatrix's flat entry of a per-head 3-D weight (attn_k_b/attn_v_b): split per head */
-        if (en && (im->legacy || (en->nmat == 1 && t.ne[2] > 1 && en->ne0 == t.ne[0] * t.ne[2])) && en->ne0 != t.ne[0] &&
-            im_entry_reshape(en, t.ne[0], &e2) != QX_OK)
-            en = NULL;
-        bool have = en && en->ne0 == t.ne[0] && (en->nmat == 1 || en->nmat == t.ne[2]);
+        qx_err e2;
+        bool have = en && im_entry_fit(en, im->legacy, t.ne[0], t.ne[2], &e2) == QX_OK;
         int k = candidates(t.ne[0], have, c);
         if (!k) continue;
         ngroups++;

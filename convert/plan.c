@@ -131,16 +131,8 @@ static void attach_imatrix(cv_plan *pl) {
         im_entry *en = im_find(pl->im, o->name);
         if (!en) continue;
         qx_err e2;
-        /* flat entries: a legacy .dat's, and llama-imatrix's GGUF entry of a per-head 3-D weight
-         * (attn_k_b / attn_v_b: plain MUL_MAT, in_sum2 [ne0 * n_head, 1], one count) */
-        bool flat = pl->im->legacy || (en->nmat == 1 && o->ne[2] > 1 && en->ne0 == o->ne[0] * o->ne[2]);
-        if (flat && im_entry_reshape(en, o->ne[0], &e2) != QX_OK) {
+        if (im_entry_fit(en, pl->im->legacy, o->ne[0], o->ne[2], &e2) != QX_OK) {
             cv_warn(pl, "imatrix entry '%s' ignored: %s", o->name, e2.msg);
-            continue;
-        }
-        if (en->ne0 != o->ne[0] || (en->nmat != 1 && en->nmat != o->ne[2])) {
-            cv_warn(pl, "imatrix entry '%s' ignored: shape [%lld, %lld] does not fit the tensor [%lld, .., %lld]", o->name,
-                    (long long)en->ne0, (long long)en->nmat, (long long)o->ne[0], (long long)o->ne[2]);
             continue;
         }
         o->imp = en;

@@ -503,6 +503,11 @@ qx_status im_load_mem(im_matrix **out, const uint8_t *buf, uint64_t len, const c
  * ne0 columns, each with the entry's count; no-op when en->ne0 == ne0 already.  QX_ESHAPE
  * when the sizes do not divide. */
 qx_status im_entry_reshape(im_entry *en, int64_t ne0, qx_err *e);
+/* Makes en usable for a weight of rows ne0 and nmat stacked matrices (experts or heads):
+ * splits a flat entry (a legacy .dat's, or llama-imatrix's of a per-head 3-D weight such as
+ * attn_k_b/attn_v_b: a plain MUL_MAT, in_sum2 [ne0 * nmat, 1], one count) into rows of ne0,
+ * then checks the shape.  QX_ESHAPE (message says why) when it does not fit. */
+qx_status im_entry_fit(im_entry *en, bool legacy, int64_t ne0, int64_t nmat, qx_err *e);
 /* Per-column importance of matrix k (0 <= k < nmat): out[j] = in_sum2[k][j] / counts[k],
  * all ones when counts[k] == 0.  out holds ne0 floats. */
 qx_status im_importance(const im_entry *en, int64_t k, float *out, qx_err *e);

@@ -88,6 +88,15 @@ qx_status im_entry_reshape(im_entry *en, int64_t ne0, qx_err *e) {
     return QX_OK;
 }
 
+qx_status im_entry_fit(im_entry *en, bool legacy, int64_t ne0, int64_t nmat, qx_err *e) {
+    bool flat = legacy || (en->nmat == 1 && nmat > 1 && en->ne0 == ne0 * nmat);
+    if (flat) QX_TRY(im_entry_reshape(en, ne0, e));
+    if (en->ne0 != ne0 || (en->nmat != 1 && en->nmat != nmat))
+        return qx_fail(e, QX_ESHAPE, "shape [%lld, %lld] does not fit the tensor [%lld, .., %lld]", (long long)en->ne0,
+                       (long long)en->nmat, (long long)ne0, (long long)nmat);
+    return QX_OK;
+}
+
 qx_status im_importance(const im_entry *en, int64_t k, float *out, qx_err *e) {
     if (k < 0 || k >= en->nmat)
         return qx_fail(e, QX_EINVAL, "imatrix: entry '%s': matrix %lld out of range (%lld)", en->name, (long long)k, (long long)en->nmat);

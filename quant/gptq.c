@@ -233,52 +233,48 @@ static int elem_nearest(const qg_lev *L, float v, float *q) {
 
 /* ---- group codes of IQ2_XXS and IQ1_S (8 elements, fixed block scales) ---- */
 
-/* Nearest point of an 8-wide grid of magnitudes (bytes of grid[k], times db) to the group v
- * in the metric h; the signs follow v, and with `parity` an even number of them is negative
- * (the one flip of least cost is paid when needed).  *neg gets the sign bits. */
-static int grid8_nearest(const uint64_t *grid, int ng, float db, const float *v, const float *h, bool parity, int *neg_out) {
-    int neg = 0;
-    for (int j = 0; j < 8; j++)
-        if (v[j] < 0) neg |= 1 << j;
-    bool odd = parity && (__builtin_popcount((unsigned)neg) & 1);
-    float best = INFINITY;
-    int bk = 0, bj = -1;
+/* Nearest point of a grid of `width` byte magnitudes (point k at grid + k * width, times db)
+ * to v in the metric h, signs following v: the best point as it is (c0, k0) and the best with
+ * one sign taken the other way at least cost (c1, k1, flipping element j1), which is what an
+ * even-parity sign rule pays when v has an odd number of negatives. */
+typedef struct { float c0, c1; int k0, k1, j1; } grid_pick;
+
+static inline grid_pick grid_nearest(const uint8_t *grid, int width, int ng, float db, const float *v, const float *h) {
+    grid_pick p = { INFINITY, INFINITY, 0, 0, 0 };
     for (int k = 0; k < ng; k++) {
-        const uint8_t *gr = (const uint8_t *)&grid[k];
+        const uint8_t *gr = grid + (size_t)k * (size_t)width;
         float cost = 0, flip = INFINITY;
         int fj = 0;
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < width; j++) {
             float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
             cost += h[j] * e * e;
             float fc = h[j] * 4.f * av * gv;   /* cost of taking the other sign */
             if (fc < flip) { flip = fc; fj = j; }
         }
-        if (odd) cost += flip;
-        if (cost < best) { best = cost; bk = k; bj = odd ? fj : -1; }
+        if (cost < p.c0) { p.c0 = cost; p.k0 = k; }
+        if (cost + flip < p.c1) { p.c1 = cost + flip; p.k1 = k; p.j1 = fj; }
     }
-    *neg_out = bj >= 0 ? neg ^ (1 << bj) : neg;
-    return bk;
+    return p;
 }
 
-/* The same for a 4-wide grid, one half of an 8-group: the best point with the signs of v
- * (*c0, *k0) and the best with one sign taken the other way (*c1, *k1, *j1). */
-static void grid4_nearest(const uint32_t *grid, int ng, float db, const float *v, const float *h, float *c0, int *k0,
-                          float *c1, int *k1, int *j1) {
-    *c0 = *c1 = INFINITY;
-    *k0 = *k1 = *j1 = 0;
-    for (int k = 0; k < ng; k++) {
-        const uint8_t *gr = (const uint8_t *)&grid[k];
-        float cost = 0, flip = INFINITY;
-        int fj = 0;
-        for (int j = 0; j < 4; j++) {
-            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
-            cost += h[j] * e * e;
-            float fc = h[j] * 4.f * av * gv;
-            if (fc < flip) { flip = fc; fj = j; }
-        }
-        if (cost < *c0) { *c0 = cost; *k0 = k; }
-        if (cost + flip < *c1) { *c1 = cost + flip; *k1 = k; *j1 = fj; }
+static int neg_bits(const float *v, int n) {
+    int neg = 0;
+    for (int j = 0; j < n; j++)
+        if (v[j] < 0) neg |= 1 << j;
+    return neg;
+}
+
+/* An 8-wide grid (uint64 points): the point index; *neg_out the sign bits, with `parity` an
+ * even number of them negative. */
+static int grid8_nearest(const uint64_t *grid, int ng, float db, const float *v, const float *h, bool parity, int *neg_out) {
+    int neg = neg_bits(v, 8);
+    grid_pick p = grid_nearest((const uint8_t *)grid, 8, ng, db, v, h);
+    if (parity && (__builtin_popcount((unsigned)neg) & 1)) {
+        *neg_out = neg ^ (1 << p.j1);
+        return p.k1;
     }
+    *neg_out = neg;
+    return p.k0;
 }
 
 static void put_signed8(float *q, float db, const uint8_t *mag, int neg) {
@@ -336,15 +332,13 @@ static void iq3xxs_group(uint8_t *blk, int g, const float *v, const float *h, fl
     uint32_t a;
     memcpy(&a, sp, 4);
     float db = f16(x->d) * (0.5f + (float)(a >> 28)) * 0.5f;
-    float c0[2], c1[2];
-    int k0[2], k1[2], j1[2], neg = 0;
-    for (int j = 0; j < 8; j++)
-        if (v[j] < 0) neg |= 1 << j;
-    for (int hh = 0; hh < 2; hh++) grid4_nearest(qt_iq3xxs_grid, 256, db, v + 4 * hh, h + 4 * hh, &c0[hh], &k0[hh], &c1[hh], &k1[hh], &j1[hh]);
-    int ka = k0[0], kb = k0[1];
+    int neg = neg_bits(v, 8);
+    grid_pick p[2];
+    for (int hh = 0; hh < 2; hh++) p[hh] = grid_nearest((const uint8_t *)qt_iq3xxs_grid, 4, 256, db, v + 4 * hh, h + 4 * hh);
+    int ka = p[0].k0, kb = p[1].k0;
     if (__builtin_popcount((unsigned)neg) & 1) {
-        if (c1[0] + c0[1] <= c0[0] + c1[1]) { ka = k1[0]; neg ^= 1 << j1[0]; }
-        else { kb = k1[1]; neg ^= 1 << (4 + j1[1]); }
+        if (p[0].c1 + p[1].c0 <= p[0].c0 + p[1].c1) { ka = p[0].k1; neg ^= 1 << p[0].j1; }
+        else { kb = p[1].k1; neg ^= 1 << (4 + p[1].j1); }
     }
     uint8_t mag[8];
     memcpy(mag, &qt_iq3xxs_grid[ka], 4);
@@ -362,11 +356,8 @@ static void iq3s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     qt_block_iq3_s *x = (void *)blk;
     int ib = g / 4, l = g % 4;
     float db = f16(x->d) * (float)(1 + 2 * ((x->scales[ib / 2] >> (4 * (ib % 2))) & 0xf));
-    float c0, c1;
-    int k[2], k1, j1, neg = 0;
-    for (int j = 0; j < 8; j++)
-        if (v[j] < 0) neg |= 1 << j;
-    for (int hh = 0; hh < 2; hh++) grid4_nearest(qt_iq3s_grid, 512, db, v + 4 * hh, h + 4 * hh, &c0, &k[hh], &c1, &k1, &j1);
+    int k[2], neg = neg_bits(v, 8);
+    for (int hh = 0; hh < 2; hh++) k[hh] = grid_nearest((const uint8_t *)qt_iq3s_grid, 4, 512, db, v + 4 * hh, h + 4 * hh).k0;
     uint8_t mag[8];
     memcpy(mag, &qt_iq3s_grid[k[0]], 4);
     memcpy(mag + 4, &qt_iq3s_grid[k[1]], 4);
@@ -379,26 +370,36 @@ static void iq3s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     x->signs[4 * ib + l] = (uint8_t)neg;
 }
 
+/* Nearest IQ1 grid point (values -1/0/+1, plus a delta, times dl) to v in the metric h over
+ * nd candidate deltas; *bk, *bd keep their values when no point is better (dl <= 0). */
+static void iq1_nearest(float dl, int nd, const float *deltas, const float *v, const float *h, int *bk, int *bd) {
+    if (!(dl > 0)) return;
+    float c3[2][8][3];   /* per delta: cost of value -1, 0, +1 at each element */
+    for (int d = 0; d < nd; d++)
+        for (int j = 0; j < 8; j++)
+            for (int s = 0; s < 3; s++) {
+                float e = v[j] - dl * ((float)(s - 1) + deltas[d]);
+                c3[d][j][s] = h[j] * e * e;
+            }
+    float best = INFINITY;
+    for (int k = 0; k < QT_IQ1S_NGRID; k++) {
+        const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
+        for (int d = 0; d < nd; d++) {
+            float cost = 0;
+            for (int j = 0; j < 8; j++) cost += c3[d][j][gr[j] + 1];
+            if (cost < best) { best = cost; *bk = k; *bd = d; }
+        }
+    }
+}
+
 static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
     qt_block_iq1_s *x = (void *)blk;
     int ib = g / 4, l = g % 4;
     unsigned qh = x->qh[ib];
     float dl = f16(x->d) * (float)(2 * ((qh >> 12) & 7) + 1);
     float delta = qh & 0x8000 ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
-    int cur = x->qs[4 * ib + l] | (int)((qh >> (3 * l)) & 7) << 8;
-    int bk = cur;
-    if (dl > 0) {
-        float c3[8][3];   /* cost of value -1, 0, +1 at each element */
-        for (int j = 0; j < 8; j++)
-            for (int s = 0; s < 3; s++) { float e = v[j] - dl * ((float)(s - 1) + delta); c3[j][s] = h[j] * e * e; }
-        float best = INFINITY;
-        for (int k = 0; k < QT_IQ1S_NGRID; k++) {
-            const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
-            float cost = 0;
-            for (int j = 0; j < 8; j++) cost += c3[j][gr[j] + 1];
-            if (cost < best) { best = cost; bk = k; }
-        }
-    }
+    int bk = x->qs[4 * ib + l] | (int)((qh >> (3 * l)) & 7) << 8, bd = 0;
+    iq1_nearest(dl, 1, &delta, v, h, &bk, &bd);
     const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
     for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);
     x->qs[4 * ib + l] = (uint8_t)(bk & 0xFF);
@@ -418,24 +419,8 @@ static void iq1m_group(uint8_t *blk, int g, const float *v, const float *h, floa
     int sh = 4 * (l % 2);
     int nib = (*qh >> sh) & 0xf;
     int bk = x->qs[g] | (nib & 7) << 8, bneg = nib >> 3;
-    if (dl > 0) {
-        float c3[2][8][3];   /* per delta sign: cost of value -1, 0, +1 at each element */
-        for (int d = 0; d < 2; d++)
-            for (int j = 0; j < 8; j++)
-                for (int s = 0; s < 3; s++) {
-                    float e = v[j] - dl * ((float)(s - 1) + (d ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA));
-                    c3[d][j][s] = h[j] * e * e;
-                }
-        float best = INFINITY;
-        for (int k = 0; k < QT_IQ1S_NGRID; k++) {
-            const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
-            for (int d = 0; d < 2; d++) {
-                float cost = 0;
-                for (int j = 0; j < 8; j++) cost += c3[d][j][gr[j] + 1];
-                if (cost < best) { best = cost; bk = k; bneg = d; }
-            }
-        }
-    }
+    static const float deltas[2] = { QT_IQ1S_DELTA, -QT_IQ1S_DELTA };
+    iq1_nearest(dl, 2, deltas, v, h, &bk, &bneg);
     const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
     float delta = bneg ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
     for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);
