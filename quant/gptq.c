@@ -439,12 +439,14 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t) {
     return tr && tr->quantized && tr->from_float && tr->to_float ? QT_GPTQ_BLOCK : QT_GPTQ_NONE;
 }
 
-/* Fixes column j at value q and moves its error into columns j+1..n-1 of w; returns the
- * scaled error e (e^2 is what fixing j adds to the row's output error). */
-static inline float feed(float *w, const float *U, int64_t n, int64_t j, float q) {
+/* Fixes column j at value q and moves its error into columns j+1..lim-1 of w (lim = n: the
+ * whole row, the scalar reference; lim = the block's end: the lazy-batch form, which moves
+ * the rest with one product per block); returns the scaled error e (e^2 is what fixing j
+ * adds to the row's output error). */
+static inline float feed(float *w, const float *U, int64_t n, int64_t lim, int64_t j, float q) {
     const float *u = U + j * n;
     float e = (w[j] - q) / u[j];
-    for (int64_t k = j + 1; k < n; k++) w[k] -= e * u[k];
+    for (int64_t k = j + 1; k < lim; k++) w[k] -= e * u[k];
     return e;
 }
 
@@ -459,8 +461,9 @@ typedef struct {
 } qg_ctx;
 
 /* Chooses the codes of the block at b0 (already encoded in blk: scales fixed) in column
- * order with feedback into w; returns the block's added output error sum e^2. */
-static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
+ * order with feedback into w[.. lim); returns the block's added output error sum e^2 and,
+ * when err, each column's scaled error e. */
+static double block_pass(const qg_ctx *c, int64_t b0, int64_t lim, float *w, uint8_t *blk, float *err) {
     const int B = c->tr->blck;
     const int64_t n = c->n;
     double loss = 0;
@@ -471,7 +474,8 @@ static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
             elem_lev(c->t, blk, j, &L);
             elem_put(c->t, blk, j, elem_nearest(&L, w[b0 + j], &qv));
             c->rec[j] = w[b0 + j];
-            float e = feed(w, c->U, n, b0 + j, qv);
+            float e = feed(w, c->U, n, lim, b0 + j, qv);
+            if (err) err[j] = e;
             loss += (double)e * e;
         }
         return loss;
@@ -491,7 +495,8 @@ static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
             }
             for (int j = 0; j < 8; j++) {
                 c->rec[8 * g + j] = w[c0 + j];
-                float e = feed(w, c->U, n, c0 + j, c->q[j]);
+                float e = feed(w, c->U, n, lim, c0 + j, c->q[j]);
+                if (err) err[8 * g + j] = e;
                 loss += (double)e * e;
             }
         }
@@ -500,7 +505,8 @@ static double block_pass(const qg_ctx *c, int64_t b0, float *w, uint8_t *blk) {
     c->tr->to_float(blk, c->q, B);
     for (int j = 0; j < B; j++) {
         c->rec[j] = w[b0 + j];
-        float e = feed(w, c->U, n, b0 + j, c->q[j]);
+        float e = feed(w, c->U, n, lim, b0 + j, c->q[j]);
+        if (err) err[j] = e;
         loss += (double)e * e;
     }
     return loss;
@@ -518,9 +524,9 @@ static void gptq_row(const qg_ctx *c, const float *imp, float *w, uint8_t *out, 
         const float *ib = imp ? imp + b0 : NULL;
         memcpy(wb + b0, w + b0, (size_t)(n - b0) * sizeof(float));
         c->tr->from_float(w + b0, blk, B, ib);
-        double la = block_pass(c, b0, w, blk);
+        double la = block_pass(c, b0, n, w, blk, NULL);
         c->tr->from_float(c->rec, blkb, B, ib);
-        double lb = block_pass(c, b0, wb, blkb);
+        double lb = block_pass(c, b0, n, wb, blkb, NULL);
         if (lb < la) {
             memcpy(w + b0, wb + b0, (size_t)(n - b0) * sizeof(float));
             memcpy(blk, blkb, (size_t)c->tr->type_size);
@@ -528,8 +534,8 @@ static void gptq_row(const qg_ctx *c, const float *imp, float *w, uint8_t *out, 
     }
 }
 
-bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
-                      const float *imp) {
+bool qt_quantize_gptq_ref(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                          const float *imp) {
     const qt_traits *tr = qt_get_traits(t);
     qt_gptq_mode mode = qt_gptq_mode_of(t);
     if (mode == QT_GPTQ_NONE || qt_row_size(t, n) == 0 || !U) return false;
@@ -544,5 +550,117 @@ bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int
         gptq_row(&c, imp, w, (uint8_t *)dst + (uint64_t)r * rs, w + n, blkb);
     }
     free(w); free(blkb);
+    return true;
+}
+
+/* ---- the lazy-batch form (GPTQ's: one product per block instead of a row-wide update per
+ * column) ----
+ * Within a block the columns are walked as above with feedback into the block only; the
+ * chosen walk's errors E [R, B] are then moved into the rest of the rows at once:
+ * W[r, b1..n) -= sum_j E[r, j] U[b0 + j, b1..n), the sum taken in j order with one IEEE
+ * multiply and one subtract per term, exactly the operations the scalar walk performs on
+ * each element.  So codes and bytes equal qt_quantize_gptq_ref's (tests/test_gptq.c). */
+
+/* W[r, k] -= sum_j E[r, j] * Ub[j, k] for r < R, k < nc, j in order; W ld ldw, E ld B, Ub ld ldu. */
+static void fb_update_ref(float *W, int64_t ldw, int64_t R, const float *E, int B, const float *Ub, int64_t ldu, int64_t nc) {
+    enum { KT = 64 };
+    for (int64_t k0 = 0; k0 < nc; k0 += KT) {
+        int64_t kn = nc - k0 < KT ? nc - k0 : KT;
+        for (int64_t r = 0; r < R; r++) {
+            float *w = W + r * ldw + k0;
+            const float *er = E + r * B;
+            for (int j = 0; j < B; j++) {
+                const float e = er[j], *u = Ub + (int64_t)j * ldu + k0;
+                for (int64_t k = 0; k < kn; k++) w[k] -= e * u[k];
+            }
+        }
+    }
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+/* The same operations, 4 rows x 16 columns in registers (mul then sub: no FMA). */
+__attribute__((target("avx2")))
+static void fb_update_avx2(float *W, int64_t ldw, int64_t R, const float *E, int B, const float *Ub, int64_t ldu, int64_t nc) {
+    int64_t r = 0, k16 = nc - nc % 16;
+    for (; r + 4 <= R; r += 4) {
+        for (int64_t k = 0; k < k16; k += 16) {
+            __m256 a[4][2];
+            for (int i = 0; i < 4; i++) {
+                a[i][0] = _mm256_loadu_ps(W + (r + i) * ldw + k);
+                a[i][1] = _mm256_loadu_ps(W + (r + i) * ldw + k + 8);
+            }
+            const float *u = Ub + k;
+            for (int j = 0; j < B; j++, u += ldu) {
+                __m256 u0 = _mm256_loadu_ps(u), u1 = _mm256_loadu_ps(u + 8);
+                for (int i = 0; i < 4; i++) {
+                    __m256 e = _mm256_broadcast_ss(E + (r + i) * B + j);
+                    a[i][0] = _mm256_sub_ps(a[i][0], _mm256_mul_ps(e, u0));
+                    a[i][1] = _mm256_sub_ps(a[i][1], _mm256_mul_ps(e, u1));
+                }
+            }
+            for (int i = 0; i < 4; i++) {
+                _mm256_storeu_ps(W + (r + i) * ldw + k, a[i][0]);
+                _mm256_storeu_ps(W + (r + i) * ldw + k + 8, a[i][1]);
+            }
+        }
+        if (k16 < nc) fb_update_ref(W + r * ldw + k16, ldw, 4, E + r * B, B, Ub + k16, ldu, nc - k16);
+    }
+    if (r < R) fb_update_ref(W + r * ldw, ldw, R - r, E + r * B, B, Ub, ldu, nc);
+}
+#endif
+
+typedef void (*fb_update_fn)(float *, int64_t, int64_t, const float *, int, const float *, int64_t, int64_t);
+
+static fb_update_fn fb_update_best(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (__builtin_cpu_supports("avx2")) return fb_update_avx2;
+#endif
+    return fb_update_ref;
+}
+
+void qt_gptq_update(float *W, int64_t ldw, int64_t R, const float *E, int B, const float *Ub, int64_t ldu, int64_t nc,
+                    bool ref) {
+    (ref ? fb_update_ref : fb_update_best())(W, ldw, R, E, B, Ub, ldu, nc);
+}
+
+enum { LAZY_ROWS = 16 };   /* rows walked together: each product reuses U's block 16 times */
+
+bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                      const float *imp) {
+    const qt_traits *tr = qt_get_traits(t);
+    qt_gptq_mode mode = qt_gptq_mode_of(t);
+    if (mode == QT_GPTQ_NONE || qt_row_size(t, n) == 0 || !U) return false;
+    const int B = tr->blck;
+    const uint64_t rs = qt_row_size(t, n);
+    /* W [LAZY_ROWS, n], wb [n] (block region only), E [LAZY_ROWS, B], eb [B], rec [B], q [B], h [8] */
+    float *W = malloc((size_t)((LAZY_ROWS + 1) * n + (LAZY_ROWS + 3) * B + 8) * sizeof(float));
+    uint8_t *blkb = malloc((size_t)tr->type_size);
+    if (!W || !blkb) { free(W); free(blkb); return false; }
+    float *wb = W + LAZY_ROWS * n, *E = wb + n, *eb = E + LAZY_ROWS * B, *rec = eb + B;
+    qg_ctx c = { t, mode, tr, U, n, rec + B, rec + 2 * B, rec };
+    fb_update_fn upd = fb_update_best();
+    for (int64_t r0 = 0; r0 < nrows; r0 += LAZY_ROWS) {
+        int64_t R = nrows - r0 < LAZY_ROWS ? nrows - r0 : LAZY_ROWS;
+        memcpy(W, src + r0 * n, (size_t)(R * n) * sizeof(float));
+        for (int64_t b0 = 0; b0 < n; b0 += B) {
+            const float *ib = imp ? imp + b0 : NULL;
+            for (int64_t r = 0; r < R; r++) {
+                float *w = W + r * n, *er = E + r * B;
+                uint8_t *blk = (uint8_t *)dst + (uint64_t)(r0 + r) * rs + (uint64_t)(b0 / B) * tr->type_size;
+                memcpy(wb + b0, w + b0, (size_t)B * sizeof(float));
+                tr->from_float(w + b0, blk, B, ib);
+                double la = block_pass(&c, b0, b0 + B, w, blk, er);
+                tr->from_float(c.rec, blkb, B, ib);
+                double lb = block_pass(&c, b0, b0 + B, wb, blkb, eb);
+                if (lb < la) {
+                    memcpy(blk, blkb, (size_t)tr->type_size);
+                    memcpy(er, eb, (size_t)B * sizeof(float));
+                }
+            }
+            if (b0 + B < n) upd(W + b0 + B, n, R, E, B, U + b0 * n + b0 + B, n, n - b0 - B);
+        }
+    }
+    free(W); free(blkb);
     return true;
 }

@@ -96,5 +96,14 @@ bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
  * nothing but the inputs.  False (dst untouched) when t has no encoder or n does not fit. */
 bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
                       const float *imp);
+/* The same bytes by the scalar walk (every column's error moved into the whole rest of the
+ * row at once): the reference the lazy-batch qt_quantize_gptq is tested against. */
+bool qt_quantize_gptq_ref(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                          const float *imp);
+/* The lazy-batch product: W[r, k] -= sum_j E[r, j] * Ub[j, k] (r < R, k < nc; j < B in
+ * order, one multiply and one subtract per term, so every path gives the same bits); W ld
+ * ldw, E ld B, Ub ld ldu.  ref: the portable loop instead of the CPU's best (benchmarks). */
+void qt_gptq_update(float *W, int64_t ldw, int64_t R, const float *E, int B, const float *Ub, int64_t ldu, int64_t nc,
+                    bool ref);
 
 #endif
