@@ -18,7 +18,7 @@ ifeq ($(OPENMP_OK),1)
 endif
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
-LIB_DIRS := common quant formats tok convert kernels kernels/cpu calib
+LIB_DIRS := common quant formats tok convert kernels kernels/cpu calib pass
 LIB_SRC  := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 ifneq ($(NVCC),)
   CUDA_SRC  := $(wildcard kernels/cuda/*.cu)

@@ -91,6 +91,9 @@ typedef struct {
                         int64_t n_vocab, qx_err *e);
     /* Progress: layer being processed (n_layer = output head), tokens of it done. */
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+    /* Every token has been through decoder layer `layer` (n_layer: through the output head):
+     * all of that layer's matmul_input calls are made.  A non-OK return stops the run. */
+    qx_status (*layer_done)(void *ud, int layer, qx_err *e);
 } cal_observer;
 
 typedef struct {
@@ -256,9 +259,13 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
 /* ---- input Hessians for GPTQ (cal_hessian_) — calib/hessian.c ----
  * H = sum over tokens of x x^T [cols, cols] for every weight the engine multiplies by, named
  * as in the GGUF imatrix (matrix index = expert for *_exps, head for attn_k_b/attn_v_b).
- * Windows as cal_imatrix_run.  Memory: cols^2 doubles per matrix (per expert with
- * CAL_HESS_PER_EXPERT; one per layer and kind for all experts with CAL_HESS_SHARED). */
+ * Windows as cal_imatrix_run.  Memory: cols^2 floats per matrix (per expert with
+ * CAL_HESS_PER_EXPERT; one per layer and kind for all experts with CAL_HESS_SHARED); an up
+ * projection shares its gate's matrix (same input rows).  With layer_done set, matrices can
+ * be factored and released layer by layer while the engine runs (one layer alive). */
 typedef enum { CAL_HESS_PER_EXPERT, CAL_HESS_SHARED } cal_hess_experts;
+
+typedef struct cal_hessians cal_hessians;   /* opaque */
 
 typedef struct {
     int64_t n_ctx;            /* default 512 */
@@ -270,25 +277,50 @@ typedef struct {
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
     const struct kn_backend *backend;
+    /* Optional: layer `layer`'s matrices are complete (n_layer: the output head's); called
+     * from the engine's thread between layers.  A non-OK return stops the run. */
+    qx_status (*layer_done)(void *ud, cal_hessians *h, int layer, qx_err *e);
+    void *layer_done_ud;
 } cal_hessian_params;
 
-typedef struct cal_hessians cal_hessians;   /* opaque */
+typedef struct {
+    int64_t n_matrices;       /* matrices considered */
+    int64_t n_failed;         /* no token at all, or not factorable: no factor */
+    int64_t n_fallback;       /* fewer tokens than min_tokens: no factor */
+} cal_hessian_factor_stats;
+
+typedef struct {
+    const char *name;         /* GGUF name (borrowed from h) */
+    int64_t mat;              /* expert / head */
+    double tokens;            /* rows that reached it */
+} cal_hessian_count;
 
 cal_hessian_params cal_hessian_default_params(void);
-/* Runs the model over ids (the text's tokens without BOS) and gathers every H. */
+/* Runs the model over ids (the text's tokens without BOS) and gathers every H (those not
+ * released by layer_done stay). */
 qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *p,
                           cal_hessians **out, qx_err *e);
 void cal_hessian_free(cal_hessians *h);   /* accepts NULL */
 /* Borrowed H [cols, cols] (full, symmetric) of GGUF weight `name`, matrix mat (ignored for
  * single or shared matrices), with cols and the token count; NULL when not gathered or
  * already replaced by its factor. */
-const double *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
-/* Replaces every H by its GPTQ factor (qt_gptq_factor with damp), in parallel; matrices
+const float *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
+/* Replaces every H by its GPTQ factor (qt_gptq_factor_f32 with damp), in parallel; matrices
  * that got no token or do not factor are counted in *n_failed and get no factor. */
 qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e);
-/* Borrowed factor U [cols, cols] of (name, mat), alive until cal_hessian_free; NULL when
+/* The same for the matrices of one layer (n_layer or -1: the output head's); a matrix
+ * that saw fewer than min_tokens rows gets no factor either (counted as fallback).  Adds to
+ * *st. */
+qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
+                                   qx_err *e);
+/* Frees every H and U of one layer (n_layer: the output head's). */
+void cal_hessian_release_layer(cal_hessians *h, int layer);
+/* Borrowed factor U [cols, cols] of (name, mat), alive until released or freed; NULL when
  * absent or of another width.  Thread-safe (read only). */
 const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols);
+/* Token counts of every matrix of one layer (n_layer: the head): fills up to cap, returns
+ * how many there are. */
+size_t cal_hessian_counts(const cal_hessians *h, int layer, cal_hessian_count *out, size_t cap);
 /* Bytes held by the H and U matrices now. */
 uint64_t cal_hessian_bytes(const cal_hessians *h);
 

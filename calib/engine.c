@@ -431,6 +431,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
         cal_layer_free(m, &l);
         qx_status sd = c.be->layer_done(c.be->ctx, s == QX_OK ? e : NULL);   /* device copies go too */
         if (s == QX_OK) s = sd;
+        if (s == QX_OK && obs && obs->layer_done) s = obs->layer_done(obs->ud, L, e);
     }
     c.layer = (int)hp->n_layer;
     for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
@@ -443,6 +444,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
         qx_status sd = c.be->layer_done(c.be->ctx, s == QX_OK ? e : NULL);
         if (s == QX_OK) s = sd;
     }
+    if (s == QX_OK && obs && obs->layer_done) s = obs->layer_done(obs->ud, (int)hp->n_layer, e);
     free(h); free(pos);
     return s;
 }

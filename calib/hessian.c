@@ -4,8 +4,14 @@
  * (calib/imatrix.c): "blk.L.ffn_down_exps.weight" matrix e for routed expert e,
  * attn_k_b/attn_v_b per head.  Routed experts get one H each (CAL_HESS_PER_EXPERT, from the
  * tokens routed to them) or one H per layer and kind shared by all experts
- * (CAL_HESS_SHARED, from all routed tokens).  Token windows as cal_imatrix_run.
- * Not here: quantization (quant/gptq.c) and which tensors use it (cli/). */
+ * (CAL_HESS_SHARED, from all routed tokens).  A gate and its up projection multiply the
+ * same rows, so the up projection's H is the gate's (one matrix, gathered once).  H is
+ * kept in float (sums of at most 1024 tokens in float, then added to H in token order).
+ * Streaming: with params.layer_done the caller is called after each layer (and after the
+ * head, layer n_layer) when that layer's matrices are complete, and may factor and release
+ * them there (cal_hessian_factor_layer, cal_hessian_release_layer) so that one layer's
+ * matrices live at a time.  Token windows as cal_imatrix_run.
+ * Not here: quantization (quant/gptq.c) and which tensors use it (cli/, pass/). */
 #include "engine_int.h"
 
 #include <stdlib.h>
@@ -20,13 +26,15 @@ cal_hessian_params cal_hessian_default_params(void) {
     return p;
 }
 
-typedef struct {
+typedef struct h_entry {
     bool used;
     char name[128];
+    int layer;          /* engine layer, n_layer for the output head */
+    struct h_entry *alias;   /* the gate whose H this up projection uses, else NULL */
     int64_t cols, nmat;
-    double **H;         /* [nmat] -> [cols, cols] (upper triangle while accumulating) */
-    double *count;      /* [nmat] */
-    float **U;          /* [nmat] -> [cols, cols] after cal_hessian_factor_all */
+    float **H;          /* [nmat] -> [cols, cols] (upper triangle while accumulating) */
+    double *count;      /* [nmat] tokens */
+    float **U;          /* [nmat] -> [cols, cols] once factored */
 } h_entry;
 
 struct cal_hessians {
@@ -38,7 +46,13 @@ struct cal_hessians {
 };
 
 static bool is_expert(cal_wkind k) { return k == CAL_W_EXP_GATE || k == CAL_W_EXP_UP || k == CAL_W_EXP_DOWN; }
+static bool is_up(cal_wkind k) { return k == CAL_W_UP || k == CAL_W_EXP_UP || k == CAL_W_SH_UP; }
 
+static h_entry *slot_of(cal_hessians *o, cal_wkind kind, int layer) {
+    return &o->ent[(int64_t)(layer + 1) * CAL_W_KIND_COUNT + kind];
+}
+
+/* The entry of (kind, layer), created on first use; *mat its matrix for `expert`. */
 static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert, int64_t cols, int64_t *mat) {
     bool stacked = is_expert(kind) || kind == CAL_W_K_B || kind == CAL_W_V_B;
     int64_t nmat = 1;
@@ -49,9 +63,10 @@ static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert,
         if (is_expert(kind) && o->p->experts == CAL_HESS_SHARED) { nmat = 1; *mat = 0; }
     }
     if (*mat < 0 || *mat >= nmat) return NULL;
-    h_entry *a = &o->ent[(int64_t)(layer + 1) * CAL_W_KIND_COUNT + kind];
+    h_entry *a = slot_of(o, kind, layer);
     if (!a->used) {
         if (!cal_weight_name(kind, layer, expert, true, a->name, sizeof a->name)) return NULL;
+        a->layer = layer < 0 ? (int)o->hp.n_layer : layer;
         a->cols = cols; a->nmat = nmat;
         a->H = calloc((size_t)nmat, sizeof *a->H);
         a->U = calloc((size_t)nmat, sizeof *a->U);
@@ -60,13 +75,13 @@ static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert,
         a->used = true;
     }
     if (a->cols != cols) return NULL;
-    if (!a->H[*mat] && !(a->H[*mat] = calloc((size_t)(cols * cols), sizeof(double)))) { o->oom = true; return NULL; }
     return a;
 }
 
 /* H[i, j] += sum_t x[t, i] x[t, j] for j >= i, rows of 8 i's per task; each element's sum
- * over t runs in token order, so the result does not depend on the thread count. */
-static void gram_add(double *H, const float *x, int64_t ld, int64_t T, int64_t cols) {
+ * over t runs in token order (float, one batch), then is added to H, so the result does
+ * not depend on the thread count. */
+static void gram_add(float *H, const float *x, int64_t ld, int64_t T, int64_t cols) {
     int64_t nt = (cols + 7) / 8;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) if (T * cols * cols >= (1 << 20))
@@ -85,7 +100,7 @@ static void gram_add(double *H, const float *x, int64_t ld, int64_t T, int64_t c
             }
         }
         for (int64_t r = 0; r < ni; r++)
-            for (int64_t j = r; j < w; j++) H[(i0 + r) * cols + i0 + j] += (double)acc[r * w + j];
+            for (int64_t j = r; j < w; j++) H[(i0 + r) * cols + i0 + j] += acc[r * w + j];
         free(acc);
     }
 }
@@ -97,8 +112,12 @@ static void on_input(void *ud, cal_wkind kind, int layer, int expert, const floa
     int64_t mat;
     h_entry *a = entry_of(o, kind, layer, expert, cols, &mat);
     if (!a) return;
+    if (is_up(kind)) {   /* the gate (reported just before, same rows) holds this H */
+        h_entry *g = slot_of(o, (cal_wkind)(kind - 1), layer);
+        if (g->used && g->cols == cols && g->nmat == a->nmat) { a->alias = g; return; }
+    }
+    if (!a->H[mat] && !(a->H[mat] = calloc((size_t)(cols * cols), sizeof(float)))) { o->oom = true; return; }
     a->count[mat] += (double)T;
-    /* float sums over at most one batch, then added in double */
     for (int64_t t0 = 0; t0 < T; t0 += 1024)
         gram_add(a->H[mat], x + t0 * ld, ld, T - t0 < 1024 ? T - t0 : 1024, cols);
 }
@@ -108,12 +127,38 @@ static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t 
     o->p->progress(o->p->progress_ud, layer, n_layer, done, total);
 }
 
+/* Mirrors the upper triangles of the layer's matrices: they are complete. */
+static void layer_complete(cal_hessians *o, int layer) {
+    for (int64_t i = 0; i < o->n_ent; i++) {
+        h_entry *a = &o->ent[i];
+        if (!a->used || a->alias || a->layer != layer) continue;
+        for (int64_t k = 0; k < a->nmat; k++) {
+            float *H = a->H[k];
+            for (int64_t r = 0; H && r < a->cols; r++)
+                for (int64_t c = 0; c < r; c++) H[r * a->cols + c] = H[c * a->cols + r];
+        }
+    }
+}
+
+static qx_status on_layer_done(void *ud, int layer, qx_err *e) {
+    cal_hessians *o = ud;
+    if (o->oom) return qx_fail(e, QX_ENOMEM, "hessians: out of memory in layer %d", layer);
+    layer_complete(o, layer);
+    return o->p->layer_done ? o->p->layer_done(o->p->layer_done_ud, o, layer, e) : QX_OK;
+}
+
+static void free_mats(h_entry *a) {
+    for (int64_t k = 0; k < a->nmat; k++) {
+        if (a->H) { free(a->H[k]); a->H[k] = NULL; }
+        if (a->U) { free(a->U[k]); a->U[k] = NULL; }
+    }
+}
+
 void cal_hessian_free(cal_hessians *h) {
     if (!h) return;
     for (int64_t i = 0; h->ent && i < h->n_ent; i++) {
         h_entry *a = &h->ent[i];
-        for (int64_t k = 0; a->H && k < a->nmat; k++) free(a->H[k]);
-        for (int64_t k = 0; a->U && k < a->nmat; k++) free(a->U[k]);
+        free_mats(a);
         free(a->H); free(a->U); free(a->count);
     }
     free(h->ent);
@@ -141,7 +186,7 @@ qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
             for (int64_t c = 0; c < n_win; c++) win[c * p->n_ctx] = o->hp.bos_id;
         cal_observer ob;
         memset(&ob, 0, sizeof ob);
-        ob.ud = o; ob.matmul_input = on_input; ob.want_mla_split = true;
+        ob.ud = o; ob.matmul_input = on_input; ob.want_mla_split = true; ob.layer_done = on_layer_done;
         if (p->progress) ob.progress = on_progress;
         cal_run_params rp = cal_run_default_params();
         rp.n_threads = p->n_threads;
@@ -153,25 +198,17 @@ qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
     free(win);
     if (s == QX_OK && o->oom) s = qx_fail(e, QX_ENOMEM, "hessians: out of memory");
     if (s != QX_OK) { cal_hessian_free(o); return s; }
-    for (int64_t i = 0; i < o->n_ent; i++) {   /* mirror the upper triangle */
-        h_entry *a = &o->ent[i];
-        for (int64_t k = 0; a->used && k < a->nmat; k++) {
-            double *H = a->H[k];
-            for (int64_t r = 0; H && r < a->cols; r++)
-                for (int64_t c = 0; c < r; c++) H[r * a->cols + c] = H[c * a->cols + r];
-        }
-    }
     *out = o;
     return QX_OK;
 }
 
 static h_entry *find(const cal_hessians *h, const char *name) {
     for (int64_t i = 0; i < h->n_ent; i++)
-        if (h->ent[i].used && !strcmp(h->ent[i].name, name)) return &h->ent[i];
+        if (h->ent[i].used && !strcmp(h->ent[i].name, name)) return h->ent[i].alias ? h->ent[i].alias : &h->ent[i];
     return NULL;
 }
 
-const double *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count) {
+const float *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count) {
     h_entry *a = find(h, name);
     if (!a) return NULL;
     if (a->nmat == 1) mat = 0;
@@ -181,33 +218,59 @@ const double *cal_hessian_get(const cal_hessians *h, const char *name, int64_t m
     return a->H[mat];
 }
 
-qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e) {
+/* Factors the matrices of entries passing `sel` (layer < 0: every layer). */
+static qx_status factor_where(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
+                              qx_err *e) {
     typedef struct { h_entry *a; int64_t k; } job;
-    int64_t nj = 0, failed = 0;
-    for (int64_t i = 0; i < h->n_ent; i++) if (h->ent[i].used) nj += h->ent[i].nmat;
+    int64_t nj = 0, failed = 0, fallback = 0;
+    for (int64_t i = 0; i < h->n_ent; i++)
+        if (h->ent[i].used && !h->ent[i].alias && (layer < 0 || h->ent[i].layer == layer)) nj += h->ent[i].nmat;
     job *jobs = malloc((size_t)(nj ? nj : 1) * sizeof *jobs);
     if (!jobs) return qx_fail(e, QX_ENOMEM, "hessians: out of memory");
     nj = 0;
     for (int64_t i = 0; i < h->n_ent; i++)
-        for (int64_t k = 0; h->ent[i].used && k < h->ent[i].nmat; k++) jobs[nj++] = (job){ &h->ent[i], k };
+        for (int64_t k = 0; h->ent[i].used && !h->ent[i].alias && (layer < 0 || h->ent[i].layer == layer) && k < h->ent[i].nmat; k++)
+            jobs[nj++] = (job){ &h->ent[i], k };
     bool oom = false;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed)
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed, fallback)
 #endif
     for (int64_t j = 0; j < nj; j++) {
         h_entry *a = jobs[j].a;
         int64_t k = jobs[j].k, n = a->cols;
         if (!a->H[k] || a->count[k] <= 0) { failed++; continue; }
+        if (a->count[k] < min_tokens) {   /* too few tokens for this matrix: quantized plainly */
+            fallback++;
+            free(a->H[k]); a->H[k] = NULL;
+            continue;
+        }
         float *U = malloc((size_t)(n * n) * sizeof(float));
         if (!U) { oom = true; continue; }
-        if (qt_gptq_factor(a->H[k], n, damp, U)) a->U[k] = U;
+        if (qt_gptq_factor_f32(a->H[k], n, damp, U)) a->U[k] = U;
         else { free(U); failed++; }
         free(a->H[k]);     /* the factor is all the quantizer needs */
         a->H[k] = NULL;
     }
     free(jobs);
-    if (n_failed) *n_failed = failed;
+    if (st) { st->n_matrices += nj; st->n_failed += failed; st->n_fallback += fallback; }
     return oom ? qx_fail(e, QX_ENOMEM, "hessians: out of memory for the factors") : QX_OK;
+}
+
+qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e) {
+    cal_hessian_factor_stats st = {0};
+    qx_status s = factor_where(h, -1, damp, 0, &st, e);
+    if (n_failed) *n_failed = st.n_failed;
+    return s;
+}
+
+qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
+                                   qx_err *e) {
+    return factor_where(h, layer < 0 ? (int)h->hp.n_layer : layer, damp, min_tokens, st, e);
+}
+
+void cal_hessian_release_layer(cal_hessians *h, int layer) {
+    for (int64_t i = 0; i < h->n_ent; i++)
+        if (h->ent[i].used && h->ent[i].layer == layer) free_mats(&h->ent[i]);
 }
 
 const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols) {
@@ -217,12 +280,27 @@ const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t
     return mat >= 0 && mat < a->nmat ? a->U[mat] : NULL;
 }
 
+size_t cal_hessian_counts(const cal_hessians *h, int layer, cal_hessian_count *out, size_t cap) {
+    size_t n = 0;
+    for (int64_t i = 0; i < h->n_ent; i++) {
+        const h_entry *a = &h->ent[i];
+        if (!a->used || a->layer != layer) continue;
+        for (int64_t k = 0; k < a->nmat; k++, n++)
+            if (n < cap) {
+                out[n].name = a->name;
+                out[n].mat = k;
+                out[n].tokens = (a->alias ? a->alias : a)->count[k];
+            }
+    }
+    return n;
+}
+
 uint64_t cal_hessian_bytes(const cal_hessians *h) {
     uint64_t b = 0;
     for (int64_t i = 0; i < h->n_ent; i++) {
         const h_entry *a = &h->ent[i];
         for (int64_t k = 0; a->used && k < a->nmat; k++)
-            b += (a->H[k] ? 8u : 0u) * (uint64_t)(a->cols * a->cols) + (a->U[k] ? 4u : 0u) * (uint64_t)(a->cols * a->cols);
+            b += ((a->H[k] ? 4u : 0u) + (a->U[k] ? 4u : 0u)) * (uint64_t)(a->cols * a->cols);
     }
     return b;
 }

@@ -124,7 +124,8 @@ static bool parse_size(const char *s, uint64_t *out) {
     return true;
 }
 
-static int write_json(const char *path, const char *out, const cv_result *r, const cv_plan *pl, bool dry) {
+static int write_json(const char *path, const char *out, const cv_result *r, const cv_plan *pl, bool dry, const cli_gptq_opts *gq,
+                      const ps_gptq_estimate *est) {
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "qforge: error: cannot write %s\n", path); return 1; }
     fprintf(f, "{\n  \"output\": \"");
@@ -150,6 +151,7 @@ static int write_json(const char *path, const char *out, const cv_result *r, con
         }
         fprintf(f, "\n  ]");
     }
+    if (gq && gq->text) cli_gptq_json(gq, dry ? est : NULL, f);
     fprintf(f, "\n}\n");
     return fclose(f) == 0 ? 0 : 1;
 }
@@ -213,7 +215,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (rc == 0 && skeleton && (!dry || !out))
         rc = cli_usage_error(cmd, "--skeleton needs --dry-run and %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
     if (rc == 0) rc = cli_alloc_prepare(&ao, cmd, in, quantize, &p, tt, quiet && !dry);
-    if (rc) { cli_alloc_free(&ao); free(tt); return rc; }
+    if (rc == 0 && gq.text) rc = cli_gptq_prepare(&gq, cmd, in, &p);
+    if (rc) { cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return rc; }
 
     signal(SIGXFSZ, SIG_IGN);   /* file size limit: let write() fail with EFBIG and report it */
     qx_err e;
@@ -221,8 +224,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     double t0 = qx_now();
     cv_plan *pl = NULL;
     qx_status s = quantize ? cv_plan_from_gguf(&pl, in, &p, &e) : cv_plan_create(&pl, in, &p, &e);
-    if (s == QX_OK && (rc = cli_alloc_check(&ao, cmd, pl))) { cv_plan_free(pl); cli_alloc_free(&ao); free(tt); return rc; }
-    if (s != QX_OK) { cli_alloc_free(&ao); free(tt); return cli_fail(&e); }
+    if (s == QX_OK && (rc = cli_alloc_check(&ao, cmd, pl))) { cv_plan_free(pl); cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return rc; }
+    if (s != QX_OK) { cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return cli_fail(&e); }
     const char *w = cv_plan_warnings(pl);
     if (*w) {
         for (const char *l = w; *l;) {
@@ -236,18 +239,20 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     memset(&r, 0, sizeof r);
     if (dry) {
         print_plan(pl, !quiet, ao.table.n);
-        if (gq.text) cli_gptq_dry_run(&gq, pl, in);
+        ps_gptq_estimate est;
+        memset(&est, 0, sizeof est);
+        if (gq.text && cli_gptq_dry_run(&gq, cmd, pl, in, p.n_threads, &est)) rc = 1;
         print_files(pl, out ? out : "OUT.gguf", stdout);
         r.seconds = qx_now() - t0;
         r.peak_rss_bytes = qx_peak_rss_bytes();
         printf("planned in %.2f s\n", r.seconds);
-        rc = json ? write_json(json, out ? out : "", &r, pl, true) : 0;
+        if (rc == 0 && json) rc = write_json(json, out ? out : "", &r, pl, true, &gq, &est);
         if (rc == 0 && skeleton) {
             if (cv_write_skeleton(pl, out, &e) != QX_OK) rc = cli_fail(&e);
             else printf("skeleton written: %s (tensor data a hole)\n", out);
         }
         cv_plan_free(pl);
-        cli_alloc_free(&ao); free(tt);
+        cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
         return rc;
     }
     qx_progress prog;
@@ -260,14 +265,17 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
                 cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
     if (gq.text) {
         int grc = cli_gptq_execute(&gq, cmd, in, out, pl, &p, &r, quiet, &e);
-        if (grc) { cv_plan_free(pl); cli_alloc_free(&ao); free(tt); return grc; }
+        if (grc) {
+            if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
+            cv_plan_free(pl); cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return grc;
+        }
         s = QX_OK;
     } else
         s = cv_execute(pl, out, &p, &r, &e);
     if (s != QX_OK) {
         if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
         cv_plan_free(pl);
-        cli_alloc_free(&ao); free(tt);
+        cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
         return cli_fail(&e);
     }
     double secs = qx_now() - t0;
@@ -284,9 +292,9 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     printf("  peak RSS  %.1f MiB\n", r.peak_rss_bytes / 1048576.0);
     printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", first);
     if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
-    rc = json ? write_json(json, out, &r, pl, false) : 0;
+    rc = json ? write_json(json, out, &r, pl, false, &gq, NULL) : 0;
     cv_plan_free(pl);
-    cli_alloc_free(&ao); free(tt);
+    cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
     return rc;
 }
 

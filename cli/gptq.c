@@ -1,10 +1,8 @@
-/* cli/gptq.c — `--gptq TEXT` of convert and quantize: the calibration step that drives the
- * layer-major engine (calib/, cal_hessian_run) over TEXT, factors every input Hessian and
- * hands the factors to the conversion through cv_params.gptq_factor, so that convert/ never
- * depends on calib/.  With --gptq-passes 2 the Hessians of the second pass come from the
- * first pass's build (quantized layers feeding the next layers' calibration).  Also the
- * --dry-run estimates of a GPTQ run's memory and time.  Argument parsing and orchestration
- * only; the work is calib/hessian.c and quant/gptq.c. */
+/* cli/gptq.c — `--gptq TEXT` of convert and quantize: option parsing, the tokenized text,
+ * the plan-hash salt (so --resume refuses a journal written with other GPTQ settings), the
+ * run through the streamed pass (pass/ps_gptq_convert: one layer's Hessians at a time) and
+ * the --dry-run estimate of its memory and time.  Orchestration only; the work is
+ * pass/gptq_stream.c, calib/hessian.c and quant/gptq.c. */
 #include "cli.h"
 #include "cli_gptq.h"
 #include "calib/calib.h"
@@ -14,22 +12,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <xxhash.h>
 
 void cli_gptq_defaults(cli_gptq_opts *o) {
     memset(o, 0, sizeof *o);
     o->damp = 0.1;
     o->ctx = 512;
-    o->passes = 1;
     o->experts = "expert";
+    o->min_tokens = CLI_GPTQ_MIN_TOKENS;
+}
+
+void cli_gptq_free(cli_gptq_opts *o) {
+    free(o->ids);
+    o->ids = NULL;
+    ps_gptq_result_free(&o->res);
 }
 
 const char *cli_gptq_usage(void) {
-    return "  --gptq TEXT               GPTQ error feedback inside the GGUF blocks, input Hessians from TEXT (docs/gptq.md)\n"
+    return "  --gptq TEXT               GPTQ error feedback inside the GGUF blocks, input Hessians from TEXT, streamed\n"
+           "                            layer by layer (one layer's Hessians in memory; docs/gptq.md)\n"
            "  --gptq-chunks N           calibration windows (default: all of TEXT);  --gptq-ctx N window length (512)\n"
            "  --gptq-damp X             damping, fraction of the mean Hessian diagonal (default 0.1)\n"
            "  --gptq-experts M          routed experts: expert (one Hessian each, default) or shared (one per layer)\n"
-           "  --gptq-passes N           2: gather the Hessians again on the first pass's build (sequential)\n"
+           "  --gptq-min-tokens N       a matrix (expert) that saw fewer calibration rows is quantized plainly (default "
+           CLI_GPTQ_MIN_TOKENS_STR ")\n"
+           "  --gptq-mem SIZE           refuse to start when the pass's predicted peak exceeds SIZE (e.g. 64G, 60GiB)\n"
            "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n";
 }
 
@@ -39,6 +46,19 @@ static bool num(const char *v, double lo, double hi, double *out) {
     if (!v || end == v || *end || !(d >= lo && d <= hi)) return false;
     *out = d;
     return true;
+}
+
+/* "64G" (1e9), "60GiB" (2^30), "512M", "1T", plain bytes. */
+static bool mem_size(const char *v, uint64_t *out) {
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || !(d > 0)) return false;
+    static const struct { const char *s; double m; } u[] = {
+        { "", 1 }, { "K", 1e3 }, { "M", 1e6 }, { "G", 1e9 }, { "T", 1e12 },
+        { "KiB", 1024.0 }, { "MiB", 1048576.0 }, { "GiB", 1073741824.0 }, { "TiB", 1099511627776.0 } };
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++)
+        if (!strcmp(end, u[i].s)) { *out = (uint64_t)(d * u[i].m); return true; }
+    return false;
 }
 
 int cli_gptq_arg(cli_gptq_opts *o, const char *cmd, int argc, char **argv, int *i, int *rc) {
@@ -51,7 +71,10 @@ int cli_gptq_arg(cli_gptq_opts *o, const char *cmd, int argc, char **argv, int *
     else if (!strcmp(a, "--gptq-chunks") && num(v, 1, 1e9, &d)) o->chunks = (int64_t)d;
     else if (!strcmp(a, "--gptq-ctx") && num(v, 2, 1 << 20, &d)) o->ctx = (int64_t)d;
     else if (!strcmp(a, "--gptq-damp") && num(v, 0, 10, &d)) o->damp = d;
-    else if (!strcmp(a, "--gptq-passes") && num(v, 1, 2, &d)) o->passes = (int)d;
+    else if (!strcmp(a, "--gptq-min-tokens") && num(v, 0, 1e12, &d)) o->min_tokens = d;
+    else if (!strcmp(a, "--gptq-mem") && mem_size(v, &o->mem)) {}
+    else if (!strcmp(a, "--gptq-passes"))
+        *rc = cli_usage_error(cmd, "--gptq-passes was removed: the sequential second pass measured no gain (docs/gptq.md)");
     else if (!strcmp(a, "--gptq-skip")) {
         regex_t re;
         if (regcomp(&re, v, REG_EXTENDED | REG_NOSUB)) *rc = cli_usage_error(cmd, "--gptq-skip '%s': not a regular expression", v);
@@ -62,154 +85,140 @@ int cli_gptq_arg(cli_gptq_opts *o, const char *cmd, int argc, char **argv, int *
     return 1;
 }
 
-typedef struct {
-    cal_hessians *h;
-    regex_t skip;
-    bool has_skip;
-} factor_ctx;
-
-static const float *factor_cb(void *ud, const char *name, int64_t slice, int64_t cols) {
-    const factor_ctx *c = ud;
-    if (c->has_skip && regexec(&c->skip, name, 0, NULL, 0) == 0) return NULL;
-    return cal_hessian_factor(c->h, name, slice, cols);
-}
-
-/* Gathers and factors the Hessians of model over the option's text. */
-static int gather(const cli_gptq_opts *o, const char *cmd, const char *model, const char *tok_model,
-                  int n_threads, bool quiet, cal_hessians **out) {
-    int32_t *ids = NULL;
-    int64_t n_ids = 0;
-    int rc = cli_read_ids(cmd, tok_model, o->text, NULL, &ids, &n_ids);
+int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_params *p) {
+    int rc = cli_read_ids(cmd, in, o->text, NULL, &o->ids, &o->n_ids);
     if (rc) return rc;
-    qx_err e = {0};
-    cal_model *m = NULL;
-    if (cal_model_open(&m, model, &e) != QX_OK) { free(ids); return cli_fail(&e); }
-    cal_hessian_params hp = cal_hessian_default_params();
-    hp.n_ctx = o->ctx;
-    hp.n_chunks = o->chunks;
-    hp.n_threads = n_threads;
-    hp.experts = !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT;
-    int64_t nw = n_ids / o->ctx;
-    if (o->chunks > 0 && o->chunks < nw) nw = o->chunks;
-    qx_progress prog;
-    qx_progress_begin(&prog, quiet ? NULL : stderr, "gptq hessians", (uint64_t)(nw * o->ctx), "tok");
-    if (!quiet) { hp.progress = cli_engine_progress; hp.progress_ud = &prog; }
-    double t0 = qx_now();
-    qx_status s = cal_hessian_run(m, ids, n_ids, &hp, out, &e);
-    qx_progress_end(&prog, (uint64_t)(nw * o->ctx));
-    cal_model_close(m);
-    free(ids);
-    if (s != QX_OK) return cli_fail(&e);
-    uint64_t hb = cal_hessian_bytes(*out);
-    double t1 = qx_now();
-    int64_t failed = 0;
-    if ((s = cal_hessian_factor_all(*out, o->damp, &failed, &e)) != QX_OK) { cal_hessian_free(*out); *out = NULL; return cli_fail(&e); }
-    if (!quiet)
-        fprintf(stderr, "qforge %s: gptq: Hessians of %s over %" PRId64 " windows of %" PRId64 " (%.1f MB, %.1f s), factored in %.1f s; "
-                "%" PRId64 " matrices without a factor (no tokens) quantized plainly\n",
-                cmd, model, nw, o->ctx, hb / 1e6, t1 - t0, qx_now() - t1, failed);
+    if (o->n_ids < o->ctx) {
+        fprintf(stderr, "qforge %s: error: %s: %" PRId64 " tokens, fewer than one --gptq-ctx window of %" PRId64 "\n", cmd, o->text,
+                o->n_ids, o->ctx);
+        return 1;
+    }
+    uint64_t th = XXH3_64bits(o->ids, (size_t)o->n_ids * sizeof *o->ids);
+    snprintf(o->salt, sizeof o->salt, "gptq2 text %016" PRIx64 " chunks %" PRId64 " ctx %" PRId64 " damp %.17g experts %s min %.17g skip %s",
+             th, o->chunks, o->ctx, o->damp, o->experts, o->min_tokens, o->skip ? o->skip : "");
+    p->plan_salt = o->salt;
     return 0;
 }
 
-int cli_gptq_execute(const cli_gptq_opts *o, const char *cmd, const char *in, const char *out, cv_plan *pl,
+int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const char *out, cv_plan *pl,
                      cv_params *p, cv_result *r, bool quiet, qx_err *e) {
-    cal_hessians *h = NULL;
-    factor_ctx fc;
-    memset(&fc, 0, sizeof fc);
-    fc.has_skip = o->skip && regcomp(&fc.skip, o->skip, REG_EXTENDED | REG_NOSUB) == 0;
-    int rc = gather(o, cmd, in, in, p->n_threads, quiet, &h);
-    if (rc) { if (fc.has_skip) regfree(&fc.skip); return rc; }
-    if (o->passes == 2) {
-        /* first pass: a build with the non-sequential Hessians, then the Hessians of that build */
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.gptq-pass1.gguf", out);
-        cv_params p1 = *p;
-        fc.h = h;
-        p1.gptq_factor = factor_cb; p1.gptq_ud = &fc;
-        p1.resume = false;
-        cv_result r1;
-        qx_status s = cv_execute(pl, tmp, &p1, &r1, e);
-        cal_hessian_free(h);
-        h = NULL;
-        if (s == QX_OK) rc = gather(o, cmd, tmp, in, p->n_threads, quiet, &h);
-        else rc = cli_fail(e);
-        unlink(tmp);
-        if (rc) { if (fc.has_skip) regfree(&fc.skip); return rc; }
+    ps_gptq_params gp;
+    ps_gptq_default_params(&gp);
+    gp.model = in;
+    gp.ids = o->ids;
+    gp.n_ids = o->n_ids;
+    gp.n_ctx = o->ctx;
+    gp.n_chunks = o->chunks;
+    gp.damp = o->damp;
+    gp.experts = !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT;
+    gp.min_tokens = o->min_tokens;
+    gp.skip = o->skip;
+    gp.n_threads = p->n_threads;
+    if (o->mem) {   /* refuse before starting when the predicted peak exceeds the cap */
+        int rc = cli_gptq_dry_run(o, cmd, pl, in, p->n_threads, NULL);
+        if (rc) return rc;
     }
-    fc.h = h;
-    p->gptq_factor = factor_cb;
-    p->gptq_ud = &fc;
-    qx_status s = cv_execute(pl, out, p, r, e);
-    p->gptq_factor = NULL;
-    p->gptq_ud = NULL;
-    cal_hessian_free(h);
-    if (fc.has_skip) regfree(&fc.skip);
-    return s == QX_OK ? 0 : cli_fail(e);
+    int64_t nw = o->n_ids / o->ctx;
+    if (o->chunks > 0 && o->chunks < nw) nw = o->chunks;
+    if (!quiet)
+        fprintf(stderr, "qforge %s: gptq: %" PRId64 " windows of %" PRId64 " tokens of %s through the model layer by layer; "
+                "each layer's tensors are written as soon as its Hessians are complete\n", cmd, nw, o->ctx, o->text);
+    double t0 = qx_now();
+    qx_status s = ps_gptq_convert(pl, out, p, &gp, r, &o->res, e);
+    if (s != QX_OK) return cli_fail(e);
+    const ps_gptq_result *g = &o->res;
+    if (!quiet)
+        fprintf(stderr, "qforge %s: gptq: %d layers in %.1f s (engine %.1f s, factoring %.1f s, waiting for the writer %.1f s); "
+                "peak Hessians+factors %.1f MB; %" PRId64 " of %" PRId64 " matrices without a factor (%" PRId64 " no tokens, %" PRId64
+                " below --gptq-min-tokens %.0f) quantized plainly; routed experts: %" PRId64 " of %" PRId64 " plain\n",
+                cmd, g->n_layer + 1, qx_now() - t0, g->seconds_engine, g->seconds_factor, g->seconds_waiting,
+                g->peak_hessian_bytes / 1e6, g->n_failed + g->n_fallback, g->n_matrices, g->n_failed, g->n_fallback, o->min_tokens,
+                g->n_expert_empty + g->n_expert_fallback, g->n_expert_matrices);
+    return 0;
 }
 
-/* ---- dry-run estimates ---- */
+/* ---- dry-run estimate ---- */
 
-/* Assumed sustained rates of a GEMM-shaped implementation (documented in docs/gptq.md). */
-#define EST_CPU_FLOPS 1.0e12    /* one 2-socket CPU server, fp32 */
-#define EST_GPU_FLOPS 4.0e13    /* one H100/H200-class GPU, fp32 (no TF32) */
+/* Sustained rates per core of this code, measured by `make bench` (bench/bench_gptq.c) on
+ * the project's 2-core machine (docs/gptq.md), and the assumed rate of one H200 (fp32, no
+ * device run yet).  Per core GFLOP/s: */
+#define RATE_FORWARD 20.0     /* engine matmuls (FP8 weights), bench_engine */
+#define RATE_GRAM 14.0        /* Hessian accumulation */
+#define RATE_FACTOR 2.0       /* Cholesky + triangular inverse, double */
+#define RATE_FEEDBACK 16.0    /* lazy-batch product (the code search is counted in weights/s) */
+#define RATE_SEARCH_MW 0.5    /* code search + walk, M weights/s per core (slowest types) */
+#define RATE_H200 40.0e12     /* assumed fp32 FLOP/s of one H200 (unmeasured) */
 
-static bool is_expert_name(const char *n) { return strstr(n, "_exps.") != NULL; }
-
-void cli_gptq_dry_run(const cli_gptq_opts *o, const cv_plan *pl, const char *in) {
+int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads,
+                     ps_gptq_estimate *out) {
     qx_err e = {0};
     cal_model *m = NULL;
-    int64_t n_exp = 0, k_used = 0;
+    int n_layer = 0;
+    int64_t n_exp = 0, k_used = 0, n_embd = 0;
     if (cal_model_open(&m, in, &e) == QX_OK) {
         const cal_hparams *hp = cal_model_hparams(m);
-        n_exp = hp->n_exp;
-        k_used = hp->n_exp_used;
+        n_layer = (int)hp->n_layer; n_exp = hp->n_exp; k_used = hp->n_exp_used; n_embd = hp->n_embd;
         cal_model_close(m);
+    } else {
+        fprintf(stderr, "qforge %s: gptq estimate: %s\n", cmd, e.msg);
+        return 1;
     }
-    double T = (double)(o->chunks > 0 ? o->chunks : 128) * (double)o->ctx;
-    double fwd = 0, acc = 0, fac_e = 0, fac_s = 0, prop = 0;
-    double h_exp = 0, h_shared = 0, h_layer_exp = 0, h_layer_sh = 0, u_max = 0;
-    int cur_layer = -2;
-    double lay_e = 0, lay_s = 0;
-    size_t n = cv_plan_tensor_count(pl), n_g = 0;
-    for (size_t i = 0; i < n; i++) {
-        cv_tensor_info t;
-        cv_plan_tensor(pl, i, &t);
-        if (t.n_dims < 2 || !strstr(t.name, ".weight") || !strcmp(t.name, "token_embd.weight")) continue;
-        double cols = (double)t.ne[0], rows = (double)t.ne[1], nmat = t.n_dims > 2 ? (double)t.ne[2] : 1;
-        bool ex = is_expert_name(t.name) && n_exp > 0;
-        double tok = ex ? T * (double)k_used / (double)n_exp : T;   /* tokens reaching each matrix */
-        fwd += 2.0 * rows * cols * nmat * tok;
-        if (qt_gptq_mode_of(t.type) == QT_GPTQ_NONE || !qt_get_traits(t.type)->quantized) continue;
-        n_g++;
-        double hm = 8.0 * cols * cols;
-        if (t.layer != cur_layer) {
-            if (lay_e > h_layer_exp) h_layer_exp = lay_e;
-            if (lay_s > h_layer_sh) h_layer_sh = lay_s;
-            lay_e = lay_s = 0; cur_layer = t.layer;
+    double T = (double)(o->chunks > 0 ? o->chunks : (o->n_ids > 0 ? o->n_ids / o->ctx : 128)) * (double)o->ctx;
+    int cores = n_threads > 0 ? n_threads : qx_default_threads();
+    ps_gptq_estimate est;
+    ps_gptq_estimate_plan(pl, n_layer, n_exp, k_used, n_embd, T, !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT,
+                          cores, &est);
+    if (out) *out = est;
+    double w = (double)cv_plan_n_elems(pl);
+    double core_s = est.flops_forward / (RATE_FORWARD * 1e9) + est.flops_gram / (RATE_GRAM * 1e9) +
+                    est.flops_factor / (RATE_FACTOR * 1e9) + est.flops_feedback / (RATE_FEEDBACK * 1e9) + w / (RATE_SEARCH_MW * 1e6);
+    if (!out) {
+        if (o->mem && est.peak_bytes > o->mem) {
+            fprintf(stderr, "qforge %s: error: --gptq-mem %.2f GB: the streamed pass needs %.2f GB (layer %d's Hessians %.2f GB, "
+                    "factor workspace %.2f GB for %d threads, residual state %.2f GB); raise it, use fewer threads or "
+                    "--gptq-experts shared\n", cmd, o->mem / 1e9, est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9,
+                    est.workspace_bytes / 1e9, cores, est.state_bytes / 1e9);
+            return 1;
         }
-        lay_e += hm * nmat;
-        lay_s += hm * (ex ? 1 : nmat);
-        h_exp += hm * nmat;
-        h_shared += hm * (ex ? 1 : nmat);
-        if (4.0 * cols * cols > u_max) u_max = 4.0 * cols * cols;
-        acc += cols * cols * nmat * tok;           /* symmetric x x^T: cols^2/2 FMA per token */
-        fac_e += 2.0 / 3.0 * cols * cols * cols * nmat;
-        fac_s += 2.0 / 3.0 * cols * cols * cols * (ex ? 1 : nmat);
-        prop += rows * cols * cols * nmat;         /* rows * cols^2 / 2 FMA */
+        return 0;
     }
-    if (lay_e > h_layer_exp) h_layer_exp = lay_e;
-    if (lay_s > h_layer_sh) h_layer_sh = lay_s;
-    double tot_e = fwd + acc + fac_e + prop, tot_s = fwd + acc + fac_s + prop;
-    printf("\nGPTQ (--gptq) estimate: %zu tensors, %.0f calibration tokens (%" PRId64 " windows of %" PRId64 "%s)\n", n_g, T,
-           o->chunks > 0 ? o->chunks : 128, o->ctx, o->chunks > 0 ? "" : ", --gptq-chunks to change");
-    printf("  Hessians, routed experts one each:   %10.2f GB in all, %8.2f GB for the largest layer\n", h_exp / 1e9, h_layer_exp / 1e9);
-    printf("  Hessians, experts shared per layer:  %10.2f GB in all, %8.2f GB for the largest layer\n", h_shared / 1e9, h_layer_sh / 1e9);
-    printf("  peak memory if Hessians are factored and consumed layer by layer: %.2f GB (per expert) / %.2f GB (shared)\n",
-           1.5 * h_layer_exp / 1e9 + u_max / 1e9, 1.5 * h_layer_sh / 1e9 + u_max / 1e9);
-    printf("  work: forward %.2e, x x^T %.2e, factor %.2e (shared: %.2e), feedback %.2e flop\n", fwd, acc, fac_e, fac_s, prop);
-    printf("  time at %.0f TFLOP/s (one GPU): %.2f h per expert, %.2f h shared;  at %.0f TFLOP/s (one CPU server): %.1f h, %.1f h\n",
-           EST_GPU_FLOPS / 1e12, tot_e / EST_GPU_FLOPS / 3600, tot_s / EST_GPU_FLOPS / 3600, EST_CPU_FLOPS / 1e12,
-           tot_e / EST_CPU_FLOPS / 3600, tot_s / EST_CPU_FLOPS / 3600);
-    printf("  plus reading the weights %d times (calibration pass%s and conversion), each as long as a plain convert's read\n",
-           o->passes + 1, o->passes > 1 ? "es" : "");
+    printf("\nGPTQ (--gptq) streamed pass: %.0f calibration tokens (%.0f windows of %" PRId64 "%s), %d threads\n", T, T / (double)o->ctx,
+           o->ctx, o->chunks > 0 || o->n_ids > 0 ? "" : ", --gptq-chunks to change", cores);
+    printf("  peak memory of the pass %.2f GB: layer %d's Hessians %.2f GB (float, %s, gate/up shared; then its factors, same size),\n"
+           "    factor workspace %.2f GB, residual state %.2f GB; plus the plain conversion's own buffers\n",
+           est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9, !strcmp(o->experts, "shared") ? "experts shared" : "one per expert",
+           est.workspace_bytes / 1e9, est.state_bytes / 1e9);
+    printf("  work: forward %.2e, x x^T %.2e, factor %.2e, feedback %.2e flop; code search over %.3g weights\n", est.flops_forward,
+           est.flops_gram, est.flops_factor, est.flops_feedback, w);
+    printf("  time at this code's measured per-core rates (forward %.0f, gram %.0f, factor %.0f, feedback %.0f GFLOP/s; search %.2f M weights/s):\n"
+           "    %.2f h on %d cores, %.2f h on 64 cores;  one H200 at an assumed %.0f TFLOP/s: %.2f h of arithmetic\n",
+           RATE_FORWARD, RATE_GRAM, RATE_FACTOR, RATE_FEEDBACK, RATE_SEARCH_MW, core_s / cores / 3600, cores, core_s / 64 / 3600,
+           RATE_H200 / 1e12, (est.flops_forward + est.flops_gram + est.flops_factor + est.flops_feedback) / RATE_H200 / 3600);
+    printf("  plus reading the weights once (the engine reads a layer, the writer re-reads it from the page cache)\n");
+    if (o->mem && est.peak_bytes > o->mem) printf("  --gptq-mem %.2f GB: BELOW the predicted peak; the run would refuse to start\n", o->mem / 1e9);
+    return 0;
+}
+
+void cli_gptq_json(const cli_gptq_opts *o, const ps_gptq_estimate *est, FILE *f) {
+    fprintf(f, ",\n  \"gptq\": {\n    \"text\": \"");
+    for (const char *c = o->text; *c; c++) { if (*c == '"' || *c == '\\') fputc('\\', f); fputc(*c, f); }
+    fprintf(f, "\", \"chunks\": %" PRId64 ", \"ctx\": %" PRId64 ", \"damp\": %g, \"experts\": \"%s\", \"min_tokens\": %.0f", o->chunks,
+            o->ctx, o->damp, o->experts, o->min_tokens);
+    if (est) {
+        fprintf(f, ",\n    \"peak_bytes\": %" PRIu64 ", \"hessian_bytes\": %" PRIu64 ", \"workspace_bytes\": %" PRIu64
+                   ", \"state_bytes\": %" PRIu64 ", \"peak_layer\": %d,\n    \"flops\": {\"forward\": %.4e, \"gram\": %.4e, \"factor\": %.4e, \"feedback\": %.4e}\n  }",
+                est->peak_bytes, est->hessian_bytes, est->workspace_bytes, est->state_bytes, est->peak_layer, est->flops_forward, est->flops_gram,
+                est->flops_factor, est->flops_feedback);
+        return;
+    }
+    const ps_gptq_result *g = &o->res;
+    fprintf(f, ",\n    \"peak_hessian_bytes\": %" PRIu64 ", \"matrices\": %" PRId64 ", \"no_factor\": %" PRId64 ", \"below_min_tokens\": %" PRId64
+               ",\n    \"expert_matrices\": %" PRId64 ", \"experts_plain\": %" PRId64 ", \"experts_no_tokens\": %" PRId64
+               ",\n    \"seconds\": {\"engine\": %.3f, \"factor\": %.3f, \"waiting\": %.3f},\n    \"expert_tokens\": [",
+            g->peak_hessian_bytes, g->n_matrices, g->n_failed, g->n_fallback, g->n_expert_matrices, g->n_expert_fallback + g->n_expert_empty,
+            g->n_expert_empty, g->seconds_engine, g->seconds_factor, g->seconds_waiting);
+    for (size_t i = 0; i < g->n_counts; i++)
+        fprintf(f, "%s\n      {\"tensor\": \"%s\", \"expert\": %" PRId64 ", \"tokens\": %.0f}", i ? "," : "", g->counts[i].name, g->counts[i].mat,
+                g->counts[i].tokens);
+    fprintf(f, "\n    ]\n  }");
 }

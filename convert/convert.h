@@ -51,13 +51,22 @@ typedef struct {
     int64_t max_items;                  /* test/debug: stop after this many items (0: all);
                                            cv_execute then returns QX_EINVAL "stopped" */
     qx_progress *progress;              /* optional, updated from one thread at a time */
-    /* GPTQ error feedback (optional, quant/gptq.c): the factor U [cols, cols] (U^T U = H^-1)
+    /* GPTQ error feedback (optional, quant/gptq.c): *U = the factor [cols, cols] (U^T U = H^-1)
      * of matrix `slice` (expert / head; 0 for 2-D) of output tensor `name`, borrowed until
-     * cv_execute returns, or NULL to quantize that tensor plainly.  Called from worker
-     * threads at once: must be thread-safe.  Whoever gathers H (calib/, through cli/) fills
-     * it; convert/ never runs the model. */
-    const float *(*gptq_factor)(void *ud, const char *name, int64_t slice, int64_t cols);
+     * cv_execute returns, or NULL to quantize that tensor plainly; a non-OK status stops
+     * the run with that error.  Called from worker threads at once (it may block until its
+     * factor exists, e.g. while a streamed pass computes that layer): must be thread-safe.
+     * Whoever gathers H (calib/, through a pass module or cli/) fills it; convert/ never
+     * runs the model. */
+    qx_status (*gptq_factor)(void *ud, const char *name, int64_t slice, int64_t cols, const float **U, qx_err *e);
     void *gptq_ud;
+    /* Optional: called once per output tensor (index as cv_plan_tensor) when all its bytes
+     * are written (or verified from the journal on --resume), from a worker thread. */
+    void (*tensor_done)(void *ud, size_t tensor);
+    void *tensor_done_ud;
+    /* Optional text hashed into the plan hash (the --resume journal's identity): settings
+     * that change the written bytes without changing the plan, e.g. GPTQ's. */
+    const char *plan_salt;
 } cv_params;
 
 void cv_default_params(cv_params *p);

@@ -175,8 +175,9 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
         QX_TRY(im_importance(o->imp, o->imp->nmat > 1 ? it->slice : 0, b->imp, e));
         imp = b->imp;
     }
-    const float *U = c->p->gptq_factor && qt_gptq_mode_of(o->type) != QT_GPTQ_NONE
-                     ? c->p->gptq_factor(c->p->gptq_ud, o->name, it->slice, ne0) : NULL;
+    const float *U = NULL;
+    if (c->p->gptq_factor && qt_gptq_mode_of(o->type) != QT_GPTQ_NONE)
+        QX_TRY(c->p->gptq_factor(c->p->gptq_ud, o->name, it->slice, ne0, &U, e));
     for (int64_t r = 0; r < n; r += tr_rows) {
         int64_t m = r + tr_rows < n ? tr_rows : n - r;
         QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
@@ -455,7 +456,7 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                                         &th[t], &e2) != QX_OK) {
 #pragma omp critical(cv_err)
                     { if (!failed) { err1 = e2; failed = 1; } }
-                }
+                } else if (p->tensor_done) p->tensor_done(p->tensor_done_ud, t);
             }
             tbuf_free(&b);
         }
@@ -490,8 +491,11 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                     si = write_all(jfd, jpath, line, (size_t)n, &e2);
                 }
                 if (si == QX_OK && __atomic_sub_fetch(&left[it->tensor], 1, __ATOMIC_ACQ_REL) == 0)
+                {
                     si = hash_range(fd_of(pl, &os, it->tensor), part_of(pl, &os, it->tensor), gf_writer_tensor_offset(pl->w, it->tensor),
                                     pl->outs[it->tensor].nbytes, &b, &th[it->tensor], &e2);
+                    if (si == QX_OK && p->tensor_done) p->tensor_done(p->tensor_done_ud, it->tensor);
+                }
                 if (si != QX_OK) {
 #pragma omp critical(cv_err)
                     { if (!failed) { err1 = e2; failed = 1; } }

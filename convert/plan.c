@@ -188,6 +188,7 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
     XXH3_64bits_update(st, hdr, hlen);
     XXH3_64bits_update(st, pl->items, pl->n_items * sizeof *pl->items);
     if (p->imatrix) XXH3_64bits_update(st, p->imatrix, strlen(p->imatrix));
+    if (p->plan_salt) XXH3_64bits_update(st, p->plan_salt, strlen(p->plan_salt));
     for (int k = 0; k < gf_writer_split_count(pl->w); k++) {   /* split output: where each file is cut */
         uint64_t sz = gf_writer_split_size(pl->w, k);
         if (gf_writer_split_count(pl->w) > 1) XXH3_64bits_update(st, &sz, sizeof sz);

@@ -48,10 +48,17 @@ static bool chol_lower(double *a, int64_t n) {
     return true;
 }
 
-bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U) {
+static bool factor_impl(const double *Hd, const float *Hf, int64_t n, double damp, float *U);
+
+bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U) { return factor_impl(H, NULL, n, damp, U); }
+bool qt_gptq_factor_f32(const float *H, int64_t n, double damp, float *U) { return factor_impl(NULL, H, n, damp, U); }
+
+#define HAT(i, j) (Hd ? Hd[(i) * n + (j)] : (double)Hf[(i) * n + (j)])
+
+static bool factor_impl(const double *Hd, const float *Hf, int64_t n, double damp, float *U) {
     if (n <= 0) return false;
     double mean = 0;
-    for (int64_t j = 0; j < n; j++) mean += H[j * n + j] > 0 ? H[j * n + j] : 0;
+    for (int64_t j = 0; j < n; j++) mean += HAT(j, j) > 0 ? HAT(j, j) : 0;
     mean /= (double)n;
     if (!(mean > 0) || !isfinite(mean)) return false;
     double *a = malloc((size_t)(n * n) * sizeof(double));
@@ -62,7 +69,7 @@ bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U) {
         double lam = damp * mean;
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j <= i; j++) {
-                double h = H[(n - 1 - i) * n + (n - 1 - j)];
+                double h = HAT(n - 1 - i, n - 1 - j);
                 if (i == j) h = (h > 0 ? h : 0) + lam + (h > 0 ? 0 : mean * 1e-2);
                 a[i * n + j] = h;
             }

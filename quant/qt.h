@@ -90,6 +90,8 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t);
  * lam = damp * mean(diag H); damp is raised x10 (up to 5 times) while the factorization
  * fails.  False when H has no positive diagonal or never factors (then quantize plainly). */
 bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
+/* The same from a float H (the arithmetic stays in double). */
+bool qt_gptq_factor_f32(const float *H, int64_t n, double damp, float *U);
 /* Quantizes nrows rows of length n (a multiple of t's block size) with GPTQ error feedback
  * through U (from qt_gptq_factor, borrowed for the call); imp as for from_float (chooses
  * each block's scales).  Rows are independent and processed in order: the bytes depend on

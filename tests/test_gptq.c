@@ -328,12 +328,12 @@ static void test_threads(cal_model *m, const int32_t *ids, int64_t n_ids) {
     for (int i = 0; i < 4; i++) {
         int64_t c0 = 0, c1 = 0;
         double n0 = 0, n1 = 0;
-        const double *a = cal_hessian_get(h[0], names[i], 1, &c0, &n0), *b = cal_hessian_get(h[1], names[i], 1, &c1, &n1);
+        const float *a = cal_hessian_get(h[0], names[i], 1, &c0, &n0), *b = cal_hessian_get(h[1], names[i], 1, &c1, &n1);
         TU_CHECK(a && b && c0 == c1 && n0 == n1 && n0 > 0, "%s: Hessian missing or of other shape/count", names[i]);
-        if (a && b) TU_CHECK(!memcmp(a, b, sizeof(double) * (size_t)(c0 * c0)), "%s: Hessian differs between 1 and 2 threads", names[i]);
+        if (a && b) TU_CHECK(!memcmp(a, b, sizeof(float) * (size_t)(c0 * c0)), "%s: Hessian differs between 1 and 2 threads", names[i]);
     }
     int64_t nc = 0;
-    const double *H = cal_hessian_get(h[0], "blk.0.ffn_down.weight", 0, &nc, NULL);
+    const float *H = cal_hessian_get(h[0], "blk.0.ffn_down.weight", 0, &nc, NULL);
     if (H) {
         const int64_t rows = 64;
         float *U = malloc(sizeof(float) * (size_t)(nc * nc)), *W = malloc(sizeof(float) * (size_t)(rows * nc));
@@ -343,11 +343,11 @@ static void test_threads(cal_model *m, const int32_t *ids, int64_t n_ids) {
 #ifdef _OPENMP
         omp_set_num_threads(2);
 #endif
-        TU_CHECK(qt_gptq_factor(H, nc, 0.01, U2), "factor (2 threads)");
+        TU_CHECK(qt_gptq_factor_f32(H, nc, 0.01, U2), "factor (2 threads)");
 #ifdef _OPENMP
         omp_set_num_threads(1);
 #endif
-        TU_CHECK(qt_gptq_factor(H, nc, 0.01, U), "factor (1 thread)");
+        TU_CHECK(qt_gptq_factor_f32(H, nc, 0.01, U), "factor (1 thread)");
         TU_CHECK(nc > 256 && !memcmp(U, U2, sizeof(float) * (size_t)(nc * nc)), "factor of %lld columns differs between 1 and 2 threads",
                  (long long)nc);
         free(U2);

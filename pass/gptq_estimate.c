@@ -1,0 +1,64 @@
+/* pass/gptq_estimate.c — the memory and work model of the streamed GPTQ pass
+ * (ps_gptq_estimate_plan), for `convert --dry-run --gptq`: what pass/gptq_stream.c holds per
+ * layer, from the plan's shapes alone. */
+#include "pass.h"
+
+#include <string.h>
+
+/* Tensors whose input Hessian the engine gathers: every matrix it multiplies by, except the
+ * router, token_embd and the up projections (they share their gate's H). */
+static bool has_hessian(const cv_tensor_info *t) {
+    if (t->n_dims < 2 || !strstr(t->name, ".weight")) return false;
+    if (!strcmp(t->name, "token_embd.weight") || strstr(t->name, "ffn_gate_inp") || strstr(t->name, "ffn_up")) return false;
+    return true;
+}
+
+static int layer_index(const cv_tensor_info *t, int n_layer) {
+    if (!strcmp(t->name, "output.weight")) return n_layer;
+    return t->layer >= 0 && t->layer < n_layer ? t->layer : -1;
+}
+
+void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_t k_used, int64_t n_embd, double T,
+                           cal_hess_experts experts, int n_par, ps_gptq_estimate *out) {
+    memset(out, 0, sizeof *out);
+    out->peak_layer = -1;
+    double lay_h = 0, max_n = 0;
+    int cur = -2;
+    size_t n = cv_plan_tensor_count(pl);
+    for (size_t i = 0; i <= n; i++) {
+        cv_tensor_info t;
+        int L = -3;
+        if (i < n) {
+            cv_plan_tensor(pl, i, &t);
+            L = layer_index(&t, n_layer);
+        }
+        if (L != cur) {   /* a layer ended: its Hessians (then factors) were the live set */
+            if (cur >= 0 && lay_h > (double)out->hessian_bytes) {
+                out->hessian_bytes = (uint64_t)lay_h;
+                out->peak_layer = cur;
+            }
+            lay_h = 0;
+            cur = L;
+        }
+        if (i == n || L < 0 || t.n_dims < 2 || !strstr(t.name, ".weight")) continue;
+        double cols = (double)t.ne[0], rows = (double)t.ne[1], nmat = t.n_dims > 2 ? (double)t.ne[2] : 1;
+        bool ex = strstr(t.name, "_exps.") != NULL && n_exp > 0;
+        double tok = ex ? T * (double)k_used / (double)n_exp : T;
+        out->flops_forward += 2.0 * rows * cols * nmat * tok;
+        if (!has_hessian(&t)) {
+            if (strstr(t.name, "ffn_up") && qt_gptq_mode_of(t.type) != QT_GPTQ_NONE) out->flops_feedback += rows * cols * cols * nmat;
+            continue;
+        }
+        double nh = ex && experts == CAL_HESS_SHARED ? 1 : nmat;
+        lay_h += 4.0 * cols * cols * nh;
+        if (cols > max_n) max_n = cols;
+        out->flops_gram += cols * cols * nmat * tok;                  /* upper triangle: cols^2/2 FMA per row */
+        out->flops_factor += 2.0 * cols * cols * cols * nh;             /* Cholesky n^3/3 + triangular inverse n^3/3, x2 flop/FMA */
+        if (qt_gptq_mode_of(t.type) != QT_GPTQ_NONE) out->flops_feedback += rows * cols * cols * nmat;   /* rows * cols^2/2 FMA */
+    }
+    out->factor_bytes = out->hessian_bytes;   /* each H is replaced by its U, same size */
+    if (n_par < 1) n_par = 1;
+    out->workspace_bytes = (uint64_t)((double)n_par * (16.0 + 4.0) * max_n * max_n);   /* two double n^2 + the new U */
+    out->state_bytes = (uint64_t)(T * (double)n_embd * 4.0);
+    out->peak_bytes = out->hessian_bytes + out->workspace_bytes + out->state_bytes;
+}

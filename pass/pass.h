@@ -1,0 +1,67 @@
+/* pass/pass.h — the one public header of pass/: passes that interleave the engine (calib/)
+ * and the writer (convert/) over one weight stream (DESIGN.md decision 10).  convert/ never
+ * runs the model; calib/ never writes a GGUF; this module sits above both and below cli/.
+ *
+ *   ps_gptq_convert   `convert --gptq`: the calibration tokens' residual state is carried
+ *                     through the model layer by layer; when layer L is through, its input
+ *                     Hessians are complete: they are factored, the writer quantizes L's
+ *                     tensors with GPTQ feedback (cv_execute's workers wait for exactly that
+ *                     layer), then L's matrices are freed and the engine goes on to L+1.
+ *                     One layer's Hessians live at a time.  The inputs of each layer come from
+ *                     the original (unquantized) layers below (docs/gptq.md: the sequential
+ *                     variant measured no gain). */
+#ifndef PASS_H
+#define PASS_H
+
+#include "../common/qx.h"
+#include "../convert/convert.h"
+#include "../calib/calib.h"
+
+typedef struct {
+    const char *model;            /* HF dir or GGUF the engine runs: the conversion's source */
+    const int32_t *ids;           /* calibration tokens without BOS [n_ids], borrowed */
+    int64_t n_ids;
+    int64_t n_ctx, n_chunks;      /* windows (n_chunks 0: all) */
+    double damp;                  /* fraction of the mean Hessian diagonal */
+    cal_hess_experts experts;
+    double min_tokens;            /* a matrix that saw fewer rows is quantized plainly */
+    const char *skip;             /* POSIX ERE: GGUF names quantized without feedback (NULL: none) */
+    int n_threads;                /* engine threads (0: OpenMP default) */
+    void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
+    void *progress_ud;
+} ps_gptq_params;
+
+void ps_gptq_default_params(ps_gptq_params *p);
+
+typedef struct {
+    int n_layer;                          /* engine layers (+1: the output head) */
+    int64_t n_matrices, n_failed, n_fallback;   /* over every layer, see cal_hessian_factor_stats */
+    int64_t n_expert_matrices, n_expert_fallback, n_expert_empty;   /* routed experts only */
+    uint64_t peak_hessian_bytes;          /* the most H + U bytes alive at once */
+    double seconds_engine, seconds_factor, seconds_waiting;   /* engine thread: forward+gram, factor, waiting on the writer */
+    cal_hessian_count *counts;            /* routed experts' token counts [n_counts], names owned */
+    size_t n_counts;
+} ps_gptq_result;
+
+void ps_gptq_result_free(ps_gptq_result *r);   /* accepts zeroed */
+
+/* Executes plan pl into out (as cv_execute, with p; p's gptq_factor / tensor_done are
+ * replaced for the call) with GPTQ feedback from the streamed Hessians of gp.  *gr is
+ * filled (free with ps_gptq_result_free) even on failure. */
+qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, const ps_gptq_params *gp, cv_result *cr,
+                          ps_gptq_result *gr, qx_err *e);
+
+/* Per-layer memory model of the streamed pass for plan pl over an engine of n_layer layers
+ * with n_exp experts (k used per token) and T calibration tokens: the largest layer's
+ * Hessian bytes (float, gate/up shared), its factors, the factorization workspace for
+ * n_par matrices at once and the residual stream; the sum is the predicted peak above the
+ * plain conversion's own memory. */
+typedef struct {
+    uint64_t hessian_bytes, factor_bytes, workspace_bytes, state_bytes, peak_bytes;
+    int peak_layer;
+    double flops_forward, flops_gram, flops_factor, flops_feedback;
+} ps_gptq_estimate;
+void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_t k_used, int64_t n_embd, double T,
+                           cal_hess_experts experts, int n_par, ps_gptq_estimate *out);
+
+#endif
