@@ -6,7 +6,7 @@
  * tokens routed to them) or one H per layer and kind shared by all experts
  * (CAL_HESS_SHARED, from all routed tokens).  A gate and its up projection multiply the
  * same rows, so the up projection's H is the gate's (one matrix, gathered once).  H is
- * kept in float (sums of at most 1024 tokens in float, then added to H in token order).
+ * kept in float, every element summed in token order (kernels/ kn_gram_accumulate).
  * Streaming: with params.layer_done the caller is called after each layer (and after the
  * head, layer n_layer) when that layer's matrices are complete, and may factor and release
  * them there (cal_hessian_factor_layer, cal_hessian_release_layer) so that one layer's
@@ -78,33 +78,6 @@ static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert,
     return a;
 }
 
-/* H[i, j] += sum_t x[t, i] x[t, j] for j >= i, rows of 8 i's per task; each element's sum
- * over t runs in token order (float, one batch), then is added to H, so the result does
- * not depend on the thread count. */
-static void gram_add(float *H, const float *x, int64_t ld, int64_t T, int64_t cols) {
-    int64_t nt = (cols + 7) / 8;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (T * cols * cols >= (1 << 20))
-#endif
-    for (int64_t it = 0; it < nt; it++) {
-        int64_t i0 = it * 8, ni = cols - i0 < 8 ? cols - i0 : 8, w = cols - i0;
-        float *acc = calloc((size_t)(8 * w), sizeof(float));
-        if (!acc) continue;   /* cannot happen for sane sizes; the entry just stays lower */
-        for (int64_t t = 0; t < T; t++) {
-            const float *row = x + t * ld + i0;
-            for (int64_t r = 0; r < ni; r++) {
-                float xi = row[r];
-                if (xi == 0) continue;
-                float *a = acc + r * w;
-                for (int64_t j = r; j < w; j++) a[j] += xi * row[j];
-            }
-        }
-        for (int64_t r = 0; r < ni; r++)
-            for (int64_t j = r; j < w; j++) H[(i0 + r) * cols + i0 + j] += acc[r * w + j];
-        free(acc);
-    }
-}
-
 static void on_input(void *ud, cal_wkind kind, int layer, int expert, const float *x, int64_t ld,
                      int64_t T, int64_t cols) {
     cal_hessians *o = ud;
@@ -118,8 +91,7 @@ static void on_input(void *ud, cal_wkind kind, int layer, int expert, const floa
     }
     if (!a->H[mat] && !(a->H[mat] = calloc((size_t)(cols * cols), sizeof(float)))) { o->oom = true; return; }
     a->count[mat] += (double)T;
-    for (int64_t t0 = 0; t0 < T; t0 += 1024)
-        gram_add(a->H[mat], x + t0 * ld, ld, T - t0 < 1024 ? T - t0 : 1024, cols);
+    kn_gram_accumulate(a->H[mat], cols, x, ld, T);   /* token order per element: thread-count independent */
 }
 
 static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {

@@ -112,6 +112,11 @@ void kn_dsa_select(const kn_dsa_args *a);
 void kn_dsa_select_ref(const kn_dsa_args *a);
 
 /* out[t, i] = silu(g[t, i]) * u[t, i], silu(z) = z / (1 + e^-z); n per row, rows ld apart. */
+/* GPTQ input Hessians (kernels/cpu/gram.c): H[i, j] += sum_t x[t, i] x[t, j] for j >= i,
+ * H [n, n] float (upper triangle), x [T, n] with row stride ld; every element summed in token
+ * order, so the fast path (register tiles, OpenMP over tiles) gives the reference's bits. */
+void kn_gram_accumulate(float *H, int64_t n, const float *x, int64_t ld, int64_t T);
+void kn_gram_accumulate_ref(float *H, int64_t n, const float *x, int64_t ld, int64_t T);
 void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,
                  int64_t ldo);
 /* y[t] += s[t] * x[t] (s == NULL: s = 1) over T rows of n. */
