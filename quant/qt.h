@@ -92,6 +92,8 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t);
 bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
 /* The same from a float H (the arithmetic stays in double). */
 bool qt_gptq_factor_f32(const float *H, int64_t n, double damp, float *U);
+/* The same by the unblocked column-by-column reference (tests, benchmark baseline). */
+bool qt_gptq_factor_ref(const double *H, int64_t n, double damp, float *U);
 /* Quantizes nrows rows of length n (a multiple of t's block size) with GPTQ error feedback
  * through U (from qt_gptq_factor, borrowed for the call); imp as for from_float (chooses
  * each block's scales).  Rows are independent and processed in order: the bytes depend on
