@@ -166,30 +166,6 @@ static int elem_nearest(const qg_lev *L, float v, float *q) {
 
 /* ---- group codes of IQ2_XXS and IQ1_S (8 elements, fixed block scales) ---- */
 
-/* Nearest point of a grid of `width` byte magnitudes (point k at grid + k * width, times db)
- * to v in the metric h, signs following v: the best point as it is (c0, k0) and the best with
- * one sign taken the other way at least cost (c1, k1, flipping element j1), which is what an
- * even-parity sign rule pays when v has an odd number of negatives. */
-typedef struct { float c0, c1; int k0, k1, j1; } grid_pick;
-
-static inline grid_pick grid_nearest(const uint8_t *grid, int width, int ng, float db, const float *v, const float *h) {
-    grid_pick p = { INFINITY, INFINITY, 0, 0, 0 };
-    for (int k = 0; k < ng; k++) {
-        const uint8_t *gr = grid + (size_t)k * (size_t)width;
-        float cost = 0, flip = INFINITY;
-        int fj = 0;
-        for (int j = 0; j < width; j++) {
-            float gv = db * (float)gr[j], av = fabsf(v[j]), e = av - gv;
-            cost += h[j] * e * e;
-            float fc = h[j] * 4.f * av * gv;   /* cost of taking the other sign */
-            if (fc < flip) { flip = fc; fj = j; }
-        }
-        if (cost < p.c0) { p.c0 = cost; p.k0 = k; }
-        if (cost + flip < p.c1) { p.c1 = cost + flip; p.k1 = k; p.j1 = fj; }
-    }
-    return p;
-}
-
 static int neg_bits(const float *v, int n) {
     int neg = 0;
     for (int j = 0; j < n; j++)
@@ -201,7 +177,7 @@ static int neg_bits(const float *v, int n) {
  * even number of them negative. */
 static int grid8_nearest(const uint64_t *grid, int ng, float db, const float *v, const float *h, bool parity, int *neg_out) {
     int neg = neg_bits(v, 8);
-    grid_pick p = grid_nearest((const uint8_t *)grid, 8, ng, db, v, h);
+    qg_grid_pick p = qg_grid_nearest((const uint8_t *)grid, 8, ng, db, v, h);
     if (parity && (__builtin_popcount((unsigned)neg) & 1)) {
         *neg_out = neg ^ (1 << p.j1);
         return p.k1;
@@ -266,8 +242,8 @@ static void iq3xxs_group(uint8_t *blk, int g, const float *v, const float *h, fl
     memcpy(&a, sp, 4);
     float db = f16(x->d) * (0.5f + (float)(a >> 28)) * 0.5f;
     int neg = neg_bits(v, 8);
-    grid_pick p[2];
-    for (int hh = 0; hh < 2; hh++) p[hh] = grid_nearest((const uint8_t *)qt_iq3xxs_grid, 4, 256, db, v + 4 * hh, h + 4 * hh);
+    qg_grid_pick p[2];
+    for (int hh = 0; hh < 2; hh++) p[hh] = qg_grid_nearest((const uint8_t *)qt_iq3xxs_grid, 4, 256, db, v + 4 * hh, h + 4 * hh);
     int ka = p[0].k0, kb = p[1].k0;
     if (__builtin_popcount((unsigned)neg) & 1) {
         if (p[0].c1 + p[1].c0 <= p[0].c0 + p[1].c1) { ka = p[0].k1; neg ^= 1 << p[0].j1; }
@@ -290,7 +266,7 @@ static void iq3s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     int ib = g / 4, l = g % 4;
     float db = f16(x->d) * (float)(1 + 2 * ((x->scales[ib / 2] >> (4 * (ib % 2))) & 0xf));
     int k[2], neg = neg_bits(v, 8);
-    for (int hh = 0; hh < 2; hh++) k[hh] = grid_nearest((const uint8_t *)qt_iq3s_grid, 4, 512, db, v + 4 * hh, h + 4 * hh).k0;
+    for (int hh = 0; hh < 2; hh++) k[hh] = qg_grid_nearest((const uint8_t *)qt_iq3s_grid, 4, 512, db, v + 4 * hh, h + 4 * hh).k0;
     uint8_t mag[8];
     memcpy(mag, &qt_iq3s_grid[k[0]], 4);
     memcpy(mag + 4, &qt_iq3s_grid[k[1]], 4);
@@ -303,28 +279,6 @@ static void iq3s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     x->signs[4 * ib + l] = (uint8_t)neg;
 }
 
-/* Nearest IQ1 grid point (values -1/0/+1, plus a delta, times dl) to v in the metric h over
- * nd candidate deltas; *bk, *bd keep their values when no point is better (dl <= 0). */
-static void iq1_nearest(float dl, int nd, const float *deltas, const float *v, const float *h, int *bk, int *bd) {
-    if (!(dl > 0)) return;
-    float c3[2][8][3];   /* per delta: cost of value -1, 0, +1 at each element */
-    for (int d = 0; d < nd; d++)
-        for (int j = 0; j < 8; j++)
-            for (int s = 0; s < 3; s++) {
-                float e = v[j] - dl * ((float)(s - 1) + deltas[d]);
-                c3[d][j][s] = h[j] * e * e;
-            }
-    float best = INFINITY;
-    for (int k = 0; k < QT_IQ1S_NGRID; k++) {
-        const int8_t *gr = (const int8_t *)&qt_iq1s_grid[k];
-        for (int d = 0; d < nd; d++) {
-            float cost = 0;
-            for (int j = 0; j < 8; j++) cost += c3[d][j][gr[j] + 1];
-            if (cost < best) { best = cost; *bk = k; *bd = d; }
-        }
-    }
-}
-
 static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, float *q) {
     qt_block_iq1_s *x = (void *)blk;
     int ib = g / 4, l = g % 4;
@@ -332,7 +286,7 @@ static void iq1s_group(uint8_t *blk, int g, const float *v, const float *h, floa
     float dl = f16(x->d) * (float)(2 * ((qh >> 12) & 7) + 1);
     float delta = qh & 0x8000 ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
     int bk = x->qs[4 * ib + l] | (int)((qh >> (3 * l)) & 7) << 8, bd = 0;
-    iq1_nearest(dl, 1, &delta, v, h, &bk, &bd);
+    qg_iq1_nearest(dl, 1, &delta, v, h, &bk, &bd);
     const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
     for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);
     x->qs[4 * ib + l] = (uint8_t)(bk & 0xFF);
@@ -353,7 +307,7 @@ static void iq1m_group(uint8_t *blk, int g, const float *v, const float *h, floa
     int nib = (*qh >> sh) & 0xf;
     int bk = x->qs[g] | (nib & 7) << 8, bneg = nib >> 3;
     static const float deltas[2] = { QT_IQ1S_DELTA, -QT_IQ1S_DELTA };
-    iq1_nearest(dl, 2, deltas, v, h, &bk, &bneg);
+    qg_iq1_nearest(dl, 2, deltas, v, h, &bk, &bneg);
     const int8_t *gr = (const int8_t *)&qt_iq1s_grid[bk];
     float delta = bneg ? -QT_IQ1S_DELTA : QT_IQ1S_DELTA;
     for (int j = 0; j < 8; j++) q[j] = dl * ((float)gr[j] + delta);

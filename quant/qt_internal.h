@@ -110,6 +110,20 @@ static inline float qk_asym_fit(float s0, float s1, float s2, const float mom[3]
     return (D > 0 && td > 0) ? e : INFINITY;
 }
 
+/* GPTQ group searches (quant/gptq_search.c).  Nearest point of a grid of `width` byte
+ * magnitudes (point k at grid + k * width, times db) to v in the metric h, signs following v:
+ * the best point as it is (c0, k0) and the best with one sign taken the other way at least
+ * cost (c1, k1, flipping element j1), what an even-parity sign rule pays for an odd number
+ * of negatives.  First point on ties.  _ref: point by point; the other: AVX2 when the CPU has
+ * it and grid is one of the IQ2/IQ3 grids, the same picks. */
+typedef struct { float c0, c1; int k0, k1, j1; } qg_grid_pick;
+qg_grid_pick qg_grid_nearest(const uint8_t *grid, int width, int ng, float db, const float *v, const float *h);
+qg_grid_pick qg_grid_nearest_ref(const uint8_t *grid, int width, int ng, float db, const float *v, const float *h);
+/* Nearest IQ1 grid point (values -1/0/+1 plus a delta, times dl) to v in the metric h over
+ * nd (1 or 2) candidate deltas; *bk, *bd keep their values when dl <= 0. */
+void qg_iq1_nearest(float dl, int nd, const float *deltas, const float *v, const float *h, int *bk, int *bd);
+void qg_iq1_nearest_ref(float dl, int nd, const float *deltas, const float *v, const float *h, int *bk, int *bd);
+
 extern const qk_kern qk_kern_ref;
 void qk_q8_0_blocks_ref(const float *x, void *dst, int64_t nblocks);
 /* The AVX2 kernels, or NULL when the CPU (or the compiler) lacks AVX2. */

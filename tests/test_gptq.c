@@ -18,6 +18,8 @@
 #include "calib/calib.h"
 #include "formats/formats.h"
 #include "quant/qt.h"
+#include "quant/qt_internal.h"
+#include "quant/blocks_iq.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -481,7 +483,40 @@ static void test_factor_blocked(void) {
     free(H); free(x); free(U0); free(U1); free(U2);
 }
 
+/* The AVX2 group searches pick exactly what the point-by-point reference picks (every grid,
+ * parity flip included; IQ1 with one and two deltas), on random and tie-prone inputs. */
+static void test_search(void) {
+    const struct { const void *g; int w, ng; } gs[5] = {
+        { qt_iq2xxs_grid, 8, 256 }, { qt_iq2xs_grid, 8, 512 }, { qt_iq2s_grid, 8, 1024 }, { qt_iq3xxs_grid, 4, 256 }, { qt_iq3s_grid, 4, 512 } };
+    int diff = 0, trials = 0;
+    for (int gi = 0; gi < 5; gi++)
+        for (int r = 0; r < 400; r++, trials++) {
+            float v[8], h[8], db = (float)(0.002 + 0.01 * urand());
+            for (int j = 0; j < 8; j++) {
+                v[j] = r % 5 == 0 ? db * (float)(1 + (int)(urand() * 6)) * (urand() < 0.5 ? -1.f : 1.f) : (float)(nrand() * 0.02);
+                h[j] = r % 7 == 0 ? 1.f : (float)(0.1 + urand());
+            }
+            qg_grid_pick a = qg_grid_nearest(gs[gi].g, gs[gi].w, gs[gi].ng, db, v, h);
+            qg_grid_pick b = qg_grid_nearest_ref(gs[gi].g, gs[gi].w, gs[gi].ng, db, v, h);
+            if (a.k0 != b.k0 || a.k1 != b.k1 || a.j1 != b.j1 || a.c0 != b.c0 || a.c1 != b.c1) diff++;
+        }
+    for (int nd = 1; nd <= 2; nd++)
+        for (int r = 0; r < 400; r++, trials++) {
+            float v[8], h[8], dl = (float)(0.005 + 0.01 * urand()), deltas[2] = { 0.125f, -0.125f };
+            for (int j = 0; j < 8; j++) {
+                v[j] = r % 5 == 0 ? dl * (float)((int)(urand() * 3) - 1) : (float)(nrand() * 0.02);
+                h[j] = r % 7 == 0 ? 1.f : (float)(0.1 + urand());
+            }
+            int k1 = 5, d1 = 0, k2 = 5, d2 = 0;
+            qg_iq1_nearest(dl, nd, deltas, v, h, &k1, &d1);
+            qg_iq1_nearest_ref(dl, nd, deltas, v, h, &k2, &d2);
+            if (k1 != k2 || d1 != d2) diff++;
+        }
+    TU_CHECK(diff == 0, "group search: %d of %d picks differ from the reference", diff, trials);
+}
+
 int main(void) {
+    test_search();
     test_factor_blocked();
     test_gram();
     test_lazy();
