@@ -511,7 +511,7 @@ void qt_gptq_update(float *W, int64_t ldw, int64_t R, const float *E, int B, con
     (ref ? fb_update_ref : fb_update_best())(W, ldw, R, E, B, Ub, ldu, nc);
 }
 
-enum { LAZY_ROWS = 16 };   /* rows walked together: each product reuses U's block 16 times */
+enum { LAZY_ROWS = 64 };   /* rows walked together: each product reuses U's block 64 times */
 
 bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
                       const float *imp) {

@@ -10,7 +10,7 @@
  *  5. bytes do not depend on the thread count: cal_hessian_run and qt_quantize_gptq under
  *     1 and 2 threads;
  *  6. the lazy-batch walk (qt_quantize_gptq: one product per block) writes the same bytes as
- *     the scalar walk (qt_quantize_gptq_ref) for every type, row counts around the 16-row
+ *     the scalar walk (qt_quantize_gptq_ref) for every type, row counts around the 64-row
  *     group and widths with a column tail; the product's AVX2 and portable paths agree bit
  *     for bit. */
 #include "tests/util/tu.h"
@@ -373,7 +373,7 @@ static void test_lazy(void) {
     const qt_type ts[] = { QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K,
                            QT_Q6_K, QT_IQ4_NL, QT_IQ4_XS, QT_IQ2_XXS, QT_IQ1_S, QT_IQ2_XS, QT_IQ3_XXS,
                            QT_IQ2_S, QT_IQ3_S, QT_IQ1_M };
-    const int widths[] = { 224, 768 }, rows_of[] = { 1, 5, 21 };
+    const int widths[] = { 224, 768 }, rows_of[] = { 1, 5, 70 };   /* 70: a 64-row group and a tail */
     for (int wi = 0; wi < 2; wi++) {
         const int n = widths[wi];
         /* H = X^T X, X [T, n]: columns of unequal scale plus a shared component */
@@ -385,11 +385,11 @@ static void test_lazy(void) {
             for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) H[(size_t)i * n + j] += x[i] * x[j];
         }
         free(x);
-        float *U = malloc(sizeof(float) * n * n), *W = malloc(sizeof(float) * 21 * n), *imp = malloc(sizeof(float) * n);
-        uint8_t *qa = malloc((size_t)21 * n * 2), *qb = malloc((size_t)21 * n * 2);
+        float *U = malloc(sizeof(float) * n * n), *W = malloc(sizeof(float) * 70 * n), *imp = malloc(sizeof(float) * n);
+        uint8_t *qa = malloc((size_t)70 * n * 2), *qb = malloc((size_t)70 * n * 2);
         TU_CHECK(qt_gptq_factor(H, n, 0.1, U), "factor");
         for (int j = 0; j < n; j++) imp[j] = (float)(0.2 + urand());
-        for (int i = 0; i < 21 * n; i++) W[i] = (float)(nrand() * 0.02 * (i % 29 == 0 ? 5 : 1));
+        for (int i = 0; i < 70 * n; i++) W[i] = (float)(nrand() * 0.02 * (i % 29 == 0 ? 5 : 1));
         for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
             if (n % qt_get_traits(ts[k])->blck) continue;   /* 224: the 32-wide types only */
             for (int ri = 0; ri < 3; ri++) {
