@@ -153,11 +153,9 @@ int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl,
                      ps_gptq_estimate *out) {
     qx_err e = {0};
     cal_model *m = NULL;
-    int n_layer = 0;
-    int64_t n_exp = 0, k_used = 0, n_embd = 0;
+    cal_hparams hp;
     if (cal_model_open(&m, in, &e) == QX_OK) {
-        const cal_hparams *hp = cal_model_hparams(m);
-        n_layer = (int)hp->n_layer; n_exp = hp->n_exp; k_used = hp->n_exp_used; n_embd = hp->n_embd;
+        hp = *cal_model_hparams(m);
         cal_model_close(m);
     } else {
         fprintf(stderr, "qforge %s: gptq estimate: %s\n", cmd, e.msg);
@@ -166,8 +164,7 @@ int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl,
     double T = (double)(o->chunks > 0 ? o->chunks : (o->n_ids > 0 ? o->n_ids / o->ctx : 128)) * (double)o->ctx;
     int cores = n_threads > 0 ? n_threads : qx_default_threads();
     ps_gptq_estimate est;
-    ps_gptq_estimate_plan(pl, n_layer, n_exp, k_used, n_embd, T, !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT,
-                          cores, &est);
+    ps_gptq_estimate_plan(pl, &hp, T, !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT, cores, &est);
     if (out) *out = est;
     double w = (double)cv_plan_n_elems(pl);
     double core_s = est.flops_forward / (RATE_FORWARD * 1e9) + est.flops_gram / (RATE_GRAM * 1e9) +
@@ -175,9 +172,10 @@ int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl,
     if (!out) {
         if (o->mem && est.peak_bytes > o->mem) {
             fprintf(stderr, "qforge %s: error: --gptq-mem %.2f GB: the streamed pass needs %.2f GB (layer %d's Hessians %.2f GB, "
-                    "factor workspace %.2f GB for %d threads, residual state %.2f GB); raise it, use fewer threads or "
-                    "--gptq-experts shared\n", cmd, o->mem / 1e9, est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9,
-                    est.workspace_bytes / 1e9, cores, est.state_bytes / 1e9);
+                    "factor workspace %.2f GB for %d threads, residual state %.2f GB, engine %.2f GB, one layer's weights %.2f GB); "
+                    "raise it, use fewer threads, fewer --gptq-chunks or --gptq-experts shared\n", cmd, o->mem / 1e9, est.peak_bytes / 1e9,
+                    est.peak_layer, est.hessian_bytes / 1e9, est.workspace_bytes / 1e9, cores, est.state_bytes / 1e9, est.engine_bytes / 1e9,
+                    est.weight_bytes / 1e9);
             return 1;
         }
         return 0;
@@ -185,9 +183,10 @@ int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl,
     printf("\nGPTQ (--gptq) streamed pass: %.0f calibration tokens (%.0f windows of %" PRId64 "%s), %d threads\n", T, T / (double)o->ctx,
            o->ctx, o->chunks > 0 || o->n_ids > 0 ? "" : ", --gptq-chunks to change", cores);
     printf("  peak memory of the pass %.2f GB: layer %d's Hessians %.2f GB (float, %s, gate/up shared; then its factors, same size),\n"
-           "    factor workspace %.2f GB, residual state %.2f GB; plus the plain conversion's own buffers\n",
+           "    factor workspace %.2f GB, residual state %.2f GB, engine buffers %.2f GB, one layer's weights mapped %.2f GB;\n"
+           "    plus the plain conversion's own buffers\n",
            est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9, !strcmp(o->experts, "shared") ? "experts shared" : "one per expert",
-           est.workspace_bytes / 1e9, est.state_bytes / 1e9);
+           est.workspace_bytes / 1e9, est.state_bytes / 1e9, est.engine_bytes / 1e9, est.weight_bytes / 1e9);
     printf("  work: forward %.2e, x x^T %.2e, factor %.2e, feedback %.2e flop; code search over %.3g weights\n", est.flops_forward,
            est.flops_gram, est.flops_factor, est.flops_feedback, w);
     printf("  time at this code's measured per-core rates (forward %.0f, gram %.0f, factor %.0f, feedback %.0f GFLOP/s; search %.2f M weights/s):\n"
@@ -206,8 +205,8 @@ void cli_gptq_json(const cli_gptq_opts *o, const ps_gptq_estimate *est, FILE *f)
             o->ctx, o->damp, o->experts, o->min_tokens);
     if (est) {
         fprintf(f, ",\n    \"peak_bytes\": %" PRIu64 ", \"hessian_bytes\": %" PRIu64 ", \"workspace_bytes\": %" PRIu64
-                   ", \"state_bytes\": %" PRIu64 ", \"peak_layer\": %d,\n    \"flops\": {\"forward\": %.4e, \"gram\": %.4e, \"factor\": %.4e, \"feedback\": %.4e}\n  }",
-                est->peak_bytes, est->hessian_bytes, est->workspace_bytes, est->state_bytes, est->peak_layer, est->flops_forward, est->flops_gram,
+                   ", \"state_bytes\": %" PRIu64 ", \"engine_bytes\": %" PRIu64 ", \"weight_bytes\": %" PRIu64 ", \"peak_layer\": %d,\n    \"flops\": {\"forward\": %.4e, \"gram\": %.4e, \"factor\": %.4e, \"feedback\": %.4e}\n  }",
+                est->peak_bytes, est->hessian_bytes, est->workspace_bytes, est->state_bytes, est->engine_bytes, est->weight_bytes, est->peak_layer, est->flops_forward, est->flops_gram,
                 est->flops_factor, est->flops_feedback);
         return;
     }

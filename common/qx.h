@@ -89,4 +89,21 @@ void qx_progress_begin(qx_progress *p, FILE *out, const char *label, uint64_t to
 void qx_progress_update(qx_progress *p, uint64_t done, const char *what);
 void qx_progress_end(qx_progress *p, uint64_t done);
 
+/* ---- optional BLAS/LAPACK (common/blas.c) ----
+ * OpenBLAS (libopenblas.so.0, Debian's libopenblas0) loaded at run time when present, set to
+ * one thread per call (callers parallelize over independent blocks, so results do not depend
+ * on the thread count).  GPTQ's products and factors use it: measured 7-12x our own kernels
+ * (docs/gptq.md); without it the own kernels run.  QF_NO_BLAS=1 in the environment disables
+ * it.  Row-major CBLAS enums as in cblas.h; LAPACK routines take column-major arrays. */
+typedef struct {
+    void (*sgemm)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                  float beta, float *c, int ldc);
+    void (*dpotrf)(const char *uplo, const int *n, double *a, const int *lda, int *info);
+    void (*dtrtri)(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
+    const char *name;
+} qx_blas;
+enum { QX_CBLAS_ROW_MAJOR = 101, QX_CBLAS_NO_TRANS = 111, QX_CBLAS_TRANS = 112 };
+/* The loaded library, or NULL (absent, or QF_NO_BLAS set).  Thread-safe. */
+const qx_blas *qx_blas_get(void);
+
 #endif

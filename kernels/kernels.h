@@ -115,7 +115,8 @@ void kn_dsa_select_ref(const kn_dsa_args *a);
 /* GPTQ input Hessians (kernels/cpu/gram.c): H[i, j] += sum_t x[t, i] x[t, j] for j >= i,
  * H [n, n] float (upper triangle), x [T, n] with row stride ld; every element summed in token
  * order, so the fast path (register tiles, OpenMP over tiles) gives the reference's bits. */
-void kn_gram_accumulate(float *H, int64_t n, const float *x, int64_t ld, int64_t T);
+void kn_gram_accumulate(float *H, int64_t n, const float *x, int64_t ld, int64_t T);   /* OpenBLAS when present */
+void kn_gram_accumulate_own(float *H, int64_t n, const float *x, int64_t ld, int64_t T);   /* our tiles: _ref's bits */
 void kn_gram_accumulate_ref(float *H, int64_t n, const float *x, int64_t ld, int64_t T);
 void kn_silu_mul(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float *out,
                  int64_t ldo);

@@ -18,11 +18,14 @@ static int layer_index(const cv_tensor_info *t, int n_layer) {
     return t->layer >= 0 && t->layer < n_layer ? t->layer : -1;
 }
 
-void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_t k_used, int64_t n_embd, double T,
-                           cal_hess_experts experts, int n_par, ps_gptq_estimate *out) {
+void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, cal_hess_experts experts, int n_par,
+                           ps_gptq_estimate *out) {
     memset(out, 0, sizeof *out);
     out->peak_layer = -1;
-    double lay_h = 0, max_n = 0;
+    const int n_layer = (int)hp->n_layer;
+    const int64_t n_exp = hp->n_exp, k_used = hp->n_exp_used, n_embd = hp->n_embd;
+    const double src_per_elem = cv_plan_n_elems(pl) ? (double)cv_plan_input_bytes(pl) / (double)cv_plan_n_elems(pl) : 1;
+    double lay_h = 0, lay_w = 0, max_n = 0;
     int cur = -2;
     size_t n = cv_plan_tensor_count(pl);
     for (size_t i = 0; i <= n; i++) {
@@ -37,10 +40,13 @@ void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_
                 out->hessian_bytes = (uint64_t)lay_h;
                 out->peak_layer = cur;
             }
-            lay_h = 0;
+            if (cur >= 0 && lay_w > (double)out->weight_bytes) out->weight_bytes = (uint64_t)lay_w;
+            lay_h = lay_w = 0;
             cur = L;
         }
-        if (i == n || L < 0 || t.n_dims < 2 || !strstr(t.name, ".weight")) continue;
+        if (i == n || L < 0) continue;
+        lay_w += (double)t.n_elems * src_per_elem;
+        if (t.n_dims < 2 || !strstr(t.name, ".weight")) continue;
         double cols = (double)t.ne[0], rows = (double)t.ne[1], nmat = t.n_dims > 2 ? (double)t.ne[2] : 1;
         bool ex = strstr(t.name, "_exps.") != NULL && n_exp > 0;
         double tok = ex ? T * (double)k_used / (double)n_exp : T;
@@ -60,5 +66,8 @@ void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_
     if (n_par < 1) n_par = 1;
     out->workspace_bytes = (uint64_t)((double)n_par * (16.0 + 4.0) * max_n * max_n);   /* two double n^2 + the new U */
     out->state_bytes = (uint64_t)(T * (double)n_embd * 4.0);
-    out->peak_bytes = out->hessian_bytes + out->workspace_bytes + out->state_bytes;
+    int64_t F = hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp;
+    double bt = T < 4096 ? T : 4096;
+    out->engine_bytes = (uint64_t)(bt * (10.0 * (double)n_embd + 2.0 * (double)F) * 4.0);
+    out->peak_bytes = out->hessian_bytes + out->workspace_bytes + out->state_bytes + out->engine_bytes + out->weight_bytes;
 }

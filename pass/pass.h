@@ -51,17 +51,18 @@ void ps_gptq_result_free(ps_gptq_result *r);   /* accepts zeroed */
 qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, const ps_gptq_params *gp, cv_result *cr,
                           ps_gptq_result *gr, qx_err *e);
 
-/* Per-layer memory model of the streamed pass for plan pl over an engine of n_layer layers
- * with n_exp experts (k used per token) and T calibration tokens: the largest layer's
- * Hessian bytes (float, gate/up shared), its factors, the factorization workspace for
- * n_par matrices at once and the residual stream; the sum is the predicted peak above the
- * plain conversion's own memory. */
+/* Per-layer memory model of the streamed pass for plan pl over a model of hyper-parameters
+ * hp and T calibration tokens: the largest layer's Hessian bytes (float, gate/up shared; then
+ * its factors, same size), the factorization workspace for n_par matrices at once, the
+ * residual stream [T, n_embd], the engine's batch buffers (4096 tokens x (10 n_embd + 2
+ * n_ff) floats) and the largest layer's source bytes (mapped while it runs); the sum is the
+ * predicted peak above the plain conversion's own memory. */
 typedef struct {
-    uint64_t hessian_bytes, factor_bytes, workspace_bytes, state_bytes, peak_bytes;
+    uint64_t hessian_bytes, factor_bytes, workspace_bytes, state_bytes, engine_bytes, weight_bytes, peak_bytes;
     int peak_layer;
     double flops_forward, flops_gram, flops_factor, flops_feedback;
 } ps_gptq_estimate;
-void ps_gptq_estimate_plan(const cv_plan *pl, int n_layer, int64_t n_exp, int64_t k_used, int64_t n_embd, double T,
-                           cal_hess_experts experts, int n_par, ps_gptq_estimate *out);
+void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, cal_hess_experts experts, int n_par,
+                           ps_gptq_estimate *out);
 
 #endif

@@ -22,6 +22,7 @@
  * Not here: gathering H (calib/), choosing which tensors get it (cli/, convert/). */
 #include "qt_internal.h"
 #include "blocks_iq.h"
+#include "../common/qx.h"
 
 #include <stdlib.h>
 
@@ -513,8 +514,22 @@ void qt_gptq_update(float *W, int64_t ldw, int64_t R, const float *E, int B, con
 
 enum { LAZY_ROWS = 64 };   /* rows walked together: each product reuses U's block 64 times */
 
-bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
-                      const float *imp) {
+/* The product by OpenBLAS's sgemm (other rounding; one thread per call). */
+static void fb_update_blas(float *W, int64_t ldw, int64_t R, const float *E, int B, const float *Ub, int64_t ldu, int64_t nc) {
+    qx_blas_get()->sgemm(QX_CBLAS_ROW_MAJOR, QX_CBLAS_NO_TRANS, QX_CBLAS_NO_TRANS, (int)R, (int)nc, B, -1.f, E, B, Ub, (int)ldu, 1.f, W, (int)ldw);
+}
+
+static bool gptq_lazy(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U, const float *imp, bool own);
+
+bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U, const float *imp) {
+    return gptq_lazy(t, src, dst, nrows, n, U, imp, false);
+}
+
+bool qt_quantize_gptq_own(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U, const float *imp) {
+    return gptq_lazy(t, src, dst, nrows, n, U, imp, true);
+}
+
+static bool gptq_lazy(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U, const float *imp, bool own) {
     const qt_traits *tr = qt_get_traits(t);
     qt_gptq_mode mode = qt_gptq_mode_of(t);
     if (mode == QT_GPTQ_NONE || qt_row_size(t, n) == 0 || !U) return false;
@@ -526,7 +541,7 @@ bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int
     if (!W || !blkb) { free(W); free(blkb); return false; }
     float *wb = W + LAZY_ROWS * n, *E = wb + n, *eb = E + LAZY_ROWS * B, *rec = eb + B;
     qg_ctx c = { t, mode, tr, U, n, rec + B, rec + 2 * B, rec };
-    fb_update_fn upd = fb_update_best();
+    fb_update_fn upd = !own && qx_blas_get() ? fb_update_blas : fb_update_best();
     for (int64_t r0 = 0; r0 < nrows; r0 += LAZY_ROWS) {
         int64_t R = nrows - r0 < LAZY_ROWS ? nrows - r0 : LAZY_ROWS;
         memcpy(W, src + r0 * n, (size_t)(R * n) * sizeof(float));

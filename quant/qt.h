@@ -92,7 +92,9 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t);
 bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
 /* The same from a float H (the arithmetic stays in double). */
 bool qt_gptq_factor_f32(const float *H, int64_t n, double damp, float *U);
-/* The same by the unblocked column-by-column reference (tests, benchmark baseline). */
+/* qt_gptq_factor uses LAPACK (OpenBLAS dpotrf + dtrtri) when present; _own always our
+ * blocked code; _ref the unblocked column-by-column form (tests, benchmark baseline). */
+bool qt_gptq_factor_own(const double *H, int64_t n, double damp, float *U);
 bool qt_gptq_factor_ref(const double *H, int64_t n, double damp, float *U);
 /* Quantizes nrows rows of length n (a multiple of t's block size) with GPTQ error feedback
  * through U (from qt_gptq_factor, borrowed for the call); imp as for from_float (chooses
@@ -100,8 +102,12 @@ bool qt_gptq_factor_ref(const double *H, int64_t n, double damp, float *U);
  * nothing but the inputs.  False (dst untouched) when t has no encoder or n does not fit. */
 bool qt_quantize_gptq(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
                       const float *imp);
-/* The same bytes by the scalar walk (every column's error moved into the whole rest of the
- * row at once): the reference the lazy-batch qt_quantize_gptq is tested against. */
+/* qt_quantize_gptq moves each block's errors with OpenBLAS's sgemm when it is present
+ * (common/ qx_blas_get: other rounding, so codes may differ in near-ties); _own always with
+ * our kernels, whose bytes equal _ref's, the scalar walk (every column's error moved into the
+ * whole rest of the row at once), which the lazy-batch form is tested against. */
+bool qt_quantize_gptq_own(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
+                          const float *imp);
 bool qt_quantize_gptq_ref(qt_type t, const float *src, void *dst, int64_t nrows, int64_t n, const float *U,
                           const float *imp);
 /* The lazy-batch product: W[r, k] -= sum_j E[r, j] * Ub[j, k] (r < R, k < nc; j < B in

@@ -396,9 +396,28 @@ static void test_lazy(void) {
                 int R = rows_of[ri];
                 uint64_t bytes = (uint64_t)R * qt_row_size(ts[k], n);
                 memset(qa, 0xA5, bytes); memset(qb, 0x5A, bytes);
-                TU_CHECK(qt_quantize_gptq(ts[k], W, qa, R, n, U, imp), "%s lazy", qt_type_name(ts[k]));
+                TU_CHECK(qt_quantize_gptq_own(ts[k], W, qa, R, n, U, imp), "%s lazy", qt_type_name(ts[k]));
                 TU_CHECK(qt_quantize_gptq_ref(ts[k], W, qb, R, n, U, imp), "%s ref", qt_type_name(ts[k]));
                 TU_CHECK(!memcmp(qa, qb, bytes), "%s, %d rows of %d: lazy-batch bytes differ from the scalar walk", qt_type_name(ts[k]), R, n);
+                if (R == 70) {   /* the default path (OpenBLAS's sgemm when present): same walk up to rounding */
+                    TU_CHECK(qt_quantize_gptq(ts[k], W, qa, R, n, U, imp), "%s best", qt_type_name(ts[k]));
+                    float *da = malloc(sizeof(float) * R * n), *dr = malloc(sizeof(float) * R * n);
+                    qt_dequantize_rows(ts[k], qa, da, R, n);
+                    qt_dequantize_rows(ts[k], qb, dr, R, n);
+                    double ea = 0, er = 0;   /* output error (w - q) H (w - q)^T summed over rows */
+                    for (int r = 0; r < R; r++)
+                        for (int i = 0; i < n; i++) {
+                            double di = W[r * n + i] - da[r * n + i], ri = W[r * n + i] - dr[r * n + i], sa = 0, sr = 0;
+                            for (int j = 0; j < n; j++) {
+                                sa += H[(size_t)i * n + j] * (W[r * n + j] - da[r * n + j]);
+                                sr += H[(size_t)i * n + j] * (W[r * n + j] - dr[r * n + j]);
+                            }
+                            ea += di * sa; er += ri * sr;
+                        }
+                    if (getenv("QF_VERBOSE")) fprintf(stderr, "%-8s n %d: default %.5g scalar %.5g (%.4f)\n", qt_type_name(ts[k]), n, ea, er, ea / er);
+                    TU_CHECK(fabs(ea - er) <= 0.05 * er, "%s: default path's output error %.6g vs the scalar walk's %.6g", qt_type_name(ts[k]), ea, er);
+                    free(da); free(dr);
+                }
             }
         }
         /* the product alone: AVX2 (where the CPU has it) vs the portable loop, odd sizes */
@@ -429,15 +448,26 @@ static void test_gram(void) {
 #ifdef _OPENMP
         omp_set_num_threads(1);
 #endif
-        kn_gram_accumulate(H1, n, x, ld, T);
+        kn_gram_accumulate_own(H1, n, x, ld, T);
 #ifdef _OPENMP
         omp_set_num_threads(2);
 #endif
-        kn_gram_accumulate(H2, n, x, ld, T);
+        kn_gram_accumulate_own(H2, n, x, ld, T);
         TU_CHECK(!memcmp(H0, H1, sizeof(float) * n * n) && !memcmp(H0, H2, sizeof(float) * n * n), "gram %d: fast path differs from the reference", n);
-        /* against a double sum from zero */
+        /* the default path (OpenBLAS when present): the same bits for 1 and 2 threads */
         memset(H1, 0, sizeof(float) * n * n);
+        memset(H2, 0, sizeof(float) * n * n);
+#ifdef _OPENMP
+        omp_set_num_threads(1);
+#endif
+        kn_gram_accumulate(H2, n, x, ld, T);
+#ifdef _OPENMP
+        omp_set_num_threads(2);
+#endif
         kn_gram_accumulate(H1, n, x, ld, T);
+        for (int i = 0; i < n; i++)
+            for (int j = i; j < n; j++) TU_CHECK(H1[i * n + j] == H2[i * n + j], "gram %d default path: threads differ at %d,%d", n, i, j);
+        /* against a double sum from zero */
         double worst = 0;
         for (int i = 0; i < n; i++)
             for (int j = i; j < n; j++) {
@@ -466,11 +496,11 @@ static void test_factor_blocked(void) {
 #ifdef _OPENMP
     omp_set_num_threads(1);
 #endif
-    TU_CHECK(qt_gptq_factor(H, n, 0.1, U1), "blocked factor");
+    TU_CHECK(qt_gptq_factor_own(H, n, 0.1, U1), "blocked factor");
 #ifdef _OPENMP
     omp_set_num_threads(2);
 #endif
-    TU_CHECK(qt_gptq_factor(H, n, 0.1, U2), "blocked factor, 2 threads");
+    TU_CHECK(qt_gptq_factor_own(H, n, 0.1, U2), "blocked factor, 2 threads");
     double worst = 0;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
@@ -480,6 +510,15 @@ static void test_factor_blocked(void) {
     fprintf(stderr, "blocked factor vs reference: max |dU| / U_ii = %.3g\n", worst);
     TU_CHECK(worst < 1e-6, "blocked factor differs from the reference by %.3g", worst);
     TU_CHECK(!memcmp(U1, U2, sizeof(float) * n * n), "blocked factor differs between 1 and 2 threads");
+    TU_CHECK(qt_gptq_factor(H, n, 0.1, U1), "default factor (LAPACK when present)");
+    worst = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double d = fabs((double)U1[i * n + j] - U0[i * n + j]) / fabs((double)U0[i * n + i]);
+            if (d > worst) worst = d;
+        }
+    fprintf(stderr, "default factor (%s) vs reference: max |dU| / U_ii = %.3g\n", qx_blas_get() ? qx_blas_get()->name : "own", worst);
+    TU_CHECK(worst < 1e-6, "default factor differs from the reference by %.3g", worst);
     free(H); free(x); free(U0); free(U1); free(U2);
 }
 
