@@ -245,11 +245,14 @@ typedef struct {
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
     const struct kn_backend *backend;   /* NULL: CPU (see cal_run_params) */
+    qx_shard shard;           /* index/count: run only that shard's chunks (count 0: all) */
 } cal_imatrix_params;
 
 cal_imatrix_params cal_imatrix_default_params(void);
 /* Computes the statistics into a new im_matrix (free with im_free); chunk_count/chunk_size
- * are filled, datasets left to the caller. */
+ * are filled, datasets left to the caller.  Every entry carries its exact sums (sum_x,
+ * count_x; im_drop_exact for the plain file) and im->shard says which chunks of how many
+ * were run, of which model and input. */
 qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_imatrix_params *p,
                           im_matrix **out, qx_err *e);
 

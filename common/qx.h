@@ -89,4 +89,22 @@ void qx_progress_begin(qx_progress *p, FILE *out, const char *label, uint64_t to
 void qx_progress_update(qx_progress *p, uint64_t done, const char *what);
 void qx_progress_end(qx_progress *p, uint64_t done);
 
+/* A shard of a calibration pass (`--shard I/N`, DESIGN.md decision 9): shard `index` of
+ * `count` takes the contiguous units [first, first + n) of the whole run's `units` (windows,
+ * chunks or tensors), first = floor(index * units / count).  count 0 means a whole run.
+ * model and input identify the run so that `qforge merge` can refuse shards of another one. */
+#define QX_SHARD_NAME 256
+typedef struct {
+    int32_t index, count;
+    int64_t units, first, n;
+    uint64_t input;               /* XXH3-64 of the whole run's input (token windows) */
+    char model[QX_SHARD_NAME];    /* the model's file or directory name, without its path */
+} qx_shard;
+/* Parses "I/N" (0 <= I < N <= 65536) into s->index and s->count; false when malformed. */
+bool qx_shard_parse(const char *text, qx_shard *s);
+/* Sets s->units and s's range for a run of `units` units (the whole run when s->count is 0). */
+void qx_shard_range(qx_shard *s, int64_t units);
+/* Copies the last component of path (trailing '/' ignored) into s->model. */
+void qx_shard_set_model(qx_shard *s, const char *path);
+
 #endif
