@@ -173,7 +173,7 @@ void cal_ppl_tokens_free(cal_ppl_tokens *t);
 
 #define CAL_KLD_NQ 101                        /* percentiles 0..100 of the per-token KLD */
 
-typedef struct {
+typedef struct cal_ppl_result {
     cal_ppl_protocol protocol;
     int64_t n_ctx, n_chunks, n_tokens_scored;
     double nll_mean, ppl, ppl_err;            /* ppl_err: 1 standard error */
