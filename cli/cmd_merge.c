@@ -59,7 +59,7 @@ int cli_shard_from_json(json_t *o, const char *label, qx_shard *s) {
 }
 
 typedef enum { K_IMATRIX, K_SENS, K_PPL } merge_kind;
-static const char *kind_name[] = {"imatrix shard", "sensitivity shard", "ppl shard"};
+static const char *kind_name[] = {"an imatrix shard", "a sensitivity shard", "a ppl shard"};
 
 typedef struct {
     const char *path;
@@ -111,7 +111,7 @@ static int check_set(merge_in *v, int n) {
     char msg[512];
     for (int i = 1; i < n; i++) {
         const merge_in *b = &v[i];
-        if (b->kind != a->kind) snprintf(msg, sizeof msg, "a %s, but %s is a %s", kind_name[b->kind], a->path, kind_name[a->kind]);
+        if (b->kind != a->kind) snprintf(msg, sizeof msg, "%s, but %s is %s", kind_name[b->kind], a->path, kind_name[a->kind]);
         else if (strcmp(b->sh.model, a->sh.model)) snprintf(msg, sizeof msg, "model '%s', but %s is of model '%s'", b->sh.model, a->path, a->sh.model);
         else if (b->sh.input != a->sh.input || b->sh.units != a->sh.units)
             snprintf(msg, sizeof msg, "another input (%lld units, tokens %016" PRIx64 ") than %s (%lld, %016" PRIx64 ")",
