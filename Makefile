@@ -37,6 +37,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL_OBJ := $(BUILD)/tests/util/tu.o
+TEST_SH_BIN := $(patsubst tests/%.sh,$(BUILD)/tests/%,$(wildcard tests/test_*.sh))
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -74,6 +75,11 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libqforge.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(TEST_UTIL_OBJ) $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
 
+# shell tests (tests/test_*.sh) run from build/tests/ like the C ones (tests/run.sh)
+$(TEST_SH_BIN): $(BUILD)/tests/%: tests/%.sh
+	@mkdir -p $(@D)
+	cp $< $@ && chmod +x $@
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libqforge.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
@@ -82,7 +88,7 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libqforge.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< tests/fuzz/replay.c $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
 
-test: deps $(BUILD)/qforge $(TEST_BIN) $(REPLAY_BIN)
+test: deps $(BUILD)/qforge $(TEST_BIN) $(TEST_SH_BIN) $(REPLAY_BIN)
 	@QF_BIN=$(BUILD)/qforge ./tests/run.sh $(BUILD)
 
 test-asan:

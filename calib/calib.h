@@ -152,13 +152,31 @@ typedef struct {
      * base and tokens, and fills the paired comparison (r->has_vs). */
     const char *save_kld;
     const char *vs_kld;
+    /* `--shard`: evaluate only the windows [first, first + n) of the shard (qx_shard_range
+     * over all windows); the base file stays the whole run's.  Not with save_base/save_kld/vs_kld. */
+    qx_shard shard;
+    struct cal_ppl_tokens *tokens_out;   /* non-NULL: receives the per-token values */
 } cal_ppl_params;
 
 cal_ppl_params cal_ppl_default_params(void);
 
+/* Per scored token with finite values, in window then position order: nll = -log p(target);
+ * with a base, d = nll - nll_base (f32 log-probs), nll_base, kld, dp = p - p_base, top1 (1
+ * when both argmaxes agree).  Every statistic of cal_ppl_result is a function of these
+ * (cal_ppl_stats), so shards' arrays concatenated in window order give the whole run's bits. */
+typedef struct cal_ppl_tokens {
+    int64_t n;
+    bool has_base;
+    double *nll, *d, *bnll, *kld, *dp;   /* [n]; all but nll NULL without a base */
+    uint8_t *top1;                       /* [n] */
+} cal_ppl_tokens;
+/* Arrays for n tokens (t->n left 0); free with cal_ppl_tokens_free (accepts a zeroed struct). */
+qx_status cal_ppl_tokens_alloc(cal_ppl_tokens *t, int64_t n, bool has_base, qx_err *e);
+void cal_ppl_tokens_free(cal_ppl_tokens *t);
+
 #define CAL_KLD_NQ 101                        /* percentiles 0..100 of the per-token KLD */
 
-typedef struct {
+typedef struct cal_ppl_result {
     cal_ppl_protocol protocol;
     int64_t n_ctx, n_chunks, n_tokens_scored;
     double nll_mean, ppl, ppl_err;            /* ppl_err: 1 standard error */
@@ -175,7 +193,12 @@ typedef struct {
     double vs_kld_mean;                       /* the other build's mean KLD */
     double kld_delta, kld_delta_err;          /* mean d and its standard error (paired) */
     double vs_lower_frac;                     /* fraction of tokens where this build's KLD is lower */
+    qx_shard shard;                           /* the windows run (count 0: all); model, input hash */
 } cal_ppl_result;
+
+/* The statistics of t (n_tokens_scored, PPL, and with a base the drift numbers) into r;
+ * other fields of r are left as they are.  Only ENOMEM can fail. */
+qx_status cal_ppl_stats(const cal_ppl_tokens *t, cal_ppl_result *r, qx_err *e);
 
 /* Builds the windows of a protocol: *win (malloc'd, n_win * n_ctx ids; free()) and the
  * number of windows that fit (limited by n_chunks when > 0).  QX_EINVAL when not one fits. */
@@ -248,11 +271,14 @@ typedef struct {
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
     const struct kn_backend *backend;   /* NULL: CPU (see cal_run_params) */
+    qx_shard shard;           /* index/count: run only that shard's chunks (count 0: all) */
 } cal_imatrix_params;
 
 cal_imatrix_params cal_imatrix_default_params(void);
 /* Computes the statistics into a new im_matrix (free with im_free); chunk_count/chunk_size
- * are filled, datasets left to the caller. */
+ * are filled, datasets left to the caller.  Every entry carries its exact sums (sum_x,
+ * count_x; im_drop_exact for the plain file) and im->shard says which chunks of how many
+ * were run, of which model and input. */
 qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_imatrix_params *p,
                           im_matrix **out, qx_err *e);
 

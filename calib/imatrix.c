@@ -1,5 +1,7 @@
 /* calib/imatrix.c — importance-matrix statistics over the layer-major engine: for every
- * weight, per input channel Σ x² (double) and the number of rows that reached it, per
+ * weight, per input channel Σ x² (exact 128-bit fixed point, im_fx_add_sq: the sum does not
+ * depend on how the chunks are split, so `--shard` parts merge to the whole run's bits) and
+ * the number of rows that reached it, per
  * matrix of a stacked tensor (routed experts; attn_k_b/attn_v_b heads in GGUF naming).
  * Windows follow llama-imatrix: consecutive n_ctx-token chunks of the text, the first token
  * of each overwritten by BOS when bos_first (the fixtures' reference uses no BOS). */
@@ -21,8 +23,8 @@ typedef struct {
     bool used;
     char name[128];
     int64_t cols, nmat;
-    double *sum;        /* [nmat, cols] */
-    double *count;      /* [nmat] */
+    uint64_t *sum;      /* [nmat, cols, 2]: im_entry.sum_x */
+    uint64_t *count;    /* [nmat] */
     int order;          /* first-seen order */
 } acc_entry;
 
@@ -33,6 +35,7 @@ typedef struct {
     int64_t slots;      /* HF naming: one slot per expert, else 1 */
     int n_seen;
     bool oom;
+    const char *bad;    /* a weight whose input was not finite or whose Σ x² reached 2^64 */
 } im_obs;
 
 static acc_entry *find_entry(im_obs *o, cal_wkind kind, int layer, int expert, int64_t cols, int64_t *mat) {
@@ -49,8 +52,8 @@ static acc_entry *find_entry(im_obs *o, cal_wkind kind, int layer, int expert, i
     if (!a->used) {
         if (!cal_weight_name(kind, layer, expert, gg, a->name, sizeof a->name)) return NULL;
         a->cols = cols; a->nmat = nmat;
-        a->sum = calloc((size_t)(nmat * cols), sizeof(double));
-        a->count = calloc((size_t)nmat, sizeof(double));
+        a->sum = calloc((size_t)(nmat * cols) * 2, sizeof(uint64_t));
+        a->count = calloc((size_t)nmat, sizeof(uint64_t));
         if (!a->sum || !a->count) { free(a->sum); free(a->count); a->sum = NULL; a->count = NULL; o->oom = true; return NULL; }
         a->used = true;
         a->order = o->n_seen++;
@@ -65,17 +68,20 @@ static void on_input(void *ud, cal_wkind kind, int layer, int expert, const floa
     int64_t mat;
     acc_entry *a = find_entry(o, kind, layer, expert, cols, &mat);
     if (!a) return;
-    double *s = a->sum + mat * cols;
-    a->count[mat] += (double)T;
-    /* columns are independent: split them across threads, rows summed in order */
+    uint64_t *s = a->sum + mat * cols * 2;
+    a->count[mat] += (uint64_t)T;
+    int bad = 0;
+    /* columns are independent: split them across threads (integer sums: any order is exact) */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (T * cols >= (1 << 16))
+#pragma omp parallel for schedule(static) reduction(| : bad) if (T * cols >= (1 << 16))
 #endif
     for (int64_t j = 0; j < cols; j++) {
-        double acc = s[j];
-        for (int64_t t = 0; t < T; t++) { double v = x[t * ld + j]; acc += v * v; }
-        s[j] = acc;
+        uint64_t acc[2] = {s[2 * j], s[2 * j + 1]};
+        for (int64_t t = 0; t < T; t++) bad |= !im_fx_add_sq(acc, x[t * ld + j]);
+        s[2 * j] = acc[0];
+        s[2 * j + 1] = acc[1];
     }
+    if (bad && !o->bad) o->bad = a->name;
 }
 
 static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {
@@ -99,6 +105,15 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
     QX_TRY(cal_ppl_windows(ids, n_ids, CAL_PPL_ALL, p.n_ctx, p.n_chunks, hp->bos_id, false, &win, &n_win, e));
     if (p.bos_first && hp->bos_id >= 0)
         for (int64_t c = 0; c < n_win; c++) win[c * p.n_ctx] = hp->bos_id;
+    qx_shard sh = p.shard;
+    sh.input = gf_checksum(win, (uint64_t)(n_win * p.n_ctx) * sizeof(int32_t));
+    qx_shard_set_model(&sh, cal_model_path(m));
+    qx_shard_range(&sh, n_win);
+    if (sh.n < 1) {
+        free(win);
+        return qx_fail(e, QX_EINVAL, "imatrix: shard %d/%d gets none of the %lld chunks", sh.index, sh.count, (long long)n_win);
+    }
+    const int32_t *run = win + sh.first * p.n_ctx;
     im_obs o;
     memset(&o, 0, sizeof o);
     o.p = &p; o.hp = hp;
@@ -116,9 +131,10 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
         rp.backend = p.backend;
         if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
         rp.want_logits = false;   /* the output head's input is observed; logits are not needed */
-        s = cal_forward(m, win, n_win, p.n_ctx, &rp, &ob, e);
+        s = cal_forward(m, run, sh.n, p.n_ctx, &rp, &ob, e);
     }
     if (s == QX_OK && o.oom) s = qx_fail(e, QX_ENOMEM, "imatrix: out of memory");
+    if (s == QX_OK && o.bad) s = qx_fail(e, QX_EINVAL, "imatrix: weight '%s': an input is NaN/Inf or its sum of squares reaches 2^64", o.bad);
     im_matrix *im = NULL;
     if (s == QX_OK) s = im_create(&im, e);
     if (s == QX_OK) {
@@ -131,11 +147,14 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
             im_entry *en;
             const acc_entry *a = list[i];
             if ((s = im_add(im, a->name, a->cols, a->nmat, &en, e)) != QX_OK) break;
-            for (int64_t k = 0; k < a->nmat * a->cols; k++) en->in_sum2[k] = (float)a->sum[k];
-            for (int64_t k = 0; k < a->nmat; k++) en->counts[k] = (float)a->count[k];
+            if ((s = im_entry_exact(en, e)) != QX_OK) break;
+            memcpy(en->sum_x, a->sum, (size_t)(a->nmat * a->cols) * 2 * sizeof(uint64_t));
+            memcpy(en->count_x, a->count, (size_t)a->nmat * sizeof(uint64_t));
+            im_entry_settle(en);
         }
         free(list);
-        im->chunk_count = (uint32_t)n_win;
+        im->shard = sh;
+        im->chunk_count = (uint32_t)sh.n;
         im->chunk_size = (uint32_t)p.n_ctx;
     }
     for (int64_t i = 0; o.ent && i < n_ent; i++) { free(o.ent[i].sum); free(o.ent[i].count); }

@@ -100,10 +100,10 @@ typedef struct {
     uint16_t *hu;                  /* full-row scratch */
     double *dl;
     base_row br;
-    /* accumulators */
-    int64_t n, n_nonfinite, top1;
-    double s_nll, s_nll2, s_d, s_d2, s_bnll, s_kld, s_kld2, s_dp2;
-    double *klds;
+    /* per scored finite token, in window then position order (cal_ppl_tokens); statistics
+     * are summed from these afterwards (cal_ppl_stats), so shards concatenate exactly */
+    int64_t n, n_nonfinite;
+    cal_ppl_tokens t;
     float *vs;                     /* the other build's per-token KLD (vs_kld) */
     cal_ppl_result *r;
 } ppl_obs;
@@ -189,12 +189,11 @@ static qx_status base_row_full(ppl_obs *o, const float *l, double lse, int32_t a
     double dp = exp((double)logp_t) - exp((double)blt);
     if (!*ok || !isfinite(kld) || !isfinite(d)) { *ok = false; return QX_OK; }
     if (kld < 0) kld = 0;   /* rounding of a zero divergence */
-    o->klds[o->n] = kld;
-    o->s_kld += kld; o->s_kld2 += kld * kld;
-    o->s_d += d; o->s_d2 += d * d;
-    o->s_bnll += -(double)blt;
-    o->s_dp2 += dp * dp;
-    o->top1 += btop == am;
+    o->t.kld[o->n] = kld;
+    o->t.d[o->n] = d;
+    o->t.bnll[o->n] = -(double)blt;
+    o->t.dp[o->n] = dp;
+    o->t.top1[o->n] = btop == am;
     return QX_OK;
 }
 
@@ -243,12 +242,11 @@ static qx_status base_row_cmp(ppl_obs *o, const float *l, double lse, int32_t am
     double d = -(double)logp_t - -(double)b->logp_target;
     double dp = exp((double)logp_t) - exp((double)b->logp_target);
     if (!*ok || !isfinite(kld) || !isfinite(d)) { *ok = false; return QX_OK; }
-    o->klds[o->n] = kld;
-    o->s_kld += kld; o->s_kld2 += kld * kld;
-    o->s_d += d; o->s_d2 += d * d;
-    o->s_bnll += -(double)b->logp_target;
-    o->s_dp2 += dp * dp;
-    o->top1 += b->id[0] == am;
+    o->t.kld[o->n] = kld;
+    o->t.d[o->n] = d;
+    o->t.bnll[o->n] = -(double)b->logp_target;
+    o->t.dp[o->n] = dp;
+    o->t.top1[o->n] = b->id[0] == am;
     return QX_OK;
 }
 
@@ -284,8 +282,7 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *lg, i
         if (o->base && o->base_k == 0) QX_TRY(base_row_full(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
         else if (o->base) QX_TRY(base_row_cmp(o, l, o->lse[i], o->am[i], (float)lp, &ok, e));
         if (!ok) { o->n_nonfinite++; continue; }
-        o->s_nll += -lp; o->s_nll2 += lp * lp;
-        o->n++;
+        o->t.nll[o->n++] = -lp;
     }
     return QX_OK;
 }
@@ -327,6 +324,15 @@ static qx_status read_header(ppl_obs *o, int64_t n_chunks, uint64_t hash, qx_err
     return QX_OK;
 }
 
+/* Passes over the base rows of the windows before a shard's first one. */
+static qx_status skip_rows(ppl_obs *o, int64_t rows, qx_err *e) {
+    int64_t row = o->base_k == 0 ? 16 + 2 * o->V : 8 + 8 * (int64_t)o->base_k;
+    for (int64_t i = 0; i < rows; i++)
+        if (gzseek(o->base, (z_off_t)row, SEEK_CUR) < 0)
+            return qx_fail(e, QX_EFORMAT, "%s: truncated base file (row %lld of those before this shard)", o->base_path, (long long)i);
+    return QX_OK;
+}
+
 typedef struct {
     char magic[8];
     uint32_t version, protocol;
@@ -355,7 +361,7 @@ static qx_status save_klds(const char *path, const ppl_obs *o, uint64_t hash, qx
     if (!f) s = qx_fail(e, QX_EIO, "%s: cannot create: %s", part, strerror(errno));
     if (s == QX_OK && fwrite(&h, sizeof h, 1, f) != 1) s = qx_fail(e, QX_EIO, "%s: write failed: %s", part, strerror(errno));
     for (int64_t i = 0; s == QX_OK && i < o->n; i++) {
-        float v = (float)o->klds[i];
+        float v = (float)o->t.kld[i];
         if (fwrite(&v, 4, 1, f) != 1) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: write failed: %s", part, strerror(errno));
     }
     if (f && fclose(f) != 0 && s == QX_OK) s = qx_fail(e, errno == ENOSPC ? QX_ENOSPC : QX_EIO, "%s: write failed on close: %s", part, strerror(errno));
@@ -422,30 +428,82 @@ static int cmp_dbl(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void finish(ppl_obs *o) {
+void cal_ppl_tokens_free(cal_ppl_tokens *t) {
+    if (!t) return;
+    free(t->nll); free(t->d); free(t->bnll); free(t->kld); free(t->dp); free(t->top1);
+    memset(t, 0, sizeof *t);
+}
+
+qx_status cal_ppl_tokens_alloc(cal_ppl_tokens *t, int64_t n, bool has_base, qx_err *e) {
+    memset(t, 0, sizeof *t);
+    size_t c = (size_t)(n > 0 ? n : 1);
+    t->has_base = has_base;
+    t->nll = malloc(c * sizeof(double));
+    if (has_base) {
+        t->d = malloc(c * sizeof(double)); t->bnll = malloc(c * sizeof(double));
+        t->kld = malloc(c * sizeof(double)); t->dp = malloc(c * sizeof(double));
+        t->top1 = malloc(c);
+    }
+    if (t->nll && (!has_base || (t->d && t->bnll && t->kld && t->dp && t->top1))) return QX_OK;
+    cal_ppl_tokens_free(t);
+    return qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+}
+
+qx_status cal_ppl_stats(const cal_ppl_tokens *t, cal_ppl_result *r, qx_err *e) {
+    const int64_t N = t->n;
+    const double n = (double)N;
+    r->n_tokens_scored = N;
+    r->has_base = false;
+    if (N == 0) { r->ppl = NAN; return QX_OK; }
+    double s_nll = 0, s_nll2 = 0;
+    for (int64_t i = 0; i < N; i++) { s_nll += t->nll[i]; s_nll2 += t->nll[i] * t->nll[i]; }
+    r->nll_mean = s_nll / n;
+    r->ppl = exp(r->nll_mean);
+    double var = N > 1 ? (s_nll2 / n - r->nll_mean * r->nll_mean) / (n - 1) : 0;
+    r->ppl_err = r->ppl * sqrt(var > 0 ? var : 0);
+    if (!t->has_base) return QX_OK;
+    double s_d = 0, s_d2 = 0, s_bnll = 0, s_kld = 0, s_kld2 = 0, s_dp2 = 0;
+    int64_t top1 = 0;
+    for (int64_t i = 0; i < N; i++) {
+        s_kld += t->kld[i]; s_kld2 += t->kld[i] * t->kld[i];
+        s_d += t->d[i]; s_d2 += t->d[i] * t->d[i];
+        s_bnll += t->bnll[i];
+        s_dp2 += t->dp[i] * t->dp[i];
+        top1 += t->top1[i] != 0;
+    }
+    r->has_base = true;
+    r->ppl_base = exp(s_bnll / n);
+    r->ln_ppl_ratio = s_d / n;
+    var = N > 1 ? (s_d2 / n - r->ln_ppl_ratio * r->ln_ppl_ratio) / (n - 1) : 0;
+    r->ln_ppl_ratio_err = sqrt(var > 0 ? var : 0);
+    r->kld_mean = s_kld / n;
+    var = N > 1 ? (s_kld2 / n - r->kld_mean * r->kld_mean) / (n - 1) : 0;
+    r->kld_err = sqrt(var > 0 ? var : 0);
+    double *k = malloc((size_t)N * sizeof(double));
+    if (!k) return qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    memcpy(k, t->kld, (size_t)N * sizeof(double));
+    qsort(k, (size_t)N, sizeof(double), cmp_dbl);
+    r->kld_median = N % 2 ? k[N / 2] : 0.5 * (k[N / 2 - 1] + k[N / 2]);
+    r->kld_p99 = k[(int64_t)(0.99 * (n - 1))];
+    r->kld_max = k[N - 1];
+    for (int q = 0; q < CAL_KLD_NQ; q++) r->kld_q[q] = k[(int64_t)((double)q / (CAL_KLD_NQ - 1) * (double)(N - 1))];
+    free(k);
+    r->top1_agree = (double)top1 / n;
+    r->dp_rms = sqrt(s_dp2 / n);
+    return QX_OK;
+}
+
+static qx_status finish(ppl_obs *o, qx_err *e) {
     cal_ppl_result *r = o->r;
     const double n = (double)o->n;
-    r->n_tokens_scored = o->n;
+    o->t.n = o->n;
     r->n_nonfinite = o->n_nonfinite;
-    if (o->n == 0) { r->ppl = NAN; return; }
-    r->nll_mean = o->s_nll / n;
-    r->ppl = exp(r->nll_mean);
-    double var = o->n > 1 ? (o->s_nll2 / n - r->nll_mean * r->nll_mean) / (n - 1) : 0;
-    r->ppl_err = r->ppl * sqrt(var > 0 ? var : 0);
-    if (!o->base) return;
-    r->has_base = true;
-    r->ppl_base = exp(o->s_bnll / n);
-    r->ln_ppl_ratio = o->s_d / n;
-    var = o->n > 1 ? (o->s_d2 / n - r->ln_ppl_ratio * r->ln_ppl_ratio) / (n - 1) : 0;
-    r->ln_ppl_ratio_err = sqrt(var > 0 ? var : 0);
-    r->kld_mean = o->s_kld / n;
-    var = o->n > 1 ? (o->s_kld2 / n - r->kld_mean * r->kld_mean) / (n - 1) : 0;
-    r->kld_err = sqrt(var > 0 ? var : 0);
-    if (o->vs && o->n_nonfinite == 0) {   /* rows line up only when none was skipped */
-        double sd = 0, sd2 = 0, sv = 0;
+    QX_TRY(cal_ppl_stats(&o->t, r, e));
+    if (o->vs && o->n_nonfinite == 0 && o->n > 0) {   /* rows line up only when none was skipped */
+        double sd = 0, sd2 = 0, sv = 0, var;
         int64_t lower = 0;
         for (int64_t i = 0; i < o->n; i++) {   /* both sides at the file's f32 precision */
-            double a = (double)(float)o->klds[i], b = (double)o->vs[i], d = a - b;
+            double a = (double)(float)o->t.kld[i], b = (double)o->vs[i], d = a - b;
             sd += d; sd2 += d * d; sv += b;
             lower += a < b;
         }
@@ -456,13 +514,7 @@ static void finish(ppl_obs *o) {
         r->vs_kld_mean = sv / n;
         r->vs_lower_frac = (double)lower / n;
     }
-    qsort(o->klds, (size_t)o->n, sizeof(double), cmp_dbl);
-    r->kld_median = o->n % 2 ? o->klds[o->n / 2] : 0.5 * (o->klds[o->n / 2 - 1] + o->klds[o->n / 2]);
-    r->kld_p99 = o->klds[(int64_t)(0.99 * (n - 1))];
-    r->kld_max = o->klds[o->n - 1];
-    for (int q = 0; q < CAL_KLD_NQ; q++) r->kld_q[q] = o->klds[(int64_t)((double)q / (CAL_KLD_NQ - 1) * (double)(o->n - 1))];
-    r->top1_agree = (double)o->top1 / n;
-    r->dp_rms = sqrt(o->s_dp2 / n);
+    return QX_OK;
 }
 
 qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *pp,
@@ -473,35 +525,46 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     if (p.top_k < 0) p.top_k = 0;
     if ((p.save_kld || p.vs_kld) && !p.base)
         return qx_fail(e, QX_EINVAL, "ppl: a per-token KLD file (save_kld / vs_kld) needs a base");
+    if (p.shard.count > 0 && (p.save_base || p.save_kld || p.vs_kld))
+        return qx_fail(e, QX_EINVAL, "ppl: a shard cannot save a base or compare per-token KLD files (whole runs only)");
     int32_t *win;
     int64_t n_win;
     QX_TRY(cal_ppl_windows(ids, n_ids, p.protocol, p.n_ctx, p.n_chunks, hp->bos_id, hp->add_bos, &win, &n_win, e));
+    qx_shard sh = p.shard;
+    qx_shard_set_model(&sh, cal_model_path(m));
+    qx_shard_range(&sh, n_win);
+    if (sh.n < 1) {
+        free(win);
+        return qx_fail(e, QX_EINVAL, "ppl: shard %d/%d gets none of the %lld windows", sh.index, sh.count, (long long)n_win);
+    }
     ppl_obs o;
     char *save_part = NULL;
     memset(&o, 0, sizeof o);
-    o.p = &p; o.win = win; o.n_ctx = p.n_ctx; o.V = hp->n_vocab; o.r = r;
+    o.p = &p; o.win = win + sh.first * p.n_ctx; o.n_ctx = p.n_ctx; o.V = hp->n_vocab; o.r = r;
     o.p0 = p.protocol == CAL_PPL_LLAMA ? p.n_ctx / 2 : 0;
     o.n_rows_per_win = p.n_ctx - 1 - o.p0;
     o.k = p.top_k < o.V ? p.top_k : (int)o.V;
     o.hu = malloc((size_t)o.V * sizeof(uint16_t));
     o.dl = malloc((size_t)o.V * sizeof(double));
-    r->protocol = p.protocol; r->n_ctx = p.n_ctx; r->n_chunks = n_win;
+    r->protocol = p.protocol; r->n_ctx = p.n_ctx; r->n_chunks = sh.n;
     uint64_t hash = gf_checksum(win, (uint64_t)(n_win * p.n_ctx) * sizeof(int32_t));
-    qx_status s = QX_OK;
+    sh.input = hash;
+    r->shard = sh;
+    qx_status s = cal_ppl_tokens_alloc(&o.t, sh.n * o.n_rows_per_win, p.base != NULL, e);
     o.lse = malloc((size_t)p.n_ctx * sizeof(double));
     o.am = malloc((size_t)p.n_ctx * sizeof(int32_t));
     o.hid = malloc((size_t)(o.k ? o.k : 1) * sizeof(int32_t));
     o.hval = malloc((size_t)(o.k ? o.k : 1) * sizeof(float));
     o.br.id = malloc((size_t)o.V * sizeof(int32_t));
     o.br.logp = malloc((size_t)o.V * sizeof(float));
-    if (!o.lse || !o.am || !o.hid || !o.hval || !o.br.id || !o.br.logp || !o.hu || !o.dl) s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+    if (s == QX_OK && (!o.lse || !o.am || !o.hid || !o.hval || !o.br.id || !o.br.logp || !o.hu || !o.dl))
+        s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
     if (s == QX_OK && p.base) {
         o.base_path = p.base;
         o.base = gzopen(p.base, "rb");
         if (!o.base) s = qx_fail(e, QX_ENOTFOUND, "%s: cannot open base file", p.base);
         else s = read_header(&o, n_win, hash, e);
-        if (s == QX_OK && !(o.klds = malloc((size_t)(n_win * o.n_rows_per_win) * sizeof(double))))
-            s = qx_fail(e, QX_ENOMEM, "ppl: out of memory");
+        if (s == QX_OK && sh.first > 0) s = skip_rows(&o, sh.first * o.n_rows_per_win, e);
         if (s == QX_OK && p.vs_kld) s = load_klds(p.vs_kld, &o, n_win * o.n_rows_per_win, hash, e);
     }
     if (s == QX_OK && p.save_base) {
@@ -524,11 +587,11 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
         rp.logits_from = o.p0;
         double t0 = qx_now();
-        s = cal_forward(m, win, n_win, p.n_ctx, &rp, &ob, e);
+        s = cal_forward(m, o.win, sh.n, p.n_ctx, &rp, &ob, e);
         r->seconds = qx_now() - t0;
-        r->tokens_per_s = r->seconds > 0 ? (double)(n_win * p.n_ctx) / r->seconds : 0;
+        r->tokens_per_s = r->seconds > 0 ? (double)(sh.n * p.n_ctx) / r->seconds : 0;
     }
-    if (s == QX_OK && o.base) {
+    if (s == QX_OK && o.base && sh.first + sh.n == n_win) {
         char extra;
         if (gzread(o.base, &extra, 1) != 0) s = qx_fail(e, QX_EFORMAT, "%s: trailing data after the last row", p.base);
     }
@@ -539,8 +602,10 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
     free(save_part);
     if (o.base) gzclose(o.base);
     if (s == QX_OK && o.n_nonfinite == 0 && p.save_kld) s = save_klds(p.save_kld, &o, hash, e);
-    if (s == QX_OK) finish(&o);
+    if (s == QX_OK) s = finish(&o, e);
+    if (s == QX_OK && p.tokens_out) { *p.tokens_out = o.t; memset(&o.t, 0, sizeof o.t); }
+    cal_ppl_tokens_free(&o.t);
     free(o.vs);
-    free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.hu); free(o.dl); free(o.br.id); free(o.br.logp); free(o.klds); free(win);
+    free(o.lse); free(o.am); free(o.hid); free(o.hval); free(o.hu); free(o.dl); free(o.br.id); free(o.br.logp); free(win);
     return s;
 }

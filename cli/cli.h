@@ -59,6 +59,19 @@ typedef struct {
 int cli_junit_write(const char *path, const char *suite, const char *classname, double seconds,
                     const char *const *props, size_t n_props, const cli_junit_case *cases, size_t n,
                     const char *system_out);
+/* Sharded passes (cli/cmd_merge.c, cli/cmd_ppl.c): a qx_shard as the "shard" JSON object of
+ * a sensitivity table or a ppl --json, and back (0, or prints one line naming label and
+ * returns 1).  The ppl summary lines (stdout, and into summary for JUnit) and its --json
+ * (size: file bytes and bpw, NULL: from the model file; tokens: a shard's per-token values). */
+struct json_t;
+struct json_t *cli_shard_json(const qx_shard *s);
+int cli_shard_from_json(struct json_t *o, const char *label, qx_shard *s);
+struct cal_ppl_result;
+struct cal_ppl_tokens;
+void cli_ppl_summary(const struct cal_ppl_result *r, const char *vs_kld, char *summary, size_t cap);
+int cli_ppl_write_json(const char *path, const struct cal_ppl_result *r, const char *base, const char *vs_kld,
+                       const char *model, const char *input, const double *size, const struct cal_ppl_tokens *tokens);
+int cmd_merge(int argc, char **argv);
 int cli_eval_open(cli_eval *ev, const char *cmd, const char *model, const char *text,
                   const char *ids_path, const char *dev);
 void cli_eval_close(cli_eval *ev);

@@ -19,6 +19,10 @@ static const char *imatrix_help =
     "  --no-bos         keep each chunk's first token (default: overwrite it with BOS, as\n"
     "                   llama-imatrix does)\n"
     "  --hf-names       name entries by HF tensor (one per expert) instead of GGUF names\n"
+    "  --shard I/N      run only shard I (0-based) of N: the chunks [I*n/N, (I+1)*n/N) of the n\n"
+    "                   chunks; OUT then also holds exact sums (W.in_sum2_x, W.counts_x) and the\n"
+    "                   qforge.shard.* keys; `qforge merge -o imatrix.gguf SHARD...` adds the N\n"
+    "                   files into the bits the unsharded run writes (llama.cpp ignores the extras)\n"
     "  -t N             threads;  --batch N tokens per engine batch;  --device cpu|cuda\n"
     "Statistics per weight and input channel: sum of squared inputs and token counts, per\n"
     "expert for MoE (experts that received no token are listed with count 0) and per head for\n"
@@ -43,6 +47,7 @@ int cmd_imatrix(int argc, char **argv) {
         else if (!strcmp(a, "-o")) outp = val;
         else if (!strcmp(a, "--format")) fmt = val;
         else if (!strcmp(a, "--device")) dev = val;
+        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &p.shard)) return cli_usage_error("imatrix", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
         else if (!strcmp(a, "--ctx")) { if (!num_ok || v < 2 || v > (1 << 20)) return cli_usage_error("imatrix", "bad --ctx '%s'", val); p.n_ctx = v; }
         else if (!strcmp(a, "--chunks")) { if (!num_ok) return cli_usage_error("imatrix", "bad --chunks '%s'", val); p.n_chunks = v; }
         else if (!strcmp(a, "--batch")) { if (!num_ok) return cli_usage_error("imatrix", "bad --batch '%s'", val); p.batch_tokens = v; }
@@ -53,6 +58,7 @@ int cmd_imatrix(int argc, char **argv) {
     if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
     if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
     if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
+    if (p.shard.count > 0 && strcmp(fmt, "gguf")) return cli_usage_error("imatrix", "--shard writes GGUF only (the exact sums need it)");
     cli_eval ev;
     int rc = cli_eval_open(&ev, "imatrix", model, text, ids_path, dev);
     if (rc) return rc;
@@ -60,6 +66,9 @@ int cmd_imatrix(int argc, char **argv) {
     qx_err e = {0};
     int64_t nw = ev.n_ids / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw) nw = p.n_chunks;
+    qx_shard part = p.shard;
+    qx_shard_range(&part, nw);
+    nw = part.n;
     qx_progress prog;
     uint64_t total = (uint64_t)(nw * p.n_ctx);
     qx_progress_begin(&prog, stderr, "imatrix", total, "tok");
@@ -73,6 +82,7 @@ int cmd_imatrix(int argc, char **argv) {
         const char *ds = text ? text : ids_path, *slash = strrchr(ds, '/');
         s = im_add_dataset(im, slash ? slash + 1 : ds, &e);
     }
+    if (s == QX_OK && im->shard.count == 0) im_drop_exact(im);
     if (s == QX_OK) s = !strcmp(fmt, "dat") ? im_write_dat(im, outp, &e) : im_write_gguf(im, outp, &e);
     if (s != QX_OK) { im_free(im); return cli_fail(&e); }
     size_t unused = 0, total_m = 0;

@@ -46,6 +46,11 @@ static const char *ppl_help =
     "  --junit F          write the gate as JUnit XML to F (CI test reports): one test case per\n"
     "                     check (finite, and each of max-kld, max-ppl-ratio, min-top1,\n"
     "                     max-kld-delta given), a <failure> with the measured value and the limit\n"
+    "  --shard I/N        evaluate only shard I (0-based) of N: windows [I*n/N, (I+1)*n/N) of the n\n"
+    "                     windows; needs --json F, which then also holds every scored token's values\n"
+    "                     (NLL, and with --base its KLD, Δp, top-1): `qforge merge -o OUT.json F...`\n"
+    "                     prints and writes the same figures as the unsharded run (gates: run them\n"
+    "                     on the merged JSON; --save-base, --save-kld, --vs-kld, --junit: whole runs)\n"
     "  -t N               threads (default: all)\n"
     "  --batch N          tokens per engine batch (default 4096; memory vs. speed)\n"
     "  --device cpu|cuda  where the matmuls run (cuda: the first GPU; weights uploaded per layer)\n"
@@ -146,16 +151,35 @@ static bool gguf_size(const char *model, double *bytes, double *bpw) {
     return ne > 0;
 }
 
-static int write_json(const char *path, const cal_ppl_result *r, const cal_ppl_params *p, const char *model, const char *input) {
+/* The per-token arrays of a shard (exact: dumped with 17 significant digits). */
+static json_t *tokens_json(const cal_ppl_tokens *t) {
+    json_t *o = json_object();
+    const char *names[] = {"nll", "d", "bnll", "kld", "dp"};
+    const double *arr[] = {t->nll, t->d, t->bnll, t->kld, t->dp};
+    for (int k = 0; k < (t->has_base ? 5 : 1); k++) {
+        json_t *a = json_array();
+        for (int64_t i = 0; i < t->n; i++) json_array_append_new(a, json_real(arr[k][i]));
+        json_object_set_new(o, names[k], a);
+    }
+    if (t->has_base) {
+        json_t *a = json_array();
+        for (int64_t i = 0; i < t->n; i++) json_array_append_new(a, json_integer(t->top1[i]));
+        json_object_set_new(o, "top1", a);
+    }
+    return o;
+}
+
+int cli_ppl_write_json(const char *path, const cal_ppl_result *r, const char *base, const char *vs_kld, const char *model,
+                       const char *input, const double *size, const cal_ppl_tokens *tokens) {
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(model));
     json_object_set_new(o, "input", json_string(input));
-    if (p->base) json_object_set_new(o, "base", json_string(p->base));
-    if (p->vs_kld) json_object_set_new(o, "vs_kld", json_string(p->vs_kld));
+    if (base) json_object_set_new(o, "base", json_string(base));
+    if (vs_kld) json_object_set_new(o, "vs_kld", json_string(vs_kld));
     double bytes, bpw;
-    if (gguf_size(model, &bytes, &bpw)) {
-        json_object_set_new(o, "model_file_bytes", json_real(bytes));
-        json_object_set_new(o, "model_bpw", json_real(bpw));
+    if (size || gguf_size(model, &bytes, &bpw)) {
+        json_object_set_new(o, "model_file_bytes", json_real(size ? size[0] : bytes));
+        json_object_set_new(o, "model_bpw", json_real(size ? size[1] : bpw));
     }
     json_object_set_new(o, "protocol", json_string(r->protocol == CAL_PPL_LLAMA ? "llama" : "all"));
     json_object_set_new(o, "n_ctx", json_integer(r->n_ctx));
@@ -188,9 +212,15 @@ static int write_json(const char *path, const cal_ppl_result *r, const cal_ppl_p
         json_object_set_new(o, "kld_delta_err", json_real(r->kld_delta_err));
         json_object_set_new(o, "vs_lower_frac", json_real(r->vs_lower_frac));
     }
+    size_t flags = JSON_INDENT(2) | JSON_REAL_PRECISION(10);
+    if (r->shard.count > 0) {
+        json_object_set_new(o, "shard", cli_shard_json(&r->shard));
+        json_object_set_new(o, "tokens", tokens_json(tokens));
+        flags = JSON_INDENT(1) | JSON_REAL_PRECISION(17);
+    }
     int rc = 0;
-    if (!strcmp(path, "-")) { json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)); putchar('\n'); }
-    else if (json_dump_file(o, path, JSON_INDENT(2) | JSON_REAL_PRECISION(10))) {
+    if (!strcmp(path, "-")) { json_dumpf(o, stdout, flags); putchar('\n'); }
+    else if (json_dump_file(o, path, flags)) {
         fprintf(stderr, "qforge ppl: cannot write %s\n", path);
         rc = 1;
     }
@@ -280,6 +310,27 @@ static int gate(const cal_ppl_result *r, const cal_ppl_params *p, const char *ju
     return failed ? 3 : 0;
 }
 
+void cli_ppl_summary(const cal_ppl_result *r, const char *vs_kld, char *summary, size_t cap) {
+    size_t sl = 0;
+    summary[0] = 0;
+    say(summary, cap, &sl, "protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
+           r->protocol == CAL_PPL_LLAMA ? "llama (second half of each window scored)" : "all (every token after the first)",
+           (long long)r->n_ctx, (long long)r->n_chunks, (long long)r->n_tokens_scored, r->tokens_per_s);
+    say(summary, cap, &sl, "PPL           %.6f +/- %.6f\n", r->ppl, r->ppl_err);
+    if (r->has_base) {
+        say(summary, cap, &sl, "PPL base      %.6f\n", r->ppl_base);
+        say(summary, cap, &sl, "ln(PPL/base)  %.6f +/- %.6f  (ratio %.6f)\n", r->ln_ppl_ratio, r->ln_ppl_ratio_err, exp(r->ln_ppl_ratio));
+        say(summary, cap, &sl, "KLD mean      %.6f +/- %.6f\n", r->kld_mean, r->kld_err);
+        say(summary, cap, &sl, "KLD median    %.6f   p99 %.6f   max %.6f\n", r->kld_median, r->kld_p99, r->kld_max);
+        say(summary, cap, &sl, "same top-1    %.4f %%\n", 100.0 * r->top1_agree);
+        say(summary, cap, &sl, "RMS Δp        %.4f %%\n", 100.0 * r->dp_rms);
+    }
+    if (r->has_vs) {
+        say(summary, cap, &sl, "KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
+               vs_kld, r->vs_kld_mean, r->kld_delta, r->kld_delta_err, 100.0 * r->vs_lower_frac);
+    }
+}
+
 int cmd_ppl(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *ids_path = NULL, *json = NULL, *junit = NULL, *dev = "cpu";
     cal_ppl_params p = cal_ppl_default_params();
@@ -301,6 +352,7 @@ int cmd_ppl(int argc, char **argv) {
         else if (!strcmp(a, "--device")) dev = val;
         else if (!strcmp(a, "--save-kld")) p.save_kld = val;
         else if (!strcmp(a, "--vs-kld")) p.vs_kld = val;
+        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &p.shard)) return cli_usage_error("ppl", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
         else if (!strcmp(a, "--max-kld-delta")) { if (!parse_dbl(val, &max_delta)) return cli_usage_error("ppl", "bad --max-kld-delta '%s'", val); }
         else if (!strcmp(a, "--protocol")) {
             if (!strcmp(val, "llama")) p.protocol = CAL_PPL_LLAMA;
@@ -322,6 +374,12 @@ int cmd_ppl(int argc, char **argv) {
         return cli_usage_error("ppl", "--max-kld, --max-ppl-ratio and --min-top1 need --base");
     if ((p.save_kld || p.vs_kld) && !p.base) return cli_usage_error("ppl", "--save-kld and --vs-kld need --base");
     if (!isnan(max_delta) && !p.vs_kld) return cli_usage_error("ppl", "--max-kld-delta needs --vs-kld");
+    if (p.shard.count > 0 && !json) return cli_usage_error("ppl", "--shard needs --json F (the shard's result for qforge merge)");
+    if (p.shard.count > 0 && (p.save_base || p.save_kld || p.vs_kld || junit || max_kld >= 0 || max_ratio > 0 || min_top1 >= 0))
+        return cli_usage_error("ppl", "--shard runs a part: --save-base, --save-kld, --vs-kld, --junit and the gates need the whole run");
+    cal_ppl_tokens toks;
+    memset(&toks, 0, sizeof toks);
+    if (p.shard.count > 0) p.tokens_out = &toks;
     cli_eval ev;
     int rc = cli_eval_open(&ev, "ppl", model, text, ids_path, dev);
     if (rc) {
@@ -335,6 +393,9 @@ int cmd_ppl(int argc, char **argv) {
     qx_progress prog;
     int64_t nw_est = (ev.n_ids + 1) / p.n_ctx;
     if (p.n_chunks > 0 && p.n_chunks < nw_est) nw_est = p.n_chunks;
+    qx_shard part = p.shard;
+    qx_shard_range(&part, nw_est);
+    nw_est = part.n;
     qx_progress_begin(&prog, stderr, "ppl", (uint64_t)(nw_est * p.n_ctx), "tok");
     p.progress = cli_engine_progress;
     p.progress_ud = &prog;
@@ -348,24 +409,12 @@ int cmd_ppl(int argc, char **argv) {
     }
 
     char summary[2048];
-    size_t sl = 0;
-    summary[0] = 0;
-    say(summary, sizeof summary, &sl, "protocol %s, ctx %lld, %lld chunks, %lld tokens scored, %.1f tokens/s\n",
-           r.protocol == CAL_PPL_LLAMA ? "llama (second half of each window scored)" : "all (every token after the first)",
-           (long long)r.n_ctx, (long long)r.n_chunks, (long long)r.n_tokens_scored, r.tokens_per_s);
-    say(summary, sizeof summary, &sl, "PPL           %.6f +/- %.6f\n", r.ppl, r.ppl_err);
-    if (r.has_base) {
-        say(summary, sizeof summary, &sl, "PPL base      %.6f\n", r.ppl_base);
-        say(summary, sizeof summary, &sl, "ln(PPL/base)  %.6f +/- %.6f  (ratio %.6f)\n", r.ln_ppl_ratio, r.ln_ppl_ratio_err, exp(r.ln_ppl_ratio));
-        say(summary, sizeof summary, &sl, "KLD mean      %.6f +/- %.6f\n", r.kld_mean, r.kld_err);
-        say(summary, sizeof summary, &sl, "KLD median    %.6f   p99 %.6f   max %.6f\n", r.kld_median, r.kld_p99, r.kld_max);
-        say(summary, sizeof summary, &sl, "same top-1    %.4f %%\n", 100.0 * r.top1_agree);
-        say(summary, sizeof summary, &sl, "RMS Δp        %.4f %%\n", 100.0 * r.dp_rms);
-    }
-    if (r.has_vs) {
-        say(summary, sizeof summary, &sl, "KLD vs %s: other %.6f, this - other %+.6f +/- %.6f (paired), this lower on %.1f %% of tokens\n",
-               p.vs_kld, r.vs_kld_mean, r.kld_delta, r.kld_delta_err, 100.0 * r.vs_lower_frac);
-    }
-    if (json && write_json(json, &r, &p, model, text ? text : ids_path)) return 1;
+    cli_ppl_summary(&r, p.vs_kld, summary, sizeof summary);
+    if (r.shard.count > 0)
+        printf("shard %d/%d: windows [%lld, %lld) of %lld (qforge merge combines the shards' --json files)\n", r.shard.index,
+               r.shard.count, (long long)r.shard.first, (long long)(r.shard.first + r.shard.n), (long long)r.shard.units);
+    rc = json ? cli_ppl_write_json(json, &r, p.base, p.vs_kld, model, text ? text : ids_path, NULL, &toks) : 0;
+    cal_ppl_tokens_free(&toks);
+    if (rc || p.shard.count > 0) return rc;
     return gate(&r, &p, junit, model, text ? text : ids_path, summary, max_kld, max_ratio, min_top1, max_delta);
 }

@@ -7,6 +7,7 @@
 #include "calib/calib.h"
 #include "convert/convert.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,10 @@ static const char *help =
     "  --measure N    candidate types measured per tensor, spread over its lower 70%% of sizes\n"
     "                 (default 3; the others are predicted from the weight error, see --help of convert)\n"
     "  --dry-run      print the tensors, candidates, runs and the estimated time and memory, and exit\n"
+    "  --shard I/N    measure only shard I (0-based) of N: the tensors [I*n/N, (I+1)*n/N) of the n\n"
+    "                 quantizable tensors (plan order); S.json is then a partial table with a\n"
+    "                 \"shard\" object that convert refuses: `qforge merge -o S.json PART...` gives\n"
+    "                 the unsharded table (every tensor's fit uses only its own candidates)\n"
     "  -t N           threads\n";
 
 /* Candidate types by row length: 256-block types when ne0 % 256 == 0, 32-block ones else. */
@@ -47,10 +52,22 @@ static void done(void *ud, size_t i, size_t n, const cal_sens_item *it) {
                 it->werr, it->kld, 100 * it->top1);
 }
 
+/* A shard's table: the written table with its "shard" object (values kept to 17 digits). */
+static int add_shard(const char *path, const qx_shard *sh) {
+    json_t *o = json_load_file(path, 0, NULL);
+    if (!o) return 1;
+    json_object_set_new(o, "shard", cli_shard_json(sh));
+    int rc = json_dump_file(o, path, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    return rc ? 1 : 0;
+}
+
 int cmd_sensitivity(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL;
     int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
     bool dry = false;
+    qx_shard shard;
+    memset(&shard, 0, sizeof shard);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
@@ -62,6 +79,7 @@ int cmd_sensitivity(int argc, char **argv) {
         long long v = strtoll(val, &end, 10);
         bool num_ok = *val && !*end && v > 0 && v < (1 << 24);
         if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &shard)) return cli_usage_error("sensitivity", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
         else if (!strcmp(a, "-o")) outp = val;
         else if (!strcmp(a, "--imatrix")) imp = val;
         else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
@@ -117,6 +135,23 @@ int cmd_sensitivity(int argc, char **argv) {
             nm += it->measure;
         }
     }
+    if (shard.count > 0) {   /* keep the items of this shard's tensor groups (each group's items are adjacent) */
+        qx_shard_range(&shard, (int64_t)ngroups);
+        size_t k = 0, g = 0;
+        nm = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0 && grp[i] != grp[i - 1]) g++;
+            if ((int64_t)g < shard.first || (int64_t)g >= shard.first + shard.n) continue;
+            items[k] = items[i];
+            grp[k++] = grp[i];
+            nm += items[i].measure;
+        }
+        n = k;
+        printf("shard %d/%d: tensors [%lld, %lld) of %zu\n", shard.index, shard.count, (long long)shard.first,
+               (long long)(shard.first + shard.n), ngroups);
+        ngroups = (size_t)shard.n;
+        if (!n) { fprintf(stderr, "qforge: error: %s: shard %d/%d gets none of the %lld tensors\n", model, shard.index, shard.count, (long long)shard.units); return 1; }
+    }
     int64_t tokens = ctx * chunks;
     printf("sensitivity of %s: %zu tensors, %zu candidates, %zu measured runs of %lld tokens (ctx %lld x %lld chunks)\n", model,
            ngroups, n, nm, (long long)tokens, (long long)ctx, (long long)chunks);
@@ -136,6 +171,8 @@ int cmd_sensitivity(int argc, char **argv) {
     cli_eval ev;
     int rc = cli_eval_open(&ev, "sensitivity", model, text, NULL, "cpu");
     if (rc) { free(items); free(names); free(grp); free(ne0s); free(nel); im_free(im); return rc; }
+    shard.input = gf_checksum(ev.ids, (uint64_t)ev.n_ids * sizeof(int32_t));
+    qx_shard_set_model(&shard, model);
     char base[4200];
     snprintf(base, sizeof base, "%s.base.qfb", outp);
     cal_sens_params sp = cal_sens_default_params();
@@ -173,6 +210,7 @@ int cmd_sensitivity(int argc, char **argv) {
                  (long long)ctx, (long long)chunks, (long long)nmeas, imp ? " --imatrix " : "", imp ? imp : "");
         s = cv_sens_write(&sens, outp, prov, &e);
     }
+    if (s == QX_OK && shard.count > 0 && add_shard(outp, &shard)) s = qx_fail(&e, QX_EIO, "%s: cannot add the shard object", outp);
     if (s == QX_OK) printf("wrote %s: %zu tensors, %zu measured runs in %.1f s\n", outp, sens.n, nm, qx_now() - t0);
     free(grp); free(ne0s); free(nel);
     free(names);

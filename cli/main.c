@@ -14,6 +14,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"card", cmd_card, "write the model hub README (model card) of a build"},
     {"report", cmd_report, "one self-contained HTML report with plots from drift JSON files"},
     {"sensitivity", cmd_sensitivity, "measured cost of each tensor at each type (for --target-size)"},
+    {"merge", cmd_merge, "combine the --shard outputs of imatrix, sensitivity or ppl exactly"},
     {"synth", cmd_synth, "write synthetic checkpoints in the official layouts"},
 };
 

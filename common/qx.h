@@ -106,4 +106,22 @@ enum { QX_CBLAS_ROW_MAJOR = 101, QX_CBLAS_NO_TRANS = 111, QX_CBLAS_TRANS = 112 }
 /* The loaded library, or NULL (absent, or QF_NO_BLAS set).  Thread-safe. */
 const qx_blas *qx_blas_get(void);
 
+/* A shard of a calibration pass (`--shard I/N`, DESIGN.md decision 9): shard `index` of
+ * `count` takes the contiguous units [first, first + n) of the whole run's `units` (windows,
+ * chunks or tensors), first = floor(index * units / count).  count 0 means a whole run.
+ * model and input identify the run so that `qforge merge` can refuse shards of another one. */
+#define QX_SHARD_NAME 256
+typedef struct {
+    int32_t index, count;
+    int64_t units, first, n;
+    uint64_t input;               /* XXH3-64 of the whole run's input (token windows) */
+    char model[QX_SHARD_NAME];    /* the model's file or directory name, without its path */
+} qx_shard;
+/* Parses "I/N" (0 <= I < N <= 65536) into s->index and s->count; false when malformed. */
+bool qx_shard_parse(const char *text, qx_shard *s);
+/* Sets s->units and s's range for a run of `units` units (the whole run when s->count is 0). */
+void qx_shard_range(qx_shard *s, int64_t units);
+/* Copies the last component of path (trailing '/' ignored) into s->model. */
+void qx_shard_set_model(qx_shard *s, const char *path);
+
 #endif

@@ -146,6 +146,8 @@ qx_status cv_sens_parse(const char *buf, size_t len, const char *label, cv_sens 
     double ver = 0;
     if (!json_is_object(root)) st = qx_fail(e, QX_EFORMAT, "%s: not a JSON object", label);
     else st = jnum(root, "qforge_sensitivity", true, 1, 1, &ver, label, e);
+    if (st == QX_OK && json_object_get(root, "shard"))
+        st = qx_fail(e, QX_EINVAL, "%s: a partial table of qforge sensitivity --shard: combine the shards with qforge merge", label);
     if (st == QX_OK && !json_is_array(ts)) st = qx_fail(e, QX_EFORMAT, "%s: 'tensors' is not an array", label);
     if (st == QX_OK) st = jnum(root, "base_kld", false, 0, 1e6, &s->base_kld, label, e);
     for (size_t i = 0; st == QX_OK && i < json_array_size(ts); i++) st = parse_tensor(json_array_get(ts, i), s, label, e);

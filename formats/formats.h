@@ -468,6 +468,13 @@ typedef struct {
     int64_t nmat;        /* 1, or the number of experts of a stacked tensor */
     float *in_sum2;      /* (nmat, ne0): raw Σ x² of the inputs seen by matrix k */
     float *counts;       /* (nmat): tokens seen by matrix k */
+    /* Exact statistics (NULL unless im_entry_exact was called): Σ x² as an unsigned 128-bit
+     * fixed-point number in units of 2^-64 per (k, j): sum_x[(k*ne0 + j)*2] the fraction,
+     * [.. + 1] the integer part; count_x[k] the token count.  Each term is truncated to the
+     * unit on its own and the sums are integer additions, so any split of the tokens into
+     * parts adds up to the same bits: shards merged (im_merge) equal the whole run. */
+    uint64_t *sum_x;     /* (nmat, ne0, 2) */
+    uint64_t *count_x;   /* (nmat) */
 } im_entry;
 
 typedef struct {
@@ -479,6 +486,8 @@ typedef struct {
     uint32_t chunk_size;   /* tokens per chunk (0 when read from a .dat) */
     bool legacy;           /* read from a .dat: entries are flat (nmat 1, ne0 = all values),
                               counts[0] = ncall; see im_entry_reshape */
+    qx_shard shard;        /* a `--shard` partial result (count > 0): written and read as the
+                              qforge.shard.* keys, with the exact tensors W.in_sum2_x, W.counts_x */
 } im_matrix;
 
 qx_status im_create(im_matrix **out, qx_err *e);
@@ -495,6 +504,43 @@ qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e);
  * in_sum2[k]/counts[k] * ncall (a matrix with count 0 stores ones); entries whose counts are
  * all zero are skipped; per-matrix counts are lost (as in llama.cpp). */
 qx_status im_write_dat(const im_matrix *m, const char *path, qx_err *e);
+/* Exact accumulation (`--shard` and qforge merge).  W.in_sum2_x is I64 [2, ne0, nmat] and
+ * W.counts_x I64 [1, nmat] (llama.cpp ignores tensors of other suffixes). */
+#define IM_SUFFIX_SUM2_X   ".in_sum2_x"
+#define IM_SUFFIX_COUNTS_X ".counts_x"
+#define IM_KEY_SHARD_INDEX "qforge.shard.index"   /* u32 */
+#define IM_KEY_SHARD_COUNT "qforge.shard.count"   /* u32 */
+#define IM_KEY_SHARD_UNITS "qforge.shard.units"   /* u64: chunks of the whole run */
+#define IM_KEY_SHARD_FIRST "qforge.shard.first"   /* u64: this shard's first chunk */
+#define IM_KEY_SHARD_N     "qforge.shard.n"       /* u64: its chunks */
+#define IM_KEY_SHARD_INPUT "qforge.shard.input"   /* u64: XXH3-64 of all chunks' token ids */
+#define IM_KEY_SHARD_MODEL "qforge.shard.model"   /* string */
+/* Allocates en's exact arrays, zeroed (no-op when present). */
+qx_status im_entry_exact(im_entry *en, qx_err *e);
+/* Adds x*x to the fixed-point sum acc[0..1]; false (acc unchanged) when x is not finite or
+ * the sum would reach 2^64. */
+static inline bool im_fx_add_sq(uint64_t *acc, float x) {
+    double t = (double)x * (double)x * 0x1p64;   /* exact: a float's square has 48 bits */
+    if (!(t < 0x1p128)) return false;
+    uint64_t hi = t < 0x1p64 ? 0 : (uint64_t)(t * 0x1p-64);
+    uint64_t lo = (uint64_t)(t - (double)hi * 0x1p64);   /* exact: the low bits of t */
+    uint64_t l = acc[0] + lo, c = l < lo, h = acc[1] + hi;
+    if (h < hi || h + c < c) return false;
+    acc[0] = l;
+    acc[1] = h + c;
+    return true;
+}
+/* The fixed-point value as a float (deterministic in the bits: what in_sum2 stores). */
+float im_fx_float(const uint64_t *acc);
+/* Sets en's in_sum2 and counts from its exact arrays. */
+void im_entry_settle(im_entry *en);
+/* Frees every entry's exact arrays and clears m->shard (the whole-run file form). */
+void im_drop_exact(im_matrix *m);
+/* Adds src's exact statistics into dst (both exact; entries matched by name, new ones
+ * appended), and src's chunk_count.  QX_EINVAL naming label when an entry's shape differs,
+ * QX_EFORMAT when src has no exact statistics, QX_EUNSUPPORTED when a sum reaches 2^64. */
+qx_status im_merge(im_matrix *dst, const im_matrix *src, const char *label, qx_err *e);
+
 /* Reads either format (GGUF when the file starts with "GGUF", else legacy .dat). */
 qx_status im_load(im_matrix **out, const char *path, qx_err *e);
 qx_status im_load_mem(im_matrix **out, const uint8_t *buf, uint64_t len, const char *label, qx_err *e);

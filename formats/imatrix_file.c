@@ -27,6 +27,8 @@ void im_free(im_matrix *m) {
         free(m->entries[i].name);
         free(m->entries[i].in_sum2);
         free(m->entries[i].counts);
+        free(m->entries[i].sum_x);
+        free(m->entries[i].count_x);
     }
     for (size_t i = 0; i < m->n_datasets; i++) free(m->datasets[i]);
     free(m->datasets);
@@ -52,7 +54,8 @@ qx_status im_add(im_matrix *m, const char *name, int64_t ne0, int64_t nmat, im_e
         if (!p) return qx_fail(e, QX_ENOMEM, "imatrix: out of memory");
         m->entries = p; m->cap_entries = cap;
     }
-    im_entry en = {strdup(name), ne0, nmat, calloc((size_t)(ne0 * nmat), sizeof(float)), calloc((size_t)nmat, sizeof(float))};
+    im_entry en = {strdup(name), ne0, nmat, calloc((size_t)(ne0 * nmat), sizeof(float)), calloc((size_t)nmat, sizeof(float)),
+                   NULL, NULL};
     if (!en.name || !en.in_sum2 || !en.counts) {
         free(en.name); free(en.in_sum2); free(en.counts);
         return qx_fail(e, QX_ENOMEM, "imatrix: entry '%s': out of memory", name);
@@ -106,6 +109,91 @@ qx_status im_importance(const im_entry *en, int64_t k, float *out, qx_err *e) {
     return QX_OK;
 }
 
+/* ---- exact statistics (shards and qforge merge) ---- */
+qx_status im_entry_exact(im_entry *en, qx_err *e) {
+    if (en->sum_x) return QX_OK;
+    en->sum_x = calloc((size_t)(en->ne0 * en->nmat) * 2, sizeof(uint64_t));
+    en->count_x = calloc((size_t)en->nmat, sizeof(uint64_t));
+    if (en->sum_x && en->count_x) return QX_OK;
+    free(en->sum_x); free(en->count_x);
+    en->sum_x = en->count_x = NULL;
+    return qx_fail(e, QX_ENOMEM, "imatrix: entry '%s': out of memory", en->name);
+}
+
+float im_fx_float(const uint64_t *acc) {
+    return (float)((double)acc[1] + (double)acc[0] * 0x1p-64);
+}
+
+void im_entry_settle(im_entry *en) {
+    if (!en->sum_x) return;
+    for (int64_t i = 0; i < en->ne0 * en->nmat; i++) en->in_sum2[i] = im_fx_float(en->sum_x + 2 * i);
+    for (int64_t k = 0; k < en->nmat; k++) en->counts[k] = (float)en->count_x[k];
+}
+
+void im_drop_exact(im_matrix *m) {
+    for (size_t i = 0; i < m->n_entries; i++) {
+        free(m->entries[i].sum_x); free(m->entries[i].count_x);
+        m->entries[i].sum_x = m->entries[i].count_x = NULL;
+    }
+    memset(&m->shard, 0, sizeof m->shard);
+}
+
+qx_status im_merge(im_matrix *dst, const im_matrix *src, const char *label, qx_err *e) {
+    for (size_t i = 0; i < src->n_entries; i++) {
+        const im_entry *a = &src->entries[i];
+        if (!a->sum_x) return qx_fail(e, QX_EFORMAT, "%s: entry '%s' has no exact sums (not written with --shard)", label, a->name);
+        im_entry *b = im_find(dst, a->name);
+        if (!b) QX_TRY(im_add(dst, a->name, a->ne0, a->nmat, &b, e));
+        else if (b->ne0 != a->ne0 || b->nmat != a->nmat)
+            return qx_fail(e, QX_EINVAL, "%s: entry '%s' is [%lld, %lld], the other shards' [%lld, %lld]", label, a->name,
+                           (long long)a->ne0, (long long)a->nmat, (long long)b->ne0, (long long)b->nmat);
+        QX_TRY(im_entry_exact(b, e));
+        for (int64_t k = 0; k < a->ne0 * a->nmat; k++) {
+            uint64_t *d = b->sum_x + 2 * k;
+            const uint64_t *x = a->sum_x + 2 * k;
+            uint64_t l = d[0] + x[0], c = l < x[0], h = d[1] + x[1];
+            if (h < x[1] || h + c < c)
+                return qx_fail(e, QX_EUNSUPPORTED, "%s: entry '%s': the sum of squares reaches 2^64", label, a->name);
+            d[0] = l;
+            d[1] = h + c;
+        }
+        for (int64_t k = 0; k < a->nmat; k++) b->count_x[k] += a->count_x[k];
+        im_entry_settle(b);
+    }
+    dst->chunk_count += src->chunk_count;
+    return QX_OK;
+}
+
+static qx_status write_shard_keys(gf_writer *w, const qx_shard *sh, qx_err *e) {
+    QX_TRY(gf_writer_set_u32(w, IM_KEY_SHARD_INDEX, (uint32_t)sh->index, e));
+    QX_TRY(gf_writer_set_u32(w, IM_KEY_SHARD_COUNT, (uint32_t)sh->count, e));
+    QX_TRY(gf_writer_set_u64(w, IM_KEY_SHARD_UNITS, (uint64_t)sh->units, e));
+    QX_TRY(gf_writer_set_u64(w, IM_KEY_SHARD_FIRST, (uint64_t)sh->first, e));
+    QX_TRY(gf_writer_set_u64(w, IM_KEY_SHARD_N, (uint64_t)sh->n, e));
+    QX_TRY(gf_writer_set_u64(w, IM_KEY_SHARD_INPUT, sh->input, e));
+    return gf_writer_set_str(w, IM_KEY_SHARD_MODEL, sh->model, e);
+}
+
+static qx_status read_shard_keys(const gf_file *f, qx_shard *sh, const char *label, qx_err *e) {
+    uint32_t idx, cnt;
+    uint64_t units, first, n;
+    const char *model;
+    QX_TRY(gf_get_u32(f, IM_KEY_SHARD_INDEX, &idx, e));
+    QX_TRY(gf_get_u32(f, IM_KEY_SHARD_COUNT, &cnt, e));
+    QX_TRY(gf_get_u64(f, IM_KEY_SHARD_UNITS, &units, e));
+    QX_TRY(gf_get_u64(f, IM_KEY_SHARD_FIRST, &first, e));
+    QX_TRY(gf_get_u64(f, IM_KEY_SHARD_N, &n, e));
+    QX_TRY(gf_get_u64(f, IM_KEY_SHARD_INPUT, &sh->input, e));
+    QX_TRY(gf_get_str(f, IM_KEY_SHARD_MODEL, &model, e));
+    if (cnt < 1 || cnt > 65536 || idx >= cnt || units > INT64_MAX || first > units || n > units - first)
+        return qx_fail(e, QX_EFORMAT, "%s: shard %u/%u of chunks [%llu, +%llu) of %llu is inconsistent", label, idx, cnt,
+                       (unsigned long long)first, (unsigned long long)n, (unsigned long long)units);
+    sh->index = (int32_t)idx; sh->count = (int32_t)cnt;
+    sh->units = (int64_t)units; sh->first = (int64_t)first; sh->n = (int64_t)n;
+    snprintf(sh->model, sizeof sh->model, "%s", model);
+    return QX_OK;
+}
+
 /* ---- writing ---- */
 static int cmp_entry_ptr(const void *a, const void *b) {
     return strcmp((*(const im_entry *const *)a)->name, (*(const im_entry *const *)b)->name);
@@ -130,8 +218,10 @@ qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e) {
     if (s == QX_OK) s = gf_writer_set_str_arr(w, IM_KEY_DATASETS, (const char *const *)m->datasets, m->n_datasets, e);
     if (s == QX_OK) s = gf_writer_set_u32(w, IM_KEY_CHUNK_COUNT, m->chunk_count, e);
     if (s == QX_OK) s = gf_writer_set_u32(w, IM_KEY_CHUNK_SIZE, m->chunk_size, e);
+    if (s == QX_OK && m->shard.count > 0) s = write_shard_keys(w, &m->shard, e);
     if (s == QX_OK) s = sorted_entries(m, &v, e);
-    if (s == QX_OK && !(data = malloc((2 * m->n_entries + 1) * sizeof *data))) s = qx_fail(e, QX_ENOMEM, "imatrix: out of memory");
+    if (s == QX_OK && !(data = malloc((4 * m->n_entries + 1) * sizeof *data))) s = qx_fail(e, QX_ENOMEM, "imatrix: out of memory");
+    size_t nd_ = 0;
     for (size_t i = 0; s == QX_OK && i < m->n_entries; i++) {
         const im_entry *en = v[i];
         char name[GF_NAME_MAX + 16];
@@ -141,8 +231,17 @@ qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e) {
         s = gf_writer_add_tensor(w, name, QT_F32, nd, ne_s, NULL, e);
         snprintf(name, sizeof name, "%s%s", en->name, IM_SUFFIX_COUNTS);
         if (s == QX_OK) s = gf_writer_add_tensor(w, name, QT_F32, nd, ne_c, NULL, e);
-        data[2 * i] = en->in_sum2;
-        data[2 * i + 1] = en->counts;
+        data[nd_++] = en->in_sum2;
+        data[nd_++] = en->counts;
+        if (s != QX_OK || m->shard.count <= 0) continue;
+        if (!en->sum_x) { s = qx_fail(e, QX_EINVAL, "imatrix: shard entry '%s' has no exact sums", en->name); break; }
+        int64_t ne_x[3] = {2, en->ne0, en->nmat}, ne_cx[2] = {1, en->nmat};
+        snprintf(name, sizeof name, "%s%s", en->name, IM_SUFFIX_SUM2_X);
+        s = gf_writer_add_tensor(w, name, QT_I64, 3, ne_x, NULL, e);
+        snprintf(name, sizeof name, "%s%s", en->name, IM_SUFFIX_COUNTS_X);
+        if (s == QX_OK) s = gf_writer_add_tensor(w, name, QT_I64, 2, ne_cx, NULL, e);
+        data[nd_++] = en->sum_x;
+        data[nd_++] = en->count_x;
     }
     if (s == QX_OK) s = gf_writer_write_file(w, path, data, e);
     free(data);
@@ -221,6 +320,30 @@ static bool strip_suffix(const char *s, const char *suf, char *out, size_t cap) 
     return true;
 }
 
+/* W.in_sum2_x / W.counts_x when present: shapes checked, and in_sum2 / counts must be their
+ * float values exactly (a shard file is only valid as written). */
+static qx_status load_exact(const gf_file *f, im_entry *en, const char *label, qx_err *e) {
+    char nx[GF_NAME_MAX + 16], ncx[GF_NAME_MAX + 16];
+    snprintf(nx, sizeof nx, "%s%s", en->name, IM_SUFFIX_SUM2_X);
+    snprintf(ncx, sizeof ncx, "%s%s", en->name, IM_SUFFIX_COUNTS_X);
+    const gf_tensor *tx = gf_find_tensor(f, nx), *tcx = gf_find_tensor(f, ncx);
+    if (!tx && !tcx) return QX_OK;
+    if (!tx || !tcx || tx->type != QT_I64 || tcx->type != QT_I64 || tx->ne[0] != 2 || tx->ne[1] != en->ne0 ||
+        tx->ne[2] != en->nmat || tx->ne[3] != 1 || tcx->ne[0] != 1 || tcx->ne[1] != en->nmat || tcx->ne[2] != 1)
+        return qx_fail(e, QX_EFORMAT, "%s: entry '%s': exact tensors missing or not I64 [2, %lld, %lld] and [1, %lld]", label,
+                       en->name, (long long)en->ne0, (long long)en->nmat, (long long)en->nmat);
+    QX_TRY(im_entry_exact(en, e));
+    memcpy(en->sum_x, tx->data, tx->nbytes);
+    memcpy(en->count_x, tcx->data, tcx->nbytes);
+    for (int64_t i = 0; i < en->ne0 * en->nmat; i++)
+        if (im_fx_float(en->sum_x + 2 * i) != en->in_sum2[i])
+            return qx_fail(e, QX_EFORMAT, "%s: entry '%s': in_sum2[%lld] disagrees with its exact sum", label, en->name, (long long)i);
+    for (int64_t k = 0; k < en->nmat; k++)
+        if ((float)en->count_x[k] != en->counts[k])
+            return qx_fail(e, QX_EFORMAT, "%s: entry '%s': counts[%lld] disagrees with its exact count", label, en->name, (long long)k);
+    return QX_OK;
+}
+
 static qx_status load_gguf(im_matrix *m, const uint8_t *buf, uint64_t len, const char *label, qx_err *e) {
     gf_file *f;
     QX_TRY(gf_open_mem(&f, buf, len, label, e));
@@ -266,7 +389,13 @@ static qx_status load_gguf(im_matrix *m, const uint8_t *buf, uint64_t len, const
         memcpy(en->counts, tc->data, tc->nbytes);
         s = check_values(label, base, "in_sum2", en->in_sum2, en->ne0 * en->nmat, e);
         if (s == QX_OK) s = check_values(label, base, "counts", en->counts, en->nmat, e);
+        if (s == QX_OK) s = load_exact(f, en, label, e);
     }
+    if (s == QX_OK && gf_find_kv(f, IM_KEY_SHARD_COUNT)) s = read_shard_keys(f, &m->shard, label, e);
+    for (size_t i = 0; s == QX_OK && i < m->n_entries; i++)
+        if (!m->entries[i].sum_x != !m->shard.count)
+            s = qx_fail(e, QX_EFORMAT, "%s: entry '%s': exact sums %s without shard keys", label, m->entries[i].name,
+                        m->entries[i].sum_x ? "present" : "missing");
     if (s == QX_OK && m->n_entries == 0) s = qx_fail(e, QX_EFORMAT, "%s: imatrix has no entries", label);
     gf_close(f);
     return s;

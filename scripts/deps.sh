@@ -2,8 +2,9 @@
 # Checks the -dev packages the build needs; installs them with apt-get when run as root,
 # otherwise prints the exact command and fails.
 # `scripts/deps.sh --optional` also installs what some tests use but the build does not
-# need: chromium (tests/test_report_render renders `qforge report` headless; without it that
-# test reports SKIP).  A failed optional install only prints a note.
+# need: chromium (tests/test_report_render renders `qforge report` headless) and a single-node
+# Slurm with munge (tests/test_slurm runs scripts/slurm/ on it); without them those tests
+# report SKIP.  A failed optional install only prints a note.
 set -e
 if [ "$1" = "--optional" ]; then
     if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then
@@ -14,6 +15,15 @@ if [ "$1" = "--optional" ]; then
             echo "deps: chromium could not be installed; tests/test_report_render will SKIP" >&2
     else
         echo "deps: optional: sudo apt-get install -y chromium  (else tests/test_report_render will SKIP)" >&2
+    fi
+    if command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ]; then
+        :
+    elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "deps: installing slurmctld slurmd slurm-client munge (optional: tests/test_slurm)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >&2; } ||
+            echo "deps: Slurm could not be installed; tests/test_slurm will SKIP" >&2
+    else
+        echo "deps: optional: sudo apt-get install -y slurmctld slurmd slurm-client munge  (else tests/test_slurm will SKIP)" >&2
     fi
 fi
 need=""
