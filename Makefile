@@ -1,6 +1,7 @@
 # qforge — one Makefile.  `make` builds libqforge.a and ./qforge; `make test` runs the suite;
 # `make test-asan` the same under AddressSanitizer+UBSan; `make demo`; `make bench`;
-# `make fuzz` builds libFuzzer targets (clang); CUDA kernels compile when nvcc exists.
+# `make fuzz` builds libFuzzer targets (clang); CUDA kernels compile when nvcc exists;
+# `make install PREFIX=/opt/qforge` (also DESTDIR) and `make uninstall`.
 CC      ?= gcc
 ifeq ($(origin CC),default)
 CC      := gcc
@@ -10,6 +11,22 @@ OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -MMD -MP
 LDLIBS  := -ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread
+
+# The version every build reports (qforge --version, qforge.version in the files it writes):
+# `git describe --always --dirty` when this directory is a git work tree's top, else the first
+# word of the file VERSION, else "unknown".  $(BUILD)/version.txt changes only when it does,
+# and only common/version.o depends on it.
+QF_VERSION := $(strip $(shell [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)" ] && git describe --always --dirty 2>/dev/null))
+ifeq ($(QF_VERSION),)
+  QF_VERSION := $(firstword $(shell cat VERSION 2>/dev/null) unknown)
+endif
+VERSION_STAMP := $(BUILD)/version.txt
+$(shell mkdir -p $(BUILD) && { echo '$(QF_VERSION)' | cmp -s - $(VERSION_STAMP) || echo '$(QF_VERSION)' > $(VERSION_STAMP); })
+
+PREFIX  ?= /usr/local
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+DATADIR := $(DESTDIR)$(PREFIX)/share/qforge
+DOCDIR  := $(DESTDIR)$(PREFIX)/share/doc/qforge
 
 OPENMP_OK := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
 ifeq ($(OPENMP_OK),1)
@@ -43,7 +60,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all deps test test-asan test-cuda demo bench fuzz clean replay
+.PHONY: all deps test test-asan test-cuda demo bench fuzz clean replay install uninstall
 all: deps $(BUILD)/libqforge.a qforge
 
 deps:
@@ -56,6 +73,10 @@ $(BUILD)/libqforge.a: $(LIB_OBJ)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/common/version.o: common/version.c $(VERSION_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DQF_VERSION='"$(QF_VERSION)"' -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(@D)
@@ -115,6 +136,20 @@ bench: all $(BENCH_BIN)
 
 fuzz:
 	@./tests/fuzz/build.sh
+
+# The binary, the recipes and scripts/slurm (when present) under share/qforge, the docs under
+# share/doc/qforge.  uninstall removes exactly these (the two share dirs are qforge's own).
+install: $(BUILD)/qforge
+	install -d $(BINDIR) $(DATADIR)/recipes $(DOCDIR)/docs
+	install -m 755 $(BUILD)/qforge $(BINDIR)/qforge
+	install -m 644 recipes/*.json $(DATADIR)/recipes/
+	@if [ -d scripts/slurm ]; then echo "cp -R scripts/slurm $(DATADIR)/"; cp -R scripts/slurm $(DATADIR)/; fi
+	install -m 644 README.md $(DOCDIR)/
+	install -m 644 docs/*.md $(DOCDIR)/docs/
+
+uninstall:
+	rm -f $(BINDIR)/qforge
+	rm -rf $(DATADIR) $(DOCDIR)
 
 clean:
 	rm -rf build build-asan build-fuzz qforge

@@ -26,6 +26,11 @@ int cli_inspect_gguf(const char *path, bool json, bool tensors);
 /* Prints "qforge: <msg>" on stderr and returns the exit code for a library status. */
 int cli_fail(const qx_err *e);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One writer per output: takes the lock of path (qx_lock_acquire), recording this command
+ * line (argv of the subcommand, argc entries) as its holder.  Returns 0, or 1 after printing
+ * one error line ("qforge convert: error: OUT: another writer holds its lock OUT.lock (pid ...)").
+ * Release with qx_lock_release once the output is in place. */
+int cli_lock_output(const char *cmd, const char *path, int argc, char **argv, qx_lock *l);
 /* Shared by ppl and imatrix (cli/cmd_ppl.c): token ids from --text (MODEL's tokenizer, no BOS)
  * or --ids (int32 LE); returns 0 or an exit code.  Engine progress into a qx_progress. */
 int cli_read_ids(const char *cmd, const char *model, const char *text, const char *ids_path,

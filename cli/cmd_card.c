@@ -23,7 +23,9 @@ static const char *card_help =
     "  -o FILE            output Markdown ('-' = stdout)\n"
     "  --base-model NAME  the hub id of the source model (default: general.base_model.0.repo_url\n"
     "                     or general.base_model.0.name when the GGUF has them)\n"
-    "  --license L        license id for the front matter (default: general.license when present)\n";
+    "  --license L        license id for the front matter (default: general.license when present)\n"
+    "  The card names the qforge version that built BUILD (qforge.version) and its own.  OUT is\n"
+    "  locked while written (OUT.lock beside it): a second writer of OUT stops at once.\n";
 
 static const char *base_name(const char *p) {
     const char *s = strrchr(p, '/');
@@ -205,7 +207,8 @@ static void write_card(FILE *o, const gf_file *f, const char *build, const cal_d
     fprintf(o, "%s%s%s quantized to GGUF", base_model ? "`" : "", base_model ? base_model : (name ? name : "This model"),
             base_model ? "`" : "");
     if (preset[0]) fprintf(o, " (%s)", preset);
-    fprintf(o, " with qforge, in one streaming pass from the original checkpoint");
+    const char *ver = kv_str(f, GF_KEY_QFORGE_VERSION);
+    fprintf(o, " with qforge%s%s%s, in one streaming pass from the original checkpoint", ver ? " `" : "", ver ? ver : "", ver ? "`" : "");
     if (src) fprintf(o, " (`qforge.source`: %s)", src);
     fprintf(o, ".  Architecture `%s`: it loads in llama.cpp and the tools built on it.\n\n", arch ? arch : "?");
     fprintf(o, "## Files\n\n| file | bytes | GB |\n|---|---:|---:|\n");
@@ -225,6 +228,7 @@ static void write_card(FILE *o, const gf_file *f, const char *build, const cal_d
     drift_section(o, d, nd, dpaths, build);
     fprintf(o, "Integrity: every tensor's XXH3-64 is stored in `qforge.tensor_xxh3`; `qforge verify %s` re-checks them.\n",
             base_name(gf_split_path(f, 0)));
+    fprintf(o, "\nBuilt by qforge `%s` (`qforge.version`); this card written by qforge `%s`.\n", ver ? ver : "unknown", qx_version());
 }
 
 int cmd_card(int argc, char **argv) {
@@ -253,9 +257,11 @@ int cmd_card(int argc, char **argv) {
     if (rc == 0 && !build) rc = cli_usage_error("card", "missing BUILD.gguf");
     if (rc == 0 && !out) rc = cli_usage_error("card", "missing -o README.md");
     if (rc) { free(dpaths); return rc; }
+    qx_lock lock = {-1, NULL};   /* one writer per OUT */
+    if (strcmp(out, "-") && cli_lock_output("card", out, argc, argv, &lock)) { free(dpaths); return 1; }
     qx_err e = {0};
     gf_file *f;
-    if (gf_open(&f, build, &e) != QX_OK) { free(dpaths); return cli_fail(&e); }
+    if (gf_open(&f, build, &e) != QX_OK) { qx_lock_release(&lock); free(dpaths); return cli_fail(&e); }
     cal_drift *d = calloc((size_t)nd + 1, sizeof *d);
     for (int i = 0; d && i < nd && rc == 0; i++)
         if (cal_drift_load(dpaths[i], &d[i], &e) != QX_OK) rc = cli_fail(&e);
@@ -280,6 +286,7 @@ int cmd_card(int argc, char **argv) {
     for (int i = 0; d && i < nd; i++) cal_drift_free(&d[i]);
     free(d);
     gf_close(f);
+    qx_lock_release(&lock);
     free(dpaths);
     return rc;
 }

@@ -39,7 +39,10 @@ static void usage(FILE *f, bool quantize) {
                "  --resume                  continue an interrupted run from OUT.part and its journal\n"
                "  -t, --threads N           worker threads (default: all)\n"
                "  --json FILE               write the summary as JSON\n"
-               "  --quiet                   no per-tensor table in --dry-run, no progress\n", cv_preset_names());
+               "  --quiet                   no per-tensor table in --dry-run, no progress\n"
+               "OUT is locked while written (OUT.lock beside it, removed when done; a split set locks its -o name),\n"
+               "--resume and --skeleton included: a second writer of the same OUT stops at once, naming the holder.\n"
+               "The file records the qforge version that wrote it (qforge.version; see qforge --version).\n", cv_preset_names());
     fputs(cli_gptq_usage(), f);
     fputs(cli_alloc_usage(), f);
 }
@@ -156,6 +159,89 @@ static int write_json(const char *path, const char *out, const cv_result *r, con
     return fclose(f) == 0 ? 0 : 1;
 }
 
+/* Plans and runs (or with dry, prints) one convert/quantize once its arguments are checked
+ * and OUT is locked.  Returns the exit code. */
+static int run_plan(const char *cmd, bool quantize, const char *in, const char *out, const char *json, bool dry, bool quiet,
+                    bool skeleton, cv_params *p, cli_gptq_opts *gq, cli_alloc_opts *ao) {
+    int rc;
+    signal(SIGXFSZ, SIG_IGN);   /* file size limit: let write() fail with EFBIG and report it */
+    qx_err e;
+    qx_err_clear(&e);
+    double t0 = qx_now();
+    cv_plan *pl = NULL;
+    qx_status s = quantize ? cv_plan_from_gguf(&pl, in, p, &e) : cv_plan_create(&pl, in, p, &e);
+    if (s == QX_OK && (rc = cli_alloc_check(ao, cmd, pl))) { cv_plan_free(pl); return rc; }
+    if (s != QX_OK) return cli_fail(&e);
+    const char *w = cv_plan_warnings(pl);
+    if (*w) {
+        for (const char *l = w; *l;) {
+            const char *nl = strchr(l, '\n');
+            int len = nl ? (int)(nl - l) : (int)strlen(l);
+            fprintf(stderr, "qforge %s: warning: %.*s\n", cmd, len, l);
+            l += len + (nl ? 1 : 0);
+        }
+    }
+    cv_result r;
+    memset(&r, 0, sizeof r);
+    if (dry) {
+        print_plan(pl, !quiet, ao->table.n);
+        ps_gptq_estimate est;
+        memset(&est, 0, sizeof est);
+        rc = gq->text && cli_gptq_dry_run(gq, cmd, pl, in, p->n_threads, &est) ? 1 : 0;
+        print_files(pl, out ? out : "OUT.gguf", stdout);
+        r.seconds = qx_now() - t0;
+        r.peak_rss_bytes = qx_peak_rss_bytes();
+        printf("planned in %.2f s\n", r.seconds);
+        if (rc == 0 && json) rc = write_json(json, out ? out : "", &r, pl, true, gq, &est);
+        if (rc == 0 && skeleton) {
+            if (cv_write_skeleton(pl, out, &e) != QX_OK) rc = cli_fail(&e);
+            else printf("skeleton written: %s (tensor data a hole)\n", out);
+        }
+        cv_plan_free(pl);
+        return rc;
+    }
+    qx_progress prog;
+    char label[64];
+    snprintf(label, sizeof label, "%s", cmd);
+    qx_progress_begin(&prog, quiet ? NULL : stderr, label, cv_plan_input_bytes(pl), "B");
+    p->progress = quiet ? NULL : &prog;
+    if (!quiet)
+        fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.1f MB\n", cmd, in, out, cv_plan_preset(pl),
+                cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
+    if (gq->text) {
+        int grc = cli_gptq_execute(gq, cmd, in, out, pl, p, &r, quiet, &e);
+        if (grc) {
+            if (p->max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
+            cv_plan_free(pl);
+            return grc;
+        }
+        s = QX_OK;
+    } else
+        s = cv_execute(pl, out, p, &r, &e);
+    if (s != QX_OK) {
+        if (p->max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
+        cv_plan_free(pl);
+        return cli_fail(&e);
+    }
+    double secs = qx_now() - t0;
+    r.seconds = secs;
+    char h1[32], h2[32];
+    char first[4200];
+    if (!cv_output_path(pl, out, 0, first, sizeof first)) snprintf(first, sizeof first, "%s", out);
+    printf("qforge %s: wrote %s (%s, %s)\n", cmd, first, cv_plan_arch(pl), cv_plan_preset(pl));
+    print_files(pl, out, stdout);
+    printf("  size      %s (%" PRIu64 " bytes), %" PRIu64 " tensors, %.3f bits per weight\n", human((double)r.bytes, h1, sizeof h1),
+           r.bytes, r.n_tensors, r.bpw);
+    printf("  time      %.2f s; input %s read at %.3f GB/s\n", secs, human((double)r.input_bytes, h2, sizeof h2),
+           secs > 0 ? r.input_bytes / secs / 1e9 : 0.0);
+    printf("  peak RSS  %.1f MiB\n", r.peak_rss_bytes / 1048576.0);
+    printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", first);
+    if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
+    rc = json ? write_json(json, out, &r, pl, false, gq, NULL) : 0;
+    cv_plan_free(pl);
+    return rc;
+}
+
 int cli_convert_main(int argc, char **argv, bool quantize) {
     const char *cmd = quantize ? "quantize" : "convert";
     cv_params p;
@@ -214,87 +300,15 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (rc == 0 && !out && !dry) rc = cli_usage_error(cmd, "missing %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
     if (rc == 0 && skeleton && (!dry || !out))
         rc = cli_usage_error(cmd, "--skeleton needs --dry-run and %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
+    qx_lock lock = {-1, NULL};   /* one writer per OUT (split sets: the -o name), before any work */
+    if (rc == 0 && out && (!dry || skeleton)) rc = cli_lock_output(cmd, out, argc, argv, &lock);
     if (rc == 0) rc = cli_alloc_prepare(&ao, cmd, in, quantize, &p, tt, quiet && !dry);
     if (rc == 0 && gq.text) rc = cli_gptq_prepare(&gq, cmd, in, &p);
-    if (rc) { cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return rc; }
-
-    signal(SIGXFSZ, SIG_IGN);   /* file size limit: let write() fail with EFBIG and report it */
-    qx_err e;
-    qx_err_clear(&e);
-    double t0 = qx_now();
-    cv_plan *pl = NULL;
-    qx_status s = quantize ? cv_plan_from_gguf(&pl, in, &p, &e) : cv_plan_create(&pl, in, &p, &e);
-    if (s == QX_OK && (rc = cli_alloc_check(&ao, cmd, pl))) { cv_plan_free(pl); cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return rc; }
-    if (s != QX_OK) { cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return cli_fail(&e); }
-    const char *w = cv_plan_warnings(pl);
-    if (*w) {
-        for (const char *l = w; *l;) {
-            const char *nl = strchr(l, '\n');
-            int len = nl ? (int)(nl - l) : (int)strlen(l);
-            fprintf(stderr, "qforge %s: warning: %.*s\n", cmd, len, l);
-            l += len + (nl ? 1 : 0);
-        }
-    }
-    cv_result r;
-    memset(&r, 0, sizeof r);
-    if (dry) {
-        print_plan(pl, !quiet, ao.table.n);
-        ps_gptq_estimate est;
-        memset(&est, 0, sizeof est);
-        if (gq.text && cli_gptq_dry_run(&gq, cmd, pl, in, p.n_threads, &est)) rc = 1;
-        print_files(pl, out ? out : "OUT.gguf", stdout);
-        r.seconds = qx_now() - t0;
-        r.peak_rss_bytes = qx_peak_rss_bytes();
-        printf("planned in %.2f s\n", r.seconds);
-        if (rc == 0 && json) rc = write_json(json, out ? out : "", &r, pl, true, &gq, &est);
-        if (rc == 0 && skeleton) {
-            if (cv_write_skeleton(pl, out, &e) != QX_OK) rc = cli_fail(&e);
-            else printf("skeleton written: %s (tensor data a hole)\n", out);
-        }
-        cv_plan_free(pl);
-        cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
-        return rc;
-    }
-    qx_progress prog;
-    char label[64];
-    snprintf(label, sizeof label, "%s", cmd);
-    qx_progress_begin(&prog, quiet ? NULL : stderr, label, cv_plan_input_bytes(pl), "B");
-    p.progress = quiet ? NULL : &prog;
-    if (!quiet)
-        fprintf(stderr, "qforge %s: %s -> %s, %s, %zu tensors in %zu items, %.1f MB\n", cmd, in, out, cv_plan_preset(pl),
-                cv_plan_tensor_count(pl), cv_plan_item_count(pl), cv_plan_file_size(pl) / 1e6);
-    if (gq.text) {
-        int grc = cli_gptq_execute(&gq, cmd, in, out, pl, &p, &r, quiet, &e);
-        if (grc) {
-            if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
-            cv_plan_free(pl); cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt); return grc;
-        }
-        s = QX_OK;
-    } else
-        s = cv_execute(pl, out, &p, &r, &e);
-    if (s != QX_OK) {
-        if (p.max_items > 0 && getenv("QF_TEST_SIGKILL_AT_STOP")) raise(SIGKILL);   /* tests: a real kill -9 mid-run */
-        cv_plan_free(pl);
-        cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
-        return cli_fail(&e);
-    }
-    double secs = qx_now() - t0;
-    r.seconds = secs;
-    char h1[32], h2[32];
-    char first[4200];
-    if (!cv_output_path(pl, out, 0, first, sizeof first)) snprintf(first, sizeof first, "%s", out);
-    printf("qforge %s: wrote %s (%s, %s)\n", cmd, first, cv_plan_arch(pl), cv_plan_preset(pl));
-    print_files(pl, out, stdout);
-    printf("  size      %s (%" PRIu64 " bytes), %" PRIu64 " tensors, %.3f bits per weight\n", human((double)r.bytes, h1, sizeof h1),
-           r.bytes, r.n_tensors, r.bpw);
-    printf("  time      %.2f s; input %s read at %.3f GB/s\n", secs, human((double)r.input_bytes, h2, sizeof h2),
-           secs > 0 ? r.input_bytes / secs / 1e9 : 0.0);
-    printf("  peak RSS  %.1f MiB\n", r.peak_rss_bytes / 1048576.0);
-    printf("  checksums qforge.tensor_xxh3 (check with: qforge verify %s)\n", first);
-    if (r.items_skipped) printf("  resumed: %" PRIu64 " of %" PRIu64 " items verified from the journal and skipped\n", r.items_skipped, r.items_total);
-    rc = json ? write_json(json, out, &r, pl, false, &gq, NULL) : 0;
-    cv_plan_free(pl);
-    cli_alloc_free(&ao); cli_gptq_free(&gq); free(tt);
+    if (rc == 0) rc = run_plan(cmd, quantize, in, out, json, dry, quiet, skeleton, &p, &gq, &ao);
+    qx_lock_release(&lock);
+    cli_alloc_free(&ao);
+    cli_gptq_free(&gq);
+    free(tt);
     return rc;
 }
 

@@ -26,39 +26,13 @@ static const char *imatrix_help =
     "  -t N             threads;  --batch N tokens per engine batch;  --device cpu|cuda\n"
     "Statistics per weight and input channel: sum of squared inputs and token counts, per\n"
     "expert for MoE (experts that received no token are listed with count 0) and per head for\n"
-    "the MLA attn_k_b / attn_v_b.\n";
+    "the MLA attn_k_b / attn_v_b.  The file records the qforge version (qforge.version).\n"
+    "OUT is locked while written (OUT.lock beside it): a second writer of OUT stops at once.\n";
 
-int cmd_imatrix(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *ids_path = NULL, *outp = NULL, *fmt = "gguf", *dev = "cpu";
-    cal_imatrix_params p = cal_imatrix_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(imatrix_help, stdout); return 0; }
-        if (!strcmp(a, "--no-bos")) { p.bos_first = false; continue; }
-        if (!strcmp(a, "--hf-names")) { p.gguf_names = false; continue; }
-        if (a[0] != '-') { if (model) return cli_usage_error("imatrix", "unexpected argument '%s'", a); model = a; continue; }
-        if (i + 1 >= argc) return cli_usage_error("imatrix", "%s needs a value", a);
-        const char *val = argv[++i];
-        char *end;
-        long long v = strtoll(val, &end, 10);
-        bool num_ok = *val && !*end && v > 0;
-        if (!strcmp(a, "--text")) text = val;
-        else if (!strcmp(a, "--ids")) ids_path = val;
-        else if (!strcmp(a, "-o")) outp = val;
-        else if (!strcmp(a, "--format")) fmt = val;
-        else if (!strcmp(a, "--device")) dev = val;
-        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &p.shard)) return cli_usage_error("imatrix", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
-        else if (!strcmp(a, "--ctx")) { if (!num_ok || v < 2 || v > (1 << 20)) return cli_usage_error("imatrix", "bad --ctx '%s'", val); p.n_ctx = v; }
-        else if (!strcmp(a, "--chunks")) { if (!num_ok) return cli_usage_error("imatrix", "bad --chunks '%s'", val); p.n_chunks = v; }
-        else if (!strcmp(a, "--batch")) { if (!num_ok) return cli_usage_error("imatrix", "bad --batch '%s'", val); p.batch_tokens = v; }
-        else if (!strcmp(a, "-t")) { if (!num_ok || v > 4096) return cli_usage_error("imatrix", "bad -t '%s'", val); p.n_threads = (int)v; }
-        else return cli_usage_error("imatrix", "unknown option '%s'", a);
-    }
-    if (!model) return cli_usage_error("imatrix", "MODEL is required");
-    if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
-    if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
-    if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
-    if (p.shard.count > 0 && strcmp(fmt, "gguf")) return cli_usage_error("imatrix", "--shard writes GGUF only (the exact sums need it)");
+/* Runs the model over the text and writes outp in format fmt.  Returns the exit code. */
+static int run_imatrix(const char *model, const char *text, const char *ids_path, const char *outp, const char *fmt,
+                       const char *dev, const cal_imatrix_params *pp) {
+    cal_imatrix_params p = *pp;
     cli_eval ev;
     int rc = cli_eval_open(&ev, "imatrix", model, text, ids_path, dev);
     if (rc) return rc;
@@ -97,4 +71,42 @@ int cmd_imatrix(int argc, char **argv) {
     }
     im_free(im);
     return 0;
+}
+
+int cmd_imatrix(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *ids_path = NULL, *outp = NULL, *fmt = "gguf", *dev = "cpu";
+    cal_imatrix_params p = cal_imatrix_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(imatrix_help, stdout); return 0; }
+        if (!strcmp(a, "--no-bos")) { p.bos_first = false; continue; }
+        if (!strcmp(a, "--hf-names")) { p.gguf_names = false; continue; }
+        if (a[0] != '-') { if (model) return cli_usage_error("imatrix", "unexpected argument '%s'", a); model = a; continue; }
+        if (i + 1 >= argc) return cli_usage_error("imatrix", "%s needs a value", a);
+        const char *val = argv[++i];
+        char *end;
+        long long v = strtoll(val, &end, 10);
+        bool num_ok = *val && !*end && v > 0;
+        if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "--ids")) ids_path = val;
+        else if (!strcmp(a, "-o")) outp = val;
+        else if (!strcmp(a, "--format")) fmt = val;
+        else if (!strcmp(a, "--device")) dev = val;
+        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &p.shard)) return cli_usage_error("imatrix", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
+        else if (!strcmp(a, "--ctx")) { if (!num_ok || v < 2 || v > (1 << 20)) return cli_usage_error("imatrix", "bad --ctx '%s'", val); p.n_ctx = v; }
+        else if (!strcmp(a, "--chunks")) { if (!num_ok) return cli_usage_error("imatrix", "bad --chunks '%s'", val); p.n_chunks = v; }
+        else if (!strcmp(a, "--batch")) { if (!num_ok) return cli_usage_error("imatrix", "bad --batch '%s'", val); p.batch_tokens = v; }
+        else if (!strcmp(a, "-t")) { if (!num_ok || v > 4096) return cli_usage_error("imatrix", "bad -t '%s'", val); p.n_threads = (int)v; }
+        else return cli_usage_error("imatrix", "unknown option '%s'", a);
+    }
+    if (!model) return cli_usage_error("imatrix", "MODEL is required");
+    if (!outp) return cli_usage_error("imatrix", "-o OUT is required");
+    if (!text == !ids_path) return cli_usage_error("imatrix", "give exactly one of --text FILE or --ids FILE");
+    if (strcmp(fmt, "gguf") && strcmp(fmt, "dat")) return cli_usage_error("imatrix", "--format must be gguf or dat, not '%s'", fmt);
+    if (p.shard.count > 0 && strcmp(fmt, "gguf")) return cli_usage_error("imatrix", "--shard writes GGUF only (the exact sums need it)");
+    qx_lock lock = {-1, NULL};   /* one writer per OUT */
+    if (cli_lock_output("imatrix", outp, argc, argv, &lock)) return 1;
+    int rc = run_imatrix(model, text, ids_path, outp, fmt, dev, &p);
+    qx_lock_release(&lock);
+    return rc;
 }

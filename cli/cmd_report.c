@@ -19,7 +19,8 @@ static const char *report_help =
     "usage: qforge report DRIFT.json... -o report.html [--title T]\n"
     "  one self-contained HTML file (no network) with plots of the drift JSON files of\n"
     "  `qforge ppl --base ... --json`: size (GB, bpw) vs mean KLD, KLD distributions,\n"
-    "  per-layer error when present, and a table; the JSON files are embedded verbatim\n";
+    "  per-layer error when present, and a table; the JSON files are embedded verbatim\n"
+    "  OUT is locked while written (OUT.lock beside it): a second writer of OUT stops at once\n";
 
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
 #define NPAL (sizeof palette / sizeof palette[0])
@@ -272,8 +273,10 @@ static void write_report(FILE *o, const cal_drift *d, int n, const char *const *
                "td:first-child,th:first-child{text-align:left}.sw{display:inline-block;width:10px;height:10px;margin-right:5px}"
                ".note{color:#555}</style></head><body>\n<h1>", W);
     esc(o, title);
-    fprintf(o, "</h1>\n<p>%d build%s. Drawn by <code>qforge report</code> from the JSON of <code>qforge ppl --json</code>; "
-               "the files are embedded below and are the source of every number.</p>\n<h2>Size against drift</h2>\n", n, n == 1 ? "" : "s");
+    fprintf(o, "</h1>\n<p>%d build%s. Drawn by <code>qforge report</code> (qforge <code>", n, n == 1 ? "" : "s");
+    esc(o, qx_version());
+    fprintf(o, "</code>) from the JSON of <code>qforge ppl --json</code>; "
+               "the files are embedded below and are the source of every number.</p>\n<h2>Size against drift</h2>\n");
     plot_size(o, d, n, paths, false);
     plot_size(o, d, n, paths, true);
     fprintf(o, "<h2>KLD distribution</h2>\n");
@@ -303,6 +306,8 @@ int cmd_report(int argc, char **argv) {
     if (rc == 0 && n == 0) rc = cli_usage_error("report", "give at least one drift JSON file");
     if (rc == 0 && !out) rc = cli_usage_error("report", "missing -o report.html");
     if (rc) { free(paths); return rc; }
+    qx_lock lock = {-1, NULL};   /* one writer per OUT */
+    if (cli_lock_output("report", out, argc, argv, &lock)) { free(paths); return 1; }
     cal_drift *d = calloc((size_t)n, sizeof *d);
     qx_err e = {0};
     if (!d) rc = 1;
@@ -324,6 +329,7 @@ int cmd_report(int argc, char **argv) {
     }
     for (int i = 0; d && i < n; i++) cal_drift_free(&d[i]);
     free(d);
+    qx_lock_release(&lock);
     free(paths);
     return rc;
 }

@@ -25,7 +25,8 @@ static const char *help =
     "                 quantizable tensors (plan order); S.json is then a partial table with a\n"
     "                 \"shard\" object that convert refuses: `qforge merge -o S.json PART...` gives\n"
     "                 the unsharded table (every tensor's fit uses only its own candidates)\n"
-    "  -t N           threads\n";
+    "  -t N           threads\n"
+    "S.json is locked while written (S.json.lock beside it): a second writer of it stops at once.\n";
 
 /* Candidate types by row length: 256-block types when ne0 % 256 == 0, 32-block ones else. */
 static const qt_type cand256[] = { QT_IQ1_S, QT_IQ1_M, QT_IQ2_XXS, QT_IQ2_XS, QT_IQ2_S, QT_Q2_K, QT_IQ3_XXS, QT_Q3_K,
@@ -62,34 +63,11 @@ static int add_shard(const char *path, const qx_shard *sh) {
     return rc ? 1 : 0;
 }
 
-int cmd_sensitivity(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL;
-    int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
-    bool dry = false;
-    qx_shard shard;
-    memset(&shard, 0, sizeof shard);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
-        if (!strcmp(a, "--dry-run")) { dry = true; continue; }
-        if (a[0] != '-') { if (model) return cli_usage_error("sensitivity", "unexpected argument '%s'", a); model = a; continue; }
-        if (i + 1 >= argc) return cli_usage_error("sensitivity", "%s needs a value", a);
-        const char *val = argv[++i];
-        char *end;
-        long long v = strtoll(val, &end, 10);
-        bool num_ok = *val && !*end && v > 0 && v < (1 << 24);
-        if (!strcmp(a, "--text")) text = val;
-        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &shard)) return cli_usage_error("sensitivity", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
-        else if (!strcmp(a, "-o")) outp = val;
-        else if (!strcmp(a, "--imatrix")) imp = val;
-        else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
-        else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
-        else if (!strcmp(a, "--measure") && num_ok && v <= CV_SENS_MAX_OPT) nmeas = v;
-        else if (!strcmp(a, "-t") && num_ok && v <= 4096) threads = v;
-        else return cli_usage_error("sensitivity", "bad option or value '%s %s'", a, val);
-    }
-    if (!model) return cli_usage_error("sensitivity", "MODEL is required");
-    if (!dry && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
+/* Plans MODEL at Q8_0, measures every candidate of shard sh0 (or with dry, prints the plan of
+ * the runs) and writes outp.  Returns the exit code. */
+static int measure(const char *model, const char *text, const char *outp, const char *imp, int64_t ctx, int64_t chunks,
+                   int64_t nmeas, int64_t threads, bool dry, const qx_shard *sh0) {
+    qx_shard shard = *sh0;
     qx_err e = {0};
     cv_params cp;
     cv_default_params(&cp);
@@ -206,8 +184,8 @@ int cmd_sensitivity(int argc, char **argv) {
     if (s == QX_OK) {
         cv_sens_predict(&sens);
         char prov[4600];
-        snprintf(prov, sizeof prov, "qforge sensitivity %s --text %s --ctx %lld --chunks %lld --measure %lld%s%s", model, text,
-                 (long long)ctx, (long long)chunks, (long long)nmeas, imp ? " --imatrix " : "", imp ? imp : "");
+        snprintf(prov, sizeof prov, "qforge sensitivity %s --text %s --ctx %lld --chunks %lld --measure %lld%s%s (qforge %s)", model, text,
+                 (long long)ctx, (long long)chunks, (long long)nmeas, imp ? " --imatrix " : "", imp ? imp : "", qx_version());
         s = cv_sens_write(&sens, outp, prov, &e);
     }
     if (s == QX_OK && shard.count > 0 && add_shard(outp, &shard)) s = qx_fail(&e, QX_EIO, "%s: cannot add the shard object", outp);
@@ -218,4 +196,39 @@ int cmd_sensitivity(int argc, char **argv) {
     free(items);
     im_free(im);
     return s == QX_OK ? 0 : cli_fail(&e);
+}
+
+int cmd_sensitivity(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL;
+    int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
+    bool dry = false;
+    qx_shard shard;
+    memset(&shard, 0, sizeof shard);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
+        if (!strcmp(a, "--dry-run")) { dry = true; continue; }
+        if (a[0] != '-') { if (model) return cli_usage_error("sensitivity", "unexpected argument '%s'", a); model = a; continue; }
+        if (i + 1 >= argc) return cli_usage_error("sensitivity", "%s needs a value", a);
+        const char *val = argv[++i];
+        char *end;
+        long long v = strtoll(val, &end, 10);
+        bool num_ok = *val && !*end && v > 0 && v < (1 << 24);
+        if (!strcmp(a, "--text")) text = val;
+        else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &shard)) return cli_usage_error("sensitivity", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
+        else if (!strcmp(a, "-o")) outp = val;
+        else if (!strcmp(a, "--imatrix")) imp = val;
+        else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
+        else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
+        else if (!strcmp(a, "--measure") && num_ok && v <= CV_SENS_MAX_OPT) nmeas = v;
+        else if (!strcmp(a, "-t") && num_ok && v <= 4096) threads = v;
+        else return cli_usage_error("sensitivity", "bad option or value '%s %s'", a, val);
+    }
+    if (!model) return cli_usage_error("sensitivity", "MODEL is required");
+    if (!dry && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
+    qx_lock lock = {-1, NULL};   /* one writer per S.json (and its S.json.base.qfb) */
+    if (!dry && cli_lock_output("sensitivity", outp, argc, argv, &lock)) return 1;
+    int rc = measure(model, text, outp, imp, ctx, chunks, nmeas, threads, dry, &shard);
+    qx_lock_release(&lock);
+    return rc;
 }

@@ -33,10 +33,26 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+int cli_lock_output(const char *cmd, const char *path, int argc, char **argv, qx_lock *l) {
+    char holder[200];
+    int k = snprintf(holder, sizeof holder, "qforge");
+    for (int i = 0; i < argc && k > 0 && (size_t)k < sizeof holder; i++)
+        k += snprintf(holder + k, sizeof holder - (size_t)k, " %s", argv[i]);
+    qx_err e;
+    qx_err_clear(&e);
+    if (qx_lock_acquire(l, path, holder, &e) == QX_OK) return 0;
+    fprintf(stderr, "qforge %s: error: %s\n", cmd, e.msg);
+    return 1;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "qforge — DeepSeek-V3/R1 and R1-Distill checkpoints to quantized GGUF, with measured drift\n\n"
-               "usage: qforge <command> [options]   (qforge <command> --help for details)\n\ncommands:\n");
+    fprintf(f, "qforge %s — DeepSeek-V3/R1 and R1-Distill checkpoints to quantized GGUF, with measured drift\n\n"
+               "usage: qforge <command> [options]   (qforge <command> --help for details)\n"
+               "       qforge --version             the build: git describe of its source (also in every file it writes)\n\n"
+               "commands:\n", qx_version());
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f, "\nA command that writes a file (convert, quantize, imatrix, sensitivity, card, report) locks it\n"
+               "first (OUT.lock beside it, removed when done): a second writer of the same OUT stops at once.\n");
 }
 
 int main(int argc, char **argv) {
@@ -44,6 +60,7 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "--version")) { printf("qforge %s\n", qx_version()); return 0; }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "qforge: unknown command '%s'\n", argv[1]);

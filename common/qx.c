@@ -41,6 +41,7 @@ const char *qx_status_name(qx_status s) {
     case QX_ESHAPE: return "shape error";
     case QX_ETHRESHOLD: return "threshold crossed";
     case QX_ENOSPC: return "no space";
+    case QX_EBUSY: return "busy";
     }
     return "unknown";
 }

@@ -21,6 +21,7 @@ typedef enum {
     QX_ESHAPE,       /* shape or dtype disagrees with what is required */
     QX_ETHRESHOLD,   /* a quality gate was crossed */
     QX_ENOSPC,       /* disk full or file size limit */
+    QX_EBUSY,        /* another process holds the lock on an output (qx_lock_acquire) */
 } qx_status;
 
 /* Caller-owned error record: functions fill it when they return non-QX_OK. */
@@ -123,5 +124,33 @@ bool qx_shard_parse(const char *text, qx_shard *s);
 void qx_shard_range(qx_shard *s, int64_t units);
 /* Copies the last component of path (trailing '/' ignored) into s->model. */
 void qx_shard_set_model(qx_shard *s, const char *path);
+
+/* The version of this build: `git describe --always --dirty` of the tree it was built from,
+ * else the VERSION file, else "unknown" (the Makefile passes it; common/version.c).  Static
+ * storage; written into every GGUF qforge makes (qforge.version) and shown by --version. */
+const char *qx_version(void);
+
+/* One writer per output (common/lock.c).  An exclusive flock(2) on the sidecar file
+ * "<path>.lock", taken before anything of the output is written and held until the output is
+ * in place: a second writer of the same path gets QX_EBUSY at once, with a message naming
+ * path and the holder recorded in the sidecar (pid, host, start time, `holder` text).  The
+ * kernel drops the lock when the holder exits or is killed, so a lock is never stale; a
+ * sidecar left by a killed run is taken over.  qx_lock_release unlinks the sidecar while still
+ * holding the lock, and qx_lock_acquire re-checks after locking that the sidecar path still
+ * names the inode it locked (else it retries): so unlinking is race-free as long as nobody
+ * deletes a held sidecar by hand.  Advisory: it binds qforge processes (on NFS too, where
+ * Linux maps flock to POSIX locks), not other programs.  A file system without locks (e.g.
+ * Lustre mounted without -o flock) gives QX_EUNSUPPORTED naming the sidecar. */
+typedef struct {
+    int fd;        /* the locked sidecar, -1 when not held */
+    char *path;    /* "<path>.lock" (malloc'd) */
+} qx_lock;
+
+/* Takes the lock of the output `path` into *l (initialized here whatever the result; on
+ * failure nothing is held and nothing needs releasing).  holder: a short description of the
+ * writer for others' error messages (e.g. the command line); may be NULL. */
+qx_status qx_lock_acquire(qx_lock *l, const char *path, const char *holder, qx_err *e);
+/* Releases a lock taken by qx_lock_acquire and removes its sidecar; no-op when not held. */
+void qx_lock_release(qx_lock *l);
 
 #endif

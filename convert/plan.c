@@ -158,7 +158,7 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
     for (size_t i = 0; i < pl->n_outs; i++) all_f32 &= pl->outs[i].type == QT_F32;
     QX_TRY(gf_writer_set_u32(pl->w, GF_KEY_FILE_TYPE, all_f32 ? 0 : pl->ftype, e));
     QX_TRY(gf_writer_set_u32(pl->w, GF_KEY_QUANT_VERSION, 2, e));
-    QX_TRY(gf_writer_set_str(pl->w, GF_KEY_QFORGE_VERSION, "0.1", e));
+    QX_TRY(gf_writer_set_str(pl->w, GF_KEY_QFORGE_VERSION, qx_version(), e));   /* the build that wrote it */
     char src[sizeof pl->label + sizeof pl->preset + 32];
     snprintf(src, sizeof src, "%s; preset %s%s", pl->label, pl->preset, pl->im ? "; imatrix" : "");
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_QFORGE_SOURCE, src, e));

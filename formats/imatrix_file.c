@@ -2,7 +2,7 @@
  * llama.cpp file formats (contract in formats/formats.h; facts in ../shared/GGUF-DEEPSEEK2.md §7).
  *
  * GGUF imatrix: general.type "imatrix", imatrix.datasets (string array), imatrix.chunk_count
- * and imatrix.chunk_size (u32); per weight W two F32 tensors, W.in_sum2 [ne0, nmat] (raw sums
+ * and imatrix.chunk_size (u32), qforge.version (the build that wrote it); per weight W two F32 tensors, W.in_sum2 [ne0, nmat] (raw sums
  * of squared inputs) and W.counts [1, nmat] (tokens per matrix); n_dims written the way ggml
  * does (trailing 1s dropped).  Legacy .dat (all little-endian):
  *   i32 n_entries; per entry { i32 len, name[len], i32 ncall, i32 nval, f32 values[nval] }
@@ -219,6 +219,7 @@ qx_status im_write_gguf(const im_matrix *m, const char *path, qx_err *e) {
     if (s == QX_OK) s = gf_writer_set_u32(w, IM_KEY_CHUNK_COUNT, m->chunk_count, e);
     if (s == QX_OK) s = gf_writer_set_u32(w, IM_KEY_CHUNK_SIZE, m->chunk_size, e);
     if (s == QX_OK && m->shard.count > 0) s = write_shard_keys(w, &m->shard, e);
+    if (s == QX_OK) s = gf_writer_set_str(w, GF_KEY_QFORGE_VERSION, qx_version(), e);   /* llama.cpp ignores it */
     if (s == QX_OK) s = sorted_entries(m, &v, e);
     if (s == QX_OK && !(data = malloc((4 * m->n_entries + 1) * sizeof *data))) s = qx_fail(e, QX_ENOMEM, "imatrix: out of memory");
     size_t nd_ = 0;

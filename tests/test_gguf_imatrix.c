@@ -43,15 +43,16 @@ static im_matrix *make_matrix(void) {
     return m;
 }
 
-/* The GGUF llama-imatrix writes for make_matrix(), by hand. */
+/* The GGUF llama-imatrix writes for make_matrix(), by hand, plus our qforge.version last. */
 static void expected_gguf(bb *b, const im_matrix *m) {
     static const char *const order[3] = {"a.weight", "blk.0.attn_q.weight", "blk.0.ffn_down_exps.weight"};
-    bb_put(b, "GGUF", 4); bb_u32(b, 3); bb_i64(b, 6); bb_i64(b, 4);
+    bb_put(b, "GGUF", 4); bb_u32(b, 3); bb_i64(b, 6); bb_i64(b, 5);
     bb_str(b, "general.type"); bb_i32(b, GF_STRING); bb_str(b, "imatrix");
     bb_str(b, "imatrix.datasets"); bb_i32(b, GF_ARRAY); bb_i32(b, GF_STRING); bb_u64(b, 2);
     bb_str(b, "wiki.train.raw"); bb_str(b, "more.txt");
     bb_str(b, "imatrix.chunk_count"); bb_i32(b, GF_U32); bb_u32(b, 5);
     bb_str(b, "imatrix.chunk_size"); bb_i32(b, GF_U32); bb_u32(b, 4);
+    bb_str(b, "qforge.version"); bb_i32(b, GF_STRING); bb_str(b, qx_version());
     uint64_t off = 0;
     for (int i = 0; i < 3; i++) {
         const im_entry *en = im_find(m, order[i]);
