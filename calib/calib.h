@@ -285,8 +285,9 @@ qx_status cal_imatrix_run(cal_model *m, const int32_t *ids, int64_t n_ids, const
 /* ---- input Hessians for GPTQ (cal_hessian_) — calib/hessian.c ----
  * H = sum over tokens of x x^T [cols, cols] for every weight the engine multiplies by, named
  * as in the GGUF imatrix (matrix index = expert for *_exps, head for attn_k_b/attn_v_b).
- * Windows as cal_imatrix_run.  Memory: cols^2 floats per matrix (per expert with
- * CAL_HESS_PER_EXPERT; one per layer and kind for all experts with CAL_HESS_SHARED); an up
+ * Windows as cal_imatrix_run.  Memory: min(rows seen, cols) x cols floats per matrix (the
+ * rows themselves until there are as many as columns, then H) per expert with
+ * CAL_HESS_PER_EXPERT, one per layer and kind for all experts with CAL_HESS_SHARED; an up
  * projection shares its gate's matrix (same input rows).  With layer_done set, matrices can
  * be factored and released layer by layer while the engine runs (one layer alive). */
 typedef enum { CAL_HESS_PER_EXPERT, CAL_HESS_SHARED } cal_hess_experts;
@@ -327,18 +328,26 @@ cal_hessian_params cal_hessian_default_params(void);
 qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *p,
                           cal_hessians **out, qx_err *e);
 void cal_hessian_free(cal_hessians *h);   /* accepts NULL */
-/* Borrowed H [cols, cols] (full, symmetric) of GGUF weight `name`, matrix mat (ignored for
- * single or shared matrices), with cols and the token count; NULL when not gathered or
- * already replaced by its factor. */
-const float *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
+/* Borrowed H [cols, cols] (full, symmetric; formed from the kept rows if need be) of GGUF
+ * weight `name`, matrix mat (ignored for single or shared matrices), with cols and the token
+ * count; NULL when not gathered, already replaced by its factor, or out of memory. */
+const float *cal_hessian_get(cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
 /* Replaces every H by its GPTQ factor (qt_gptq_factor_f32 with damp), in parallel; matrices
  * that got no token or do not factor are counted in *n_failed and get no factor. */
 qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e);
 /* The same for the matrices of one layer (n_layer or -1: the output head's); a matrix
- * that saw fewer than min_tokens rows gets no factor either (counted as fallback).  Adds to
- * *st. */
-qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
-                                   qx_err *e);
+ * that saw fewer than min_tokens rows gets no factor either (counted as fallback); at most
+ * max_par matrices are factored at once (0: the OpenMP thread count; each needs about 12
+ * cols^2 bytes of workspace).  Adds to *st. */
+qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, int max_par,
+                                   cal_hessian_factor_stats *st, qx_err *e);
+/* The factor of one matrix of a complete layer into a new *U [cols, cols] (free()), formed
+ * from its H or kept rows, which stay: NULL (and QX_OK) when absent, of another width,
+ * without tokens, below min_tokens or not factorable (counted in *st when given; st is not
+ * locked).  Thread-safe against other readers of the same layer.  Memory: ~12 cols^2 bytes
+ * while it runs, 4 cols^2 after. */
+qx_status cal_hessian_factor_one(const cal_hessians *h, const char *name, int64_t mat, int64_t cols, double damp, double min_tokens,
+                                 float **U, cal_hessian_factor_stats *st, qx_err *e);
 /* Frees every H and U of one layer (n_layer: the output head's). */
 void cal_hessian_release_layer(cal_hessians *h, int layer);
 /* Borrowed factor U [cols, cols] of (name, mat), alive until released or freed; NULL when

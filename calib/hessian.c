@@ -6,7 +6,10 @@
  * tokens routed to them) or one H per layer and kind shared by all experts
  * (CAL_HESS_SHARED, from all routed tokens).  A gate and its up projection multiply the
  * same rows, so the up projection's H is the gate's (one matrix, gathered once).  H is
- * kept in float, every element summed in token order (kernels/ kn_gram_accumulate).
+ * kept in float, every element summed in token order (kernels/ kn_gram_accumulate).  While
+ * a matrix has seen fewer rows than it has columns (a routed expert of the 671B: ~2,000
+ * tokens for 7,168 columns) its input rows are kept instead, in order, and H = X^T X is
+ * formed only when it is factored: min(rows, cols) x cols floats per matrix.
  * Streaming: with params.layer_done the caller is called after each layer (and after the
  * head, layer n_layer) when that layer's matrices are complete, and may factor and release
  * them there (cal_hessian_factor_layer, cal_hessian_release_layer) so that one layer's
@@ -16,6 +19,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 cal_hessian_params cal_hessian_default_params(void) {
     cal_hessian_params p;
@@ -33,6 +39,9 @@ typedef struct h_entry {
     struct h_entry *alias;   /* the gate whose H this up projection uses, else NULL */
     int64_t cols, nmat;
     float **H;          /* [nmat] -> [cols, cols] (upper triangle while accumulating) */
+    float **X;          /* [nmat] -> [xrows, cols]: the inputs themselves while fewer rows than
+                           columns arrived (cheaper than H); H = X^T X is formed when factored */
+    int64_t *xrows, *xcap;
     double *count;      /* [nmat] tokens */
     float **U;          /* [nmat] -> [cols, cols] once factored */
 } h_entry;
@@ -70,8 +79,11 @@ static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert,
         a->cols = cols; a->nmat = nmat;
         a->H = calloc((size_t)nmat, sizeof *a->H);
         a->U = calloc((size_t)nmat, sizeof *a->U);
+        a->X = calloc((size_t)nmat, sizeof *a->X);
+        a->xrows = calloc((size_t)nmat, sizeof *a->xrows);
+        a->xcap = calloc((size_t)nmat, sizeof *a->xcap);
         a->count = calloc((size_t)nmat, sizeof *a->count);
-        if (!a->H || !a->U || !a->count) { o->oom = true; return NULL; }
+        if (!a->H || !a->U || !a->X || !a->xrows || !a->xcap || !a->count) { o->oom = true; return NULL; }
         a->used = true;
     }
     if (a->cols != cols) return NULL;
@@ -89,14 +101,47 @@ static void on_input(void *ud, cal_wkind kind, int layer, int expert, const floa
         h_entry *g = slot_of(o, (cal_wkind)(kind - 1), layer);
         if (g->used && g->cols == cols && g->nmat == a->nmat) { a->alias = g; return; }
     }
-    if (!a->H[mat] && !(a->H[mat] = calloc((size_t)(cols * cols), sizeof(float)))) { o->oom = true; return; }
+    if (T <= 0) return;
     a->count[mat] += (double)T;
+    if (!a->H[mat] && a->xrows[mat] + T < cols) {   /* still fewer rows than columns: keep the rows */
+        if (a->xrows[mat] + T > a->xcap[mat]) {
+            int64_t cap = a->xcap[mat] ? a->xcap[mat] : 64;
+            while (cap < a->xrows[mat] + T) cap *= 2;
+            if (cap > cols) cap = cols;
+            float *nx = realloc(a->X[mat], (size_t)(cap * cols) * sizeof(float));
+            if (!nx) { o->oom = true; return; }
+            a->X[mat] = nx;
+            a->xcap[mat] = cap;
+        }
+        for (int64_t t = 0; t < T; t++) memcpy(a->X[mat] + (a->xrows[mat] + t) * cols, x + t * ld, (size_t)cols * sizeof(float));
+        a->xrows[mat] += T;
+        return;
+    }
+    if (!a->H[mat]) {   /* from here on H: the rows kept so far first, in order */
+        if (!(a->H[mat] = calloc((size_t)(cols * cols), sizeof(float)))) { o->oom = true; return; }
+        if (a->X[mat]) kn_gram_accumulate(a->H[mat], cols, a->X[mat], cols, a->xrows[mat]);
+        free(a->X[mat]); a->X[mat] = NULL; a->xrows[mat] = a->xcap[mat] = 0;
+    }
     kn_gram_accumulate(a->H[mat], cols, x, ld, T);   /* token order per element: thread-count independent */
 }
 
 static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t total) {
     cal_hessians *o = ud;
     o->p->progress(o->p->progress_ud, layer, n_layer, done, total);
+}
+
+/* H of matrix k from its kept rows (full, symmetric); false when out of memory. */
+static bool materialize(h_entry *a, int64_t k) {
+    if (a->H[k] || !a->X[k]) return true;
+    const int64_t n = a->cols;
+    float *H = calloc((size_t)(n * n), sizeof(float));
+    if (!H) return false;
+    kn_gram_accumulate(H, n, a->X[k], n, a->xrows[k]);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < r; c++) H[r * n + c] = H[c * n + r];
+    a->H[k] = H;
+    free(a->X[k]); a->X[k] = NULL; a->xrows[k] = a->xcap[k] = 0;
+    return true;
 }
 
 /* Mirrors the upper triangles of the layer's matrices: they are complete. */
@@ -123,6 +168,7 @@ static void free_mats(h_entry *a) {
     for (int64_t k = 0; k < a->nmat; k++) {
         if (a->H) { free(a->H[k]); a->H[k] = NULL; }
         if (a->U) { free(a->U[k]); a->U[k] = NULL; }
+        if (a->X) { free(a->X[k]); a->X[k] = NULL; a->xrows[k] = a->xcap[k] = 0; }
     }
 }
 
@@ -131,7 +177,7 @@ void cal_hessian_free(cal_hessians *h) {
     for (int64_t i = 0; h->ent && i < h->n_ent; i++) {
         h_entry *a = &h->ent[i];
         free_mats(a);
-        free(a->H); free(a->U); free(a->count);
+        free(a->H); free(a->U); free(a->X); free(a->xrows); free(a->xcap); free(a->count);
     }
     free(h->ent);
     free((void *)h->p);
@@ -180,18 +226,18 @@ static h_entry *find(const cal_hessians *h, const char *name) {
     return NULL;
 }
 
-const float *cal_hessian_get(const cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count) {
+const float *cal_hessian_get(cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count) {
     h_entry *a = find(h, name);
     if (!a) return NULL;
     if (a->nmat == 1) mat = 0;
-    if (mat < 0 || mat >= a->nmat) return NULL;
+    if (mat < 0 || mat >= a->nmat || !materialize(a, mat)) return NULL;
     if (cols) *cols = a->cols;
     if (count) *count = a->count[mat];
     return a->H[mat];
 }
 
 /* Factors the matrices of entries passing `sel` (layer < 0: every layer). */
-static qx_status factor_where(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
+static qx_status factor_where(cal_hessians *h, int layer, double damp, double min_tokens, int max_par, cal_hessian_factor_stats *st,
                               qx_err *e) {
     typedef struct { h_entry *a; int64_t k; } job;
     int64_t nj = 0, failed = 0, fallback = 0;
@@ -204,24 +250,29 @@ static qx_status factor_where(cal_hessians *h, int layer, double damp, double mi
         for (int64_t k = 0; h->ent[i].used && !h->ent[i].alias && (layer < 0 || h->ent[i].layer == layer) && k < h->ent[i].nmat; k++)
             jobs[nj++] = (job){ &h->ent[i], k };
     bool oom = false;
+    int par = max_par > 0 ? max_par : 1;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed, fallback)
+    if (max_par <= 0) par = omp_get_max_threads();
+#endif
+    (void)par;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed, fallback) num_threads(par)
 #endif
     for (int64_t j = 0; j < nj; j++) {
         h_entry *a = jobs[j].a;
         int64_t k = jobs[j].k, n = a->cols;
-        if (!a->H[k] || a->count[k] <= 0) { failed++; continue; }
+        if (a->count[k] <= 0) { failed++; continue; }
         if (a->count[k] < min_tokens) {   /* too few tokens for this matrix: quantized plainly */
             fallback++;
             free(a->H[k]); a->H[k] = NULL;
+            free(a->X[k]); a->X[k] = NULL;
             continue;
         }
-        float *U = malloc((size_t)(n * n) * sizeof(float));
-        if (!U) { oom = true; continue; }
-        if (qt_gptq_factor_f32(a->H[k], n, damp, U)) a->U[k] = U;
-        else { free(U); failed++; }
-        free(a->H[k]);     /* the factor is all the quantizer needs */
+        if (!materialize(a, k)) { oom = true; continue; }
+        float *H = a->H[k];   /* the factor replaces H in its own buffer: all the quantizer needs */
         a->H[k] = NULL;
+        if (qt_gptq_factor_f32(H, n, damp, H)) a->U[k] = H;
+        else { free(H); failed++; }
     }
     free(jobs);
     if (st) { st->n_matrices += nj; st->n_failed += failed; st->n_fallback += fallback; }
@@ -230,19 +281,44 @@ static qx_status factor_where(cal_hessians *h, int layer, double damp, double mi
 
 qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e) {
     cal_hessian_factor_stats st = {0};
-    qx_status s = factor_where(h, -1, damp, 0, &st, e);
+    qx_status s = factor_where(h, -1, damp, 0, 0, &st, e);
     if (n_failed) *n_failed = st.n_failed;
     return s;
 }
 
-qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, cal_hessian_factor_stats *st,
-                                   qx_err *e) {
-    return factor_where(h, layer < 0 ? (int)h->hp.n_layer : layer, damp, min_tokens, st, e);
+qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, int max_par,
+                                   cal_hessian_factor_stats *st, qx_err *e) {
+    return factor_where(h, layer < 0 ? (int)h->hp.n_layer : layer, damp, min_tokens, max_par, st, e);
 }
 
 void cal_hessian_release_layer(cal_hessians *h, int layer) {
     for (int64_t i = 0; i < h->n_ent; i++)
         if (h->ent[i].used && h->ent[i].layer == layer) free_mats(&h->ent[i]);
+}
+
+qx_status cal_hessian_factor_one(const cal_hessians *h, const char *name, int64_t mat, int64_t cols, double damp, double min_tokens,
+                                 float **U, cal_hessian_factor_stats *st, qx_err *e) {
+    *U = NULL;
+    h_entry *a = find(h, name);
+    if (!a || a->cols != cols) return QX_OK;
+    if (a->nmat == 1) mat = 0;
+    if (mat < 0 || mat >= a->nmat) return QX_OK;
+    if (st) st->n_matrices++;
+    if (a->count[mat] <= 0 || (!a->H[mat] && !a->X[mat])) { if (st) st->n_failed++; return QX_OK; }
+    if (a->count[mat] < min_tokens) { if (st) st->n_fallback++; return QX_OK; }
+    const int64_t n = cols;
+    float *H = malloc((size_t)(n * n) * sizeof(float));
+    if (!H) return qx_fail(e, QX_ENOMEM, "tensor '%s' matrix %lld: out of memory for its factor (%lld columns)", name, (long long)mat, (long long)n);
+    if (a->H[mat]) memcpy(H, a->H[mat], (size_t)(n * n) * sizeof(float));
+    else {
+        memset(H, 0, (size_t)(n * n) * sizeof(float));
+        kn_gram_accumulate(H, n, a->X[mat], n, a->xrows[mat]);
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t c = 0; c < r; c++) H[r * n + c] = H[c * n + r];
+    }
+    if (qt_gptq_factor_f32(H, n, damp, H)) *U = H;
+    else { free(H); if (st) st->n_failed++; }
+    return QX_OK;
 }
 
 const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols) {
@@ -272,7 +348,7 @@ uint64_t cal_hessian_bytes(const cal_hessians *h) {
     for (int64_t i = 0; i < h->n_ent; i++) {
         const h_entry *a = &h->ent[i];
         for (int64_t k = 0; a->used && k < a->nmat; k++)
-            b += ((a->H[k] ? 4u : 0u) + (a->U[k] ? 4u : 0u)) * (uint64_t)(a->cols * a->cols);
+            b += ((a->H[k] ? 4u : 0u) + (a->U[k] ? 4u : 0u)) * (uint64_t)(a->cols * a->cols) + 4u * (uint64_t)(a->xcap[k] * a->cols);
     }
     return b;
 }

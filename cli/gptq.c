@@ -36,7 +36,8 @@ const char *cli_gptq_usage(void) {
            "  --gptq-experts M          routed experts: expert (one Hessian each, default) or shared (one per layer)\n"
            "  --gptq-min-tokens N       a matrix (expert) that saw fewer calibration rows is quantized plainly (default "
            CLI_GPTQ_MIN_TOKENS_STR ")\n"
-           "  --gptq-mem SIZE           refuse to start when the pass's predicted peak exceeds SIZE (e.g. 64G, 60GiB)\n"
+           "  --gptq-mem SIZE           keep the pass's predicted peak within SIZE (e.g. 64G, 60GiB) by factoring fewer\n"
+           "                            matrices at once; refuse to start when even one does not fit\n"
            "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n";
 }
 
@@ -114,10 +115,9 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
     gp.min_tokens = o->min_tokens;
     gp.skip = o->skip;
     gp.n_threads = p->n_threads;
-    if (o->mem) {   /* refuse before starting when the predicted peak exceeds the cap */
-        int rc = cli_gptq_dry_run(o, cmd, pl, in, p->n_threads, NULL);
-        if (rc) return rc;
-    }
+    int par = cli_gptq_fit(o, cmd, pl, in, p->n_threads, quiet);   /* --gptq-mem: refuse, or bound the factorizations */
+    if (par < 0) return 1;
+    gp.factor_par = par;
     int64_t nw = o->n_ids / o->ctx;
     if (o->chunks > 0 && o->chunks < nw) nw = o->chunks;
     if (!quiet)
@@ -137,67 +137,87 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
     return 0;
 }
 
-/* ---- dry-run estimate ---- */
+/* ---- dry-run estimate and the --gptq-mem fit ---- */
 
-/* Sustained rates per core of this code, measured by `make bench` (bench/bench_gptq.c) on
- * the project's 2-core machine (docs/gptq.md), and the assumed rate of one H200 (fp32, no
- * device run yet).  Per core GFLOP/s: */
-#define RATE_FORWARD 20.0     /* engine matmuls (FP8 weights), bench_engine */
-#define RATE_GRAM 14.0        /* Hessian accumulation */
-#define RATE_FACTOR 2.0       /* Cholesky + triangular inverse, double */
-#define RATE_FEEDBACK 16.0    /* lazy-batch product (the code search is counted in weights/s) */
-#define RATE_SEARCH_MW 0.5    /* code search + walk, M weights/s per core (slowest types) */
+/* Sustained rates per core measured by `make bench` (bench/bench_gptq.c, bench_engine) on the
+ * project's 2-core AVX-512 machine with Debian's OpenBLAS (docs/gptq.md has the figures and
+ * the date); the H200 rate is an assumption (no device run yet). */
+#define RATE_FORWARD 25.0e9   /* engine matmuls on FP8 weights, FLOP/s */
+#define RATE_GRAM 140.0e9     /* Hessians (sgemm row blocks) */
+#define RATE_FACTOR 100.0e9   /* LAPACK dpotrf + dtrtri, double */
+#define RATE_FEEDBACK 95.0e9  /* lazy-batch product (sgemm) */
+#define RATE_WALK 2.5e6       /* weights/s of the code search + in-block walk at IQ2_XXS on 7168-column rows (feedback product excluded) */
 #define RATE_H200 40.0e12     /* assumed fp32 FLOP/s of one H200 (unmeasured) */
 
-int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads,
-                     ps_gptq_estimate *out) {
+/* The model's hyper-parameters and the number of factorizations at once that fits
+ * --gptq-mem (the thread count without it); 0 when not even one fits. */
+static int fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int cores, ps_gptq_estimate *est, double *T) {
     qx_err e = {0};
     cal_model *m = NULL;
-    cal_hparams hp;
-    if (cal_model_open(&m, in, &e) == QX_OK) {
-        hp = *cal_model_hparams(m);
-        cal_model_close(m);
-    } else {
-        fprintf(stderr, "qforge %s: gptq estimate: %s\n", cmd, e.msg);
-        return 1;
+    if (cal_model_open(&m, in, &e) != QX_OK) { fprintf(stderr, "qforge %s: gptq estimate: %s\n", cmd, e.msg); return -1; }
+    cal_hparams hp = *cal_model_hparams(m);
+    cal_model_close(m);
+    *T = (double)(o->chunks > 0 ? o->chunks : (o->n_ids > 0 ? o->n_ids / o->ctx : 128)) * (double)o->ctx;
+    if (o->chunks > 0 && o->n_ids > 0 && o->n_ids / o->ctx < o->chunks) *T = (double)(o->n_ids / o->ctx) * (double)o->ctx;
+    cal_hess_experts ex = !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT;
+    int par = cores;
+    for (; par >= 1; par--) {
+        ps_gptq_estimate_plan(pl, &hp, *T, ex, par, est);
+        if (!o->mem || est->peak_bytes <= o->mem) return par;
     }
-    double T = (double)(o->chunks > 0 ? o->chunks : (o->n_ids > 0 ? o->n_ids / o->ctx : 128)) * (double)o->ctx;
-    int cores = n_threads > 0 ? n_threads : qx_default_threads();
-    ps_gptq_estimate est;
-    ps_gptq_estimate_plan(pl, &hp, T, !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT, cores, &est);
-    if (out) *out = est;
-    double w = (double)cv_plan_n_elems(pl);
-    double core_s = est.flops_forward / (RATE_FORWARD * 1e9) + est.flops_gram / (RATE_GRAM * 1e9) +
-                    est.flops_factor / (RATE_FACTOR * 1e9) + est.flops_feedback / (RATE_FEEDBACK * 1e9) + w / (RATE_SEARCH_MW * 1e6);
-    if (!out) {
-        if (o->mem && est.peak_bytes > o->mem) {
-            fprintf(stderr, "qforge %s: error: --gptq-mem %.2f GB: the streamed pass needs %.2f GB (layer %d's Hessians %.2f GB, "
-                    "factor workspace %.2f GB for %d threads, residual state %.2f GB, engine %.2f GB, one layer's weights %.2f GB); "
-                    "raise it, use fewer threads, fewer --gptq-chunks or --gptq-experts shared\n", cmd, o->mem / 1e9, est.peak_bytes / 1e9,
-                    est.peak_layer, est.hessian_bytes / 1e9, est.workspace_bytes / 1e9, cores, est.state_bytes / 1e9, est.engine_bytes / 1e9,
-                    est.weight_bytes / 1e9);
-            return 1;
-        }
-        return 0;
-    }
-    printf("\nGPTQ (--gptq) streamed pass: %.0f calibration tokens (%.0f windows of %" PRId64 "%s), %d threads\n", T, T / (double)o->ctx,
-           o->ctx, o->chunks > 0 || o->n_ids > 0 ? "" : ", --gptq-chunks to change", cores);
-    printf("  peak memory of the pass %.2f GB: layer %d's Hessians %.2f GB (float, %s, gate/up shared; then its factors, same size),\n"
-           "    factor workspace %.2f GB, residual state %.2f GB, engine buffers %.2f GB, one layer's weights mapped %.2f GB;\n"
-           "    plus the plain conversion's own buffers\n",
-           est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9, !strcmp(o->experts, "shared") ? "experts shared" : "one per expert",
-           est.workspace_bytes / 1e9, est.state_bytes / 1e9, est.engine_bytes / 1e9, est.weight_bytes / 1e9);
-    printf("  work: forward %.2e, x x^T %.2e, factor %.2e, feedback %.2e flop; code search over %.3g weights\n", est.flops_forward,
-           est.flops_gram, est.flops_factor, est.flops_feedback, w);
-    printf("  time at this code's measured per-core rates (forward %.0f, gram %.0f, factor %.0f, feedback %.0f GFLOP/s; search %.2f M weights/s):\n"
-           "    %.2f h on %d cores, %.2f h on 64 cores;  one H200 at an assumed %.0f TFLOP/s: %.2f h of arithmetic\n",
-           RATE_FORWARD, RATE_GRAM, RATE_FACTOR, RATE_FEEDBACK, RATE_SEARCH_MW, core_s / cores / 3600, cores, core_s / 64 / 3600,
-           RATE_H200 / 1e12, (est.flops_forward + est.flops_gram + est.flops_factor + est.flops_feedback) / RATE_H200 / 3600);
-    printf("  plus reading the weights once (the engine reads a layer, the writer re-reads it from the page cache)\n");
-    if (o->mem && est.peak_bytes > o->mem) printf("  --gptq-mem %.2f GB: BELOW the predicted peak; the run would refuse to start\n", o->mem / 1e9);
+    ps_gptq_estimate_plan(pl, &hp, *T, ex, 1, est);
     return 0;
 }
 
+static void refuse(const cli_gptq_opts *o, const char *cmd, const ps_gptq_estimate *est) {
+    fprintf(stderr, "qforge %s: error: --gptq-mem %.2f GB: the streamed pass needs at least %.2f GB (layer %d's Hessians %.2f GB, "
+            "one factorization's workspace %.2f GB, residual state %.2f GB, engine %.2f GB, one layer's weights %.2f GB); "
+            "raise it, use fewer --gptq-chunks or --gptq-experts shared\n", cmd, o->mem / 1e9, est->peak_bytes / 1e9, est->peak_layer,
+            est->hessian_bytes / 1e9, est->workspace_bytes / 1e9, est->state_bytes / 1e9, est->engine_bytes / 1e9, est->weight_bytes / 1e9);
+}
+
+int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads,
+                     ps_gptq_estimate *out) {
+    int cores = n_threads > 0 ? n_threads : qx_default_threads();
+    ps_gptq_estimate est;
+    double T;
+    int par = fit(o, cmd, pl, in, cores, &est, &T);
+    if (par < 0) return 1;
+    if (out) *out = est;
+    double w = (double)cv_plan_n_elems(pl);
+    double core_s = est.flops_forward / RATE_FORWARD + est.flops_gram / RATE_GRAM + est.flops_factor / RATE_FACTOR +
+                    est.flops_feedback / RATE_FEEDBACK + w / RATE_WALK;
+    printf("\nGPTQ (--gptq) streamed pass: %.0f calibration tokens (%.0f windows of %" PRId64 "), %d threads\n", T, T / (double)o->ctx,
+           o->ctx, cores);
+    printf("  peak memory of the pass %.2f GB: layer %d's Hessians %.2f GB (float, %s, gate/up shared, kept as input rows where\n"
+           "    fewer than the columns), factor workspaces %.2f GB (%d at once), residual state %.2f GB, engine buffers %.2f GB,\n"
+           "    one layer's weights mapped %.2f GB; plus the plain conversion's own buffers\n",
+           est.peak_bytes / 1e9, est.peak_layer, est.hessian_bytes / 1e9, !strcmp(o->experts, "shared") ? "experts shared" : "one per expert",
+           est.workspace_bytes / 1e9, par > 0 ? par : 1, est.state_bytes / 1e9, est.engine_bytes / 1e9, est.weight_bytes / 1e9);
+    printf("  work: forward %.2e, x x^T %.2e, factor %.2e, feedback %.2e flop; code search + walk over %.3g weights\n", est.flops_forward,
+           est.flops_gram, est.flops_factor, est.flops_feedback, w);
+    printf("  time at measured per-core rates (forward %.0f, Hessians %.0f, factor %.0f, feedback %.0f GFLOP/s; walk %.1f M weights/s):\n"
+           "    %.2f h on %d cores, %.2f h on a 64-core server;  one H200 at an assumed %.0f TFLOP/s: %.2f h of arithmetic\n",
+           RATE_FORWARD / 1e9, RATE_GRAM / 1e9, RATE_FACTOR / 1e9, RATE_FEEDBACK / 1e9, RATE_WALK / 1e6, core_s / cores / 3600, cores,
+           core_s / 64 / 3600, RATE_H200 / 1e12, (est.flops_forward + est.flops_gram + est.flops_factor + est.flops_feedback) / RATE_H200 / 3600);
+    printf("  plus reading the weights once (the engine reads a layer, the writer re-reads it from the page cache)\n");
+    if (o->mem && par == 0) { printf("  --gptq-mem %.2f GB: BELOW the smallest peak; the run would refuse to start\n", o->mem / 1e9); return 0; }
+    if (o->mem && par < cores) printf("  --gptq-mem %.2f GB: %d factorizations at once (of %d threads) keep the pass within it\n", o->mem / 1e9, par, cores);
+    return 0;
+}
+
+int cli_gptq_fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads, bool quiet) {
+    int cores = n_threads > 0 ? n_threads : qx_default_threads();
+    ps_gptq_estimate est;
+    double T;
+    int par = fit(o, cmd, pl, in, cores, &est, &T);
+    if (par < 0) return -1;
+    if (par == 0) { refuse(o, cmd, &est); return -1; }
+    if (!quiet && o->mem)
+        fprintf(stderr, "qforge %s: gptq: --gptq-mem %.2f GB: predicted peak %.2f GB with %d factorizations at once\n", cmd, o->mem / 1e9,
+                est.peak_bytes / 1e9, par);
+    return par;
+}
 void cli_gptq_json(const cli_gptq_opts *o, const ps_gptq_estimate *est, FILE *f) {
     fprintf(f, ",\n  \"gptq\": {\n    \"text\": \"");
     for (const char *c = o->text; *c; c++) { if (*c == '"' || *c == '\\') fputc('\\', f); fputc(*c, f); }

@@ -64,6 +64,10 @@ typedef struct {
      * are written (or verified from the journal on --resume), from a worker thread. */
     void (*tensor_done)(void *ud, size_t tensor);
     void *tensor_done_ud;
+    /* Optional: called after each work item this run executes (matrix `slice` of `tensor`,
+     * rows of it), from its worker thread, with tensor_done_ud; not for journal-verified
+     * items. */
+    void (*item_done)(void *ud, size_t tensor, int64_t slice);
     /* Optional text hashed into the plan hash (the --resume journal's identity): settings
      * that change the written bytes without changing the plan, e.g. GPTQ's. */
     const char *plan_salt;
@@ -125,6 +129,9 @@ uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama
 uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
 uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */
 size_t cv_plan_item_count(const cv_plan *pl);
+/* Work items of each matrix (expert / head slice; the whole tensor when 2-D) of tensor i:
+ * how many gptq_factor requests one matrix gets in a full run. */
+int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i);
 size_t cv_plan_fallback_count(const cv_plan *pl);     /* tensors that hit the row-length fallback */
 const char *cv_plan_arch(const cv_plan *pl);          /* "deepseek2", "llama", "qwen2", ... */
 const char *cv_plan_preset(const cv_plan *pl);

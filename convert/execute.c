@@ -484,6 +484,7 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                 qx_err e2;
                 uint64_t h = 0;
                 qx_status si = run_item(&c, it, &b, &h, &e2);
+                if (si == QX_OK && p->item_done) p->item_done(p->tensor_done_ud, it->tensor, it->slice);
                 if (si == QX_OK) {
                     char line[64];
                     int n = snprintf(line, sizeof line, "%zu %016" PRIx64 "\n", i, h);

@@ -1,8 +1,9 @@
 /* pass/gptq_estimate.c — the memory and work model of the streamed GPTQ pass
- * (ps_gptq_estimate_plan), for `convert --dry-run --gptq`: what pass/gptq_stream.c holds per
- * layer, from the plan's shapes alone. */
+ * (ps_gptq_estimate_plan), for `convert --dry-run --gptq` and --gptq-mem: what
+ * pass/gptq_stream.c and calib/hessian.c hold per layer, from the plan's shapes alone. */
 #include "pass.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Tensors whose input Hessian the engine gathers: every matrix it multiplies by, except the
@@ -18,16 +19,31 @@ static int layer_index(const cv_tensor_info *t, int n_layer) {
     return t->layer >= 0 && t->layer < n_layer ? t->layer : -1;
 }
 
+static int cmp_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Workspace of factoring the n_par largest of the n matrices (cols^2 each in sq[]) at once. */
+static double workspace(double *sq, size_t n, int n_par) {
+    qsort(sq, n, sizeof *sq, cmp_desc);
+    double w = 0;
+    for (size_t i = 0; i < n && (int)i < n_par; i++) w += 12.0 * sq[i];
+    return w;
+}
+
 void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, cal_hess_experts experts, int n_par,
                            ps_gptq_estimate *out) {
     memset(out, 0, sizeof *out);
     out->peak_layer = -1;
+    if (n_par < 1) n_par = 1;
     const int n_layer = (int)hp->n_layer;
     const int64_t n_exp = hp->n_exp, k_used = hp->n_exp_used, n_embd = hp->n_embd;
     const double src_per_elem = cv_plan_n_elems(pl) ? (double)cv_plan_input_bytes(pl) / (double)cv_plan_n_elems(pl) : 1;
-    double lay_h = 0, lay_w = 0, max_n = 0;
+    size_t n = cv_plan_tensor_count(pl), nsq = 0, capsq = 64;
+    double *sq = malloc(capsq * sizeof *sq);   /* cols^2 of every matrix of the current layer */
+    double lay_h = 0, lay_w = 0, best_ws = 0, exp_ws = 0;
     int cur = -2;
-    size_t n = cv_plan_tensor_count(pl);
     for (size_t i = 0; i <= n; i++) {
         cv_tensor_info t;
         int L = -3;
@@ -35,13 +51,18 @@ void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, c
             cv_plan_tensor(pl, i, &t);
             L = layer_index(&t, n_layer);
         }
-        if (L != cur) {   /* a layer ended: its Hessians (then factors) were the live set */
-            if (cur >= 0 && lay_h > (double)out->hessian_bytes) {
+        if (L != cur) {   /* a layer ended: the kept rows/H, then the factors, were its live set */
+            double ws = sq ? workspace(sq, nsq, n_par) : 0;
+            double live = lay_h + ws;
+            if (cur >= 0 && live > (double)(out->hessian_bytes + out->workspace_bytes)) {
                 out->hessian_bytes = (uint64_t)lay_h;
+                out->workspace_bytes = (uint64_t)ws;
                 out->peak_layer = cur;
+                best_ws = nsq ? 12.0 * sq[0] : 0;
             }
             if (cur >= 0 && lay_w > (double)out->weight_bytes) out->weight_bytes = (uint64_t)lay_w;
             lay_h = lay_w = 0;
+            nsq = 0;
             cur = L;
         }
         if (i == n || L < 0) continue;
@@ -55,16 +76,22 @@ void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, c
             if (strstr(t.name, "ffn_up") && qt_gptq_mode_of(t.type) != QT_GPTQ_NONE) out->flops_feedback += rows * cols * cols * nmat;
             continue;
         }
-        double nh = ex && experts == CAL_HESS_SHARED ? 1 : nmat;
-        lay_h += 4.0 * cols * cols * nh;
-        if (cols > max_n) max_n = cols;
-        out->flops_gram += cols * cols * nmat * tok;                  /* upper triangle: cols^2/2 FMA per row */
-        out->flops_factor += 2.0 * cols * cols * cols * nh;             /* Cholesky n^3/3 + triangular inverse n^3/3, x2 flop/FMA */
-        if (qt_gptq_mode_of(t.type) != QT_GPTQ_NONE) out->flops_feedback += rows * cols * cols * nmat;   /* rows * cols^2/2 FMA */
+        double nh = ex && experts == CAL_HESS_SHARED ? 1 : nmat, tok_h = ex && experts == CAL_HESS_SHARED ? T * (double)k_used : tok;
+        double nf = ex && experts != CAL_HESS_SHARED && strstr(t.name, "ffn_gate_exps") ? 2 : 1;   /* gate and up each factor it */
+        lay_h += 4.0 * cols * (tok_h < cols ? tok_h : cols) * nh;   /* kept rows until there are as many as columns */
+        for (double k = 0; k < nh && k < n_par; k++) {
+            if (nsq == capsq) { double *g = realloc(sq, (capsq *= 2) * sizeof *sq); if (!g) break; sq = g; }
+            if (sq) sq[nsq++] = cols * cols;
+        }
+        if (ex && 12.0 * cols * cols > exp_ws) exp_ws = 12.0 * cols * cols;
+        out->flops_gram += cols * cols * nmat * tok;                 /* upper triangle: cols^2/2 multiply-adds per row */
+        out->flops_factor += 4.0 / 3.0 * cols * cols * cols * nmat * nf;   /* Cholesky + triangular inverse, per matrix written */
+        out->flops_gram += ex && tok < cols ? cols * cols * tok * nmat * (nf - 1) : 0;   /* H formed again from kept rows */
+        if (qt_gptq_mode_of(t.type) != QT_GPTQ_NONE) out->flops_feedback += rows * cols * cols * nmat;   /* rows * cols^2/2 multiply-adds */
     }
-    out->factor_bytes = out->hessian_bytes;   /* each H is replaced by its U, same size */
-    if (n_par < 1) n_par = 1;
-    out->workspace_bytes = (uint64_t)((double)n_par * (16.0 + 4.0) * max_n * max_n);   /* two double n^2 + the new U */
+    free(sq);
+    out->factor_bytes = out->hessian_bytes;
+    out->ws_per = (uint64_t)(exp_ws > 0 ? exp_ws : best_ws);
     out->state_bytes = (uint64_t)(T * (double)n_embd * 4.0);
     int64_t F = hp->n_ff > hp->n_ff_exp ? hp->n_ff : hp->n_ff_exp;
     double bt = T < 4096 ? T : 4096;

@@ -42,6 +42,19 @@ static int layer_of(const char *name, int n_layer) {
     return -1;
 }
 
+/* A factor in use: matrix `slice` of tensor `name`, alive until the items that need it are
+ * done (one per routed expert; a few for a big 2-D tensor).  Gate and up projections each
+ * factor the shared H (twice the factor work for experts, but one U per worker alive instead
+ * of a whole layer's). */
+typedef struct uent {
+    const char *name;        /* plan's name (borrowed) */
+    int64_t slice, left, cols;
+    int layer;
+    bool ready;
+    float *U;                /* NULL: plain */
+    struct uent *next;
+} uent;
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -50,7 +63,7 @@ typedef struct {
     cal_model *m;
     int n_layer;
     int64_t *pending;        /* [n_layer + 1] output tensors of the layer not yet written */
-    int ready;               /* layer whose factors are published, -1 none */
+    int ready;               /* layer whose matrices are published, -1 none */
     const cal_hessians *h;
     bool stop;               /* the writer is done (or failed): the engine stops waiting */
     bool engine_failed;
@@ -60,7 +73,23 @@ typedef struct {
     bool has_skip;
     ps_gptq_result *r;
     double t_factor, t_wait;
+    uent *cache;             /* factors in use */
+    int active, par;         /* factorizations running, allowed at once */
+    uint64_t kept_bytes, live_bytes;   /* the layer's H / kept rows; factors alive + running workspaces */
 } stream;
+
+static void note_peak(stream *s) {
+    if (s->kept_bytes + s->live_bytes > s->r->peak_hessian_bytes) s->r->peak_hessian_bytes = s->kept_bytes + s->live_bytes;
+}
+
+static size_t tensor_index(const cv_plan *pl, const char *name) {
+    for (size_t i = 0, n = cv_plan_tensor_count(pl); i < n; i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        if (!strcmp(t.name, name)) return i;
+    }
+    return (size_t)-1;
+}
 
 static qx_status factor_cb(void *ud, const char *name, int64_t slice, int64_t cols, const float **U, qx_err *e) {
     stream *s = ud;
@@ -69,12 +98,77 @@ static qx_status factor_cb(void *ud, const char *name, int64_t slice, int64_t co
     if (L < 0 || (s->has_skip && regexec(&s->skip, name, 0, NULL, 0) == 0)) return QX_OK;
     pthread_mutex_lock(&s->mu);
     while (s->ready != L && !s->engine_failed) pthread_cond_wait(&s->cv, &s->mu);
-    qx_status st = QX_OK;
-    if (s->ready == L) *U = cal_hessian_factor(s->h, name, slice, cols);
-    else st = qx_fail(e, s->engine_err.code ? s->engine_err.code : QX_EIO, "tensor '%s': the GPTQ calibration stopped: %s", name,
-                      s->engine_err.msg);
+    if (s->ready != L) {
+        qx_status st = qx_fail(e, s->engine_err.code ? s->engine_err.code : QX_EIO, "tensor '%s': the GPTQ calibration stopped: %s", name,
+                               s->engine_err.msg);
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
+    uent *u = s->cache;
+    while (u && !(u->slice == slice && !strcmp(u->name, name))) u = u->next;
+    if (u) {   /* another item of the same matrix: wait for (or take) its factor */
+        while (!u->ready) pthread_cond_wait(&s->cv, &s->mu);
+        *U = u->U;
+        pthread_mutex_unlock(&s->mu);
+        return QX_OK;
+    }
+    size_t ti = tensor_index(s->pl, name);
+    u = calloc(1, sizeof *u);
+    if (!u) { pthread_mutex_unlock(&s->mu); return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name); }
+    cv_tensor_info t;
+    cv_plan_tensor(s->pl, ti, &t);
+    u->name = t.name; u->slice = slice; u->cols = cols; u->layer = L;
+    u->left = cv_plan_items_per_slice(s->pl, ti);
+    u->next = s->cache;
+    s->cache = u;
+    while (s->active >= s->par) pthread_cond_wait(&s->cv, &s->mu);   /* --gptq-mem: factorizations at once */
+    s->active++;
+    uint64_t ws = 12u * (uint64_t)(cols * cols);
+    s->live_bytes += ws;
+    note_peak(s);
+    const cal_hessians *h = s->h;
     pthread_mutex_unlock(&s->mu);
-    return st;
+    cal_hessian_factor_stats st = {0};
+    float *F = NULL;
+    double t0 = qx_now();
+    qx_status rs = cal_hessian_factor_one(h, name, slice, cols, s->gp->damp, s->gp->min_tokens, &F, &st, e);
+    double dt = qx_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    s->active--;
+    s->live_bytes -= ws;
+    if (F) s->live_bytes += 4u * (uint64_t)(cols * cols);
+    note_peak(s);
+    s->t_factor += dt;
+    s->r->n_matrices += st.n_matrices;
+    s->r->n_failed += st.n_failed;
+    s->r->n_fallback += st.n_fallback;
+    u->U = F;
+    u->ready = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    *U = F;
+    return rs;
+}
+
+static void drop(stream *s, uent **pp) {   /* under s->mu */
+    uent *u = *pp;
+    if (u->U) s->live_bytes -= 4u * (uint64_t)(u->cols * u->cols);
+    free(u->U);
+    *pp = u->next;
+    free(u);
+}
+
+static void item_done(void *ud, size_t t, int64_t slice) {
+    stream *s = ud;
+    cv_tensor_info ti;
+    cv_plan_tensor(s->pl, t, &ti);
+    pthread_mutex_lock(&s->mu);
+    for (uent **pp = &s->cache; *pp; pp = &(*pp)->next)
+        if ((*pp)->slice == slice && !strcmp((*pp)->name, ti.name)) {
+            if (--(*pp)->left <= 0 && (*pp)->ready) drop(s, pp);
+            break;
+        }
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void tensor_done(void *ud, size_t t) {
@@ -113,30 +207,29 @@ static void keep_counts(stream *s, cal_hessians *h, int layer) {
 
 static qx_status on_layer(void *ud, cal_hessians *h, int layer, qx_err *e) {
     stream *s = ud;
-    uint64_t b = cal_hessian_bytes(h);
-    double t0 = qx_now();
-    cal_hessian_factor_stats st = {0};
-    QX_TRY(cal_hessian_factor_layer(h, layer, s->gp->damp, s->gp->min_tokens, &st, e));
-    double t1 = qx_now();
-    uint64_t b2 = cal_hessian_bytes(h);
+    (void)e;
     keep_counts(s, h, layer);
+    double t1 = qx_now();
     pthread_mutex_lock(&s->mu);
-    s->r->n_matrices += st.n_matrices;
-    s->r->n_failed += st.n_failed;
-    s->r->n_fallback += st.n_fallback;
-    if (b > s->r->peak_hessian_bytes) s->r->peak_hessian_bytes = b;
-    if (b2 > s->r->peak_hessian_bytes) s->r->peak_hessian_bytes = b2;
-    s->t_factor += t1 - t0;
+    s->kept_bytes = cal_hessian_bytes(h);
+    note_peak(s);
     s->h = h;
     s->ready = layer;
     pthread_cond_broadcast(&s->cv);
     while (s->pending[layer] > 0 && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
     bool stopped = s->pending[layer] > 0;
-    s->ready = -1;
+    if (!stopped) {   /* every item of the layer is done: factors left (items verified from a journal) go */
+        s->ready = -1;
+        for (uent **pp = &s->cache; *pp;)
+            if ((*pp)->layer == layer) drop(s, pp);
+            else pp = &(*pp)->next;
+        s->kept_bytes = 0;
+    }
     s->t_wait += qx_now() - t1;
     pthread_mutex_unlock(&s->mu);
+    if (stopped) return qx_fail(e, QX_EINVAL, "gptq: the conversion stopped before layer %d was written", layer);
     cal_hessian_release_layer(h, layer);
-    return stopped ? qx_fail(e, QX_EINVAL, "gptq: the conversion stopped before layer %d was written", layer) : QX_OK;
+    return QX_OK;
 }
 
 static void *engine_main(void *ud) {
@@ -158,7 +251,7 @@ static void *engine_main(void *ud) {
     qx_status st = cal_hessian_run(s->m, gp->ids, gp->n_ids, &hp, &h, &e);
     cal_hessian_free(h);
     pthread_mutex_lock(&s->mu);
-    s->r->seconds_engine = qx_now() - t0 - s->t_wait - s->t_factor;
+    s->r->seconds_engine = qx_now() - t0 - s->t_wait;
     s->engine_status = st;
     if (st != QX_OK) { s->engine_failed = true; s->engine_err = e; }
     pthread_cond_broadcast(&s->cv);
@@ -172,6 +265,7 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
     stream s;
     memset(&s, 0, sizeof s);
     s.pl = pl; s.gp = gp; s.r = gr; s.ready = -1;
+    s.par = gp->factor_par > 0 ? gp->factor_par : (p->n_threads > 0 ? p->n_threads : qx_default_threads());
     if (gp->skip && regcomp(&s.skip, gp->skip, REG_EXTENDED | REG_NOSUB) != 0)
         return qx_fail(e, QX_EINVAL, "--gptq-skip '%s': not a regular expression", gp->skip);
     s.has_skip = gp->skip != NULL;
@@ -196,6 +290,7 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
         q.gptq_factor = factor_cb;
         q.gptq_ud = &s;
         q.tensor_done = tensor_done;
+        q.item_done = item_done;
         q.tensor_done_ud = &s;
         st = cv_execute(pl, out, &q, cr, e);
         pthread_mutex_lock(&s.mu);
@@ -207,6 +302,7 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
     }
     gr->seconds_factor = s.t_factor;
     gr->seconds_waiting = s.t_wait;
+    while (s.cache) drop(&s, &s.cache);
     pthread_cond_destroy(&s.cv);
     pthread_mutex_destroy(&s.mu);
     free(s.pending);

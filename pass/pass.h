@@ -4,10 +4,12 @@
  *
  *   ps_gptq_convert   `convert --gptq`: the calibration tokens' residual state is carried
  *                     through the model layer by layer; when layer L is through, its input
- *                     Hessians are complete: they are factored, the writer quantizes L's
- *                     tensors with GPTQ feedback (cv_execute's workers wait for exactly that
- *                     layer), then L's matrices are freed and the engine goes on to L+1.
- *                     One layer's Hessians live at a time.  The inputs of each layer come from
+ *                     Hessians are complete (kept as the input rows themselves while fewer
+ *                     than the columns): the writer quantizes L's tensors with GPTQ feedback
+ *                     (cv_execute's workers wait for exactly that layer; each factors the
+ *                     matrix its work item needs and frees it when done), then L's matrices
+ *                     are freed and the engine goes on to L+1.  One layer's Hessians live at
+ *                     a time, and one factor per worker.  The inputs of each layer come from
  *                     the original (unquantized) layers below (docs/gptq.md: the sequential
  *                     variant measured no gain). */
 #ifndef PASS_H
@@ -27,6 +29,7 @@ typedef struct {
     double min_tokens;            /* a matrix that saw fewer rows is quantized plainly */
     const char *skip;             /* POSIX ERE: GGUF names quantized without feedback (NULL: none) */
     int n_threads;                /* engine threads (0: OpenMP default) */
+    int factor_par;               /* matrices factored at once (0: the thread count); --gptq-mem sets it */
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
 } ps_gptq_params;
@@ -37,8 +40,9 @@ typedef struct {
     int n_layer;                          /* engine layers (+1: the output head) */
     int64_t n_matrices, n_failed, n_fallback;   /* over every layer, see cal_hessian_factor_stats */
     int64_t n_expert_matrices, n_expert_fallback, n_expert_empty;   /* routed experts only */
-    uint64_t peak_hessian_bytes;          /* the most H + U bytes alive at once */
-    double seconds_engine, seconds_factor, seconds_waiting;   /* engine thread: forward+gram, factor, waiting on the writer */
+    uint64_t peak_hessian_bytes;          /* the most bytes of kept rows / H + factors + running factor workspaces (12 cols^2) at once */
+    double seconds_engine, seconds_factor, seconds_waiting;   /* engine forward + Hessians; factoring (summed over the writer's
+                                                                 threads); engine waiting for the writer */
     cal_hessian_count *counts;            /* routed experts' token counts [n_counts], names owned */
     size_t n_counts;
 } ps_gptq_result;
@@ -52,13 +56,16 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
                           ps_gptq_result *gr, qx_err *e);
 
 /* Per-layer memory model of the streamed pass for plan pl over a model of hyper-parameters
- * hp and T calibration tokens: the largest layer's Hessian bytes (float, gate/up shared; then
- * its factors, same size), the factorization workspace for n_par matrices at once, the
+ * hp and T calibration tokens: the largest layer's Hessian bytes (float, gate/up shared; a
+ * routed expert's as min(its average rows T k / n_exp, cols) x cols, the kept inputs; then
+ * the factors, cols^2 each, in H's buffers), the factorization workspace of the n_par largest
+ * matrices at once (12 cols^2: LAPACK's double copy and the H formed from kept rows), the
  * residual stream [T, n_embd], the engine's batch buffers (4096 tokens x (10 n_embd + 2
  * n_ff) floats) and the largest layer's source bytes (mapped while it runs); the sum is the
- * predicted peak above the plain conversion's own memory. */
+ * predicted peak above the plain conversion's own memory.  ws_per: the workspace of one
+ * more matrix at once (the largest routed expert's, else the largest). */
 typedef struct {
-    uint64_t hessian_bytes, factor_bytes, workspace_bytes, state_bytes, engine_bytes, weight_bytes, peak_bytes;
+    uint64_t hessian_bytes, factor_bytes, workspace_bytes, state_bytes, engine_bytes, weight_bytes, peak_bytes, ws_per;
     int peak_layer;
     double flops_forward, flops_gram, flops_factor, flops_feedback;
 } ps_gptq_estimate;

@@ -262,13 +262,12 @@ static bool factor_impl(const double *Hd, const float *Hf, int64_t n, double dam
             if (!(ref ? chol_ref(a, n) : chol_blocked(a, n))) continue;
             (ref ? trinv_ref : trinv_blocked)(a, li, n);
         }
-        ok = true;
+        ok = true;   /* check everything before writing U: U may be H's own buffer (qt_gptq_factor_f32) */
         for (int64_t i = 0; i < n && ok; i++)
-            for (int64_t j = 0; j < n; j++) {
-                float v = j >= i ? (float)li[(n - 1 - i) * n + (n - 1 - j)] : 0.f;
-                if (!isfinite(v)) { ok = false; break; }
-                U[i * n + j] = v;
-            }
+            for (int64_t j = 0; j <= i; j++)
+                if (!isfinite((float)li[i * n + j])) { ok = false; break; }
+        for (int64_t i = 0; i < n && ok; i++)
+            for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)li[(n - 1 - i) * n + (n - 1 - j)] : 0.f;
     }
     if (li != a) free(li);
     free(a);

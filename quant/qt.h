@@ -90,7 +90,8 @@ qt_gptq_mode qt_gptq_mode_of(qt_type t);
  * lam = damp * mean(diag H); damp is raised x10 (up to 5 times) while the factorization
  * fails.  False when H has no positive diagonal or never factors (then quantize plainly). */
 bool qt_gptq_factor(const double *H, int64_t n, double damp, float *U);
-/* The same from a float H (the arithmetic stays in double). */
+/* The same from a float H (the arithmetic stays in double); U may be H itself (H is read
+ * completely before U is written). */
 bool qt_gptq_factor_f32(const float *H, int64_t n, double damp, float *U);
 /* qt_gptq_factor uses LAPACK (OpenBLAS dpotrf + dtrtri) when present; _own always our
  * blocked code; _ref the unblocked column-by-column form (tests, benchmark baseline). */

@@ -58,16 +58,18 @@ int main(void) {
     char jp[4200];
     snprintf(jp, sizeof jp, "%s/t2.json", t);
     json_t *run = gptq_json(jp);
-    TU_CHECK(tu_system("%s convert %s --type Q2_K --gptq %s/calib.txt %s --dry-run --json %s/dry.json > %s/dry.out 2>&1", q, m, m, g, t, t) == 0,
+    TU_CHECK(tu_system("%s convert %s --type Q2_K --gptq %s/calib.txt %s -t 2 --dry-run --json %s/dry.json > %s/dry.out 2>&1", q, m, m, g, t, t) == 0,
              "dry run");
     snprintf(jp, sizeof jp, "%s/dry.json", t);
     json_t *dry = gptq_json(jp);
     TU_CHECK(run && dry, "gptq members in --json");
     if (run && dry) {
-        double peak = num(run, "peak_hessian_bytes"), lay = num(dry, "hessian_bytes");
-        fprintf(stderr, "measured peak Hessians+factors %.0f bytes; dry run: largest layer %.0f, pass peak %.0f\n", peak, lay, num(dry, "peak_bytes"));
-        /* mini-v3-moe: 3 MoE layers of 32 experts; all layers at once would be ~3x the largest */
-        TU_CHECK(peak > 0.5 * lay && peak <= 1.05 * lay, "peak %.0f not within the largest layer's %.0f", peak, lay);
+        double peak = num(run, "peak_hessian_bytes"), lay = num(dry, "hessian_bytes"), ws = num(dry, "workspace_bytes");
+        fprintf(stderr, "measured peak Hessians+factors %.0f bytes; dry run: largest layer %.0f + factor workspaces %.0f, pass peak %.0f\n", peak,
+                lay, ws, num(dry, "peak_bytes"));
+        /* mini-v3-moe: 3 MoE layers of 32 experts, all at once ~3x the largest; the model uses average
+         * rows per expert, the run has busier experts and grown buffers: within 1.3x (the bench goal) */
+        TU_CHECK(peak > 0.5 * lay && peak <= 1.3 * (lay + ws), "peak %.0f not within the largest layer's %.0f + %.0f", peak, lay, ws);
     }
 
     /* 3. the expert fallback */
