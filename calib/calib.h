@@ -348,6 +348,21 @@ qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, doub
  * while it runs, 4 cols^2 after. */
 qx_status cal_hessian_factor_one(const cal_hessians *h, const char *name, int64_t mat, int64_t cols, double damp, double min_tokens,
                                  float **U, cal_hessian_factor_stats *st, qx_err *e);
+/* An empty set for a model of hyper-parameters hp (p copied): for cal_hessian_replay. */
+qx_status cal_hessian_create(const cal_hparams *hp, const cal_hessian_params *p, cal_hessians **out, qx_err *e);
+/* The statistics file of --gptq-save / --gptq-load (calib/hessian_file.c has the layout):
+ * begin (header: n_layer, experts mode, the caller's hash of model, tokens and windows), one
+ * block per layer (cal_hessian_file_layer, from a complete layer: call it from
+ * params.layer_done before releasing), end.  cal_hessian_replay reads a file written for the
+ * same settings and calls p->layer_done for each layer in order, as cal_hessian_run does,
+ * one layer in memory at a time; a truncated or altered file is an error naming it and the
+ * layer.  cal_hessian_parse_layer parses one layer's payload from memory (fuzzed). */
+qx_status cal_hessian_file_begin(int fd, const char *path, int n_layer, int experts, uint64_t settings, qx_err *e);
+qx_status cal_hessian_file_layer(const cal_hessians *h, int layer, int fd, const char *path, qx_err *e);
+qx_status cal_hessian_file_end(int fd, const char *path, int layers, qx_err *e);
+qx_status cal_hessian_replay(const char *path, const cal_hparams *hp, int experts, uint64_t settings, const cal_hessian_params *p,
+                             qx_err *e);
+qx_status cal_hessian_parse_layer(cal_hessians *h, int layer, const uint8_t *buf, size_t len, const char *label, qx_err *e);
 /* Frees every H and U of one layer (n_layer: the output head's). */
 void cal_hessian_release_layer(cal_hessians *h, int layer);
 /* Borrowed factor U [cols, cols] of (name, mat), alive until released or freed; NULL when

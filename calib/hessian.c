@@ -16,6 +16,7 @@
  * matrices live at a time.  Token windows as cal_imatrix_run.
  * Not here: quantization (quant/gptq.c) and which tensors use it (cli/, pass/). */
 #include "engine_int.h"
+#include "hessian_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,28 +32,6 @@ cal_hessian_params cal_hessian_default_params(void) {
     p.experts = CAL_HESS_PER_EXPERT;
     return p;
 }
-
-typedef struct h_entry {
-    bool used;
-    char name[128];
-    int layer;          /* engine layer, n_layer for the output head */
-    struct h_entry *alias;   /* the gate whose H this up projection uses, else NULL */
-    int64_t cols, nmat;
-    float **H;          /* [nmat] -> [cols, cols] (upper triangle while accumulating) */
-    float **X;          /* [nmat] -> [xrows, cols]: the inputs themselves while fewer rows than
-                           columns arrived (cheaper than H); H = X^T X is formed when factored */
-    int64_t *xrows, *xcap;
-    double *count;      /* [nmat] tokens */
-    float **U;          /* [nmat] -> [cols, cols] once factored */
-} h_entry;
-
-struct cal_hessians {
-    const cal_hessian_params *p;
-    cal_hparams hp;
-    h_entry *ent;       /* [(n_layer + 1) * CAL_W_KIND_COUNT] */
-    int64_t n_ent;
-    bool oom;
-};
 
 static bool is_expert(cal_wkind k) { return k == CAL_W_EXP_GATE || k == CAL_W_EXP_UP || k == CAL_W_EXP_DOWN; }
 static bool is_up(cal_wkind k) { return k == CAL_W_UP || k == CAL_W_EXP_UP || k == CAL_W_SH_UP; }
@@ -184,18 +163,27 @@ void cal_hessian_free(cal_hessians *h) {
     free(h);
 }
 
-qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *pp,
-                          cal_hessians **out, qx_err *e) {
+qx_status cal_hessian_create(const cal_hparams *hp, const cal_hessian_params *pp, cal_hessians **out, qx_err *e) {
     *out = NULL;
     cal_hessian_params *p = malloc(sizeof *p);
     cal_hessians *o = calloc(1, sizeof *o);
     if (!p || !o) { free(p); free(o); return qx_fail(e, QX_ENOMEM, "hessians: out of memory"); }
     *p = pp ? *pp : cal_hessian_default_params();
     o->p = p;
-    o->hp = *cal_model_hparams(m);
+    o->hp = *hp;
     o->n_ent = (o->hp.n_layer + 1) * CAL_W_KIND_COUNT;
     o->ent = calloc((size_t)o->n_ent, sizeof *o->ent);
     if (!o->ent) { cal_hessian_free(o); return qx_fail(e, QX_ENOMEM, "hessians: out of memory"); }
+    *out = o;
+    return QX_OK;
+}
+
+qx_status cal_hessian_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_hessian_params *pp,
+                          cal_hessians **out, qx_err *e) {
+    *out = NULL;
+    cal_hessians *o;
+    QX_TRY(cal_hessian_create(cal_model_hparams(m), pp, &o, e));
+    const cal_hessian_params *p = o->p;
     int32_t *win = NULL;
     int64_t n_win = 0;
     qx_status s = cal_ppl_windows(ids, n_ids, CAL_PPL_ALL, p->n_ctx, p->n_chunks, o->hp.bos_id, false, &win, &n_win, e);

@@ -17,6 +17,9 @@ typedef struct {
     double min_tokens;     /* matrices that saw fewer rows are quantized plainly */
     uint64_t mem;          /* --gptq-mem: cap on the pass's own peak (0: none) */
     const char *skip;      /* POSIX extended regex of GGUF names quantized plainly, NULL: none */
+    const char *save, *load;   /* --gptq-save F / --gptq-load F */
+    uint64_t settings;     /* what a statistics file is tied to (model, tokens, windows, experts) */
+    qx_lock save_lock;
     /* filled by cli_gptq_prepare */
     int32_t *ids;
     int64_t n_ids;

@@ -20,9 +20,11 @@ void cli_gptq_defaults(cli_gptq_opts *o) {
     o->ctx = 512;
     o->experts = "expert";
     o->min_tokens = CLI_GPTQ_MIN_TOKENS;
+    o->save_lock.fd = -1;
 }
 
 void cli_gptq_free(cli_gptq_opts *o) {
+    qx_lock_release(&o->save_lock);
     free(o->ids);
     o->ids = NULL;
     ps_gptq_result_free(&o->res);
@@ -38,7 +40,10 @@ const char *cli_gptq_usage(void) {
            CLI_GPTQ_MIN_TOKENS_STR ")\n"
            "  --gptq-mem SIZE           keep the pass's predicted peak within SIZE (e.g. 64G, 60GiB) by factoring fewer\n"
            "                            matrices at once; refuse to start when even one does not fit\n"
-           "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n";
+           "  --gptq-skip REGEX         tensors whose GGUF name matches (POSIX extended) are quantized without feedback\n"
+           "  --gptq-save F             also write the calibration statistics to F (layer by layer; ~the pass's Hessian memory per layer)\n"
+           "  --gptq-load F             take them from F instead of running the model (same model, --gptq TEXT, --gptq-chunks,\n"
+           "                            --gptq-ctx and --gptq-experts; damping, min-tokens and skip may differ): presets share one run\n";
 }
 
 static bool num(const char *v, double lo, double hi, double *out) {
@@ -74,6 +79,8 @@ int cli_gptq_arg(cli_gptq_opts *o, const char *cmd, int argc, char **argv, int *
     else if (!strcmp(a, "--gptq-damp") && num(v, 0, 10, &d)) o->damp = d;
     else if (!strcmp(a, "--gptq-min-tokens") && num(v, 0, 1e12, &d)) o->min_tokens = d;
     else if (!strcmp(a, "--gptq-mem") && mem_size(v, &o->mem)) {}
+    else if (!strcmp(a, "--gptq-save")) o->save = v;
+    else if (!strcmp(a, "--gptq-load")) o->load = v;
     else if (!strcmp(a, "--gptq-passes"))
         *rc = cli_usage_error(cmd, "--gptq-passes was removed: the sequential second pass measured no gain (docs/gptq.md)");
     else if (!strcmp(a, "--gptq-skip")) {
@@ -98,6 +105,20 @@ int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_param
     snprintf(o->salt, sizeof o->salt, "gptq2 text %016" PRIx64 " chunks %" PRId64 " ctx %" PRId64 " damp %.17g experts %s min %.17g skip %s",
              th, o->chunks, o->ctx, o->damp, o->experts, o->min_tokens, o->skip ? o->skip : "");
     p->plan_salt = o->salt;
+    /* a statistics file is tied to the model's shape and name, the tokens and the windows */
+    char set[512], base[256];
+    const char *sl = strrchr(in, '/');
+    snprintf(base, sizeof base, "%s", sl && sl[1] ? sl + 1 : in);
+    qx_err e = {0};
+    cal_model *m = NULL;
+    if (cal_model_open(&m, in, &e) != QX_OK) return cli_fail(&e);
+    const cal_hparams *hp = cal_model_hparams(m);
+    snprintf(set, sizeof set, "%s %lld %lld %lld %lld %016" PRIx64 " %" PRId64 " %" PRId64 " %s", base, (long long)hp->n_layer,
+             (long long)hp->n_embd, (long long)hp->n_exp, (long long)hp->n_vocab, th, o->chunks, o->ctx, o->experts);
+    cal_model_close(m);
+    o->settings = XXH3_64bits(set, strlen(set));
+    if (o->save && o->load && !strcmp(o->save, o->load)) { fprintf(stderr, "qforge %s: error: --gptq-save and --gptq-load name the same file\n", cmd); return 2; }
+    if (o->save && cli_lock_output(cmd, o->save, 0, NULL, &o->save_lock)) return 1;
     return 0;
 }
 
@@ -115,14 +136,19 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
     gp.min_tokens = o->min_tokens;
     gp.skip = o->skip;
     gp.n_threads = p->n_threads;
+    gp.save_path = o->save;
+    gp.load_path = o->load;
+    gp.settings = o->settings;
     int par = cli_gptq_fit(o, cmd, pl, in, p->n_threads, quiet);   /* --gptq-mem: refuse, or bound the factorizations */
     if (par < 0) return 1;
     gp.factor_par = par;
     int64_t nw = o->n_ids / o->ctx;
     if (o->chunks > 0 && o->chunks < nw) nw = o->chunks;
     if (!quiet)
-        fprintf(stderr, "qforge %s: gptq: %" PRId64 " windows of %" PRId64 " tokens of %s through the model layer by layer; "
-                "each layer's tensors are written as soon as its Hessians are complete\n", cmd, nw, o->ctx, o->text);
+        fprintf(stderr, "qforge %s: gptq: %" PRId64 " windows of %" PRId64 " tokens of %s, %s%s, layer by layer; each layer's "
+                "tensors are written as soon as its statistics are complete%s%s\n", cmd, nw, o->ctx, o->text,
+                o->load ? "statistics read from " : "through the model", o->load ? o->load : "", o->save ? "; statistics saved to " : "",
+                o->save ? o->save : "");
     double t0 = qx_now();
     qx_status s = ps_gptq_convert(pl, out, p, &gp, r, &o->res, e);
     if (s != QX_OK) return cli_fail(e);
@@ -142,7 +168,7 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
 /* Sustained rates per core measured by `make bench` (bench/bench_gptq.c, bench_engine) on the
  * project's 2-core AVX-512 machine with Debian's OpenBLAS (docs/gptq.md has the figures and
  * the date); the H200 rate is an assumption (no device run yet). */
-#define RATE_FORWARD 25.0e9   /* engine matmuls on FP8 weights, FLOP/s */
+#define RATE_FORWARD 30.0e9   /* engine matmuls on FP8 weights, FLOP/s (v3-layers imatrix: 33) */
 #define RATE_GRAM 140.0e9     /* Hessians (sgemm row blocks) */
 #define RATE_FACTOR 100.0e9   /* LAPACK dpotrf + dtrtri, double */
 #define RATE_FEEDBACK 95.0e9  /* lazy-batch product (sgemm) */

@@ -12,7 +12,10 @@
  * deterministic, and nothing depends on which thread runs what. */
 #include "pass.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +79,9 @@ typedef struct {
     uent *cache;             /* factors in use */
     int active, par;         /* factorizations running, allowed at once */
     uint64_t kept_bytes, live_bytes;   /* the layer's H / kept rows; factors alive + running workspaces */
+    int save_fd;             /* --gptq-save's .part, -1 none */
+    char save_part[4200];
+    int saved;
 } stream;
 
 static void note_peak(stream *s) {
@@ -207,7 +213,10 @@ static void keep_counts(stream *s, cal_hessians *h, int layer) {
 
 static qx_status on_layer(void *ud, cal_hessians *h, int layer, qx_err *e) {
     stream *s = ud;
-    (void)e;
+    if (s->save_fd >= 0) {
+        QX_TRY(cal_hessian_file_layer(h, layer, s->save_fd, s->save_part, e));
+        s->saved++;
+    }
     keep_counts(s, h, layer);
     double t1 = qx_now();
     pthread_mutex_lock(&s->mu);
@@ -248,7 +257,8 @@ static void *engine_main(void *ud) {
     qx_err e;
     qx_err_clear(&e);
     double t0 = qx_now();
-    qx_status st = cal_hessian_run(s->m, gp->ids, gp->n_ids, &hp, &h, &e);
+    qx_status st = gp->load_path ? cal_hessian_replay(gp->load_path, cal_model_hparams(s->m), (int)gp->experts, gp->settings, &hp, &e)
+                                 : cal_hessian_run(s->m, gp->ids, gp->n_ids, &hp, &h, &e);
     cal_hessian_free(h);
     pthread_mutex_lock(&s->mu);
     s->r->seconds_engine = qx_now() - t0 - s->t_wait;
@@ -281,6 +291,18 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
         int L = layer_of(ti.name, s.n_layer);
         if (L >= 0) s.pending[L]++;
     }
+    s.save_fd = -1;
+    if (gp->save_path) {
+        snprintf(s.save_part, sizeof s.save_part, "%s.part", gp->save_path);
+        s.save_fd = open(s.save_part, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (s.save_fd < 0) st = qx_fail(e, QX_EIO, "%s: %s", s.save_part, strerror(errno));
+        else st = cal_hessian_file_begin(s.save_fd, s.save_part, s.n_layer, (int)gp->experts, gp->settings, e);
+        if (st != QX_OK) {
+            if (s.save_fd >= 0) { close(s.save_fd); unlink(s.save_part); }
+            free(s.pending); cal_model_close(s.m); if (s.has_skip) regfree(&s.skip);
+            return st;
+        }
+    }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     pthread_t th;
@@ -299,6 +321,16 @@ qx_status ps_gptq_convert(cv_plan *pl, const char *out, const cv_params *p, cons
         pthread_mutex_unlock(&s.mu);
         pthread_join(th, NULL);
         if (st == QX_OK && s.engine_status != QX_OK) { *e = s.engine_err; st = s.engine_status; }
+    }
+    if (s.save_fd >= 0) {   /* complete only when every layer is in: then renamed into place */
+        if (st == QX_OK && s.saved != s.n_layer + 1)
+            st = qx_fail(e, QX_EIO, "%s: %d of %d layers saved", s.save_part, s.saved, s.n_layer + 1);
+        if (st == QX_OK) st = cal_hessian_file_end(s.save_fd, s.save_part, s.saved, e);
+        if (st == QX_OK && fsync(s.save_fd) != 0) st = qx_fail(e, QX_EIO, "%s: fsync: %s", s.save_part, strerror(errno));
+        if (close(s.save_fd) != 0 && st == QX_OK) st = qx_fail(e, QX_EIO, "%s: close: %s", s.save_part, strerror(errno));
+        if (st == QX_OK && rename(s.save_part, gp->save_path) != 0)
+            st = qx_fail(e, QX_EIO, "rename %s -> %s: %s", s.save_part, gp->save_path, strerror(errno));
+        if (st != QX_OK) unlink(s.save_part);
     }
     gr->seconds_factor = s.t_factor;
     gr->seconds_waiting = s.t_wait;

@@ -30,6 +30,9 @@ typedef struct {
     const char *skip;             /* POSIX ERE: GGUF names quantized without feedback (NULL: none) */
     int n_threads;                /* engine threads (0: OpenMP default) */
     int factor_par;               /* matrices factored at once (0: the thread count); --gptq-mem sets it */
+    const char *save_path;        /* --gptq-save: the statistics, layer by layer, to this file (via .part) */
+    const char *load_path;        /* --gptq-load: the statistics from this file instead of running the engine */
+    uint64_t settings;            /* the hash a statistics file is tied to (model, tokens, windows) */
     void (*progress)(void *ud, int layer, int n_layer, int64_t done, int64_t total);
     void *progress_ud;
 } ps_gptq_params;

@@ -9,7 +9,10 @@
  *     both;
  *  4. --gptq-mem below the predicted peak: refused before starting, no output written;
  *  5. kill -9 mid-run, then --resume: byte-identical to the uninterrupted build; a resume
- *     with other GPTQ settings is refused (they are in the plan hash). */
+ *     with other GPTQ settings is refused (they are in the plan hash);
+ *  6. --gptq-save on one build, --gptq-load on another preset: the same bytes as that preset
+ *     built directly; a file of other windows, or truncated, refused with a one-line error and
+ *     no output. */
 #include "tests/util/tu.h"
 
 #include <jansson.h>
@@ -124,6 +127,29 @@ int main(void) {
     TU_CHECK(tu_system("grep -q 'resumed:' %s/r3.log", t) == 0, "the resumed run skipped nothing");
     snprintf(b, sizeof b, "%s/t1.gguf", t);
     TU_CHECK(same_file(a, b), "resumed --gptq build differs from the uninterrupted one");
+    /* 6. the statistics file */
+    TU_CHECK(tu_system("%s convert %s -o %s/sv.gguf --type Q2_K --imatrix %s/im.gguf --gptq %s/calib.txt %s --gptq-save %s/st.qfh > %s/log 2>&1",
+                       q, m, t, t, m, g, t, t) == 0, "--gptq-save");
+    snprintf(a, sizeof a, "%s/sv.gguf", t);
+    snprintf(b, sizeof b, "%s/t1.gguf", t);
+    TU_CHECK(same_file(a, b), "--gptq-save changed the build");
+    TU_CHECK(tu_system("%s convert %s -o %s/ld.gguf --type IQ2_XXS --imatrix %s/im.gguf --gptq %s/calib.txt %s --gptq-load %s/st.qfh > %s/log 2>&1",
+                       q, m, t, t, m, g, t, t) == 0, "--gptq-load");
+    TU_CHECK(tu_system("%s convert %s -o %s/dir.gguf --type IQ2_XXS --imatrix %s/im.gguf --gptq %s/calib.txt %s > %s/log 2>&1",
+                       q, m, t, t, m, g, t) == 0, "IQ2_XXS --gptq");
+    snprintf(a, sizeof a, "%s/ld.gguf", t);
+    snprintf(b, sizeof b, "%s/dir.gguf", t);
+    TU_CHECK(same_file(a, b), "--gptq-load build differs from the direct --gptq build of the same preset");
+    rc = tu_system("%s convert %s -o %s/bad.gguf --type IQ2_XXS --imatrix %s/im.gguf --gptq %s/calib.txt --gptq-chunks 5 --gptq-ctx 128"
+                   " --gptq-load %s/st.qfh > %s/bad.log 2>&1", q, m, t, t, m, t, t);
+    TU_CHECK(rc != 0 && tu_system("grep -q 'gathered for another' %s/bad.log", t) == 0, "other windows must be refused");
+    TU_CHECK(tu_system("head -c 300000 %s/st.qfh > %s/tr.qfh", t, t) == 0, "truncate");
+    rc = tu_system("%s convert %s -o %s/bad.gguf --type IQ2_XXS --imatrix %s/im.gguf --gptq %s/calib.txt %s --gptq-load %s/tr.qfh > %s/bad.log 2>&1",
+                   q, m, t, t, m, g, t, t);
+    TU_CHECK(rc != 0 && tu_system("test $(grep -c 'error:.*tr.qfh: layer' %s/bad.log) -eq 1 && test $(grep -c 'error' %s/bad.log) -eq 1", t, t) == 0,
+             "a truncated statistics file must be refused naming it and the layer");
+    snprintf(a, sizeof a, "%s/bad.gguf", t);
+    TU_CHECK(stat(a, &st) != 0, "a refused --gptq-load left %s", a);
     json_decref(run); json_decref(dry); json_decref(mj);
     return tu_done("test_gptq_stream");
 }
