@@ -407,6 +407,18 @@ typedef struct {
 } cal_sens_params;
 
 cal_sens_params cal_sens_default_params(void);
+/* The weight error of a tensor at a type, as cal_sens_run computes it, added part by part:
+ * src [nr, n] f32 holds rows [r0, r0 + nr) of a tensor of `rows` rows of n in `slices` equal
+ * slices (slice = expert or head); each row is quantized exactly as convert/ writes it with
+ * the importance of its slice from en (NULL, or an entry of another shape: none; a type that
+ * needs one then fails) and Σ imp (w - q)^2, Σ imp w^2 are added to sum row by row in row
+ * order, so calls over consecutive row ranges give the bits of one call over all, for any
+ * n_threads (0: qx_default_threads()).  q (nr x qt_row_size(type, n) bytes) receives the
+ * data unless NULL.  werr = cal_werr_of(sum). */
+typedef struct { double num, den; } cal_werr_sum;
+qx_status cal_werr_add(const char *name, const float *src, int64_t n, int64_t rows, int64_t slices, int64_t r0, int64_t nr,
+                       qt_type type, const im_entry *en, int n_threads, uint8_t *q, cal_werr_sum *sum, qx_err *e);
+double cal_werr_of(const cal_werr_sum *sum);
 qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,
                        size_t n, qx_err *e);
 

@@ -39,48 +39,70 @@ static qx_status decode_src(cal_model *m, const gf_tensor *t, float **out, qx_er
     return QX_OK;
 }
 
-/* Quantizes src (the tensor t) to type into q, returns the weighted relative error. */
-static qx_status quantize_tensor(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, uint8_t *q,
-                                 double *werr, qx_err *e) {
+qx_status cal_werr_add(const char *name, const float *src, int64_t n, int64_t rows, int64_t slices, int64_t r0, int64_t nr,
+                       qt_type type, const im_entry *en, int n_threads, uint8_t *q, cal_werr_sum *sum, qx_err *e) {
     const qt_traits *tr = enc_traits(type);
-    const int64_t n = t->ne[0], rows = (int64_t)(t->n_elems / (uint64_t)n);
-    const int64_t slices = t->ne[2] * t->ne[3], rps = rows / slices;
     const uint64_t rs = qt_row_size(type, n);
-    if (!tr || !rs) return qx_fail(e, QX_EINVAL, "tensor '%s': cannot quantize rows of %lld to %s", t->name, (long long)n, qt_type_name(type));
-    const im_entry *en = im ? im_find(im, t->name) : NULL;
+    if (!tr || !rs || slices < 1 || rows % slices || r0 < 0 || nr < 1 || r0 + nr > rows)
+        return qx_fail(e, QX_EINVAL, "tensor '%s': cannot quantize rows of %lld to %s", name, (long long)n, qt_type_name(type));
+    const int64_t rps = rows / slices, x0 = r0 / rps, nx = (r0 + nr - 1) / rps - x0 + 1;
     if (en && (en->ne0 != n || (en->nmat != 1 && en->nmat != slices))) en = NULL;
-    if (tr->needs_imatrix && !en) return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix entry", t->name, qt_type_name(type));
-    float *imp = en ? malloc((size_t)(slices * n) * sizeof(float)) : NULL;
-    if (en && !imp) return qx_fail(e, QX_ENOMEM, "out of memory");
-    for (int64_t x = 0; en && x < slices; x++) {
-        qx_status s = im_importance(en, en->nmat > 1 ? x : 0, imp + x * n, e);
-        if (s != QX_OK) { free(imp); return s; }
+    if (tr->needs_imatrix && !en) return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix entry", name, qt_type_name(type));
+    float *imp = en ? malloc((size_t)(nx * n) * sizeof(float)) : NULL;   /* [nx, n]: slices x0 .. x0 + nx - 1 */
+    double *acc = malloc((size_t)(2 * nr + 1) * sizeof(double));         /* [nr][2]: Σ imp (w-q)^2, Σ imp w^2 */
+    if ((en && !imp) || !acc) { free(imp); free(acc); return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name); }
+    for (int64_t x = 0; en && x < nx; x++) {
+        qx_status s = im_importance(en, en->nmat > 1 ? x0 + x : 0, imp + x * n, e);
+        if (s != QX_OK) { free(imp); free(acc); return s; }
     }
-    double num = 0, den = 0;
     int fail = 0;
+    if (n_threads <= 0) n_threads = qx_default_threads();
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) reduction(+ : num, den, fail)
+#pragma omp parallel num_threads(n_threads) reduction(+ : fail)
 #endif
-    for (int64_t r = 0; r < rows; r++) {
-        const float *w = src + r * n, *ip = imp ? imp + (r / rps) * n : NULL;
-        uint8_t *qr = q + (uint64_t)r * rs;
-        tr->from_float(w, qr, n, ip);
+    {
         float *d = malloc((size_t)n * sizeof(float));
-        if (!d) { fail++; continue; }
-        tr->to_float(qr, d, n);
-        double a = 0, b = 0;
-        for (int64_t j = 0; j < n; j++) {
-            double wt = ip ? ip[j] : 1.0, dd = (double)w[j] - d[j];
-            a += wt * dd * dd;
-            b += wt * (double)w[j] * w[j];
+        uint8_t *scratch = q ? NULL : malloc(rs);
+        if (!d || (!q && !scratch)) fail++;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 4)
+#endif
+        for (int64_t r = 0; r < nr; r++) {
+            if (fail) continue;
+            const float *w = src + r * n, *ip = imp ? imp + ((r0 + r) / rps - x0) * n : NULL;
+            uint8_t *qr = q ? q + (uint64_t)r * rs : scratch;
+            tr->from_float(w, qr, n, ip);
+            tr->to_float(qr, d, n);
+            double a = 0, b = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double wt = ip ? ip[j] : 1.0, dd = (double)w[j] - d[j];
+                a += wt * dd * dd;
+                b += wt * (double)w[j] * w[j];
+            }
+            acc[2 * r] = a;
+            acc[2 * r + 1] = b;
         }
-        num += a;
-        den += b;
         free(d);
+        free(scratch);
     }
+    for (int64_t r = 0; r < nr && !fail; r++) { sum->num += acc[2 * r]; sum->den += acc[2 * r + 1]; }
     free(imp);
-    if (fail) return qx_fail(e, QX_ENOMEM, "out of memory");
-    *werr = den > 0 ? num / den : 0.0;
+    free(acc);
+    if (fail) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name);
+    return QX_OK;
+}
+
+double cal_werr_of(const cal_werr_sum *sum) { return sum->den > 0 ? sum->num / sum->den : 0.0; }
+
+/* Quantizes src (the tensor t) to type into q, returns the weighted relative error. */
+static qx_status quantize_tensor(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
+                                 uint8_t *q, double *werr, qx_err *e) {
+    const int64_t n = t->ne[0], rows = (int64_t)(t->n_elems / (uint64_t)n);
+    const im_entry *en = im ? im_find(im, t->name) : NULL;
+    const int64_t slices = t->ne[2] * t->ne[3];
+    cal_werr_sum sum = {0, 0};
+    QX_TRY(cal_werr_add(t->name, src, n, rows, slices, 0, rows, type, en, n_threads, q, &sum, e));
+    *werr = cal_werr_of(&sum);
     return QX_OK;
 }
 
@@ -109,7 +131,7 @@ qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const ca
         q = bytes ? malloc(bytes) : NULL;
         if (!q) { s = qx_fail(e, bytes ? QX_ENOMEM : QX_EINVAL, "tensor '%s': cannot hold type %s", it->name, qt_type_name(it->type)); break; }
         it->bytes = bytes;
-        s = quantize_tensor(t, src, it->type, p->im, q, &it->werr, e);
+        s = quantize_tensor(t, src, it->type, p->im, p->ppl.n_threads, q, &it->werr, e);
         if (s == QX_OK && it->measure) {
             s = cal_model_override(m, it->name, it->type, q, e);
             cal_ppl_result r;

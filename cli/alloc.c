@@ -4,7 +4,10 @@
  * saves the chosen table, and turns it (or a saved recipe) into exact --tensor-type rules.
  * Tensors the table does not name take the costs of the measured tensor of the same role
  * (name without "blk.N.") at the nearest relative depth, scaled by weight count: that is how
- * a fixture's table plans the 671B (docs/allocation.md). */
+ * a fixture's table plans the 671B (docs/allocation.md); with --werr the werr of the model's
+ * own tensors replace the role's, mapped to ΔKLD by the role's fit.  Every tensor's candidates
+ * include the type llama.cpp's smallest preset (IQ1_S) gives it and the row-length fallbacks
+ * of the table's types, so any target down to that preset's file size is reachable. */
 #include "cli.h"
 #include "cli_alloc.h"
 
@@ -21,6 +24,8 @@ const char *cli_alloc_usage(void) {
            "                            (bytes, or with K/M/G = 10^3/6/9 or KiB/MiB/GiB); needs --sensitivity\n"
            "  --target-bpw X            the same for a bits-per-weight target (tensor bytes * 8 / weights)\n"
            "  --sensitivity S.json      table of `qforge sensitivity` (measured cost per tensor and type)\n"
+           "  --werr W.json             this model's own weight errors (qforge sensitivity MODEL --werr-only): every\n"
+           "                            tensor S.json did not measure takes them, mapped to ΔKLD by its role's fit\n"
            "  --save-recipe F.json      save the chosen types (one per tensor)\n"
            "  --recipe F.json           apply a saved recipe exactly (a reproducible release)\n";
 }
@@ -47,7 +52,8 @@ static bool parse_target(const char *s, uint64_t *out) {
 int cli_alloc_arg(cli_alloc_opts *o, const char *cmd, int argc, char **argv, int *i, int *rc) {
     const char *a = argv[*i];
     const char **dst = !strcmp(a, "--target-size") ? &o->target : !strcmp(a, "--sensitivity") ? &o->sens
-                     : !strcmp(a, "--save-recipe") ? &o->save_recipe : !strcmp(a, "--recipe") ? &o->recipe : NULL;
+                     : !strcmp(a, "--save-recipe") ? &o->save_recipe : !strcmp(a, "--recipe") ? &o->recipe
+                     : !strcmp(a, "--werr") ? &o->werr : NULL;
     bool bpw = !strcmp(a, "--target-bpw");
     if (!dst && !bpw) return 0;
     if (*i + 1 >= argc) { *rc = cli_usage_error(cmd, "%s needs a value", a); return 1; }
@@ -102,6 +108,105 @@ static int table_layers(const cv_sens *s) {
     return m;
 }
 
+/* The fit that predicts a tensor's costs: its role's entry when fitted, else the pooled fit. */
+typedef struct {
+    const cv_sens *s;          /* the measured table */
+    const cv_sens *w;          /* the model's own weight errors (--werr), or NULL */
+    bool pooled;
+    double pa, pb;             /* cv_sens_pooled_fit */
+} cost_model;
+
+static int add_type(qt_type *ty, int k, qt_type t, int64_t ne0) {
+    if (!qt_row_size(t, ne0) || k >= CV_SENS_MAX_OPT) return k;
+    for (int j = 0; j < k; j++)
+        if (ty[j] == t) return k;
+    ty[k] = t;
+    return k + 1;
+}
+
+static const cv_sens_opt *opt_of(const cv_sens_tensor *t, qt_type type) {
+    for (int j = 0; t && j < t->n_opt; j++)
+        if (t->opt[j].type == type) return &t->opt[j];
+    return NULL;
+}
+
+/* The table's entry was measured on the weights --werr saw (not a same-named tensor of another
+ * model): its werr agree with theirs at every common type (1e-3: another imatrix may differ). */
+static bool same_weights(const cv_sens_tensor *st, const cv_sens_tensor *own) {
+    int k = 0;
+    for (int j = 0; j < st->n_opt; j++) {
+        const cv_sens_opt *o = opt_of(own, st->opt[j].type);
+        if (!o) continue;
+        if (fabs(o->werr - st->opt[j].werr) > 1e-3 * st->opt[j].werr) return false;
+        k++;
+    }
+    return k > 0;
+}
+
+/* Candidates of plan tensor t and their predicted costs (op/ty [CV_SENS_MAX_OPT]); st is its
+ * table entry (own or its role's, NULL: none), floor_t the type of the smallest preset (IQ1_S,
+ * after the row-length fallback) that is always a candidate.  A tensor the table measured keeps
+ * its measured costs (with --werr: only when its werr are those of these weights); any other
+ * takes werr from --werr (the model's own), else from its role's entry, else
+ * cv_sens_werr_estimate, and maps it through its role's fit (the pooled fit without one),
+ * scaled by weight count.  Returns the count, 0 when nothing is predictable. */
+static int tensor_options(const cost_model *cm, const cv_sens_tensor *st, const cv_tensor_info *t, int floor_t,
+                          cv_alloc_opt *op, qt_type *ty) {
+    const int64_t ne0 = t->ne[0];
+    const uint64_t rows = t->n_elems / (uint64_t)ne0;
+    const cv_sens_tensor *own = cm->w ? cv_sens_find(cm->w, t->name) : NULL;
+    bool measured = st && st->fitted && !strcmp(st->name, t->name) && st->ne0 == ne0 && st->n_elems == t->n_elems &&
+                    (!own || same_weights(st, own));
+    int k = 0;
+    if (own && !measured)
+        for (int j = 0; j < own->n_opt; j++) k = add_type(ty, k, own->opt[j].type, ne0);
+    else if (st)
+        for (int j = 0; j < st->n_opt; j++) k = add_type(ty, k, cv_type_fallback(st->opt[j].type, ne0), ne0);
+    else
+        k = cv_sens_candidates(ne0, true, ty);
+    if (floor_t >= 0) k = add_type(ty, k, (qt_type)floor_t, ne0);
+    int n = 0;
+    for (int j = 0; j < k; j++) {
+        const cv_sens_opt *m = opt_of(st, ty[j]), *o = own && !measured ? opt_of(own, ty[j]) : NULL;
+        double werr = o ? o->werr : m ? m->werr : cv_sens_werr_estimate(cm->s, st, ty[j], ne0), cost;
+        if (measured && m) cost = m->cost * (double)t->n_elems / (double)st->n_elems;
+        else if (st && st->fitted) cost = cv_sens_cost_at(st, werr) * (double)t->n_elems / (double)st->n_elems;
+        else if (cm->pooled) cost = werr > 0 ? exp(cm->pa + cm->pb * log(werr)) * (double)t->n_elems : 0.0;
+        else continue;
+        op[n].bytes = qx_pad(qt_row_size(ty[j], ne0) * rows, ALIGN);
+        op[n].cost = cost;
+        ty[n++] = ty[j];
+    }
+    return n;
+}
+
+/* The type each tensor of the input gets from the smallest preset, IQ1_S (with llama-quantize's
+ * row-length fallbacks), in plan order; -1 where it cannot be planned. */
+static int *floor_types(const char *in, bool gguf, const cv_params *p, const cv_plan *pl, qx_err *e) {
+    size_t nt = cv_plan_tensor_count(pl);
+    cv_params fp = *p;
+    fp.preset = "IQ1_S";
+    fp.n_tensor_types = 0;
+    fp.tensor_types = NULL;
+    fp.output_tensor_type = fp.token_embedding_type = NULL;
+    fp.pure = false;
+    int *ft = malloc((nt + 1) * sizeof *ft);
+    cv_plan *fl = NULL;
+    if (!ft) { qx_fail(e, QX_ENOMEM, "out of memory"); return NULL; }
+    if ((gguf ? cv_plan_from_gguf(&fl, in, &fp, e) : cv_plan_create(&fl, in, &fp, e)) != QX_OK) { free(ft); return NULL; }
+    for (size_t i = 0; i < nt; i++) {
+        cv_tensor_info t, f;
+        cv_plan_tensor(pl, i, &t);
+        ft[i] = -1;
+        for (size_t k = 0; k < cv_plan_tensor_count(fl) && ft[i] < 0; k++) {   /* the same index unless the maps differ */
+            cv_plan_tensor(fl, (i + k) % cv_plan_tensor_count(fl), &f);
+            if (!strcmp(f.name, t.name)) ft[i] = (int)f.type;
+        }
+    }
+    cv_plan_free(fl);
+    return ft;
+}
+
 static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool gguf, const cv_params *p, bool quiet) {
     qx_err e = {0};
     cv_sens s = {0};
@@ -115,6 +220,13 @@ static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool ggu
     cv_plan *pl = NULL;
     if ((gguf ? cv_plan_from_gguf(&pl, in, &bp, &e) : cv_plan_create(&pl, in, &bp, &e)) != QX_OK) { cv_sens_free(&s); return cli_fail(&e); }
     size_t nt = cv_plan_tensor_count(pl), n = 0;
+    cost_model cm = { &s, NULL, false, 0, 0 };
+    cm.pooled = cv_sens_pooled_fit(&s, &cm.pa, &cm.pb);
+    cv_sens w = {0};
+    if (o->werr && cv_sens_load(o->werr, &w, &e) != QX_OK) { cv_plan_free(pl); cv_sens_free(&s); return cli_fail(&e); }
+    cm.w = o->werr ? &w : NULL;
+    int *ft = floor_types(in, gguf, p, pl, &e);
+    if (!ft) { cv_plan_free(pl); cv_sens_free(&s); cv_sens_free(&w); return cli_fail(&e); }
     cv_alloc_tensor *ts = calloc(nt + 1, sizeof *ts);
     cv_alloc_opt *opts = calloc((nt + 1) * CV_SENS_MAX_OPT, sizeof *opts);
     qt_type *types = calloc((nt + 1) * CV_SENS_MAX_OPT, sizeof *types);
@@ -134,20 +246,12 @@ static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool ggu
         cv_plan_tensor(pl, i, &t);
         if (t.wanted != QT_Q8_0) continue;
         const cv_sens_tensor *st = lookup(&s, t.name, n_layer, sn_layer);
-        if (!st) { fprintf(stderr, "qforge %s: error: tensor '%s' has no entry (nor one of its role) in %s\n", cmd, t.name, o->sens); rc = 1; break; }
         fixed -= qx_pad(t.nbytes, ALIGN);
         quant_elems += t.n_elems;
         cv_alloc_opt *op = opts + n * CV_SENS_MAX_OPT;
         qt_type *ty = types + n * CV_SENS_MAX_OPT;
-        int k = 0;
-        for (int j = 0; j < st->n_opt; j++) {
-            uint64_t rs = qt_row_size(st->opt[j].type, t.ne[0]);
-            if (!rs || st->opt[j].cost < 0) continue;
-            op[k].bytes = qx_pad(rs * (t.n_elems / (uint64_t)t.ne[0]), ALIGN);
-            op[k].cost = st->opt[j].cost * (double)t.n_elems / (double)st->n_elems;
-            ty[k++] = st->opt[j].type;
-        }
-        if (!k) { fprintf(stderr, "qforge %s: error: tensor '%s': no measured candidate type fits rows of %lld\n", cmd, t.name, (long long)t.ne[0]); rc = 1; break; }
+        int k = tensor_options(&cm, st, &t, ft ? ft[i] : -1, op, ty);
+        if (!k) { fprintf(stderr, "qforge %s: error: tensor '%s': %s has no measured point to predict its costs from\n", cmd, t.name, o->sens); rc = 1; break; }
         ts[n].n_opt = k;
         ts[n].opt = op;
         which[n++] = i;
@@ -187,9 +291,10 @@ static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool ggu
                100.0 * (double)(o->target_bytes - fixed - r.bytes) / (double)o->target_bytes);
     }
     (void)quant_elems;
-    free(ts); free(opts); free(types); free(which); free(pick);
+    free(ts); free(opts); free(types); free(which); free(pick); free(ft);
     cv_plan_free(pl);
     cv_sens_free(&s);
+    cv_sens_free(&w);
     return rc;
 }
 
@@ -197,7 +302,7 @@ int cli_alloc_prepare(cli_alloc_opts *o, const char *cmd, const char *in, bool g
                       bool quiet) {
     bool target = o->target || o->target_bpw > 0;
     if (!target && !o->recipe) {
-        if (o->save_recipe || o->sens) return cli_usage_error(cmd, "--save-recipe/--sensitivity need --target-size or --target-bpw");
+        if (o->save_recipe || o->sens || o->werr) return cli_usage_error(cmd, "--save-recipe/--sensitivity/--werr need --target-size or --target-bpw");
         return 0;
     }
     if (target && o->recipe) return cli_usage_error(cmd, "give either --recipe or a target, not both");
@@ -210,7 +315,8 @@ int cli_alloc_prepare(cli_alloc_opts *o, const char *cmd, const char *in, bool g
         return rc;
     if (o->save_recipe) {
         char c[512];
-        snprintf(c, sizeof c, "qforge %s --target-size %llu --sensitivity %s", cmd, (unsigned long long)o->target_bytes, o->sens ? o->sens : "");
+        snprintf(c, sizeof c, "qforge %s --target-size %llu --sensitivity %s%s%s", cmd, (unsigned long long)o->target_bytes, o->sens ? o->sens : "",
+                 o->werr ? " --werr " : "", o->werr ? o->werr : "");
         if (cv_recipe_write(&o->table, o->save_recipe, c, &e) != QX_OK) return cli_fail(&e);
     }
     o->rules = calloc(o->table.n + 1, sizeof *o->rules);

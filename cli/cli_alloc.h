@@ -9,6 +9,7 @@ typedef struct {
     const char *target;        /* --target-size SIZE (text), NULL: none */
     double target_bpw;         /* --target-bpw X, 0: none */
     const char *sens;          /* --sensitivity S.json */
+    const char *werr;          /* --werr W.json: the model's own weight errors (sensitivity --werr-only) */
     const char *save_recipe;   /* --save-recipe F.json */
     const char *recipe;        /* --recipe F.json */
     /* filled by cli_alloc_prepare */

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "calib/calib.h"
 #include "convert/convert.h"
+#include "pass/pass.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 
 static const char *help =
     "usage: qforge sensitivity MODEL --text FILE -o S.json [options]\n"
+    "       qforge sensitivity MODEL --werr-only -o W.json [--imatrix F] [--tensors RE] [-t N] [--dry-run]\n"
     "  MODEL          an F32/F16/BF16 GGUF (qforge convert --type F32) of the model to allocate\n"
     "  --text FILE    calibration text (use another text than the one you evaluate on)\n"
     "  --imatrix F    importance matrix used by the quantizers (as for convert)\n"
@@ -26,24 +28,75 @@ static const char *help =
     "                 \"shard\" object that convert refuses: `qforge merge -o S.json PART...` gives\n"
     "                 the unsharded table (every tensor's fit uses only its own candidates)\n"
     "  -t N           threads\n"
+    "  --werr-only    no engine, no text: the layer-local weight error (werr) of every candidate of every\n"
+    "                 tensor from MODEL's own weights (an HF checkpoint dir, FP8 included, or a GGUF) in one\n"
+    "                 streaming pass, <= 256 MiB of f32 rows at a time, with --imatrix when given; the\n"
+    "                 candidates add each tensor's type in llama.cpp's IQ1_S preset.  -o W.json is a table\n"
+    "                 without measured points: give it to convert/quantize as --werr W.json next to\n"
+    "                 --sensitivity S.json (docs/allocation.md).  --dry-run: tensors, candidates, bytes read,\n"
+    "                 memory and the time at the measured rates\n"
+    "  --tensors RE   with --werr-only: only the tensors whose GGUF name matches the POSIX ERE RE\n"
     "S.json is locked while written (S.json.lock beside it): a second writer of it stops at once.\n";
 
-/* Candidate types by row length: 256-block types when ne0 % 256 == 0, 32-block ones else. */
-static const qt_type cand256[] = { QT_IQ1_S, QT_IQ1_M, QT_IQ2_XXS, QT_IQ2_XS, QT_IQ2_S, QT_Q2_K, QT_IQ3_XXS, QT_Q3_K,
-                                   QT_IQ3_S, QT_IQ4_XS, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_Q8_0 };
-static const qt_type cand32[] = { QT_IQ4_NL, QT_Q4_0, QT_Q5_0, QT_Q8_0 };
+static void werr_done(void *ud, size_t k, size_t n, const cv_sens_tensor *t, double sec) {
+    (void)ud;
+    fprintf(stderr, "[%4zu/%zu] %-34s %2d types  werr %.3e (%s) .. %.3e (%s)  %.2f s\n", k + 1, n, t->name, t->n_opt, t->opt[0].werr,
+            qt_type_name(t->opt[0].type), t->opt[t->n_opt - 1].werr, qt_type_name(t->opt[t->n_opt - 1].type), sec);
+}
 
-static int candidates(int64_t ne0, bool have_imp, qt_type *out) {
-    int n = 0;
-    const qt_type *c = ne0 % 256 == 0 ? cand256 : cand32;
-    int nc = ne0 % 256 == 0 ? (int)(sizeof cand256 / sizeof *cand256) : (int)(sizeof cand32 / sizeof *cand32);
-    if (ne0 % 32) return 0;
-    for (int i = 0; i < nc; i++) {
-        const qt_traits *tr = qt_iq_traits(c[i]) ? qt_iq_traits(c[i]) : qt_get_traits(c[i]);
-        if (tr && tr->needs_imatrix && !have_imp) continue;
-        out[n++] = c[i];
+/* --werr-only: plans MODEL at Q8_0 (with the imatrix) and at IQ1_S (the floor candidates), runs
+ * the weight-error pass (pass/werr.c) or, with dry, prints its estimate. */
+static int werr_only(const char *model, const char *outp, const char *imp, const char *match, int64_t threads, bool dry) {
+    qx_err e = {0};
+    cv_params cp;
+    cv_default_params(&cp);
+    cp.preset = "Q8_0";
+    cp.imatrix = imp;
+    cv_plan *pl = NULL, *fl = NULL;
+    bool gguf = qx_ends_with(model, ".gguf");
+    if ((gguf ? cv_plan_from_gguf(&pl, model, &cp, &e) : cv_plan_create(&pl, model, &cp, &e)) != QX_OK) return cli_fail(&e);
+    cp.preset = "IQ1_S";
+    if ((gguf ? cv_plan_from_gguf(&fl, model, &cp, &e) : cv_plan_create(&fl, model, &cp, &e)) != QX_OK) { cv_plan_free(pl); return cli_fail(&e); }
+    int nthr = threads > 0 ? (int)threads : qx_default_threads();
+    int rc = 0;
+    if (dry) {
+        for (int k = 0; k < (imp ? 1 : 2) && !rc; k++) {
+            ps_werr_estimate est;
+            if (ps_werr_estimate_plan(pl, fl, match, nthr, k == 1, &est, &e) != QX_OK) { rc = cli_fail(&e); break; }
+            if (k == 0) printf("weight-error pass of %s: %.2f GB read once; memory %.1f MiB (<= 256 MiB of rows in f32\n"
+                               "  + 16 bytes per row)\n", model, est.bytes_read / 1e9,
+                               est.memory_bytes / 1048576.0);
+            printf("%s: %zu tensors, %zu candidates (%.3g weight-candidates); ~%.0f s with %d threads = %.0f thread-s quantizing\n"
+                   "  at the rates measured per type (docs/allocation.md) / %d + %.0f s decoding at %.2f GB/s\n",
+                   k == 0 ? (imp ? "with --imatrix" : "without --imatrix (no IQ1/IQ2/IQ3_XXS candidates)") : "with an imatrix",
+                   est.tensors, est.candidates, (double)est.weight_candidates, est.seconds, nthr, est.quant_thread_seconds, nthr,
+                   est.decode_seconds, PS_WERR_DECODE_GBPS);
+        }
+    } else {
+        ps_werr_params wp = { (int)threads, match, 0, werr_done, NULL };
+        ps_werr_stats st;
+        cv_sens w = {0};
+        qx_status s = ps_werr_run(pl, fl, &wp, &w, &st, &e);
+        if (s == QX_OK) {
+            char prov[4600];
+            snprintf(prov, sizeof prov, "qforge sensitivity %s --werr-only%s%s%s%s (qforge %s)", model, imp ? " --imatrix " : "", imp ? imp : "",
+                     match ? " --tensors " : "", match ? match : "", qx_version());
+            s = cv_sens_write(&w, outp, prov, &e);
+        }
+        if (s == QX_OK) {
+            printf("wrote %s: %zu tensors, %zu candidates, %.3g weights in %.1f s (decoding %.1f s); largest group %.1f MiB\n",
+                   outp, st.tensors, st.candidates, (double)st.weights, st.seconds, st.decode_seconds, st.group_bytes / 1048576.0);
+            printf("quantizing rate per type with %d threads (ns per weight, wall):", nthr);
+            for (int t = 0; t < QT_GGUF_COUNT; t++)
+                if (st.type_weights[t]) printf(" %s %.2f", qt_type_name((qt_type)t), 1e9 * st.type_seconds[t] / (double)st.type_weights[t]);
+            printf("\n");
+        }
+        cv_sens_free(&w);
+        if (s != QX_OK) rc = cli_fail(&e);
     }
-    return n;
+    cv_plan_free(fl);
+    cv_plan_free(pl);
+    return rc;
 }
 
 static void done(void *ud, size_t i, size_t n, const cal_sens_item *it) {
@@ -95,7 +148,7 @@ static int measure(const char *model, const char *text, const char *outp, const 
         im_entry *en = im ? im_find(im, t.name) : NULL;   /* usable as convert/plan.c attaches it */
         qx_err e2;
         bool have = en && im_entry_fit(en, im->legacy, t.ne[0], t.ne[2], &e2) == QX_OK;
-        int k = candidates(t.ne[0], have, c);
+        int k = cv_sens_candidates(t.ne[0], have, c);
         if (!k) continue;
         ngroups++;
         ne0s[i] = t.ne[0];
@@ -199,15 +252,16 @@ static int measure(const char *model, const char *text, const char *outp, const 
 }
 
 int cmd_sensitivity(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL;
+    const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL, *match = NULL;
     int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
-    bool dry = false;
+    bool dry = false, werr = false;
     qx_shard shard;
     memset(&shard, 0, sizeof shard);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
         if (!strcmp(a, "--dry-run")) { dry = true; continue; }
+        if (!strcmp(a, "--werr-only")) { werr = true; continue; }
         if (a[0] != '-') { if (model) return cli_usage_error("sensitivity", "unexpected argument '%s'", a); model = a; continue; }
         if (i + 1 >= argc) return cli_usage_error("sensitivity", "%s needs a value", a);
         const char *val = argv[++i];
@@ -217,6 +271,7 @@ int cmd_sensitivity(int argc, char **argv) {
         if (!strcmp(a, "--text")) text = val;
         else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &shard)) return cli_usage_error("sensitivity", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
         else if (!strcmp(a, "-o")) outp = val;
+        else if (!strcmp(a, "--tensors")) match = val;
         else if (!strcmp(a, "--imatrix")) imp = val;
         else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
         else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
@@ -225,10 +280,13 @@ int cmd_sensitivity(int argc, char **argv) {
         else return cli_usage_error("sensitivity", "bad option or value '%s %s'", a, val);
     }
     if (!model) return cli_usage_error("sensitivity", "MODEL is required");
-    if (!dry && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
+    if (match && !werr) return cli_usage_error("sensitivity", "--tensors needs --werr-only");
+    if (werr && (text || shard.count > 0)) return cli_usage_error("sensitivity", "--werr-only reads no text and has no --shard (use --tensors)");
+    if (!dry && !werr && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
+    if (!dry && werr && !outp) return cli_usage_error("sensitivity", "-o W.json is required");
     qx_lock lock = {-1, NULL};   /* one writer per S.json (and its S.json.base.qfb) */
     if (!dry && cli_lock_output("sensitivity", outp, argc, argv, &lock)) return 1;
-    int rc = measure(model, text, outp, imp, ctx, chunks, nmeas, threads, dry, &shard);
+    int rc = werr ? werr_only(model, outp, imp, match, threads, dry) : measure(model, text, outp, imp, ctx, chunks, nmeas, threads, dry, &shard);
     qx_lock_release(&lock);
     return rc;
 }

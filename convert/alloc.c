@@ -69,16 +69,102 @@ static bool fit(const cv_sens_tensor *t, double *a, double *b) {
     return true;
 }
 
+double cv_sens_cost_at(const cv_sens_tensor *t, double werr) {
+    if (!t->fitted) return -1.0;
+    return werr > 0 ? exp(t->fit_a + t->fit_b * log(werr)) : 0.0;
+}
+
 void cv_sens_predict(cv_sens *s) {
     for (size_t i = 0; i < s->n; i++) {
         cv_sens_tensor *t = &s->t[i];
-        double a, b;
-        bool ok = fit(t, &a, &b);
-        for (int j = 0; j < t->n_opt; j++) {
-            cv_sens_opt *o = &t->opt[j];
-            o->cost = !ok ? -1.0 : o->werr > 0 ? exp(a + b * log(o->werr)) : 0.0;
-        }
+        t->fitted = fit(t, &t->fit_a, &t->fit_b);
+        for (int j = 0; j < t->n_opt; j++) t->opt[j].cost = cv_sens_cost_at(t, t->opt[j].werr);
     }
+}
+
+bool cv_sens_pooled_fit(const cv_sens *s, double *a, double *b) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        for (int j = 0; j < s->t[i].n_opt; j++) {
+            const cv_sens_opt *o = &s->t[i].opt[j];
+            if (o->kld <= 0 || o->werr <= 0) continue;
+            double x = log(o->werr), y = log(o->kld / (double)s->t[i].n_elems);
+            sx += x; sy += y; sxx += x * x; sxy += x * y;
+            k++;
+        }
+    if (!k) return false;
+    double bb = k >= 2 && k * sxx - sx * sx > 1e-9 ? (k * sxy - sx * sy) / (k * sxx - sx * sx) : 1.0;
+    *b = bb < 0.5 ? 0.5 : bb > 2.0 ? 2.0 : bb;
+    *a = (sy - *b * sx) / (double)k;
+    return true;
+}
+
+static double bits_of(qt_type t, int64_t ne0) { return 8.0 * (double)qt_row_size(t, ne0) / (double)ne0; }
+
+/* log of the table's geometric-mean werr of `type` (0 in *have when no tensor has it). */
+static double log_mean_werr(const cv_sens *s, qt_type type, bool *have) {
+    double sum = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        for (int j = 0; j < s->t[i].n_opt; j++)
+            if (s->t[i].opt[j].type == type && s->t[i].opt[j].werr > 0) { sum += log(s->t[i].opt[j].werr); k++; }
+    *have = k > 0;
+    return k ? sum / (double)k : 0.0;
+}
+
+/* log G(type): the table's mean, or the log-linear fit in bits over the types it has. */
+static double log_g(const cv_sens *s, qt_type type, int64_t ne0) {
+    bool have;
+    double g = log_mean_werr(s, type, &have);
+    if (have) return g;
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int k = 0;
+    for (int t = 0; t < QT_GGUF_COUNT; t++) {
+        uint64_t rs = qt_row_size((qt_type)t, 256);
+        if (!rs || t == QT_F32 || t == QT_F16 || t == QT_BF16) continue;
+        double y = log_mean_werr(s, (qt_type)t, &have), x = bits_of((qt_type)t, 256);
+        if (!have) continue;
+        sx += x; sy += y; sxx += x * x; sxy += x * y;
+        k++;
+    }
+    double x = bits_of(type, ne0);
+    if (k >= 2 && k * sxx - sx * sx > 1e-9) {
+        double b = (k * sxy - sx * sy) / (k * sxx - sx * sx);
+        return (sy - b * sx) / k + b * x;
+    }
+    return log(0.25) - 1.386 * x;   /* ~4x less error per added bit (uniform quantizer) */
+}
+
+double cv_sens_werr_estimate(const cv_sens *s, const cv_sens_tensor *t, qt_type type, int64_t ne0) {
+    double dev = 0;
+    int k = 0;
+    for (int j = 0; t && j < t->n_opt; j++) {
+        bool have;
+        double g = log_mean_werr(s, t->opt[j].type, &have);
+        if (!have || t->opt[j].werr <= 0) continue;
+        dev += log(t->opt[j].werr) - g;
+        k++;
+    }
+    return exp(log_g(s, type, ne0) + (k ? dev / k : 0.0));
+}
+
+/* Candidates by row length: 256-block types when ne0 % 256 == 0, 32-block ones else. */
+static const qt_type cand256[] = { QT_IQ1_S, QT_IQ1_M, QT_IQ2_XXS, QT_IQ2_XS, QT_IQ2_S, QT_Q2_K, QT_IQ3_XXS, QT_Q3_K,
+                                   QT_IQ3_S, QT_IQ4_XS, QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_Q8_0 };
+static const qt_type cand32[] = { QT_IQ4_NL, QT_Q4_0, QT_Q5_0, QT_Q8_0 };
+
+int cv_sens_candidates(int64_t ne0, bool have_imp, qt_type *out) {
+    if (ne0 <= 0 || ne0 % 32) return 0;
+    bool k = ne0 % 256 == 0;
+    const qt_type *c = k ? cand256 : cand32;
+    int n = 0, nc = k ? (int)(sizeof cand256 / sizeof *cand256) : (int)(sizeof cand32 / sizeof *cand32);
+    for (int i = 0; i < nc; i++) {
+        const qt_traits *tr = qt_iq_traits(c[i]) ? qt_iq_traits(c[i]) : qt_get_traits(c[i]);
+        if (tr && tr->needs_imatrix && !have_imp) continue;
+        out[n++] = c[i];
+    }
+    return n;
 }
 
 /* ---------------- JSON ---------------- */

@@ -139,6 +139,13 @@ const char *cv_plan_preset(const cv_plan *pl);
 const char *cv_plan_warnings(const cv_plan *pl);
 /* Bits per weight of the plan: 8 * tensor bytes / weights. */
 double cv_plan_bpw(const cv_plan *pl);
+/* Rows [r0, r0 + nr) of output tensor i (a matrix; row r is row r % ne[1] of slice r / ne[1],
+ * slice = expert or head) decoded to f32 into dst [nr, ne[0]] exactly as cv_execute reads
+ * them (FP8/BF16 dequantized, experts stacked, attn_k_b/attn_v_b cut from kv_b); consumed
+ * source pages are released.  Reentrant for distinct i. */
+qx_status cv_plan_read_f32(const cv_plan *pl, size_t i, int64_t r0, int64_t nr, float *dst, qx_err *e);
+/* The importance entry cv_execute uses for output tensor i (borrowed from the plan), or NULL. */
+const im_entry *cv_plan_importance(const cv_plan *pl, size_t i);
 
 typedef struct {
     uint64_t bytes;                 /* output file size */
@@ -178,6 +185,8 @@ typedef struct {
     uint64_t n_elems;
     int n_opt;
     cv_sens_opt opt[CV_SENS_MAX_OPT];
+    bool fitted;        /* cv_sens_predict: log kld = fit_a + fit_b log werr holds */
+    double fit_a, fit_b;
 } cv_sens_tensor;
 typedef struct {
     double base_kld;    /* KLD of the unmodified source against the base (informational) */
@@ -192,6 +201,21 @@ void cv_sens_predict(cv_sens *s);
 qx_status cv_sens_parse(const char *buf, size_t len, const char *label, cv_sens *s, qx_err *e);
 qx_status cv_sens_load(const char *path, cv_sens *s, qx_err *e);
 qx_status cv_sens_write(const cv_sens *s, const char *path, const char *provenance, qx_err *e);
+/* Predicted ΔKLD of tensor t's fit at weight error werr (-1 without a fit; 0 at werr 0). */
+double cv_sens_cost_at(const cv_sens_tensor *t, double werr);
+/* One fit through every measured point of s, per weight: log(kld / n_elems) = a + b log werr
+ * (b in [0.5, 2]); for a tensor whose role the table lacks.  False without measured points. */
+bool cv_sens_pooled_fit(const cv_sens *s, double *a, double *b);
+/* werr of `type` for a tensor like t (row length ne0) when neither the table nor a weight-error
+ * pass has it: the table's geometric mean for the type (log-linear in bits per weight across
+ * types where no tensor has it) times t's mean ratio to the table at the types t has.  > 0. */
+double cv_sens_werr_estimate(const cv_sens *s, const cv_sens_tensor *t, qt_type type, int64_t ne0);
+/* The candidate types of a tensor with rows of ne0 (sensitivity and the weight-error pass):
+ * the 256-block K/IQ types when ne0 % 256 == 0, else IQ4_NL/Q4_0/Q5_0/Q8_0; the types that
+ * need an importance matrix only with have_imp.  Returns the count (<= CV_SENS_MAX_OPT). */
+int cv_sens_candidates(int64_t ne0, bool have_imp, qt_type *out);
+/* llama-quantize's row-length fallback (tensor_type_fallback): t when its block divides ne0. */
+qt_type cv_type_fallback(qt_type t, int64_t ne0);
 
 /* Multiple-choice knapsack: one option per tensor, Σ bytes <= budget, Σ cost minimal
  * (Lagrangian relaxation with bisection on lambda, then greedy upgrades by cost drop per

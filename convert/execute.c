@@ -553,3 +553,25 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
     outset_free(&os);
     return s;
 }
+
+qx_status cv_plan_read_f32(const cv_plan *pl, size_t i, int64_t r0, int64_t nr, float *dst, qx_err *e) {
+    if (i >= pl->n_outs) return qx_fail(e, QX_EINVAL, "tensor index %zu out of range", i);
+    const cv_out *o = &pl->outs[i];
+    if (o->n_dims < 2 || o->xf == XF_GEN) return qx_fail(e, QX_EINVAL, "tensor '%s': not a matrix", o->name);
+    const int64_t ne0 = o->ne[0], rps = o->ne[1], rows = (int64_t)(o->n_elems / (uint64_t)ne0);
+    if (r0 < 0 || nr < 1 || r0 + nr > rows)
+        return qx_fail(e, QX_EINVAL, "tensor '%s': rows [%lld, %lld) of %lld", o->name, (long long)r0, (long long)(r0 + nr), (long long)rows);
+    tbuf b;
+    memset(&b, 0, sizeof b);
+    qx_status s = QX_OK;
+    for (int64_t r = r0; r < r0 + nr && s == QX_OK;) {   /* pieces within one slice, at most a tile */
+        int64_t x = r / rps, rr = r % rps, m = tile_rows(o, rps - rr);
+        if (m > r0 + nr - r) m = r0 + nr - r;
+        s = decode(o, x, rr, m, dst + (uint64_t)(r - r0) * (uint64_t)ne0, &b, e);
+        r += m;
+    }
+    free(b.tmp);
+    return s;
+}
+
+const im_entry *cv_plan_importance(const cv_plan *pl, size_t i) { return i < pl->n_outs ? pl->outs[i].imp : NULL; }

@@ -437,7 +437,7 @@ static qt_type llama_rules(cv_recipe *r, const cv_out *o, qt_type t, bool tied, 
 }
 
 /* llama-quantize's tensor_type_fallback: a type whose block size divides ne0. */
-static qt_type fallback(qt_type t, int64_t ne0) {
+qt_type cv_type_fallback(qt_type t, int64_t ne0) {
     const qt_traits *tr = qt_get_traits(t);
     if (!tr || ne0 % tr->blck == 0) return t;
     qt_type f;
@@ -497,7 +497,7 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
             }
         }
         o->wanted = t;
-        o->type = fallback(t, o->ne[0]);
+        o->type = cv_type_fallback(t, o->ne[0]);
         if (o->type != o->wanted) pl->n_fallback++;
         const qt_traits *tr = qt_get_traits(o->type);
         if (!tr || !tr->from_float) tr = qt_iq_traits(o->type);

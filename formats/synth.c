@@ -56,6 +56,9 @@ static const synth_preset presets[] = {
     {"tiny-v31", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V31},
     {"tiny-v32", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 8, 1, 2, 4, 2, 1, 1, 3, true, false, false, false, 10000, SV_V32},
     {"v32-685b", HF_ARCH_DEEPSEEK_V3, 129280, 0, 7168, 18432, 61, 128, 128, 0, 1536, 512, 128, 64, 128, 2048, 256, 1, 8, 8, 4, 3, 1, 163, true, true, false, false, 10000, SV_V32},
+    /* expert-heavy, with head and expert shapes off the fixtures': q_lora 384, kv_lora 192, heads of
+     * 96 + 32, v 96 (attn_output rows of 576), 16 experts of 320 (rows not a multiple of 256) */
+    {"tiny-v3-odd", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1280, 3, 6, 6, 0, 384, 192, 96, 32, 96, 320, 16, 1, 2, 4, 2, 1, 0, 3, true, false, false, false, 10000, SV_V3},
     {"tiny-k2", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, true, false, false, false, 50000, SV_K2},
     {"tiny-k2-int4", HF_ARCH_DEEPSEEK_V3, 320, 0, 512, 1024, 3, 4, 4, 0, 256, 256, 64, 32, 64, 256, 12, 1, 2, 1, 1, 1, 0, 3, false, false, false, false, 50000, SV_K2_INT4},
     /* Kimi-K2.5: tiny-k2-int4's text model (same values for the same seed) + vision tensors */
@@ -68,7 +71,7 @@ static const synth_preset presets[] = {
 };
 
 const char *st_synth_preset_names(void) {
-    return "tiny-v3, tiny-v31, tiny-v32, tiny-k2, tiny-k2-int4, tiny-k25, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
+    return "tiny-v3, tiny-v31, tiny-v32, tiny-v3-odd, tiny-k2, tiny-k2-int4, tiny-k25, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
            "v3-layers (benchmarks), tiny-llama, tiny-qwen2";
 }
 

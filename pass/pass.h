@@ -75,4 +75,46 @@ typedef struct {
 void ps_gptq_estimate_plan(const cv_plan *pl, const cal_hparams *hp, double T, cal_hess_experts experts, int n_par,
                            ps_gptq_estimate *out);
 
+/* ---- the layer-local weight-error pass (pass/werr.c; `qforge sensitivity --werr-only`) ----
+ * For every tensor the plan pl would quantize (a Q8_0 plan of the model, with its imatrix
+ * when there is one: t.wanted == Q8_0) and every candidate type (cv_sens_candidates by its
+ * row length and importance entry, plus its type in the optional plan `floor`, e.g. the
+ * IQ1_S preset's with row-length fallbacks, when that type can be encoded), werr exactly as
+ * cal_sens_run computes it, from pl's own source (HF checkpoint or GGUF) decoded <= 256 MiB
+ * of f32 rows at a time (whole experts or heads when they fit).  `out` gets one table entry
+ * per tensor (werr and bytes; no kld, cost -1), in plan order; free it with cv_sens_free.
+ * The values do not depend on n_threads. */
+typedef struct {
+    int n_threads;                /* quantizer threads; 0: qx_default_threads() */
+    const char *match;            /* POSIX ERE: only tensors whose GGUF name matches (NULL: all) */
+    uint64_t group_bytes;         /* f32 bytes decoded at a time (0: 256 MiB; tests use less) */
+    /* optional, after each tensor: k of n done, its entry, seconds it took */
+    void (*tensor_done)(void *ud, size_t k, size_t n, const cv_sens_tensor *t, double seconds);
+    void *ud;
+} ps_werr_params;
+typedef struct {
+    size_t tensors, candidates;
+    uint64_t weights;                       /* Σ weights of the tensors done */
+    uint64_t group_bytes;                   /* largest f32 group decoded at once */
+    double seconds, decode_seconds;
+    double type_seconds[QT_GGUF_COUNT];     /* wall seconds quantizing to each type */
+    uint64_t type_weights[QT_GGUF_COUNT];   /* weights quantized to each type */
+} ps_werr_stats;
+/* Candidate types of tensor i of pl (see above) into out [CV_SENS_MAX_OPT]; 0: not quantized. */
+int ps_werr_candidates(const cv_plan *pl, const cv_plan *floor, size_t i, qt_type *out);
+qx_status ps_werr_run(const cv_plan *pl, const cv_plan *floor, const ps_werr_params *p, cv_sens *out, ps_werr_stats *st,
+                      qx_err *e);
+/* What ps_werr_run would do (no weights read): tensors, candidates, Σ candidates x weights,
+ * source bytes read (the whole checkpoint once), peak buffer bytes, and the time at the rates
+ * measured per type (pass/werr.c) on n_threads plus decoding at PS_WERR_DECODE_GBPS; with
+ * assume_imp as if every tensor had an importance entry (a plan made without the imatrix). */
+#define PS_WERR_DECODE_GBPS 0.5   /* FP8 source decoded by one thread (measured with the rates) */
+typedef struct {
+    size_t tensors, candidates;
+    uint64_t weight_candidates, bytes_read, memory_bytes;
+    double quant_thread_seconds, decode_seconds, seconds;
+} ps_werr_estimate;
+qx_status ps_werr_estimate_plan(const cv_plan *pl, const cv_plan *floor, const char *match, int n_threads, bool assume_imp,
+                                ps_werr_estimate *out, qx_err *e);
+
 #endif
