@@ -404,6 +404,11 @@ typedef struct {
     const im_matrix *im;      /* importance (borrowed), NULL for none */
     void (*item_done)(void *ud, size_t i, size_t n, const cal_sens_item *it);
     void *ud;
+    /* cal_sens_stream_run only: bytes of residual states held in memory (0: all; else at
+     * least 2 states: the base and a work buffer), the rest go to the scratch file `scratch`
+     * (created when needed, removed before returning, also on failure) */
+    uint64_t mem_bytes;
+    const char *scratch;
 } cal_sens_params;
 
 cal_sens_params cal_sens_default_params(void);
@@ -421,5 +426,44 @@ qx_status cal_werr_add(const char *name, const float *src, int64_t n, int64_t ro
 double cal_werr_of(const cal_werr_sum *sum);
 qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,
                        size_t n, qx_err *e);
+
+/* One-stream sensitivity (calib/sens_stream.c): the items of cal_sens_run measured in ONE
+ * layer-major pass that reads each weight once.  Every measured item is a residual state
+ * [windows x ctx, n_embd] f32: at layer L the states of earlier layers' items go through
+ * L's own weights, and each measured item of L branches off as a copy of the unmodified
+ * state entering L run through L with only its tensor quantized (token_embd: at the
+ * embedding; output: at the head).  The unmodified state's logits are saved as the base
+ * (p->ppl.save_base, required: written, then read back) and every item's KLD is measured
+ * against it exactly as cal_sens_run measures against a base of the same windows: the same
+ * batches, kernels and scoring, so the numbers agree with cal_sens_run's up to the
+ * thread-independent rounding of the engine (tests/test_sens_stream.c).  Items are taken in
+ * layer order whatever their order in items[]; werr/bytes as cal_sens_run.  p->ppl.base is
+ * ignored.  Only GGUF models whose output head is not tied to token_embd when token_embd
+ * is measured. */
+typedef struct {
+    int64_t n_win, n_ctx;          /* windows run */
+    int64_t n_states;              /* measured items (+ the base, not counted here) */
+    int64_t states_in_memory;      /* of n_states; the rest spill */
+    uint64_t state_bytes;          /* one state: n_win * n_ctx * n_embd * 4 */
+    uint64_t weight_bytes_read;    /* every tensor of the file, once */
+    uint64_t memory_bytes;         /* peak estimate: states in memory + base + work + the
+                                      largest tensor in f32 and quantized + activations */
+    uint64_t scratch_bytes;        /* peak size of the scratch file */
+    uint64_t scratch_io_bytes;     /* written + read back over the pass */
+    int64_t layer_passes;          /* (state, layer) steps, base included */
+    double flops;                  /* matmul + attention FLOPs of all steps and heads */
+    double seconds;                /* run: measured wall time; estimate: flops at CAL_SENS_FLOPS_PER_THREAD */
+} cal_sens_stream_stats;
+
+/* FLOP/s of one thread on the engine's f32/Q8_0 CPU matmuls (measured, docs/allocation.md):
+ * the --dry-run time projection. */
+#define CAL_SENS_FLOPS_PER_THREAD 8e9
+
+/* The plan of cal_sens_stream_run over n_win windows of n_ctx without running anything. */
+qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *items, size_t n, int64_t n_win, int64_t n_ctx,
+                                   int64_t logits_from, uint64_t mem_bytes, int n_threads, cal_sens_stream_stats *st,
+                                   qx_err *e);
+qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,
+                              size_t n, cal_sens_stream_stats *st, qx_err *e);
 
 #endif

@@ -16,17 +16,6 @@ cal_run_params cal_run_default_params(void) {
     return p;
 }
 
-typedef struct {
-    cal_model *m;
-    const cal_observer *obs;
-    int layer;
-    int64_t n_ctx;
-    int64_t t0;          /* global index of the batch's first token */
-    int32_t *pos;        /* [T] positions of the batch */
-    bool ref;            /* reference kernels */
-    const kn_backend *be;   /* where matmuls run */
-} fwd_ctx;
-
 static void *xmalloc(size_t n, qx_err *e) {
     void *p = malloc(n ? n : 1);
     if (!p) qx_fail(e, QX_ENOMEM, "engine: out of memory (%zu bytes)", n);
@@ -335,8 +324,7 @@ done:
     return s;
 }
 
-/* One decoder layer on the batch h [T, E] (updated in place). */
-static qx_status layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e) {
+qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd;
     float *xn = xmalloc((size_t)(T * E) * sizeof(float), e), *y = xmalloc((size_t)(T * E) * sizeof(float), e);
@@ -356,8 +344,7 @@ done:
     return s;
 }
 
-/* model.norm and the output head for windows [w0, w1). */
-static qx_status head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const cal_run_params *p,
+qx_status cal_head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const cal_run_params *p,
                           qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd, V = hp->n_vocab, S = c->n_ctx, T = (w1 - w0) * S;
@@ -424,7 +411,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
         for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
             int64_t nw = w + wpb <= n_win ? wpb : n_win - w;
             c.t0 = w * n_ctx;
-            s = layer_fwd(&c, &l, h + c.t0 * E, nw * n_ctx, e);
+            s = cal_layer_fwd(&c, &l, h + c.t0 * E, nw * n_ctx, e);
             if (s == QX_OK && obs && obs->hidden) obs->hidden(obs->ud, L, c.t0, h + c.t0 * E, nw * n_ctx, E);
             if (obs && obs->progress) obs->progress(obs->ud, L, (int)hp->n_layer, (w + nw) * n_ctx, T);
         }
@@ -437,7 +424,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
         int64_t nw = w + wpb <= n_win ? wpb : n_win - w;
         c.t0 = w * n_ctx;
-        s = head_fwd(&c, h, w, w + nw, &p, e);
+        s = cal_head_fwd(&c, h, w, w + nw, &p, e);
         if (obs && obs->progress) obs->progress(obs->ud, (int)hp->n_layer, (int)hp->n_layer, (w + nw) * n_ctx, T);
     }
     {

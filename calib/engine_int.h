@@ -60,4 +60,43 @@ float cal_yarn_mscale(double scale, double m);
 void cal_layer_free(cal_model *m, cal_layer *l);
 void cal_w_release(cal_model *m, cal_w *w);
 
+/* What one forward pass shares between the layer functions of calib/engine.c. */
+typedef struct {
+    cal_model *m;
+    const cal_observer *obs;
+    int layer;
+    int64_t n_ctx;
+    int64_t t0;          /* global index of the batch's first token */
+    int32_t *pos;        /* [T] positions of the batch */
+    bool ref;            /* reference kernels */
+    const kn_backend *be;   /* where matmuls run */
+} fwd_ctx;
+
+/* One decoder layer on the batch h [T, E] of c->t0's windows (updated in place); the
+ * engine's own step, shared with the one-stream sensitivity pass (calib/sens_stream.c). */
+qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e);
+/* model.norm and the output head (c->m->output) for windows [w0, w1) of h [n_win * S, E]:
+ * logits of positions p->logits_from.. to c->obs->logits, as cal_forward computes them. */
+qx_status cal_head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const cal_run_params *p, qx_err *e);
+/* A view of l with the data of its tensor `name` (GGUF, "blk.N.*.weight") replaced by data of
+ * type (borrowed): *out shares every other view with l (never cal_layer_free it; free with
+ * cal_layer_swap_free).  QX_ENOTFOUND when l has no such tensor. */
+qx_status cal_layer_swap(const cal_model *m, const cal_layer *l, int layer, const char *name, qt_type type,
+                         const void *data, cal_layer *out, qx_err *e);
+void cal_layer_swap_free(const cal_layer *l, cal_layer *out);
+
+/* calib/ppl.c: cal_ppl_run with the forward pass replaced by fwd (NULL: cal_forward of m):
+ * fwd must hand the logits of the windows win[n_win * n_ctx] to obs as cal_forward would. */
+typedef qx_status (*cal_fwd_fn)(void *ud, const int32_t *win, int64_t n_win, int64_t n_ctx, const cal_run_params *rp,
+                                const cal_observer *obs, qx_err *e);
+qx_status cal_ppl_run_fwd(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *p, cal_fwd_fn fwd,
+                          void *fwd_ud, cal_ppl_result *r, qx_err *e);
+
+/* calib/sensitivity.c: tensor t of m decoded to f32 [n_elems] (*out malloc'd; its pages
+ * released when release), and src quantized to type into q (rows x qt_row_size bytes) as
+ * convert/ writes it, with *werr its importance-weighted relative error. */
+qx_status cal_sens_decode(cal_model *m, const gf_tensor *t, bool release, float **out, qx_err *e);
+qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
+                            uint8_t *q, double *werr, qx_err *e);
+
 #endif

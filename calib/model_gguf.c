@@ -8,6 +8,7 @@
 #include "engine_int.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,4 +304,64 @@ qx_status cal_layer_load_gguf(cal_model *m, int layer, cal_layer *l, qx_err *e) 
         BN(n, "%s", "ffn_down_shexp.weight"); QX_TRY(gw(m, n, E, F, false, &l->sd, e));
     }
     return QX_OK;
+}
+
+/* GGUF name (after "blk.N.") of each 2-D weight view of a cal_layer. */
+static const struct { const char *name; size_t off; } swap_views[] = {
+    { "attn_q.weight", offsetof(cal_layer, q) }, { "attn_k.weight", offsetof(cal_layer, k) },
+    { "attn_v.weight", offsetof(cal_layer, v) }, { "attn_output.weight", offsetof(cal_layer, o) },
+    { "attn_q_a.weight", offsetof(cal_layer, q_a) }, { "attn_q_b.weight", offsetof(cal_layer, q_b) },
+    { "attn_kv_a_mqa.weight", offsetof(cal_layer, kv_a) }, { "attn_kv_b.weight", offsetof(cal_layer, kv_b) },
+    { "attn_k_b.weight", offsetof(cal_layer, k_b) }, { "attn_v_b.weight", offsetof(cal_layer, v_b) },
+    { "indexer.attn_q_b.weight", offsetof(cal_layer, idx_q_b) }, { "indexer.attn_k.weight", offsetof(cal_layer, idx_k) },
+    { "indexer.proj.weight", offsetof(cal_layer, idx_proj) },
+    { "ffn_gate.weight", offsetof(cal_layer, gate) }, { "ffn_up.weight", offsetof(cal_layer, up) },
+    { "ffn_down.weight", offsetof(cal_layer, down) }, { "ffn_gate_inp.weight", offsetof(cal_layer, router) },
+    { "ffn_gate_shexp.weight", offsetof(cal_layer, sg) }, { "ffn_up_shexp.weight", offsetof(cal_layer, su) },
+    { "ffn_down_shexp.weight", offsetof(cal_layer, sd) },
+};
+
+qx_status cal_layer_swap(const cal_model *m, const cal_layer *l, int layer, const char *name, qt_type type,
+                         const void *data, cal_layer *out, qx_err *e) {
+    *out = *l;
+    char pre[32];
+    int np = snprintf(pre, sizeof pre, "blk.%d.", layer);
+    const char *sfx = strncmp(name, pre, (size_t)np) ? NULL : name + np;
+    for (size_t i = 0; sfx && i < sizeof swap_views / sizeof swap_views[0]; i++) {
+        if (strcmp(sfx, swap_views[i].name)) continue;
+        cal_w *w = (cal_w *)((char *)out + swap_views[i].off);
+        if (!w->present) break;
+        if (!kn_weight_init(&w->w, type, w->w.rows, w->w.cols, data, NULL))
+            return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be decoded", name, qt_type_name(type));
+        return QX_OK;
+    }
+    const char *const exps[3] = { "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight" };
+    const int64_t X = m->hp.n_exp;
+    for (int k = 0; sfx && l->moe && k < 3; k++) {
+        if (strcmp(sfx, exps[k])) continue;
+        const cal_w *src = k == 0 ? l->eg : k == 1 ? l->eu : l->ed;
+        cal_w *dst = malloc((size_t)X * sizeof *dst);   /* [X] views into data, expert-major */
+        if (!dst) return qx_fail(e, QX_ENOMEM, "layer %d: out of memory", layer);
+        for (int64_t x = 0; x < X; x++) {
+            dst[x] = src[x];
+            dst[x].gt = NULL;
+            if (!kn_weight_init(&dst[x].w, type, src[x].w.rows, src[x].w.cols, NULL, NULL)) {
+                free(dst);
+                return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be decoded", name, qt_type_name(type));
+            }
+            dst[x].w.data = (const uint8_t *)data + (uint64_t)x * (uint64_t)src[x].w.rows * dst[x].w.row_bytes;
+        }
+        if (k == 0) out->eg = dst;
+        else if (k == 1) out->eu = dst;
+        else out->ed = dst;
+        return QX_OK;
+    }
+    return qx_fail(e, QX_ENOTFOUND, "layer %d: no weight '%s' to substitute", layer, name);
+}
+
+void cal_layer_swap_free(const cal_layer *l, cal_layer *out) {
+    if (out->eg != l->eg) free(out->eg);
+    if (out->eu != l->eu) free(out->eu);
+    if (out->ed != l->ed) free(out->ed);
+    memset(out, 0, sizeof *out);
 }

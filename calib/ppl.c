@@ -519,6 +519,11 @@ static qx_status finish(ppl_obs *o, qx_err *e) {
 
 qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *pp,
                       cal_ppl_result *r, qx_err *e) {
+    return cal_ppl_run_fwd(m, ids, n_ids, pp, NULL, NULL, r, e);
+}
+
+qx_status cal_ppl_run_fwd(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_ppl_params *pp, cal_fwd_fn fwd,
+                          void *fwd_ud, cal_ppl_result *r, qx_err *e) {
     cal_ppl_params p = pp ? *pp : cal_ppl_default_params();
     const cal_hparams *hp = cal_model_hparams(m);
     memset(r, 0, sizeof *r);
@@ -587,7 +592,7 @@ qx_status cal_ppl_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal
         if (p.batch_tokens > 0) rp.batch_tokens = p.batch_tokens;
         rp.logits_from = o.p0;
         double t0 = qx_now();
-        s = cal_forward(m, o.win, sh.n, p.n_ctx, &rp, &ob, e);
+        s = fwd ? fwd(fwd_ud, o.win, sh.n, p.n_ctx, &rp, &ob, e) : cal_forward(m, o.win, sh.n, p.n_ctx, &rp, &ob, e);
         r->seconds = qx_now() - t0;
         r->tokens_per_s = r->seconds > 0 ? (double)(sh.n * p.n_ctx) / r->seconds : 0;
     }

@@ -28,14 +28,13 @@ static const qt_traits *enc_traits(qt_type t) {
     return tr && tr->from_float && tr->to_float ? tr : NULL;
 }
 
-/* The source tensor as f32 [n_elems] (malloc'd). */
-static qx_status decode_src(cal_model *m, const gf_tensor *t, float **out, qx_err *e) {
+qx_status cal_sens_decode(cal_model *m, const gf_tensor *t, bool release, float **out, qx_err *e) {
     *out = malloc(t->n_elems * sizeof(float));
     if (!*out) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", t->name);
     const qt_traits *tr = qt_get_traits(t->type);
     if (!tr || !tr->to_float) { free(*out); *out = NULL; return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': type %s cannot be decoded", t->name, qt_type_name(t->type)); }
     qt_dequantize_rows(t->type, t->data, *out, (int64_t)(t->n_elems / (uint64_t)t->ne[0]), t->ne[0]);
-    gf_release(m->gf, t);
+    if (release) gf_release(m->gf, t);
     return QX_OK;
 }
 
@@ -94,9 +93,8 @@ qx_status cal_werr_add(const char *name, const float *src, int64_t n, int64_t ro
 
 double cal_werr_of(const cal_werr_sum *sum) { return sum->den > 0 ? sum->num / sum->den : 0.0; }
 
-/* Quantizes src (the tensor t) to type into q, returns the weighted relative error. */
-static qx_status quantize_tensor(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
-                                 uint8_t *q, double *werr, qx_err *e) {
+qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
+                            uint8_t *q, double *werr, qx_err *e) {
     const int64_t n = t->ne[0], rows = (int64_t)(t->n_elems / (uint64_t)n);
     const im_entry *en = im ? im_find(im, t->name) : NULL;
     const int64_t slices = t->ne[2] * t->ne[3];
@@ -122,7 +120,7 @@ qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const ca
         if (!cur || strcmp(cur, it->name)) {
             free(src);
             src = NULL;
-            s = decode_src(m, t, &src, e);
+            s = cal_sens_decode(m, t, true, &src, e);
             if (s != QX_OK) break;
             cur = it->name;
         }
@@ -131,7 +129,7 @@ qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const ca
         q = bytes ? malloc(bytes) : NULL;
         if (!q) { s = qx_fail(e, bytes ? QX_ENOMEM : QX_EINVAL, "tensor '%s': cannot hold type %s", it->name, qt_type_name(it->type)); break; }
         it->bytes = bytes;
-        s = quantize_tensor(t, src, it->type, p->im, p->ppl.n_threads, q, &it->werr, e);
+        s = cal_sens_quantize(t, src, it->type, p->im, p->ppl.n_threads, q, &it->werr, e);
         if (s == QX_OK && it->measure) {
             s = cal_model_override(m, it->name, it->type, q, e);
             cal_ppl_result r;
