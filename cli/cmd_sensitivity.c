@@ -23,6 +23,14 @@ static const char *help =
     "  --measure N    candidate types measured per tensor, spread over its lower 70%% of sizes\n"
     "                 (default 3; the others are predicted from the weight error, see --help of convert)\n"
     "  --dry-run      print the tensors, candidates, runs and the estimated time and memory, and exit\n"
+    "  --json F       with --dry-run: the estimate as JSON (weight_bytes_read, state_bytes, flops, seconds, ...)\n"
+    "  --mem SIZE     one-stream pass: residual states held in memory (e.g. 8G; default: all); the rest\n"
+    "                 spill to the scratch file.  Each measured candidate is one state of ctx x chunks x\n"
+    "                 n_embd f32, carried from its layer to the head; the weights are read once\n"
+    "                 (docs/allocation.md, \"One-stream sensitivity\")\n"
+    "  --scratch F    the spill file (default S.json.scratch); removed when the run ends or fails\n"
+    "  --per-candidate  the old path: a whole-model forward per measured candidate (weights read once\n"
+    "                 per candidate); same table up to rounding, for comparison\n"
     "  --shard I/N    measure only shard I (0-based) of N: the tensors [I*n/N, (I+1)*n/N) of the n\n"
     "                 quantizable tensors (plan order); S.json is then a partial table with a\n"
     "                 \"shard\" object that convert refuses: `qforge merge -o S.json PART...` gives\n"
@@ -99,6 +107,62 @@ static int werr_only(const char *model, const char *outp, const char *imp, const
     return rc;
 }
 
+/* The one-stream pass's options (cal_sens_stream_run) and the dry run's JSON. */
+typedef struct {
+    uint64_t mem;             /* 0: every state in memory */
+    const char *scratch;      /* NULL: S.json.scratch */
+    bool per_candidate;       /* cal_sens_run instead */
+    const char *json;         /* --dry-run --json F */
+} stream_opts;
+
+/* "8G", "512M", "1.5GiB", "1000000" -> bytes (binary suffixes); 0 on a bad value. */
+static uint64_t parse_size(const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    const char *sfx = "KMGT";
+    const char *k = *end ? strchr(sfx, *end) : NULL;
+    double mul = 1;
+    if (k && *end) { for (const char *c = sfx; c <= k; c++) mul *= 1024; end++; }
+    if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
+    if (end == v || *end || !(x > 0) || x * mul > 1e18) return 0;
+    return (uint64_t)(x * mul);
+}
+
+/* --dry-run of the one-stream pass: opens MODEL (headers only), prints and writes the estimate. */
+static int stream_dry(const char *model, const cal_sens_item *items, size_t n, size_t nm, int64_t ctx, int64_t chunks,
+                      int64_t threads, const stream_opts *so) {
+    qx_err e = {0};
+    cal_model *m = NULL;
+    if (cal_model_open(&m, model, &e) != QX_OK) return cli_fail(&e);
+    cal_sens_stream_stats st;
+    int nthr = threads > 0 ? (int)threads : qx_default_threads();
+    qx_status s = cal_sens_stream_estimate(m, items, n, chunks, ctx, ctx / 2, so->mem, nthr, &st, &e);
+    cal_model_close(m);
+    if (s != QX_OK) return cli_fail(&e);
+    const double G = 1e9, MiB = 1048576.0;
+    printf("one-stream pass: weights %.3f GB read once (per-candidate path: %.3f GB, %zu + 1 forwards)\n", st.weight_bytes_read / G,
+           st.weight_bytes_read * (double)(nm + 1) / G, nm);
+    printf("  states: %lld of %.2f MiB (%lld windows x %lld tokens x n_embd f32), %lld in memory, %.2f GB spilled to scratch\n"
+           "  (%.2f GB of scratch I/O); memory ~%.1f MiB (states + base + work buffer + largest tensor in f32 and quantized\n"
+           "  + activations)\n", (long long)st.n_states, st.state_bytes / MiB, (long long)st.n_win, (long long)st.n_ctx,
+           (long long)st.states_in_memory, st.scratch_bytes / G, st.scratch_io_bytes / G, st.memory_bytes / MiB);
+    printf("  work: %lld (state, layer) steps, %.3g FLOP; ~%.0f s with %d threads at %.1f GFLOP/s per thread (the engine's\n"
+           "  CPU matmul rate, docs/allocation.md; quantizing the candidates and reading the weights come on top)\n",
+           (long long)st.layer_passes, st.flops, st.seconds, nthr, CAL_SENS_FLOPS_PER_THREAD / 1e9);
+    if (!so->json) return 0;
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:i}", "model", model,
+                          "weight_bytes_read", (json_int_t)st.weight_bytes_read, "state_bytes", (json_int_t)st.state_bytes,
+                          "states", (json_int_t)st.n_states, "states_in_memory", (json_int_t)st.states_in_memory,
+                          "memory_bytes", (json_int_t)st.memory_bytes, "scratch_bytes", (json_int_t)st.scratch_bytes,
+                          "scratch_io_bytes", (json_int_t)st.scratch_io_bytes, "layer_steps", (json_int_t)st.layer_passes,
+                          "windows", (json_int_t)st.n_win, "ctx", (json_int_t)st.n_ctx, "flops", st.flops, "seconds", st.seconds,
+                          "threads", nthr);
+    int rc = o && json_dump_file(o, so->json, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) == 0 ? 0 : 1;
+    json_decref(o);
+    if (rc) fprintf(stderr, "qforge: error: %s: cannot write the estimate\n", so->json);
+    return rc;
+}
+
 static void done(void *ud, size_t i, size_t n, const cal_sens_item *it) {
     (void)ud;
     if (it->measured)
@@ -119,7 +183,7 @@ static int add_shard(const char *path, const qx_shard *sh) {
 /* Plans MODEL at Q8_0, measures every candidate of shard sh0 (or with dry, prints the plan of
  * the runs) and writes outp.  Returns the exit code. */
 static int measure(const char *model, const char *text, const char *outp, const char *imp, int64_t ctx, int64_t chunks,
-                   int64_t nmeas, int64_t threads, bool dry, const qx_shard *sh0) {
+                   int64_t nmeas, int64_t threads, bool dry, const qx_shard *sh0, const stream_opts *so) {
     qx_shard shard = *sh0;
     qx_err e = {0};
     cv_params cp;
@@ -195,8 +259,9 @@ static int measure(const char *model, const char *text, const char *outp, const 
                tokens * 256.0 * 4 * 8 / 1048576.0, tokens / 2.0 * 2 * 32768 / 1048576.0, maxbytes / 1048576.0);
         printf("671B: see docs/allocation.md (measured runs per tensor group are a full forward each; the plan there\n"
                "      uses the layer-local proxy werr for every tensor and measured points per tensor role)\n");
+        int rc = so->per_candidate ? 0 : stream_dry(model, items, n, nm, ctx, chunks, threads, so);
         free(items); free(names); free(grp); free(ne0s); free(nel); im_free(im); cv_plan_free(pl);
-        return 0;
+        return rc;
     }
     cv_plan_free(pl);
     cli_eval ev;
@@ -211,14 +276,28 @@ static int measure(const char *model, const char *text, const char *outp, const 
     sp.ppl.n_chunks = chunks;
     sp.ppl.n_threads = (int)threads;
     sp.ppl.save_base = base;
-    cal_ppl_result r0;
-    qx_status s = cal_ppl_run(ev.model, ev.ids, ev.n_ids, &sp.ppl, &r0, &e);
-    sp.ppl.save_base = NULL;
-    sp.ppl.base = base;
+    char scratch[4200];
+    snprintf(scratch, sizeof scratch, "%s.scratch", outp);
     sp.im = im;
     sp.item_done = done;
+    sp.mem_bytes = so->mem;
+    sp.scratch = so->scratch ? so->scratch : scratch;
     double t0 = qx_now();
-    if (s == QX_OK) s = cal_sens_run(ev.model, ev.ids, ev.n_ids, &sp, items, n, &e);
+    qx_status s = QX_OK;
+    if (so->per_candidate) {
+        cal_ppl_result r0;
+        s = cal_ppl_run(ev.model, ev.ids, ev.n_ids, &sp.ppl, &r0, &e);
+        sp.ppl.save_base = NULL;
+        sp.ppl.base = base;
+        if (s == QX_OK) s = cal_sens_run(ev.model, ev.ids, ev.n_ids, &sp, items, n, &e);
+    } else {
+        cal_sens_stream_stats st;
+        s = cal_sens_stream_run(ev.model, ev.ids, ev.n_ids, &sp, items, n, &st, &e);
+        if (s == QX_OK)
+            printf("one stream: %lld states of %.2f MiB (%lld in memory, %.2f GB scratch I/O), %lld (state, layer) steps, %.1f s\n",
+                   (long long)st.n_states, st.state_bytes / 1048576.0, (long long)st.states_in_memory, st.scratch_io_bytes / 1e9,
+                   (long long)st.layer_passes, st.seconds);
+    }
     cli_eval_close(&ev);
     remove(base);
     cv_sens sens = {0};
@@ -255,6 +334,7 @@ int cmd_sensitivity(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *outp = NULL, *imp = NULL, *match = NULL;
     int64_t ctx = 256, chunks = 16, nmeas = 3, threads = 0;
     bool dry = false, werr = false;
+    stream_opts so = { 0, NULL, false, NULL };
     qx_shard shard;
     memset(&shard, 0, sizeof shard);
     for (int i = 1; i < argc; i++) {
@@ -262,6 +342,7 @@ int cmd_sensitivity(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(help, stdout); return 0; }
         if (!strcmp(a, "--dry-run")) { dry = true; continue; }
         if (!strcmp(a, "--werr-only")) { werr = true; continue; }
+        if (!strcmp(a, "--per-candidate")) { so.per_candidate = true; continue; }
         if (a[0] != '-') { if (model) return cli_usage_error("sensitivity", "unexpected argument '%s'", a); model = a; continue; }
         if (i + 1 >= argc) return cli_usage_error("sensitivity", "%s needs a value", a);
         const char *val = argv[++i];
@@ -272,6 +353,9 @@ int cmd_sensitivity(int argc, char **argv) {
         else if (!strcmp(a, "--shard")) { if (!qx_shard_parse(val, &shard)) return cli_usage_error("sensitivity", "bad --shard '%s' (want I/N, 0 <= I < N)", val); }
         else if (!strcmp(a, "-o")) outp = val;
         else if (!strcmp(a, "--tensors")) match = val;
+        else if (!strcmp(a, "--json")) so.json = val;
+        else if (!strcmp(a, "--scratch")) so.scratch = val;
+        else if (!strcmp(a, "--mem")) { if (!(so.mem = parse_size(val))) return cli_usage_error("sensitivity", "bad --mem '%s' (want a size: 8G, 512M)", val); }
         else if (!strcmp(a, "--imatrix")) imp = val;
         else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
         else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
@@ -286,7 +370,7 @@ int cmd_sensitivity(int argc, char **argv) {
     if (!dry && werr && !outp) return cli_usage_error("sensitivity", "-o W.json is required");
     qx_lock lock = {-1, NULL};   /* one writer per S.json (and its S.json.base.qfb) */
     if (!dry && cli_lock_output("sensitivity", outp, argc, argv, &lock)) return 1;
-    int rc = werr ? werr_only(model, outp, imp, match, threads, dry) : measure(model, text, outp, imp, ctx, chunks, nmeas, threads, dry, &shard);
+    int rc = werr ? werr_only(model, outp, imp, match, threads, dry) : measure(model, text, outp, imp, ctx, chunks, nmeas, threads, dry, &shard, &so);
     qx_lock_release(&lock);
     return rc;
 }

@@ -104,14 +104,18 @@ int main(void) {
     /* 2 threads: the same bits */
     items_init(c);
     p.ppl.n_threads = 2;
+    t0 = qx_now();
     TU_OK(cal_sens_stream_run(m, ids, n_ids, &p, c, N_ITEMS, NULL, &e), &e);
+    fprintf(stderr, "one stream with 2 threads %.2f s\n", qx_now() - t0);
     TU_CHECK(same_table(b, c, "2 threads vs 1", 0), "one-stream table depends on the thread count");
 
     /* room for one item state: the other 8 spill to the scratch file */
     items_init(d);
     p.mem_bytes = 3 * st.state_bytes;
     p.scratch = scr;
+    t0 = qx_now();
     TU_OK(cal_sens_stream_run(m, ids, n_ids, &p, d, N_ITEMS, &st, &e), &e);
+    fprintf(stderr, "one stream spilling %.2f s\n", qx_now() - t0);
     TU_CHECK(same_table(b, d, "spilled vs in memory", 0), "spilling changed the table");
     TU_CHECK(st.states_in_memory == 1 && st.scratch_io_bytes > 0 && st.scratch_bytes == 8 * st.state_bytes,
              "spill: %lld states in memory, %llu bytes of scratch, %llu moved", (long long)st.states_in_memory,
