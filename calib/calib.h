@@ -447,12 +447,16 @@ typedef struct {
     uint64_t state_bytes;          /* one state: n_win * n_ctx * n_embd * 4 */
     uint64_t weight_bytes_read;    /* every tensor of the file, once */
     uint64_t memory_bytes;         /* peak estimate: states in memory + base + work + the
-                                      largest tensor in f32 and quantized + activations */
+                                      largest layer's weights (mapped) + the global tensors +
+                                      the largest item tensor in f32 and quantized + activations */
     uint64_t scratch_bytes;        /* peak size of the scratch file */
     uint64_t scratch_io_bytes;     /* written + read back over the pass */
     int64_t layer_passes;          /* (state, layer) steps, base included */
     double flops;                  /* matmul + attention FLOPs of all steps and heads */
     double seconds;                /* run: measured wall time; estimate: flops at CAL_SENS_FLOPS_PER_THREAD */
+    double step_seconds;           /* in the layer steps (estimate: their FLOPs at the rate) */
+    double quant_seconds;          /* run only: decoding and quantizing the items' tensors */
+    double head_seconds;           /* heads and scoring (estimate: the head's FLOPs) */
 } cal_sens_stream_stats;
 
 /* FLOP/s of one thread on the engine's f32/Q8_0 CPU matmuls (measured, docs/allocation.md):

@@ -44,6 +44,7 @@ typedef struct {
     fwd_ctx c;
     cal_run_params rp;
     uint64_t scratch_io;
+    double t_step, t_quant;   /* seconds in layer steps, in decoding and quantizing */
 } stream;
 
 static qx_status scr_io(stream *s, int64_t i, bool wr, qx_err *e) {
@@ -76,11 +77,13 @@ static qx_status state_put(stream *s, int64_t i, qx_err *e) { return i >= s->k_m
 /* h [T, E] through layer l in the engine's window batches. */
 static qx_status run_layer(stream *s, const cal_layer *l, float *h, qx_err *e) {
     qx_status st = QX_OK;
+    double t0 = qx_now();
     for (int64_t w = 0; st == QX_OK && w < s->n_win; w += s->wpb) {
         int64_t nw = w + s->wpb <= s->n_win ? s->wpb : s->n_win - w;
         s->c.t0 = w * s->n_ctx;
         st = cal_layer_fwd(&s->c, l, h + s->c.t0 * s->E, nw * s->n_ctx, e);
     }
+    s->t_step += qx_now() - t0;
     return st;
 }
 
@@ -117,7 +120,9 @@ typedef qx_status (*branch_fn)(stream *s, void *ud, cal_sens_item *it, size_t id
 static qx_status tensor_items(stream *s, const gf_tensor *t, cal_sens_item *items, const size_t *idx, size_t n,
                               branch_fn branch, void *ud, qx_err *e) {
     float *src = NULL;
+    double t0 = qx_now();
     QX_TRY(cal_sens_decode(s->m, t, false, &src, e));
+    s->t_quant += qx_now() - t0;
     qx_status st = QX_OK;
     for (size_t k = 0; st == QX_OK && k < n; k++) {
         cal_sens_item *it = &items[idx[k]];
@@ -125,7 +130,9 @@ static qx_status tensor_items(stream *s, const gf_tensor *t, cal_sens_item *item
         uint8_t *q = bytes ? malloc(bytes) : NULL;
         if (!q) { st = qx_fail(e, bytes ? QX_ENOMEM : QX_EINVAL, "tensor '%s': cannot hold type %s", it->name, qt_type_name(it->type)); break; }
         it->bytes = bytes;
+        t0 = qx_now();
         st = cal_sens_quantize(t, src, it->type, s->p->im, s->p->ppl.n_threads, q, &it->werr, e);
+        s->t_quant += qx_now() - t0;
         if (st == QX_OK && it->measure) st = branch(s, ud, it, idx[k], q, e);
         free(q);
     }
@@ -290,7 +297,7 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
 #ifdef _OPENMP
     if (p->ppl.n_threads > 0) omp_set_num_threads(p->ppl.n_threads);
 #endif
-    double t0 = qx_now();
+    double t0 = qx_now(), t_embed = 0;
     pass ps = { &s, ids, n_ids, win, sidx, 0, NULL, 0 };
     if (st == QX_OK) {
         for (size_t i = 0; i < n; i++) sidx[i] = -1;
@@ -301,6 +308,7 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
 #endif
         for (int64_t t = 0; t < s.T; t++) kn_weight_rows(&m->embed.w, win[t], win[t] + 1, s.h0 + t * s.E);
         st = stage_items(&s, &ps, -1, items, n, idx, branch_embed, e);
+        t_embed = qx_now() - t0;
     }
     for (int L = 0; st == QX_OK && L < hp->n_layer; L++) {
         st = stream_layer(&s, &ps, L, items, n, idx, e);
@@ -326,6 +334,9 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
         *stp = est;
         stp->scratch_io_bytes = s.scratch_io;
         stp->seconds = qx_now() - t0;
+        stp->step_seconds = s.t_step;
+        stp->quant_seconds = s.t_quant;
+        stp->head_seconds = stp->seconds - s.t_step - s.t_quant - t_embed;
     }
     stream_free(&s);
     free(sidx); free(idx); free(win);
@@ -359,12 +370,23 @@ qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *item
     memset(st, 0, sizeof *st);
     st->n_win = n_win; st->n_ctx = n_ctx;
     st->state_bytes = (uint64_t)T * (uint64_t)hp->n_embd * sizeof(float);
-    uint64_t big = 0;
+    uint64_t big = 0, glob = 0, *lb = calloc((size_t)NL + 1, sizeof *lb);   /* [NL] file bytes of each layer */
+    if (!lb) return qx_fail(e, QX_ENOMEM, "sensitivity: out of memory");
     for (size_t i = 0; i < gf_tensor_count(m->gf); i++) {
         const gf_tensor *t = gf_tensor_at(m->gf, i);
         st->weight_bytes_read += t->nbytes;
-        if (t->n_elems * 4 > big) big = t->n_elems * 4;
+        int sg = item_stage(t->name, NL);
+        if (sg >= 0 && sg < NL) lb[sg] += t->nbytes;
+        else if (sg == NL || (!glob && sg == -1)) glob = t->nbytes;   /* the head (tied: token_embd); embedding rows are few */
     }
+    for (size_t i = 0; i < n; i++) {   /* an item's f32 source and its quantized copy */
+        const gf_tensor *t = gf_find_tensor(m->gf, items[i].name);
+        uint64_t b = t ? t->n_elems * 4 + qt_row_size(items[i].type, t->ne[0]) * (t->n_elems / (uint64_t)t->ne[0]) : 0;
+        if (b > big) big = b;
+    }
+    uint64_t maxl = 0;
+    for (int L = 0; L < NL; L++) if (lb[L] > maxl) maxl = lb[L];
+    free(lb);
     int64_t *born = calloc((size_t)NL + 2, sizeof *born);   /* [stage + 1] item states created there */
     double *lf = malloc(((size_t)NL + 1) * sizeof *lf);
     if (!born || !lf) { free(born); free(lf); return qx_fail(e, QX_ENOMEM, "sensitivity: out of memory"); }
@@ -400,11 +422,21 @@ qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *item
     spill += sp_end;   /* read for the head */
     st->scratch_bytes = (uint64_t)sp_end * st->state_bytes;
     st->scratch_io_bytes = (uint64_t)spill * st->state_bytes;
+    double step_flops = st->flops;
     st->flops += (double)heads * (double)n_win * (double)(n_ctx - logits_from) * 2.0 * (double)hp->n_embd * (double)hp->n_vocab;
-    uint64_t act = (uint64_t)(n_ctx * (4096 / n_ctx > 0 ? 4096 / n_ctx : 1)) * (uint64_t)hp->n_embd * 4 * 8;
-    st->memory_bytes = (uint64_t)(st->states_in_memory + 2) * st->state_bytes + 2 * big + act;
+    /* activations of one batch: layer buffers per token (norms, MLA q/k/v/o, the FFN's two
+     * hidden rows) and the head's logits batch (cal_head_fwd: <= 2^26 floats or one window) */
+    int64_t wpb = 4096 / n_ctx > 0 ? 4096 / n_ctx : 1, bt = (wpb < n_win ? wpb : n_win) * n_ctx, nr = n_ctx - logits_from;
+    int64_t ff = hp->n_ff > hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1) ? hp->n_ff : hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1);
+    int64_t qd = hp->arch == CAL_ARCH_DEEPSEEK2 ? hp->qk_nope + hp->qk_rope + hp->v_dim + hp->kv_lora : 3 * hp->head_dim;
+    uint64_t act = (uint64_t)bt * 4 * (uint64_t)(4 * hp->n_embd + 3 * hp->n_head * qd + 2 * ff);
+    uint64_t lg = (uint64_t)nr * (uint64_t)hp->n_vocab, lgmax = (uint64_t)1 << 26;
+    uint64_t head = 4 * (lg > lgmax ? lg : (lgmax / lg) * lg < (uint64_t)n_win * lg ? (lgmax / lg) * lg : (uint64_t)n_win * lg);
+    st->memory_bytes = (uint64_t)(st->states_in_memory + 2) * st->state_bytes + maxl + glob + big + (act > head ? act : head);
     if (n_threads <= 0) n_threads = qx_default_threads();
     st->seconds = st->flops / (CAL_SENS_FLOPS_PER_THREAD * n_threads);
+    st->step_seconds = step_flops / (CAL_SENS_FLOPS_PER_THREAD * n_threads);
+    st->head_seconds = st->seconds - st->step_seconds;
     free(born); free(lf);
     return QX_OK;
 }

@@ -143,12 +143,13 @@ static int stream_dry(const char *model, const cal_sens_item *items, size_t n, s
     printf("one-stream pass: weights %.3f GB read once (per-candidate path: %.3f GB, %zu + 1 forwards)\n", st.weight_bytes_read / G,
            st.weight_bytes_read * (double)(nm + 1) / G, nm);
     printf("  states: %lld of %.2f MiB (%lld windows x %lld tokens x n_embd f32), %lld in memory, %.2f GB spilled to scratch\n"
-           "  (%.2f GB of scratch I/O); memory ~%.1f MiB (states + base + work buffer + largest tensor in f32 and quantized\n"
-           "  + activations)\n", (long long)st.n_states, st.state_bytes / MiB, (long long)st.n_win, (long long)st.n_ctx,
+           "  (%.2f GB of scratch I/O); memory ~%.1f MiB (states + base + work buffer + the largest layer's weights + the head + the\n"
+           "  largest candidate tensor in f32 and quantized + activations)\n", (long long)st.n_states, st.state_bytes / MiB, (long long)st.n_win, (long long)st.n_ctx,
            (long long)st.states_in_memory, st.scratch_bytes / G, st.scratch_io_bytes / G, st.memory_bytes / MiB);
-    printf("  work: %lld (state, layer) steps, %.3g FLOP; ~%.0f s with %d threads at %.1f GFLOP/s per thread (the engine's\n"
-           "  CPU matmul rate, docs/allocation.md; quantizing the candidates and reading the weights come on top)\n",
-           (long long)st.layer_passes, st.flops, st.seconds, nthr, CAL_SENS_FLOPS_PER_THREAD / 1e9);
+    printf("  work: %lld (state, layer) steps, %.3g FLOP; ~%.1f s with %d threads at %.1f GFLOP/s per thread (the engine's\n"
+           "  CPU matmul rate, docs/allocation.md): %.3f s per step + %.1f s of heads; quantizing the candidates and\n"
+           "  reading the weights come on top\n", (long long)st.layer_passes, st.flops, st.seconds, nthr,
+           CAL_SENS_FLOPS_PER_THREAD / 1e9, st.step_seconds / (double)st.layer_passes, st.head_seconds);
     if (!so->json) return 0;
     json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:i}", "model", model,
                           "weight_bytes_read", (json_int_t)st.weight_bytes_read, "state_bytes", (json_int_t)st.state_bytes,
@@ -157,6 +158,10 @@ static int stream_dry(const char *model, const cal_sens_item *items, size_t n, s
                           "scratch_io_bytes", (json_int_t)st.scratch_io_bytes, "layer_steps", (json_int_t)st.layer_passes,
                           "windows", (json_int_t)st.n_win, "ctx", (json_int_t)st.n_ctx, "flops", st.flops, "seconds", st.seconds,
                           "threads", nthr);
+    if (o) {
+        json_object_set_new(o, "step_seconds", json_real(st.step_seconds));
+        json_object_set_new(o, "head_seconds", json_real(st.head_seconds));
+    }
     int rc = o && json_dump_file(o, so->json, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) == 0 ? 0 : 1;
     json_decref(o);
     if (rc) fprintf(stderr, "qforge: error: %s: cannot write the estimate\n", so->json);
@@ -294,9 +299,10 @@ static int measure(const char *model, const char *text, const char *outp, const 
         cal_sens_stream_stats st;
         s = cal_sens_stream_run(ev.model, ev.ids, ev.n_ids, &sp, items, n, &st, &e);
         if (s == QX_OK)
-            printf("one stream: %lld states of %.2f MiB (%lld in memory, %.2f GB scratch I/O), %lld (state, layer) steps, %.1f s\n",
-                   (long long)st.n_states, st.state_bytes / 1048576.0, (long long)st.states_in_memory, st.scratch_io_bytes / 1e9,
-                   (long long)st.layer_passes, st.seconds);
+            printf("one stream: %lld states of %.2f MiB (%lld in memory, %.2f GB scratch I/O), %lld (state, layer) steps in %.1f s\n"
+                   "  (%.3f s per step), quantizing %.1f s, heads %.1f s; total %.1f s\n", (long long)st.n_states,
+                   st.state_bytes / 1048576.0, (long long)st.states_in_memory, st.scratch_io_bytes / 1e9, (long long)st.layer_passes,
+                   st.step_seconds, st.step_seconds / (double)st.layer_passes, st.quant_seconds, st.head_seconds, st.seconds);
     }
     cli_eval_close(&ev);
     remove(base);

@@ -111,6 +111,7 @@ int main(void) {
 
     /* room for one item state: the other 8 spill to the scratch file */
     items_init(d);
+    p.ppl.n_threads = 1;
     p.mem_bytes = 3 * st.state_bytes;
     p.scratch = scr;
     t0 = qx_now();
