@@ -24,10 +24,10 @@ static const char *help =
     "                 (default 3; the others are predicted from the weight error, see --help of convert)\n"
     "  --dry-run      print the tensors, candidates, runs and the estimated time and memory, and exit\n"
     "  --json F       with --dry-run: the estimate as JSON (weight_bytes_read, state_bytes, flops, seconds, ...)\n"
-    "  --mem SIZE     one-stream pass: residual states held in memory (e.g. 8G; default: all); the rest\n"
-    "                 spill to the scratch file.  Each measured candidate is one state of ctx x chunks x\n"
-    "                 n_embd f32, carried from its layer to the head; the weights are read once\n"
-    "                 (docs/allocation.md, \"One-stream sensitivity\")\n"
+    "  --mem SIZE     one-stream pass: bytes of residual states held in memory (K/M/G or KiB/MiB/GiB;\n"
+    "                 default: all), the rest spill to the scratch file.  Each measured candidate is one\n"
+    "                 state of ctx x chunks x n_embd f32, carried from its layer to the head; the weights\n"
+    "                 are read once (docs/allocation.md, \"One-stream sensitivity\")\n"
     "  --scratch F    the spill file (default S.json.scratch); removed when the run ends or fails\n"
     "  --per-candidate  the old path: a whole-model forward per measured candidate (weights read once\n"
     "                 per candidate); same table up to rounding, for comparison\n"
@@ -115,16 +115,16 @@ typedef struct {
     const char *json;         /* --dry-run --json F */
 } stream_opts;
 
-/* "8G", "512M", "1.5GiB", "1000000" -> bytes (binary suffixes); 0 on a bad value. */
+/* A byte count as gptq's --gptq-mem and --target-size read them: plain, K/M/G/T (10^3k) or
+ * KiB/MiB/GiB/TiB (2^10k); 0 on a bad value. */
 static uint64_t parse_size(const char *v) {
     char *end;
     double x = strtod(v, &end);
-    const char *sfx = "KMGT";
-    const char *k = *end ? strchr(sfx, *end) : NULL;
-    double mul = 1;
-    if (k && *end) { for (const char *c = sfx; c <= k; c++) mul *= 1024; end++; }
-    if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
-    if (end == v || *end || !(x > 0) || x * mul > 1e18) return 0;
+    static const char *const sfx[] = { "K", "M", "G", "T", "KiB", "MiB", "GiB", "TiB" };
+    double mul = *end ? 0 : 1;
+    for (int k = 0; k < 8 && *end; k++)
+        if (!strcmp(end, sfx[k])) mul = k < 4 ? pow(1e3, k + 1) : pow(1024.0, k - 3);
+    if (end == v || !(x > 0) || !(mul > 0) || x * mul > 1.8e19) return 0;
     return (uint64_t)(x * mul);
 }
 
@@ -361,7 +361,7 @@ int cmd_sensitivity(int argc, char **argv) {
         else if (!strcmp(a, "--tensors")) match = val;
         else if (!strcmp(a, "--json")) so.json = val;
         else if (!strcmp(a, "--scratch")) so.scratch = val;
-        else if (!strcmp(a, "--mem")) { if (!(so.mem = parse_size(val))) return cli_usage_error("sensitivity", "bad --mem '%s' (want a size: 8G, 512M)", val); }
+        else if (!strcmp(a, "--mem")) { if (!(so.mem = parse_size(val))) return cli_usage_error("sensitivity", "bad --mem '%s' (want bytes or a number with K, M, G, T, KiB, MiB, GiB or TiB)", val); }
         else if (!strcmp(a, "--imatrix")) imp = val;
         else if (!strcmp(a, "--ctx") && num_ok && v >= 4) ctx = v;
         else if (!strcmp(a, "--chunks") && num_ok) chunks = v;
@@ -371,6 +371,8 @@ int cmd_sensitivity(int argc, char **argv) {
     }
     if (!model) return cli_usage_error("sensitivity", "MODEL is required");
     if (match && !werr) return cli_usage_error("sensitivity", "--tensors needs --werr-only");
+    if (so.json && (!dry || werr)) return cli_usage_error("sensitivity", "--json F writes the one-stream pass's --dry-run estimate");
+    if ((so.mem || so.scratch) && (werr || so.per_candidate)) return cli_usage_error("sensitivity", "--mem and --scratch are for the one-stream pass");
     if (werr && (text || shard.count > 0)) return cli_usage_error("sensitivity", "--werr-only reads no text and has no --shard (use --tensors)");
     if (!dry && !werr && (!text || !outp)) return cli_usage_error("sensitivity", "--text FILE and -o S.json are required");
     if (!dry && werr && !outp) return cli_usage_error("sensitivity", "-o W.json is required");
