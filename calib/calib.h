@@ -406,7 +406,7 @@ typedef struct {
     void *ud;
     /* cal_sens_stream_run only: bytes of residual states held in memory (0: all; else at
      * least 2 states: the base and a work buffer), the rest go to the scratch file `scratch`
-     * (created when needed, removed before returning, also on failure) */
+     * (created when needed and unlinked at once: nothing is left however the run ends) */
     uint64_t mem_bytes;
     const char *scratch;
 } cal_sens_params;

@@ -10,8 +10,9 @@
  * Memory model: a state is [n_win * n_ctx, n_embd] f32 (S bytes).  The base and one work
  * buffer are always in memory; of the item states, the first K = mem / S - 2 (all when mem
  * is 0) stay in memory, the others live in a scratch file at (i - K) * S and pass through the
- * work buffer at every layer (read, run, written back).  Not here: resuming an interrupted
- * pass (the scratch file is removed on every exit). */
+ * work buffer at every layer (read, run, written back).  The scratch file is unlinked as soon
+ * as it is opened, so nothing is left behind even when the process is killed; hence no
+ * resuming of an interrupted pass. */
 #include "engine_int.h"
 
 #include <errno.h>
@@ -53,6 +54,7 @@ static qx_status scr_io(stream *s, int64_t i, bool wr, qx_err *e) {
         if (!path) return qx_fail(e, QX_EINVAL, "sensitivity: states exceed the memory limit and no scratch file is given");
         s->scr = fopen(path, "w+b");
         if (!s->scr) return qx_fail(e, QX_EIO, "%s: cannot create scratch file: %s", path, strerror(errno));
+        remove(path);   /* unlinked at once: its space is freed however the process ends */
     }
     off_t off = (off_t)((uint64_t)(i - s->k_mem) * s->sb);
     if (fseeko(s->scr, off, SEEK_SET) != 0) return qx_fail(e, QX_EIO, "%s: seek failed: %s", path, strerror(errno));
@@ -264,7 +266,7 @@ static qx_status stream_check(const cal_model *m, const cal_sens_item *items, si
 static void stream_free(stream *s) {
     for (int64_t i = 0; s->mem && i < s->k_mem; i++) free(s->mem[i]);
     free(s->mem); free(s->h0); free(s->work); free(s->pos);
-    if (s->scr) { fclose(s->scr); remove(s->p->scratch); }
+    if (s->scr) fclose(s->scr);
 }
 
 qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,

@@ -28,7 +28,7 @@ static const char *help =
     "                 default: all), the rest spill to the scratch file.  Each measured candidate is one\n"
     "                 state of ctx x chunks x n_embd f32, carried from its layer to the head; the weights\n"
     "                 are read once (docs/allocation.md, \"One-stream sensitivity\")\n"
-    "  --scratch F    the spill file (default S.json.scratch); removed when the run ends or fails\n"
+    "  --scratch F    the spill file (default S.json.scratch); unlinked once created, so never left behind\n"
     "  --per-candidate  the old path: a whole-model forward per measured candidate (weights read once\n"
     "                 per candidate); same table up to rounding, for comparison\n"
     "  --shard I/N    measure only shard I (0-based) of N: the tensors [I*n/N, (I+1)*n/N) of the n\n"
