@@ -18,6 +18,7 @@ void cli_gptq_defaults(cli_gptq_opts *o) {
     memset(o, 0, sizeof *o);
     o->damp = 0.1;
     o->ctx = 512;
+    o->chunks = CLI_GPTQ_CHUNKS;
     o->experts = "expert";
     o->min_tokens = CLI_GPTQ_MIN_TOKENS;
     o->save_lock.fd = -1;
@@ -33,7 +34,7 @@ void cli_gptq_free(cli_gptq_opts *o) {
 const char *cli_gptq_usage(void) {
     return "  --gptq TEXT               GPTQ error feedback inside the GGUF blocks, input Hessians from TEXT, streamed\n"
            "                            layer by layer (one layer's Hessians in memory; docs/gptq.md)\n"
-           "  --gptq-chunks N           calibration windows (default: all of TEXT);  --gptq-ctx N window length (512)\n"
+           "  --gptq-chunks N           calibration windows (default " CLI_GPTQ_CHUNKS_STR ": past it KLD barely moves, docs/gptq.md);  --gptq-ctx N window length (512)\n"
            "  --gptq-damp X             damping, fraction of the mean Hessian diagonal (default 0.1)\n"
            "  --gptq-experts M          routed experts: expert (one Hessian each, default) or shared (one per layer)\n"
            "  --gptq-min-tokens N       a matrix (expert) that saw fewer calibration rows is quantized plainly (default "
