@@ -60,11 +60,14 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/replay_%)
 
-.PHONY: all deps test test-asan test-cuda demo bench fuzz clean replay install uninstall
+.PHONY: all deps deps-test test test-asan test-cuda demo bench fuzz clean replay install uninstall
 all: deps $(BUILD)/libqforge.a qforge
 
 deps:
 	@./scripts/deps.sh
+
+deps-test: deps
+	@./scripts/deps.sh --test
 
 $(BUILD)/libqforge.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -109,7 +112,7 @@ $(BUILD)/fuzz/replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libqforge.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< tests/fuzz/replay.c $(BUILD)/libqforge.a $(CUDA_LIBS) $(LDLIBS) -o $@
 
-test: deps $(BUILD)/qforge $(TEST_BIN) $(TEST_SH_BIN) $(REPLAY_BIN)
+test: deps-test $(BUILD)/qforge $(TEST_BIN) $(TEST_SH_BIN) $(REPLAY_BIN)
 	@QF_BIN=$(BUILD)/qforge ./tests/run.sh $(BUILD)
 
 test-asan:

@@ -15,6 +15,7 @@ root=$(pwd)
 shared=${QF_SHARED:-../shared}
 model=$shared/models/mini-v3-moe
 qf=${QF_BIN:-./qforge}
+[ -n "${QF_QUICK:-}" ] && [ "${QF_QUICK}" != 0 ] && skip "QF_QUICK: the Slurm route runs in the plain make test (under the sanitizers its jobs take ~50 s)"
 [ -x "$qf" ] || skip "qforge binary not built (set QF_BIN)"
 qf=$(cd "$(dirname "$qf")" && pwd)/$(basename "$qf")
 [ -f "$root/scripts/slurm/submit.sh" ] || skip "run from the repository root (scripts/slurm/ not found)"
