@@ -195,8 +195,13 @@ static qx_status parse_payload(cal_hessians *o, int layer, hread *r, const char 
             if (form == 1) { a->X[k] = d; a->xrows[k] = a->xcap[k] = rows; }
             else a->H[k] = d;
             if (!rget(r, d, (size_t)bytes)) BAD("%s: layer %d entry '%s' matrix %lld: truncated", label, layer, name, (long long)k);
+            /* input rows are squared and summed over up to ~1e9 rows when H is formed: |x| <= 1e12
+             * keeps every sum finite; an H element is itself such a sum */
+            const float lim = form == 1 ? 1e12f : 1e30f;
             for (uint64_t j = 0; j < bytes / sizeof(float); j++)
-                if (!isfinite(d[j])) BAD("%s: layer %d entry '%s' matrix %lld: non-finite value", label, layer, name, (long long)k);
+                if (!(fabsf(d[j]) <= lim))
+                    BAD("%s: layer %d entry '%s' matrix %lld: value %g out of range (non-finite or |v| > %g)", label, layer, name,
+                        (long long)k, (double)d[j], (double)lim);
         }
     }
     if (r->left) BAD("%s: layer %d: %llu bytes after the last entry", label, layer, (unsigned long long)r->left);
