@@ -363,6 +363,8 @@ qx_status cal_hessian_file_end(int fd, const char *path, int layers, qx_err *e);
 qx_status cal_hessian_replay(const char *path, const cal_hparams *hp, int experts, uint64_t settings, const cal_hessian_params *p,
                              qx_err *e);
 qx_status cal_hessian_parse_layer(cal_hessians *h, int layer, const uint8_t *buf, size_t len, const char *label, qx_err *e);
+/* Checks that path is a statistics file for these settings (its header only): before a run. */
+qx_status cal_hessian_file_check(const char *path, const cal_hparams *hp, int experts, uint64_t settings, qx_err *e);
 /* Frees every H and U of one layer (n_layer: the output head's). */
 void cal_hessian_release_layer(cal_hessians *h, int layer);
 /* Borrowed factor U [cols, cols] of (name, mat), alive until released or freed; NULL when

@@ -244,11 +244,11 @@ static bool fd_get(void *ud, void *dst, size_t n) {
     return true;
 }
 
-qx_status cal_hessian_replay(const char *path, const cal_hparams *hp, int experts, uint64_t settings, const cal_hessian_params *p,
-                             qx_err *e) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return qx_fail(e, QX_EIO, "%s: %s", path, strerror(errno));
-    fdsrc src = { fd };
+/* Opens path and checks its header against the run; *fd open on success. */
+static qx_status open_checked(const char *path, const cal_hparams *hp, int experts, uint64_t settings, int *fd, qx_err *e) {
+    *fd = open(path, O_RDONLY);
+    if (*fd < 0) return qx_fail(e, QX_EIO, "%s: %s", path, strerror(errno));
+    fdsrc src = { *fd };
     uint8_t h[32];
     qx_status s = QX_OK;
     if (!fd_get(&src, h, 32) || memcmp(h, HF_MAGIC, 8) != 0) s = qx_fail(e, QX_EFORMAT, "%s: not a qforge GPTQ statistics file", path);
@@ -262,6 +262,23 @@ qx_status cal_hessian_replay(const char *path, const cal_hparams *hp, int expert
             s = qx_fail(e, QX_EINVAL, "%s: gathered for another model, text, window or --gptq-experts setting (only --gptq-damp, "
                         "--gptq-min-tokens and --gptq-skip may change); run the calibration again with --gptq-save", path);
     }
+    if (s != QX_OK) { close(*fd); *fd = -1; }
+    return s;
+}
+
+qx_status cal_hessian_file_check(const char *path, const cal_hparams *hp, int experts, uint64_t settings, qx_err *e) {
+    int fd;
+    QX_TRY(open_checked(path, hp, experts, settings, &fd, e));
+    close(fd);
+    return QX_OK;
+}
+
+qx_status cal_hessian_replay(const char *path, const cal_hparams *hp, int experts, uint64_t settings, const cal_hessian_params *p,
+                             qx_err *e) {
+    int fd;
+    QX_TRY(open_checked(path, hp, experts, settings, &fd, e));
+    fdsrc src = { fd };
+    qx_status s = QX_OK;
     cal_hessians *o = NULL;
     if (s == QX_OK) s = cal_hessian_create(hp, p, &o, e);
     XXH3_state_t *xs = XXH3_createState();

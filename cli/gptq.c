@@ -116,8 +116,13 @@ int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_param
     const cal_hparams *hp = cal_model_hparams(m);
     snprintf(set, sizeof set, "%s %lld %lld %lld %lld %016" PRIx64 " %" PRId64 " %" PRId64 " %s", base, (long long)hp->n_layer,
              (long long)hp->n_embd, (long long)hp->n_exp, (long long)hp->n_vocab, th, o->chunks, o->ctx, o->experts);
-    cal_model_close(m);
     o->settings = XXH3_64bits(set, strlen(set));
+    if (o->load && cal_hessian_file_check(o->load, hp, !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT, o->settings,
+                                          &e) != QX_OK) {
+        cal_model_close(m);
+        return cli_fail(&e);   /* before anything is written */
+    }
+    cal_model_close(m);
     if (o->save && o->load && !strcmp(o->save, o->load)) { fprintf(stderr, "qforge %s: error: --gptq-save and --gptq-load name the same file\n", cmd); return 2; }
     if (o->save && cli_lock_output(cmd, o->save, 0, NULL, &o->save_lock)) return 1;
     return 0;
