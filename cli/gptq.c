@@ -103,8 +103,9 @@ int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_param
         return 1;
     }
     uint64_t th = XXH3_64bits(o->ids, (size_t)o->n_ids * sizeof *o->ids);
-    snprintf(o->salt, sizeof o->salt, "gptq2 text %016" PRIx64 " chunks %" PRId64 " ctx %" PRId64 " damp %.17g experts %s min %.17g skip %s",
-             th, o->chunks, o->ctx, o->damp, o->experts, o->min_tokens, o->skip ? o->skip : "");
+    /* OpenBLAS or not changes the rounding: a resume must not mix the two */
+    snprintf(o->salt, sizeof o->salt, "gptq2 text %016" PRIx64 " chunks %" PRId64 " ctx %" PRId64 " damp %.17g experts %s min %.17g skip %s %s",
+             th, o->chunks, o->ctx, o->damp, o->experts, o->min_tokens, o->skip ? o->skip : "", qx_blas_get() ? "blas" : "own");
     p->plan_salt = o->salt;
     /* a statistics file is tied to the model's shape and name, the tokens and the windows */
     char set[512], base[256];
