@@ -1,10 +1,13 @@
 /* pass/gptq_stream.c — `convert --gptq` in one layer-major pass (pass.h).
  *
- * Two threads: the engine (calib/cal_hessian_run with a layer_done hook) and the writer
- * (convert/cv_execute, its OpenMP workers).  After layer L the engine factors L's Hessians,
- * publishes them and waits until every output tensor of layer L is written; the writer's
- * workers, asking for a factor of layer L (cv_params.gptq_factor), wait until L is
- * published.  Then L's matrices are freed and the engine moves on.  Plan items are in
+ * Two threads: the engine (calib/cal_hessian_run with a layer_done hook, or
+ * cal_hessian_replay of a --gptq-load file) and the writer (convert/cv_execute, its OpenMP
+ * workers).  After layer L the engine publishes L's statistics (saving them first with
+ * --gptq-save) and waits until every output tensor of layer L is written; a writer worker
+ * asking for a factor of layer L (cv_params.gptq_factor) waits until L is published, factors
+ * the matrix its item needs (at most factor_par at once: --gptq-mem) and the factor is freed
+ * when that matrix's items are done (cv_params.item_done).  Then L's statistics are freed
+ * and the engine moves on.  Plan items are in
  * tensor order and tensors in layer order, so the workers never wait on a layer beyond the
  * one whose tensors are still being written: no deadlock.  Tensors outside the engine's
  * layers (token_embd, MTP blocks) get no factor and never wait.
