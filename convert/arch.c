@@ -148,6 +148,8 @@ static qx_status ds_metadata(cv_plan *pl, const cv_params *p, int64_t n_mtp, qx_
         cv_warn(pl, "config.json: rope_scaling type '%s' is not written (deepseek2 supports yarn)", c->rope_type);
     }
     if (n_mtp > 0) QX_TRY(gf_writer_set_u32(w, KEY(k, a, "nextn_predict_layers"), (uint32_t)n_mtp, e));
+    else if (c->v32 && c->num_nextn_predict_layers == 0)   /* DeepseekV32Model writes the config's 0 (not so after --no-mtp) */
+        QX_TRY(gf_writer_set_u32(w, KEY(k, a, "nextn_predict_layers"), 0, e));
     if (c->v32) {   /* DeepseekV32Model.set_gguf_parameters: the DSA indexer */
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.indexer.head_count"), (uint32_t)c->index_n_heads, e));
         QX_TRY(gf_writer_set_u32(w, KEY(k, a, "attention.indexer.key_length"), (uint32_t)c->index_head_dim, e));

@@ -622,6 +622,32 @@ static void test_v32(void) {
                  "--no-mtp: block_count %u", u);
         gf_close(g);
     }
+    {   /* a V3.2 checkpoint whose config says num_nextn_predict_layers 0: the key is written as 0,
+         * as llama.cpp's converter writes it (issue 22 item 5) */
+        char cfgp[4200];
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+        json_error_t je;
+        json_t *cj = json_load_file(cfgp, 0, &je);
+        TU_CHECK(cj != NULL, "read %s", cfgp);
+        if (cj) {
+            json_object_set_new(cj, "num_nextn_predict_layers", json_integer(0));
+            TU_CHECK(json_dump_file(cj, cfgp, JSON_INDENT(1)) == 0, "write %s", cfgp);
+            json_decref(cj);
+            char out3[4200];   /* not path_in: its rotating buffers hold dir and out */
+            snprintf(out3, sizeof out3, "%s-nextn0.gguf", dir);
+            TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet", tu_qforge(), dir, out3) == 0, "convert, nextn 0");
+            if (gf_open(&g, out3, &e) == QX_OK) {
+                uint32_t u = 7, bc = 0;
+                TU_CHECK(gf_find_kv(g, "deepseek32.nextn_predict_layers") != NULL, "nextn 0: key missing");
+                TU_OK(gf_get_u32(g, "deepseek32.nextn_predict_layers", &u, &e), &e);
+                TU_OK(gf_get_u32(g, "deepseek32.block_count", &bc, &e), &e);
+                TU_CHECK(u == 0 && bc == 3, "nextn 0: nextn_predict_layers %u, block_count %u", u, bc);
+                gf_close(g);
+            }
+            cj = json_load_file(cfgp, 0, &je);   /* restore for what follows */
+            if (cj) { json_object_set_new(cj, "num_nextn_predict_layers", json_integer(1)); json_dump_file(cj, cfgp, JSON_INDENT(1)); json_decref(cj); }
+        }
+    }
     st_close(m);
     /* the engine: same perplexity from the GGUF and the checkpoint */
     const char *txt = path_in("v32.txt");
