@@ -332,15 +332,6 @@ void cal_hessian_free(cal_hessians *h);   /* accepts NULL */
  * weight `name`, matrix mat (ignored for single or shared matrices), with cols and the token
  * count; NULL when not gathered, already replaced by its factor, or out of memory. */
 const float *cal_hessian_get(cal_hessians *h, const char *name, int64_t mat, int64_t *cols, double *count);
-/* Replaces every H by its GPTQ factor (qt_gptq_factor_f32 with damp), in parallel; matrices
- * that got no token or do not factor are counted in *n_failed and get no factor. */
-qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e);
-/* The same for the matrices of one layer (n_layer or -1: the output head's); a matrix
- * that saw fewer than min_tokens rows gets no factor either (counted as fallback); at most
- * max_par matrices are factored at once (0: the OpenMP thread count; each needs about 12
- * cols^2 bytes of workspace).  Adds to *st. */
-qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, int max_par,
-                                   cal_hessian_factor_stats *st, qx_err *e);
 /* The factor of one matrix of a complete layer into a new *U [cols, cols] (free()), formed
  * from its H or kept rows, which stay: NULL (and QX_OK) when absent, of another width,
  * without tokens, below min_tokens or not factorable (counted in *st when given; st is not
@@ -367,9 +358,6 @@ qx_status cal_hessian_parse_layer(cal_hessians *h, int layer, const uint8_t *buf
 qx_status cal_hessian_file_check(const char *path, const cal_hparams *hp, int experts, uint64_t settings, qx_err *e);
 /* Frees every H and U of one layer (n_layer: the output head's). */
 void cal_hessian_release_layer(cal_hessians *h, int layer);
-/* Borrowed factor U [cols, cols] of (name, mat), alive until released or freed; NULL when
- * absent or of another width.  Thread-safe (read only). */
-const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols);
 /* Token counts of every matrix of one layer (n_layer: the head): fills up to cap, returns
  * how many there are. */
 size_t cal_hessian_counts(const cal_hessians *h, int layer, cal_hessian_count *out, size_t cap);

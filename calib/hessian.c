@@ -1,6 +1,6 @@
 /* calib/hessian.c — input second moments H = sum_t x_t x_t^T [cols, cols] of every weight the
- * layer-major engine multiplies by, for GPTQ error feedback (quant/gptq.c), and their
- * factors U (U^T U = (H + lam I)^-1).  Names and matrices follow the GGUF imatrix convention
+ * layer-major engine multiplies by, for GPTQ error feedback (quant/gptq.c), and the factor
+ * U (U^T U = (H + lam I)^-1) of one matrix on request (cal_hessian_factor_one).  Names and matrices follow the GGUF imatrix convention
  * (calib/imatrix.c): "blk.L.ffn_down_exps.weight" matrix e for routed expert e,
  * attn_k_b/attn_v_b per head.  Routed experts get one H each (CAL_HESS_PER_EXPERT, from the
  * tokens routed to them) or one H per layer and kind shared by all experts
@@ -11,18 +11,14 @@
  * tokens for 7,168 columns) its input rows are kept instead, in order, and H = X^T X is
  * formed only when it is factored: min(rows, cols) x cols floats per matrix.
  * Streaming: with params.layer_done the caller is called after each layer (and after the
- * head, layer n_layer) when that layer's matrices are complete, and may factor and release
- * them there (cal_hessian_factor_layer, cal_hessian_release_layer) so that one layer's
- * matrices live at a time.  Token windows as cal_imatrix_run.
+ * head, layer n_layer) when that layer's matrices are complete, may factor them there and
+ * release them (cal_hessian_release_layer) so that one layer's matrices live at a time.  Token windows as cal_imatrix_run.
  * Not here: quantization (quant/gptq.c) and which tensors use it (cli/, pass/). */
 #include "engine_int.h"
 #include "hessian_int.h"
 
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 cal_hessian_params cal_hessian_default_params(void) {
     cal_hessian_params p;
@@ -35,6 +31,42 @@ cal_hessian_params cal_hessian_default_params(void) {
 
 static bool is_expert(cal_wkind k) { return k == CAL_W_EXP_GATE || k == CAL_W_EXP_UP || k == CAL_W_EXP_DOWN; }
 static bool is_up(cal_wkind k) { return k == CAL_W_UP || k == CAL_W_EXP_UP || k == CAL_W_SH_UP; }
+
+bool hs_entry_alloc(h_entry *a, int64_t nmat) {
+    a->nmat = nmat;
+    a->H = calloc((size_t)nmat, sizeof *a->H);
+    a->X = calloc((size_t)nmat, sizeof *a->X);
+    a->xrows = calloc((size_t)nmat, sizeof *a->xrows);
+    a->xcap = calloc((size_t)nmat, sizeof *a->xcap);
+    a->count = calloc((size_t)nmat, sizeof *a->count);
+    a->used = true;   /* hs_entry_free undoes a partial allocation too */
+    return a->H && a->X && a->xrows && a->xcap && a->count;
+}
+
+static void free_mats(h_entry *a) {
+    for (int64_t k = 0; k < a->nmat; k++) {
+        if (a->H) { free(a->H[k]); a->H[k] = NULL; }
+        if (a->X) { free(a->X[k]); a->X[k] = NULL; }
+        if (a->xrows) a->xrows[k] = 0;
+        if (a->xcap) a->xcap[k] = 0;
+    }
+}
+
+void hs_entry_free(h_entry *a) {
+    free_mats(a);
+    free(a->H); free(a->X); free(a->xrows); free(a->xcap); free(a->count);
+    memset(a, 0, sizeof *a);
+}
+
+/* H [n, n] (full, symmetric) of matrix k into dst: a copy of H, or X^T X of the kept rows. */
+static void form_h(const h_entry *a, int64_t k, float *dst) {
+    const int64_t n = a->cols;
+    if (a->H[k]) { memcpy(dst, a->H[k], (size_t)(n * n) * sizeof(float)); return; }
+    memset(dst, 0, (size_t)(n * n) * sizeof(float));
+    kn_gram_accumulate(dst, n, a->X[k], n, a->xrows[k]);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < r; c++) dst[r * n + c] = dst[c * n + r];
+}
 
 static h_entry *slot_of(cal_hessians *o, cal_wkind kind, int layer) {
     return &o->ent[(int64_t)(layer + 1) * CAL_W_KIND_COUNT + kind];
@@ -55,15 +87,8 @@ static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert,
     if (!a->used) {
         if (!cal_weight_name(kind, layer, expert, true, a->name, sizeof a->name)) return NULL;
         a->layer = layer < 0 ? (int)o->hp.n_layer : layer;
-        a->cols = cols; a->nmat = nmat;
-        a->H = calloc((size_t)nmat, sizeof *a->H);
-        a->U = calloc((size_t)nmat, sizeof *a->U);
-        a->X = calloc((size_t)nmat, sizeof *a->X);
-        a->xrows = calloc((size_t)nmat, sizeof *a->xrows);
-        a->xcap = calloc((size_t)nmat, sizeof *a->xcap);
-        a->count = calloc((size_t)nmat, sizeof *a->count);
-        if (!a->H || !a->U || !a->X || !a->xrows || !a->xcap || !a->count) { o->oom = true; return NULL; }
-        a->used = true;
+        a->cols = cols;
+        if (!hs_entry_alloc(a, nmat)) { o->oom = true; return NULL; }
     }
     if (a->cols != cols) return NULL;
     return a;
@@ -112,12 +137,9 @@ static void on_progress(void *ud, int layer, int n_layer, int64_t done, int64_t 
 /* H of matrix k from its kept rows (full, symmetric); false when out of memory. */
 static bool materialize(h_entry *a, int64_t k) {
     if (a->H[k] || !a->X[k]) return true;
-    const int64_t n = a->cols;
-    float *H = calloc((size_t)(n * n), sizeof(float));
+    float *H = malloc((size_t)(a->cols * a->cols) * sizeof(float));
     if (!H) return false;
-    kn_gram_accumulate(H, n, a->X[k], n, a->xrows[k]);
-    for (int64_t r = 0; r < n; r++)
-        for (int64_t c = 0; c < r; c++) H[r * n + c] = H[c * n + r];
+    form_h(a, k, H);
     a->H[k] = H;
     free(a->X[k]); a->X[k] = NULL; a->xrows[k] = a->xcap[k] = 0;
     return true;
@@ -143,21 +165,10 @@ static qx_status on_layer_done(void *ud, int layer, qx_err *e) {
     return o->p->layer_done ? o->p->layer_done(o->p->layer_done_ud, o, layer, e) : QX_OK;
 }
 
-static void free_mats(h_entry *a) {
-    for (int64_t k = 0; k < a->nmat; k++) {
-        if (a->H) { free(a->H[k]); a->H[k] = NULL; }
-        if (a->U) { free(a->U[k]); a->U[k] = NULL; }
-        if (a->X) { free(a->X[k]); a->X[k] = NULL; a->xrows[k] = a->xcap[k] = 0; }
-    }
-}
-
 void cal_hessian_free(cal_hessians *h) {
     if (!h) return;
-    for (int64_t i = 0; h->ent && i < h->n_ent; i++) {
-        h_entry *a = &h->ent[i];
-        free_mats(a);
-        free(a->H); free(a->U); free(a->X); free(a->xrows); free(a->xcap); free(a->count);
-    }
+    for (int64_t i = 0; h->ent && i < h->n_ent; i++)
+        if (h->ent[i].used) hs_entry_free(&h->ent[i]);
     free(h->ent);
     free((void *)h->p);
     free(h);
@@ -224,61 +235,6 @@ const float *cal_hessian_get(cal_hessians *h, const char *name, int64_t mat, int
     return a->H[mat];
 }
 
-/* Factors the matrices of entries passing `sel` (layer < 0: every layer). */
-static qx_status factor_where(cal_hessians *h, int layer, double damp, double min_tokens, int max_par, cal_hessian_factor_stats *st,
-                              qx_err *e) {
-    typedef struct { h_entry *a; int64_t k; } job;
-    int64_t nj = 0, failed = 0, fallback = 0;
-    for (int64_t i = 0; i < h->n_ent; i++)
-        if (h->ent[i].used && !h->ent[i].alias && (layer < 0 || h->ent[i].layer == layer)) nj += h->ent[i].nmat;
-    job *jobs = malloc((size_t)(nj ? nj : 1) * sizeof *jobs);
-    if (!jobs) return qx_fail(e, QX_ENOMEM, "hessians: out of memory");
-    nj = 0;
-    for (int64_t i = 0; i < h->n_ent; i++)
-        for (int64_t k = 0; h->ent[i].used && !h->ent[i].alias && (layer < 0 || h->ent[i].layer == layer) && k < h->ent[i].nmat; k++)
-            jobs[nj++] = (job){ &h->ent[i], k };
-    bool oom = false;
-    int par = max_par > 0 ? max_par : 1;
-#ifdef _OPENMP
-    if (max_par <= 0) par = omp_get_max_threads();
-#endif
-    (void)par;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed, fallback) num_threads(par)
-#endif
-    for (int64_t j = 0; j < nj; j++) {
-        h_entry *a = jobs[j].a;
-        int64_t k = jobs[j].k, n = a->cols;
-        if (a->count[k] <= 0) { failed++; continue; }
-        if (a->count[k] < min_tokens) {   /* too few tokens for this matrix: quantized plainly */
-            fallback++;
-            free(a->H[k]); a->H[k] = NULL;
-            free(a->X[k]); a->X[k] = NULL;
-            continue;
-        }
-        if (!materialize(a, k)) { oom = true; continue; }
-        float *H = a->H[k];   /* the factor replaces H in its own buffer: all the quantizer needs */
-        a->H[k] = NULL;
-        if (qt_gptq_factor_f32(H, n, damp, H)) a->U[k] = H;
-        else { free(H); failed++; }
-    }
-    free(jobs);
-    if (st) { st->n_matrices += nj; st->n_failed += failed; st->n_fallback += fallback; }
-    return oom ? qx_fail(e, QX_ENOMEM, "hessians: out of memory for the factors") : QX_OK;
-}
-
-qx_status cal_hessian_factor_all(cal_hessians *h, double damp, int64_t *n_failed, qx_err *e) {
-    cal_hessian_factor_stats st = {0};
-    qx_status s = factor_where(h, -1, damp, 0, 0, &st, e);
-    if (n_failed) *n_failed = st.n_failed;
-    return s;
-}
-
-qx_status cal_hessian_factor_layer(cal_hessians *h, int layer, double damp, double min_tokens, int max_par,
-                                   cal_hessian_factor_stats *st, qx_err *e) {
-    return factor_where(h, layer < 0 ? (int)h->hp.n_layer : layer, damp, min_tokens, max_par, st, e);
-}
-
 void cal_hessian_release_layer(cal_hessians *h, int layer) {
     for (int64_t i = 0; i < h->n_ent; i++)
         if (h->ent[i].used && h->ent[i].layer == layer) free_mats(&h->ent[i]);
@@ -297,23 +253,10 @@ qx_status cal_hessian_factor_one(const cal_hessians *h, const char *name, int64_
     const int64_t n = cols;
     float *H = malloc((size_t)(n * n) * sizeof(float));
     if (!H) return qx_fail(e, QX_ENOMEM, "tensor '%s' matrix %lld: out of memory for its factor (%lld columns)", name, (long long)mat, (long long)n);
-    if (a->H[mat]) memcpy(H, a->H[mat], (size_t)(n * n) * sizeof(float));
-    else {
-        memset(H, 0, (size_t)(n * n) * sizeof(float));
-        kn_gram_accumulate(H, n, a->X[mat], n, a->xrows[mat]);
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t c = 0; c < r; c++) H[r * n + c] = H[c * n + r];
-    }
+    form_h(a, mat, H);
     if (qt_gptq_factor_f32(H, n, damp, H)) *U = H;
     else { free(H); if (st) st->n_failed++; }
     return QX_OK;
-}
-
-const float *cal_hessian_factor(const cal_hessians *h, const char *name, int64_t mat, int64_t cols) {
-    h_entry *a = find(h, name);
-    if (!a || a->cols != cols) return NULL;
-    if (a->nmat == 1) mat = 0;
-    return mat >= 0 && mat < a->nmat ? a->U[mat] : NULL;
 }
 
 size_t cal_hessian_counts(const cal_hessians *h, int layer, cal_hessian_count *out, size_t cap) {
@@ -336,7 +279,7 @@ uint64_t cal_hessian_bytes(const cal_hessians *h) {
     for (int64_t i = 0; i < h->n_ent; i++) {
         const h_entry *a = &h->ent[i];
         for (int64_t k = 0; a->used && k < a->nmat; k++)
-            b += ((a->H[k] ? 4u : 0u) + (a->U[k] ? 4u : 0u)) * (uint64_t)(a->cols * a->cols) + 4u * (uint64_t)(a->xcap[k] * a->cols);
+            b += (a->H[k] ? 4u : 0u) * (uint64_t)(a->cols * a->cols) + 4u * (uint64_t)(a->xcap[k] * a->cols);
     }
     return b;
 }

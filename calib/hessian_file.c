@@ -30,22 +30,6 @@
 #define HF_MAX_COLS (1 << 20)
 #define HF_MAX_NMAT (1 << 20)
 
-/* ---- a growing byte buffer for one layer's payload ---- */
-typedef struct { uint8_t *p; size_t n, cap; bool oom; } hbuf;
-
-static void put(hbuf *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q) { b->oom = true; return; }
-        b->p = q; b->cap = cap;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
 static qx_status write_all(int fd, const char *path, const void *p, size_t n, qx_err *e) {
     const uint8_t *c = p;
     while (n) {
@@ -67,41 +51,85 @@ qx_status cal_hessian_file_begin(int fd, const char *path, int n_layer, int expe
     return write_all(fd, path, h, 32, e);
 }
 
-qx_status cal_hessian_file_layer(const cal_hessians *o, int layer, int fd, const char *path, qx_err *e) {
-    hbuf b = {0};
+/* Where a layer's payload goes: counted only (its length, written before it), or written
+ * through a small buffer (large matrices go straight from their arrays) and hashed.  Nothing
+ * the size of a layer is copied. */
+typedef struct {
+    bool count_only;
+    uint64_t n;              /* bytes put */
+    int fd;
+    const char *path;
+    XXH3_state_t *xs;
+    qx_status s;
+    qx_err *e;
+    size_t nb;
+    uint8_t buf[1 << 16];
+} hsink;
+
+static void sink_flush(hsink *k) {
+    if (k->s == QX_OK && k->nb) k->s = write_all(k->fd, k->path, k->buf, k->nb, k->e);
+    k->nb = 0;
+}
+
+static void put(hsink *k, const void *src, size_t n) {
+    k->n += n;
+    if (k->count_only || k->s != QX_OK) return;
+    XXH3_64bits_update(k->xs, src, n);
+    if (k->nb + n > sizeof k->buf) sink_flush(k);
+    if (n >= sizeof k->buf) { if (k->s == QX_OK) k->s = write_all(k->fd, k->path, src, n, k->e); return; }
+    memcpy(k->buf + k->nb, src, n);
+    k->nb += n;
+}
+
+/* The payload of one layer (layout at the top). */
+static void emit_layer(hsink *k, const cal_hessians *o, int layer) {
     uint32_t n = 0;
-    put(&b, &n, 4);
+    for (int64_t i = 0; i < o->n_ent; i++) n += o->ent[i].used && o->ent[i].layer == layer;
+    put(k, &n, 4);
     for (int64_t i = 0; i < o->n_ent; i++) {
         const h_entry *a = &o->ent[i];
         if (!a->used || a->layer != layer) continue;
-        n++;
         uint16_t nl = (uint16_t)strlen(a->name);
         uint32_t kind = (uint32_t)(i % CAL_W_KIND_COUNT);
         uint8_t alias = a->alias != NULL;
-        put(&b, &nl, 2); put(&b, a->name, nl); put(&b, &kind, 4); put(&b, &alias, 1);
+        put(k, &nl, 2); put(k, a->name, nl); put(k, &kind, 4); put(k, &alias, 1);
         if (alias) continue;
-        put(&b, &a->cols, 8); put(&b, &a->nmat, 8);
-        for (int64_t k = 0; k < a->nmat; k++) {
-            uint8_t form = a->H[k] ? 2 : a->X[k] ? 1 : 0;
-            put(&b, &a->count[k], 8); put(&b, &form, 1);
+        put(k, &a->cols, 8); put(k, &a->nmat, 8);
+        for (int64_t m = 0; m < a->nmat; m++) {
+            uint8_t form = a->H[m] ? 2 : a->X[m] ? 1 : 0;
+            put(k, &a->count[m], 8); put(k, &form, 1);
             if (form == 1) {
-                put(&b, &a->xrows[k], 8);
-                put(&b, a->X[k], (size_t)(a->xrows[k] * a->cols) * sizeof(float));
+                put(k, &a->xrows[m], 8);
+                put(k, a->X[m], (size_t)(a->xrows[m] * a->cols) * sizeof(float));
             } else if (form == 2)
-                put(&b, a->H[k], (size_t)(a->cols * a->cols) * sizeof(float));
+                put(k, a->H[m], (size_t)(a->cols * a->cols) * sizeof(float));
         }
     }
-    memcpy(b.p, &n, 4);
-    if (b.oom) { free(b.p); return qx_fail(e, QX_ENOMEM, "%s: out of memory writing layer %d", path, layer); }
+}
+
+qx_status cal_hessian_file_layer(const cal_hessians *o, int layer, int fd, const char *path, qx_err *e) {
+    hsink *k = calloc(1, sizeof *k);
+    if (!k) return qx_fail(e, QX_ENOMEM, "%s: out of memory writing layer %d", path, layer);
+    k->count_only = true;
+    emit_layer(k, o, layer);
     uint8_t head[16];
     memcpy(head, "LAYR", 4);
     int32_t L = layer;
-    uint64_t len = b.n, x = XXH3_64bits(b.p, b.n);
+    uint64_t len = k->n;
     memcpy(head + 4, &L, 4); memcpy(head + 8, &len, 8);
     qx_status s = write_all(fd, path, head, 16, e);
-    if (s == QX_OK) s = write_all(fd, path, b.p, b.n, e);
-    if (s == QX_OK) s = write_all(fd, path, &x, 8, e);
-    free(b.p);
+    if (s == QX_OK && !(k->xs = XXH3_createState())) s = qx_fail(e, QX_ENOMEM, "%s: out of memory", path);
+    if (s == QX_OK) {
+        XXH3_64bits_reset(k->xs);
+        *k = (hsink){ .fd = fd, .path = path, .xs = k->xs, .s = QX_OK, .e = e };
+        emit_layer(k, o, layer);
+        sink_flush(k);
+        s = k->s;
+        uint64_t x = XXH3_64bits_digest(k->xs);
+        if (s == QX_OK) s = write_all(fd, path, &x, 8, e);
+    }
+    if (k->xs) XXH3_freeState(k->xs);
+    free(k);
     return s;
 }
 
@@ -131,12 +159,7 @@ static bool rget(hread *r, void *dst, size_t n) {
 
 static void drop_layer(cal_hessians *o, int layer) {
     for (int64_t i = 0; i < o->n_ent; i++)
-        if (o->ent[i].used && o->ent[i].layer == layer) {
-            h_entry *a = &o->ent[i];
-            for (int64_t k = 0; a->H && k < a->nmat; k++) { free(a->H[k]); free(a->X[k]); free(a->U[k]); }
-            free(a->H); free(a->U); free(a->X); free(a->xrows); free(a->xcap); free(a->count);
-            memset(a, 0, sizeof *a);
-        }
+        if (o->ent[i].used && o->ent[i].layer == layer) hs_entry_free(&o->ent[i]);
 }
 
 static qx_status parse_payload(cal_hessians *o, int layer, hread *r, const char *label, qx_err *e) {
@@ -161,22 +184,16 @@ static qx_status parse_payload(cal_hessians *o, int layer, hread *r, const char 
         if (alias) {
             h_entry *g = kind > 0 ? &o->ent[(int64_t)(slot + 1) * CAL_W_KIND_COUNT + kind - 1] : NULL;
             if (!g || !g->used || g->alias) BAD("%s: layer %d entry '%s': alias of nothing", label, layer, name);
-            a->alias = g; a->cols = g->cols; a->nmat = g->nmat; a->used = true;
-            a->H = calloc((size_t)a->nmat, sizeof *a->H); a->U = calloc((size_t)a->nmat, sizeof *a->U); a->X = calloc((size_t)a->nmat, sizeof *a->X);
-            a->xrows = calloc((size_t)a->nmat, sizeof *a->xrows); a->xcap = calloc((size_t)a->nmat, sizeof *a->xcap);
-            a->count = calloc((size_t)a->nmat, sizeof *a->count);   /* as the engine's entries: arrays of NULLs */
-            if (!a->H || !a->U || !a->X || !a->xrows || !a->xcap || !a->count) { qx_fail(e, QX_ENOMEM, "%s: out of memory", label); goto fail; }
+            a->alias = g; a->cols = g->cols;   /* arrays of NULLs, as the engine's entries */
+            if (!hs_entry_alloc(a, g->nmat)) { qx_fail(e, QX_ENOMEM, "%s: out of memory", label); goto fail; }
             continue;
         }
         int64_t cols, nmat;
         if (!rget(r, &cols, 8) || !rget(r, &nmat, 8) || cols <= 0 || cols > HF_MAX_COLS || nmat <= 0 || nmat > HF_MAX_NMAT ||
             (uint64_t)nmat * 9 > r->left)
             BAD("%s: layer %d entry '%s': bad shape", label, layer, name);
-        a->cols = cols; a->nmat = nmat; a->used = true;
-        a->H = calloc((size_t)nmat, sizeof *a->H); a->U = calloc((size_t)nmat, sizeof *a->U); a->X = calloc((size_t)nmat, sizeof *a->X);
-        a->xrows = calloc((size_t)nmat, sizeof *a->xrows); a->xcap = calloc((size_t)nmat, sizeof *a->xcap);
-        a->count = calloc((size_t)nmat, sizeof *a->count);
-        if (!a->H || !a->U || !a->X || !a->xrows || !a->xcap || !a->count) { qx_fail(e, QX_ENOMEM, "%s: out of memory", label); goto fail; }
+        a->cols = cols;
+        if (!hs_entry_alloc(a, nmat)) { qx_fail(e, QX_ENOMEM, "%s: out of memory", label); goto fail; }
         for (int64_t k = 0; k < nmat; k++) {
             uint8_t form;
             double cnt;

@@ -15,7 +15,6 @@ typedef struct h_entry {
                            columns arrived (cheaper than H); H = X^T X is formed when factored */
     int64_t *xrows, *xcap;
     double *count;      /* [nmat] tokens */
-    float **U;          /* [nmat] -> [cols, cols] once factored */
 } h_entry;
 
 struct cal_hessians {
@@ -25,6 +24,12 @@ struct cal_hessians {
     int64_t n_ent;
     bool oom;
 };
+
+/* Allocates an entry's per-matrix arrays (all NULL / 0) and marks it used; false when out of
+ * memory (hs_entry_free then undoes what was allocated). */
+bool hs_entry_alloc(h_entry *a, int64_t nmat);
+/* Frees an entry's matrices and arrays and clears it. */
+void hs_entry_free(h_entry *a);
 
 
 #endif

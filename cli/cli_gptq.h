@@ -22,6 +22,7 @@ typedef struct {
     const char *skip;      /* POSIX extended regex of GGUF names quantized plainly, NULL: none */
     const char *save, *load;   /* --gptq-save F / --gptq-load F */
     uint64_t settings;     /* what a statistics file is tied to (model, tokens, windows, experts) */
+    cal_hparams hp;        /* the model's, read once by cli_gptq_prepare */
     qx_lock save_lock;
     /* filled by cli_gptq_prepare */
     int32_t *ids;
@@ -45,12 +46,12 @@ int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_param
 int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const char *out, cv_plan *pl,
                      cv_params *p, cv_result *r, bool quiet, qx_err *e);
 /* Prints the --dry-run estimate (peak memory, work, time) and fills *est; returns an exit
- * code (nonzero when the model cannot be read). */
-int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads,
+ * code.  After cli_gptq_prepare. */
+int cli_gptq_dry_run(const cli_gptq_opts *o, const cv_plan *pl, int n_threads,
                      ps_gptq_estimate *est);
 /* The factorizations at once that keep the pass within --gptq-mem (the thread count without
- * it); -1 (after a one-line error) when the model cannot be read or not even one fits. */
-int cli_gptq_fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads, bool quiet);
+ * it); -1 (after a one-line error) when not even one fits.  After cli_gptq_prepare. */
+int cli_gptq_fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, int n_threads, bool quiet);
 /* JSON members (",\n  \"gptq\": {...}") of a run (est NULL) or a dry run, into f. */
 void cli_gptq_json(const cli_gptq_opts *o, const ps_gptq_estimate *est, FILE *f);
 #endif

@@ -187,7 +187,7 @@ static int run_plan(const char *cmd, bool quantize, const char *in, const char *
         print_plan(pl, !quiet, ao->table.n);
         ps_gptq_estimate est;
         memset(&est, 0, sizeof est);
-        rc = gq->text && cli_gptq_dry_run(gq, cmd, pl, in, p->n_threads, &est) ? 1 : 0;
+        rc = gq->text && cli_gptq_dry_run(gq, pl, p->n_threads, &est) ? 1 : 0;
         print_files(pl, out ? out : "OUT.gguf", stdout);
         r.seconds = qx_now() - t0;
         r.peak_rss_bytes = qx_peak_rss_bytes();

@@ -114,7 +114,8 @@ int cli_gptq_prepare(cli_gptq_opts *o, const char *cmd, const char *in, cv_param
     qx_err e = {0};
     cal_model *m = NULL;
     if (cal_model_open(&m, in, &e) != QX_OK) return cli_fail(&e);
-    const cal_hparams *hp = cal_model_hparams(m);
+    o->hp = *cal_model_hparams(m);
+    const cal_hparams *hp = &o->hp;
     snprintf(set, sizeof set, "%s %lld %lld %lld %lld %016" PRIx64 " %" PRId64 " %" PRId64 " %s", base, (long long)hp->n_layer,
              (long long)hp->n_embd, (long long)hp->n_exp, (long long)hp->n_vocab, th, o->chunks, o->ctx, o->experts);
     o->settings = XXH3_64bits(set, strlen(set));
@@ -146,7 +147,7 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
     gp.save_path = o->save;
     gp.load_path = o->load;
     gp.settings = o->settings;
-    int par = cli_gptq_fit(o, cmd, pl, in, p->n_threads, quiet);   /* --gptq-mem: refuse, or bound the factorizations */
+    int par = cli_gptq_fit(o, cmd, pl, p->n_threads, quiet);   /* --gptq-mem: refuse, or bound the factorizations */
     if (par < 0) return 1;
     gp.factor_par = par;
     int64_t nw = o->n_ids / o->ctx;
@@ -182,14 +183,10 @@ int cli_gptq_execute(cli_gptq_opts *o, const char *cmd, const char *in, const ch
 #define RATE_WALK 2.5e6       /* weights/s of the code search + in-block walk at IQ2_XXS on 7168-column rows (feedback product excluded) */
 #define RATE_H200 40.0e12     /* assumed fp32 FLOP/s of one H200 (unmeasured) */
 
-/* The model's hyper-parameters and the number of factorizations at once that fits
- * --gptq-mem (the thread count without it); 0 when not even one fits. */
-static int fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int cores, ps_gptq_estimate *est, double *T) {
-    qx_err e = {0};
-    cal_model *m = NULL;
-    if (cal_model_open(&m, in, &e) != QX_OK) { fprintf(stderr, "qforge %s: gptq estimate: %s\n", cmd, e.msg); return -1; }
-    cal_hparams hp = *cal_model_hparams(m);
-    cal_model_close(m);
+/* The number of factorizations at once that fits --gptq-mem (the thread count without it);
+ * 0 when not even one fits.  Uses the hyper-parameters cli_gptq_prepare read. */
+static int fit(const cli_gptq_opts *o, const cv_plan *pl, int cores, ps_gptq_estimate *est, double *T) {
+    const cal_hparams hp = o->hp;
     *T = (double)(o->chunks > 0 ? o->chunks : (o->n_ids > 0 ? o->n_ids / o->ctx : 128)) * (double)o->ctx;
     if (o->chunks > 0 && o->n_ids > 0 && o->n_ids / o->ctx < o->chunks) *T = (double)(o->n_ids / o->ctx) * (double)o->ctx;
     cal_hess_experts ex = !strcmp(o->experts, "shared") ? CAL_HESS_SHARED : CAL_HESS_PER_EXPERT;
@@ -209,13 +206,11 @@ static void refuse(const cli_gptq_opts *o, const char *cmd, const ps_gptq_estima
             est->hessian_bytes / 1e9, est->workspace_bytes / 1e9, est->state_bytes / 1e9, est->engine_bytes / 1e9, est->weight_bytes / 1e9);
 }
 
-int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads,
-                     ps_gptq_estimate *out) {
+int cli_gptq_dry_run(const cli_gptq_opts *o, const cv_plan *pl, int n_threads, ps_gptq_estimate *out) {
     int cores = n_threads > 0 ? n_threads : qx_default_threads();
     ps_gptq_estimate est;
     double T;
-    int par = fit(o, cmd, pl, in, cores, &est, &T);
-    if (par < 0) return 1;
+    int par = fit(o, pl, cores, &est, &T);
     if (out) *out = est;
     double w = (double)cv_plan_n_elems(pl);
     double core_s = est.flops_forward / RATE_FORWARD + est.flops_gram / RATE_GRAM + est.flops_factor / RATE_FACTOR +
@@ -239,12 +234,11 @@ int cli_gptq_dry_run(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl,
     return 0;
 }
 
-int cli_gptq_fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, const char *in, int n_threads, bool quiet) {
+int cli_gptq_fit(const cli_gptq_opts *o, const char *cmd, const cv_plan *pl, int n_threads, bool quiet) {
     int cores = n_threads > 0 ? n_threads : qx_default_threads();
     ps_gptq_estimate est;
     double T;
-    int par = fit(o, cmd, pl, in, cores, &est, &T);
-    if (par < 0) return -1;
+    int par = fit(o, pl, cores, &est, &T);
     if (par == 0) { refuse(o, cmd, &est); return -1; }
     if (!quiet && o->mem)
         fprintf(stderr, "qforge %s: gptq: --gptq-mem %.2f GB: predicted peak %.2f GB with %d factorizations at once\n", cmd, o->mem / 1e9,

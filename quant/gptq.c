@@ -404,18 +404,26 @@ static double block_pass(const qg_ctx *c, int64_t b0, int64_t lim, float *w, uin
  * stood (pass A), and with the scales it chooses for the weights pass A actually rounded
  * (after the feedback from the block's own earlier columns, pass B); the pass with the
  * smaller added output error is kept.  wb: [n] scratch; blkb: one block. */
+/* Both walks of the block at b0, feeding columns up to lim: A on w into blk (errors into
+ * ea), B on wb (w's copy from b0 to lim, made here) into blkb (errors into eb).  True when
+ * B added less output error: the caller then takes wb, blkb and eb. */
+static bool two_walks(const qg_ctx *c, int64_t b0, int64_t lim, const float *ib, float *w, float *wb, uint8_t *blk, uint8_t *blkb,
+                      float *ea, float *eb) {
+    const int B = c->tr->blck;
+    memcpy(wb + b0, w + b0, (size_t)(lim - b0) * sizeof(float));
+    c->tr->from_float(w + b0, blk, B, ib);
+    double la = block_pass(c, b0, lim, w, blk, ea);
+    c->tr->from_float(c->rec, blkb, B, ib);
+    double lb = block_pass(c, b0, lim, wb, blkb, eb);
+    return lb < la;
+}
+
 static void gptq_row(const qg_ctx *c, const float *imp, float *w, uint8_t *out, float *wb, uint8_t *blkb) {
     const int B = c->tr->blck;
     const int64_t n = c->n;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         uint8_t *blk = out + (b0 / B) * c->tr->type_size;
-        const float *ib = imp ? imp + b0 : NULL;
-        memcpy(wb + b0, w + b0, (size_t)(n - b0) * sizeof(float));
-        c->tr->from_float(w + b0, blk, B, ib);
-        double la = block_pass(c, b0, n, w, blk, NULL);
-        c->tr->from_float(c->rec, blkb, B, ib);
-        double lb = block_pass(c, b0, n, wb, blkb, NULL);
-        if (lb < la) {
+        if (two_walks(c, b0, n, imp ? imp + b0 : NULL, w, wb, blk, blkb, NULL, NULL)) {
             memcpy(w + b0, wb + b0, (size_t)(n - b0) * sizeof(float));
             memcpy(blk, blkb, (size_t)c->tr->type_size);
         }
@@ -550,12 +558,7 @@ static bool gptq_lazy(qt_type t, const float *src, void *dst, int64_t nrows, int
             for (int64_t r = 0; r < R; r++) {
                 float *w = W + r * n, *er = E + r * B;
                 uint8_t *blk = (uint8_t *)dst + (uint64_t)(r0 + r) * rs + (uint64_t)(b0 / B) * tr->type_size;
-                memcpy(wb + b0, w + b0, (size_t)B * sizeof(float));
-                tr->from_float(w + b0, blk, B, ib);
-                double la = block_pass(&c, b0, b0 + B, w, blk, er);
-                tr->from_float(c.rec, blkb, B, ib);
-                double lb = block_pass(&c, b0, b0 + B, wb, blkb, eb);
-                if (lb < la) {
+                if (two_walks(&c, b0, b0 + B, ib, w, wb, blk, blkb, er, eb)) {
                     memcpy(blk, blkb, (size_t)tr->type_size);
                     memcpy(er, eb, (size_t)B * sizeof(float));
                 }

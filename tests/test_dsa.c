@@ -58,14 +58,6 @@ static double naive_scores(const float *q, int64_t ldq, const float *k, int64_t 
     return kth;
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 static void test_select_kernel(void) {
     const int64_t NS = 2, S = 40, K = 12;
     const int IH = 3, dh = 16;
@@ -83,10 +75,10 @@ static void test_select_kernel(void) {
     for (int v = 0; v < 4; v++) {
         sel[v] = malloc((size_t)(T * K) * sizeof(int32_t));
         kn_dsa_args a = { NS, S, IH, dh, K, q, IH * dh, k, dh, w, IH, sel[v] };
-        set_threads(v % 2 ? 2 : 1);
+        tu_set_threads(v % 2 ? 2 : 1);
         (v < 2 ? kn_dsa_select_ref : kn_dsa_select)(&a);
     }
-    set_threads(2);
+    tu_set_threads(2);
     TU_CHECK(!memcmp(sel[0], sel[1], (size_t)(T * K) * sizeof(int32_t)), "ref selection differs between 1 and 2 threads");
     TU_CHECK(!memcmp(sel[2], sel[3], (size_t)(T * K) * sizeof(int32_t)), "selection differs between 1 and 2 threads");
     /* the kept set must be the top K by the double scores; among keys whose score equals the

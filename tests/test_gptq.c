@@ -45,14 +45,6 @@ static double *rand_hessian(int n, int T) {
     return H;
 }
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 static double damp_lambda(const double *H, int n, double damp) {
     double m = 0;
     for (int i = 0; i < n; i++) m += H[i * n + i];
@@ -453,17 +445,17 @@ static void test_gram(void) {
         for (int i = 0; i < T * ld; i++) x[i] = (float)(nrand() * (i % 11 == 0 ? 0 : 1));
         for (int i = 0; i < n * n; i++) H0[i] = H1[i] = H2[i] = (float)urand();
         kn_gram_accumulate_ref(H0, n, x, ld, T);
-        set_threads(1);
+        tu_set_threads(1);
         kn_gram_accumulate_own(H1, n, x, ld, T);
-        set_threads(2);
+        tu_set_threads(2);
         kn_gram_accumulate_own(H2, n, x, ld, T);
         TU_CHECK(!memcmp(H0, H1, sizeof(float) * n * n) && !memcmp(H0, H2, sizeof(float) * n * n), "gram %d: fast path differs from the reference", n);
         /* the default path (OpenBLAS when present): the same bits for 1 and 2 threads */
         memset(H1, 0, sizeof(float) * n * n);
         memset(H2, 0, sizeof(float) * n * n);
-        set_threads(1);
+        tu_set_threads(1);
         kn_gram_accumulate(H2, n, x, ld, T);
-        set_threads(2);
+        tu_set_threads(2);
         kn_gram_accumulate(H1, n, x, ld, T);
         for (int i = 0; i < n; i++)
             for (int j = i; j < n; j++) TU_CHECK(H1[i * n + j] == H2[i * n + j], "gram %d default path: threads differ at %d,%d", n, i, j);
@@ -493,9 +485,9 @@ static void test_factor_blocked(void) {
     }
     float *U0 = malloc(sizeof(float) * n * n), *U1 = malloc(sizeof(float) * n * n), *U2 = malloc(sizeof(float) * n * n);
     TU_CHECK(qt_gptq_factor_ref(H, n, 0.1, U0), "reference factor");
-    set_threads(1);
+    tu_set_threads(1);
     TU_CHECK(qt_gptq_factor_own(H, n, 0.1, U1), "blocked factor");
-    set_threads(2);
+    tu_set_threads(2);
     TU_CHECK(qt_gptq_factor_own(H, n, 0.1, U2), "blocked factor, 2 threads");
     double worst = 0;
     for (int i = 0; i < n; i++)

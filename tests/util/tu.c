@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int tu_failures, tu_checks;
 static char tmpdir[256];
@@ -87,6 +90,14 @@ float *tu_load_shared_f32(const char *rel, size_t n) {
     qx_err e = {0};
     if (!p || qx_read_file(p, &b, &len, &e) != QX_OK || len != n * sizeof(float)) { free(b); return NULL; }
     return (float *)(void *)b;
+}
+
+void tu_set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
 }
 
 int tu_quick(void) {

@@ -50,6 +50,8 @@ int tu_done(const char *name);
  * a bounded subset (fewer windows, fewer presets) so the instrumented suite stays fast; the
  * plain `make test` always runs the full set. */
 int tu_quick(void);
+/* OpenMP threads for what follows (1 vs N comparisons); no-op without OpenMP. */
+void tu_set_threads(int n);
 /* Exit code 77 with a reason when an input is missing. */
 int tu_skip(const char *why);
 
