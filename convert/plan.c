@@ -365,8 +365,8 @@ static qx_status plan_gguf(cv_plan *pl, const char *path, const cv_params *p, qx
         const qt_traits *tr = qt_get_traits(o->gsrc->type);
         if (!tr || !tr->to_float)
             return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is %s and cannot be decoded", path, o->name, qt_type_name(o->gsrc->type));
-        if (tr->quantized)
-            return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is already quantized (%s); requantizing needs an F32/F16/BF16 source",
+        if (tr->quantized && o->gsrc->type != QT_MXFP4)   /* MXFP4 experts hold a V4 checkpoint's exact FP4 values */
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is already quantized (%s); requantizing needs an F32/F16/BF16 (or MXFP4) source",
                            path, o->name, qt_type_name(o->gsrc->type));
     }
     return QX_OK;

@@ -526,7 +526,8 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
         if (v4 && !user_set(r, o->name)) {
             t = v4_protect(o->name, t);
             /* FP4 routed experts stay MXFP4 (exact) unless the preset gives them fewer bits */
-            if (o->n_src > 0 && o->src && o->src[0]->dtype == ST_FP4_PACKED && type_bpw(t) >= type_bpw(QT_MXFP4)) t = QT_MXFP4;
+            bool fp4 = (o->n_src > 0 && o->src && o->src[0]->dtype == ST_FP4_PACKED) || (o->gsrc && o->gsrc->type == QT_MXFP4);
+            if (fp4 && type_bpw(t) >= type_bpw(QT_MXFP4)) t = QT_MXFP4;
         }
         o->wanted = t;
         o->type = cv_type_fallback(t, o->ne[0]);

@@ -549,6 +549,27 @@ static void test_presets(void) {
                  ps[i].preset);
         check_types(out, ps[i].preset, ps[i].mxfp4);
     }
+    /* qforge quantize of the F32 file (MXFP4 experts as the source of their FP4 values) writes
+     * the same tensor bytes as converting the checkpoint */
+    {
+        char q2[1100], q2c[1100];
+        snprintf(q2, sizeof q2, "%s/tiny-v4.quant.Q2_K.gguf", tmp);
+        snprintf(q2c, sizeof q2c, "%s/tiny-v4.Q2_K.gguf", tmp);
+        TU_CHECK(tu_system("%s quantize '%s' '%s' Q2_K --quiet > /dev/null", tu_qforge(), path_in("tiny-v4.f32.gguf"), q2) == 0,
+                 "quantize the F32 file to Q2_K");
+        gf_file *ga = NULL, *gb = NULL;
+        int diff = -1;
+        if (gf_open(&ga, q2, &e) == QX_OK && gf_open(&gb, q2c, &e) == QX_OK && gf_tensor_count(ga) == gf_tensor_count(gb)) {
+            diff = 0;
+            for (size_t i = 0; i < gf_tensor_count(ga); i++) {
+                const gf_tensor *a = gf_tensor_at(ga, i), *b = gf_find_tensor(gb, a->name);
+                diff += !b || a->type != b->type || a->nbytes != b->nbytes || memcmp(a->data, b->data, a->nbytes) != 0;
+            }
+        }
+        TU_CHECK(diff == 0, "quantize F32 -> Q2_K vs convert Q2_K: %d tensors differ", diff);
+        gf_close(ga);
+        gf_close(gb);
+    }
     /* an imatrix with an entry for every quantized tensor except hc_*, output_hc_* */
     cv_params p;
     cv_default_params(&p);
