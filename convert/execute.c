@@ -90,8 +90,19 @@ static qx_status decode(const cv_out *o, int64_t x, int64_t r0, int64_t n, float
     const st_tensor *t = o->src[o->n_src > 1 ? x : 0];
     uint64_t esz = (uint64_t)st_dtype_size(t->dtype);
     if (o->xf == XF_ROWS) {
+        uint64_t rowb = t->dtype == ST_FP4_PACKED ? (uint64_t)ne0 / 2 : (uint64_t)ne0 * esz;   /* FP4: two codes a byte */
         QX_TRY(st_tensor_rows_f32(t, r0, r0 + n, dst, e));
-        release_range(t->data + (uint64_t)r0 * (uint64_t)ne0 * esz, (uint64_t)n * (uint64_t)ne0 * esz);
+        release_range(t->data + (uint64_t)r0 * rowb, (uint64_t)n * rowb);
+        return QX_OK;
+    }
+    if (o->xf == XF_INT) {   /* expert ids as floats (exact: ids < 2^24) */
+        for (int64_t k = 0; k < n * ne0; k++) {
+            const uint8_t *p = t->data + ((uint64_t)r0 * (uint64_t)ne0 + (uint64_t)k) * esz;
+            int64_t v;
+            if (esz == 8) memcpy(&v, p, 8);
+            else { int32_t v4; memcpy(&v4, p, 4); v = v4; }
+            dst[k] = (float)v;
+        }
         return QX_OK;
     }
     if (o->xf == XF_PERM && o->n_dims == 1) {   /* bias: permute elements */

@@ -513,7 +513,9 @@ static void test_convert_f32(void) {
 
 /* Type policy: protected tensors and experts in three presets; IQ2_XXS with an imatrix lacking
  * every hc entry and holding attn_output_a as llama-imatrix writes it ([ne0 * groups, 1]). */
-static void check_types(const char *out, const char *preset, bool experts_mxfp4) {
+/* experts: 1 all MXFP4; 0 gate/up re-quantized (down_exps, rows of 128 here, falls back from
+ * the 256-block types to IQ4_NL/Q4_0 >= 4.25 bpw and is then kept MXFP4); -1 not checked */
+static void check_types(const char *out, const char *preset, int experts_mxfp4) {
     gf_file *g;
     qx_err e;
     if (gf_open(&g, out, &e) != QX_OK) { TU_CHECK(false, "%s: %s", preset, e.msg); return; }
@@ -531,7 +533,9 @@ static void check_types(const char *out, const char *preset, bool experts_mxfp4)
         }
         if (strstr(n, "_exps.weight")) {
             n_exps++;
-            if ((t->type == QT_MXFP4) != experts_mxfp4) { bad++; fprintf(stderr, "%s %s: %s\n", preset, n, qt_type_name(t->type)); }
+            bool down = strstr(n, "ffn_down_exps") != NULL;
+            if ((experts_mxfp4 == 1 && t->type != QT_MXFP4) || (experts_mxfp4 == 0 && !down && t->type == QT_MXFP4) ||
+                (experts_mxfp4 == 0 && down && t->type != QT_MXFP4)) { bad++; fprintf(stderr, "%s %s: %s\n", preset, n, qt_type_name(t->type)); }
         }
     }
     TU_CHECK(bad == 0 && n_prot > 30 && n_exps == 12, "%s: %d of %d protected/expert tensors with another type", preset, bad, n_prot + n_exps);
@@ -539,9 +543,10 @@ static void check_types(const char *out, const char *preset, bool experts_mxfp4)
 }
 
 static void test_presets(void) {
-    const char *dir = path_in("tiny-v4");
+    char dir[1100];   /* path_in's buffers rotate: keep a copy */
+    snprintf(dir, sizeof dir, "%s", path_in("tiny-v4"));
     qx_err e;
-    struct { const char *preset; bool mxfp4; } ps[] = {{"Q4_K_M", true}, {"Q2_K", false}};
+    struct { const char *preset; int mxfp4; } ps[] = {{"Q4_K_M", 1}, {"Q2_K", 0}};
     for (size_t i = 0; i < 2; i++) {
         char out[1100];
         snprintf(out, sizeof out, "%s/tiny-v4.%s.gguf", tmp, ps[i].preset);
@@ -596,7 +601,8 @@ static void test_presets(void) {
     }
     cv_plan_free(pl);
     TU_OK(im_add_dataset(im, "test", &e), &e);
-    const char *imf = path_in("v4.imatrix");
+    char imf[1100];
+    snprintf(imf, sizeof imf, "%s", path_in("v4.imatrix"));
     TU_OK(im_write_gguf(im, imf, &e), &e);
     im_free(im);
     p.imatrix = imf;
@@ -613,7 +619,34 @@ static void test_presets(void) {
     const char *out = path_in("tiny-v4.IQ2_XXS.gguf");
     TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
     cv_plan_free(pl);
-    check_types(out, "IQ2_XXS", false);
+    check_types(out, "IQ2_XXS", 0);
+    /* every other preset with the same imatrix: converts, protections hold */
+    static const char *const all[] = {"Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_S", "Q3_K_M", "Q2_K_S", "IQ3_M", "IQ3_S", "IQ3_XXS",
+                                      "IQ2_M", "IQ2_S", "IQ2_XS", "IQ1_M", "IQ1_S", "DS-Q2_K_XL", "DS-Q3_K_XL", "DS-2.5", "DS-2.2",
+                                      "DS-1.73", "DS-1.58", "F16", "BF16"};
+    size_t n_all = tu_quick() ? 3 : sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n_all; i++) {
+        p.preset = all[i];
+        out = path_in("tiny-v4.preset.gguf");
+        TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+        if (!pl) continue;
+        TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
+        cv_plan_free(pl);
+        bool hi = !strcmp(all[i], "Q8_0") || !strcmp(all[i], "Q6_K") || !strncmp(all[i], "Q5_K", 4) || !strcmp(all[i], "Q4_K_S") ||
+                  !strcmp(all[i], "F16") || !strcmp(all[i], "BF16");
+        bool lo = !strncmp(all[i], "IQ1", 3) || !strncmp(all[i], "IQ2", 3);
+        if (strcmp(all[i], "F16") && strcmp(all[i], "BF16")) check_types(out, all[i], hi ? 1 : lo ? 0 : -1);
+        else {   /* float presets: experts MXFP4, compressors at the preset's type */
+            gf_file *g;
+            if (gf_open(&g, out, &e) == QX_OK) {
+                const gf_tensor *a = gf_find_tensor(g, "blk.1.ffn_up_exps.weight"), *b = gf_find_tensor(g, "blk.1.attn_compressor_kv.weight"),
+                                *h = gf_find_tensor(g, "blk.1.hc_ffn_fn.weight");
+                TU_CHECK(a && b && h && a->type == QT_MXFP4 && h->type == QT_F32 && b->type == (!strcmp(all[i], "F16") ? QT_F16 : QT_BF16),
+                         "%s: experts MXFP4, hc F32, compressor at the float type", all[i]);
+                gf_close(g);
+            }
+        }
+    }
 }
 
 /* Faults at convert time: one line on stderr, non-zero exit, no output file. */
