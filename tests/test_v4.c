@@ -643,6 +643,23 @@ static void test_presets(void) {
                                 *h = gf_find_tensor(g, "blk.1.hc_ffn_fn.weight");
                 TU_CHECK(a && b && h && a->type == QT_MXFP4 && h->type == QT_F32 && b->type == (!strcmp(all[i], "F16") ? QT_F16 : QT_BF16),
                          "%s: experts MXFP4, hc F32, compressor at the float type", all[i]);
+                gf_file *f32 = NULL;
+                if (!strcmp(all[i], "BF16") && gf_open(&f32, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+                    /* lossless: e4m3 x 2^k and BF16 sources fit BF16 exactly */
+                    int bad = 0;
+                    for (size_t k = 0; k < gf_tensor_count(g); k++) {
+                        const gf_tensor *x = gf_tensor_at(g, k), *y = gf_find_tensor(f32, x->name);
+                        if (!y || x->n_elems != y->n_elems) { bad++; continue; }
+                        if (x->type == QT_I32 || x->type == QT_MXFP4) { bad += x->type != y->type || memcmp(x->data, y->data, x->nbytes); continue; }
+                        float *v = malloc(x->n_elems * sizeof *v);
+                        if (!v) { bad++; continue; }
+                        qt_dequantize_rows(x->type, x->data, v, 1, (int64_t)x->n_elems);
+                        bad += memcmp(v, y->data, x->n_elems * 4) != 0;
+                        free(v);
+                    }
+                    TU_CHECK(bad == 0, "BF16 file: %d tensors hold other values than the F32 file", bad);
+                    gf_close(f32);
+                }
                 gf_close(g);
             }
         }
