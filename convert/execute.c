@@ -228,7 +228,7 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
     }
     const float *U = NULL;
     if (c->p->gptq_factor && qt_gptq_mode_of(o->type) != QT_GPTQ_NONE)
-        QX_TRY(c->p->gptq_factor(c->p->gptq_ud, o->name, it->slice, ne0, &U, e));
+        QX_TRY(c->p->gptq_factor(c->p->gptq_ud, o->name, o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice, ne0, &U, e));
     for (int64_t r = 0; r < n; r += tr_rows) {
         int64_t m = r + tr_rows < n ? tr_rows : n - r;
         QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
