@@ -131,7 +131,8 @@ uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama
 uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
 uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */
 size_t cv_plan_item_count(const cv_plan *pl);
-/* Work items of each matrix (expert / head slice; the whole tensor when 2-D) of tensor i:
+/* Work items of each matrix (expert / head slice; deepseek4 attn_output_a: output group; the
+ * whole tensor when 2-D) of tensor i:
  * how many gptq_factor requests one matrix gets in a full run. */
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i);
 size_t cv_plan_fallback_count(const cv_plan *pl);     /* tensors that hit the row-length fallback */

@@ -620,6 +620,33 @@ static void test_presets(void) {
     TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
     cv_plan_free(pl);
     check_types(out, "IQ2_XXS", 0);
+    /* attn_output_a: group k's rows quantized with group k's importance (rows of the F32 file,
+     * the IQ2_XXS encoder with in_sum2[k * ne0 + j] / count as written above) */
+    {
+        gf_file *gq = NULL, *gf = NULL;
+        int bad = -1;
+        if (gf_open(&gq, out, &e) == QX_OK && gf_open(&gf, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+            const gf_tensor *q = gf_find_tensor(gq, "blk.2.attn_output_a.weight"), *f = gf_find_tensor(gf, "blk.2.attn_output_a.weight");
+            const qt_traits *tr = qt_iq_traits(QT_IQ2_XXS);
+            if (q && f && tr && q->type == QT_IQ2_XXS) {
+                int64_t ne0 = q->ne[0], rows = q->ne[1], OL = rows / oa_groups;
+                uint64_t rb = qt_row_size(QT_IQ2_XXS, ne0);
+                uint8_t *buf = malloc(rb);
+                float imp[4096];
+                bad = 0;
+                for (int64_t r = 0; buf && r < rows; r++) {
+                    int64_t k = r / OL;
+                    for (int64_t j = 0; j < ne0; j++) imp[j] = (1.0f + (float)(((k * ne0 + j) * 7) % 13)) / 10.0f;
+                    tr->from_float((const float *)(const void *)f->data + r * ne0, buf, ne0, imp);
+                    bad += memcmp(buf, q->data + (uint64_t)r * rb, rb) != 0;
+                }
+                free(buf);
+            }
+        }
+        TU_CHECK(bad == 0, "attn_output_a IQ2_XXS: %d rows differ from the per-group importance encoding", bad);
+        gf_close(gq);
+        gf_close(gf);
+    }
     /* every other preset with the same imatrix: converts, protections hold */
     static const char *const all[] = {"Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_S", "Q3_K_M", "Q2_K_S", "IQ3_M", "IQ3_S", "IQ3_XXS",
                                       "IQ2_M", "IQ2_S", "IQ2_XS", "IQ1_M", "IQ1_S", "DS-Q2_K_XL", "DS-Q3_K_XL", "DS-2.5", "DS-2.2",
