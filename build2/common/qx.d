@@ -1,2 +1,0 @@
-build2/common/qx.o: common/qx.c common/qx.h
-common/qx.h:
