@@ -189,6 +189,12 @@ qx_status cv_map_deepseek4(cv_plan *pl, const cv_params *p, qx_err *e) {
     if (p->keep_mtp)
         return qx_fail(e, QX_EUNSUPPORTED, "%s: --keep-mtp: a DeepSeek-V4 MTP block is not converted (llama.cpp writes it as a separate --mtp file)",
                        st_model_dir(pl->st));
+    /* shapes llama.cpp 34af94cd9ab2's graph cannot run (the file is still what its converter writes) */
+    int64_t id = c->index_head_dim;
+    if (id < 64 || (id & (id - 1)))
+        cv_warn(pl, "config.json: index_head_dim %lld: llama.cpp rotates indexer keys with Hadamard matrices of 64, 128, ... and aborts on this size",
+                (long long)id);
+    if (c->hc_mult != 4) cv_warn(pl, "config.json: hc_mult %lld: llama.cpp's deepseek4 graph asserts hc_mult == 4", (long long)c->hc_mult);
     QX_TRY(v4_metadata(pl, e));
     int64_t E = c->hidden_size, V = c->vocab_size, HC = c->hc_mult;
     QX_TRY(cv_add1(pl, "token_embd.weight", "embed.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
