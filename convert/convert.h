@@ -135,6 +135,9 @@ size_t cv_plan_item_count(const cv_plan *pl);
  * whole tensor when 2-D) of tensor i:
  * how many gptq_factor requests one matrix gets in a full run. */
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i);
+/* Matrices of tensor i with their own input statistics (importance, Hessian): ne[2] * ne[3]
+ * (experts, heads), or deepseek4 attn_output_a's output groups (consecutive row blocks); >= 1. */
+int64_t cv_plan_matrices(const cv_plan *pl, size_t i);
 size_t cv_plan_fallback_count(const cv_plan *pl);     /* tensors that hit the row-length fallback */
 const char *cv_plan_arch(const cv_plan *pl);          /* "deepseek2", "llama", "qwen2", ... */
 const char *cv_plan_preset(const cv_plan *pl);

@@ -408,6 +408,12 @@ int64_t cv_item_matrix(const cv_plan *pl, const cv_item *it) {
     const cv_out *o = &pl->outs[it->tensor];
     return o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice;
 }
+int64_t cv_plan_matrices(const cv_plan *pl, size_t i) {
+    if (i >= pl->n_outs) return 1;
+    const cv_out *o = &pl->outs[i];
+    int64_t m = o->imp_rows > 0 ? o->ne[1] / o->imp_rows : o->ne[2] * o->ne[3];
+    return m > 0 ? m : 1;
+}
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i) {
     if (i >= pl->n_outs) return 0;
     const cv_out *o = &pl->outs[i];

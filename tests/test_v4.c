@@ -647,6 +647,27 @@ static void test_presets(void) {
         gf_close(gq);
         gf_close(gf);
     }
+    /* the weight-error pass (sensitivity --werr-only, pass/werr.c) takes attn_output_a group by
+     * group too (with one matrix it finds no usable entry and refuses the IQ candidates) */
+    {
+        char wj[1100];
+        snprintf(wj, sizeof wj, "%s/w.json", tmp);
+        TU_CHECK(tu_system("%s sensitivity '%s' --werr-only -o '%s' --imatrix '%s' --tensors 'attn_output_a' > /dev/null 2>&1", tu_qforge(), dir,
+                           wj, imf) == 0, "sensitivity --werr-only on attn_output_a");
+        size_t n;
+        char *txt = tu_read_file(wj, &n);
+        TU_CHECK(txt && strstr(txt, "blk.3.attn_output_a.weight") && strstr(txt, "IQ1_S"), "w.json has attn_output_a's IQ candidates");
+        free(txt);
+        TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+        int64_t nm = -1;
+        for (size_t i = 0; pl && i < cv_plan_tensor_count(pl); i++) {
+            cv_tensor_info t;
+            cv_plan_tensor(pl, i, &t);
+            if (!strcmp(t.name, "blk.0.attn_output_a.weight")) nm = cv_plan_matrices(pl, i);
+        }
+        TU_CHECK(nm == oa_groups, "cv_plan_matrices(attn_output_a) %lld, want %lld", (long long)nm, (long long)oa_groups);
+        cv_plan_free(pl);
+    }
     /* every other preset with the same imatrix: converts, protections hold */
     static const char *const all[] = {"Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_S", "Q3_K_M", "Q2_K_S", "IQ3_M", "IQ3_S", "IQ3_XXS",
                                       "IQ2_M", "IQ2_S", "IQ2_XS", "IQ1_M", "IQ1_S", "DS-Q2_K_XL", "DS-Q3_K_XL", "DS-2.5", "DS-2.2",
