@@ -78,7 +78,7 @@ static qx_status run_tensor(const cv_plan *pl, size_t i, const qt_type *c, int n
                             uint64_t *cap, cal_werr_sum *sum, ps_werr_stats *st, qx_err *e) {
     cv_tensor_info t;
     cv_plan_tensor(pl, i, &t);
-    const int64_t ne0 = t.ne[0], rows = (int64_t)(t.n_elems / (uint64_t)ne0), slices = t.ne[2] * t.ne[3] > 0 ? t.ne[2] * t.ne[3] : 1;
+    const int64_t ne0 = t.ne[0], rows = (int64_t)(t.n_elems / (uint64_t)ne0), slices = cv_plan_matrices(pl, i);
     const int64_t g = group_rows(ne0, rows, rows / slices, p->group_bytes ? p->group_bytes : GROUP_BYTES);
     const uint64_t need = (uint64_t)g * (uint64_t)ne0 * sizeof(float);
     if (need > *cap) {
@@ -185,7 +185,7 @@ qx_status ps_werr_estimate_plan(const cv_plan *pl, const cv_plan *floor, const c
         out->candidates += (size_t)nc;
         out->weight_candidates += (uint64_t)nc * t.n_elems;
         for (int j = 0; j < nc; j++) out->quant_thread_seconds += 1e-9 * rate_ns(c[j]) * (double)t.n_elems;
-        int64_t slices = t.ne[2] * t.ne[3] > 0 ? t.ne[2] * t.ne[3] : 1, rows = (int64_t)(t.n_elems / (uint64_t)t.ne[0]);
+        int64_t slices = cv_plan_matrices(pl, i), rows = (int64_t)(t.n_elems / (uint64_t)t.ne[0]);
         uint64_t g = (uint64_t)group_rows(t.ne[0], rows, rows / slices, GROUP_BYTES), mem = g * ((uint64_t)t.ne[0] * sizeof(float) + 16);
         if (mem > out->memory_bytes) out->memory_bytes = mem;
     }
