@@ -270,9 +270,10 @@ static qx_status put_int4(sctx *c, const char *name, int64_t rows, int64_t cols,
     return s;
 }
 
-/* Embedding (base 16: rows of std ~0.7) or output head (base 1: logits of std ~1, so a
- * synthetic model has a finite, sane perplexity). */
-static qx_status put_embed(sctx *c, const char *name, int64_t vocab, int64_t hidden, float base, qx_err *e) {
+/* A BF16 matrix [rows, cols] of gen_matrix values: an embedding (base 16: rows of std ~0.7),
+ * an output head (base 1: logits of std ~1, so a synthetic model has a finite, sane
+ * perplexity) or one of V4's BF16 linears. */
+static qx_status put_bf16_matrix(sctx *c, const char *name, int64_t vocab, int64_t hidden, float base, qx_err *e) {
     int64_t sh[2] = {vocab, hidden};
     if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
     float *w = gen_matrix(name, c->seed, vocab, hidden, base);
@@ -313,12 +314,12 @@ static qx_status deepseek_layer(sctx *c, const synth_preset *p, int64_t l, bool 
     int64_t E = p->hidden, H = p->heads;
 #define N(fmt, ...) (snprintf(n, sizeof n, "model.layers.%lld." fmt, (long long)l, ##__VA_ARGS__), n)
     if (mtp) {
-        QX_TRY(put_embed(c, N("embed_tokens.weight"), p->vocab, E, 16.0f, e));
+        QX_TRY(put_bf16_matrix(c, N("embed_tokens.weight"), p->vocab, E, 16.0f, e));
         QX_TRY(put_norm(c, N("enorm.weight"), E, e));
         QX_TRY(put_norm(c, N("hnorm.weight"), E, e));
         QX_TRY(put_linear(c, N("eh_proj.weight"), E, 2 * E, p->fp8 && !p->full_scale, false, e));
         QX_TRY(put_norm(c, N("shared_head.norm.weight"), E, e));
-        QX_TRY(put_embed(c, N("shared_head.head.weight"), p->vocab, E, 1.0f, e));
+        QX_TRY(put_bf16_matrix(c, N("shared_head.head.weight"), p->vocab, E, 1.0f, e));
     }
     QX_TRY(put_norm(c, N("input_layernorm.weight"), E, e));
     QX_TRY(put_norm(c, N("post_attention_layernorm.weight"), E, e));
@@ -909,16 +910,6 @@ static qx_status put_f32_gauss(sctx *c, const char *name, int nd, const int64_t 
     return s;
 }
 
-/* A BF16 linear [rows, cols] (gen_matrix values). */
-static qx_status put_bf16_linear(sctx *c, const char *name, int64_t rows, int64_t cols, float base, qx_err *e) {
-    int64_t sh[2] = {rows, cols};
-    if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
-    float *w = gen_matrix(name, c->seed, rows, cols, base);
-    if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
-    qx_status s = put_bf16(c, name, 2, sh, w, e);
-    free(w);
-    return s;
-}
 
 /* The hyper-connection mixer of one site (`pfx` + "hc_attn" etc.): fn [mix, hc*E] F32,
  * base [mix], scale [n_scale]. */
@@ -944,7 +935,7 @@ static qx_status put_compressor(sctx *c, const char *pfx, const v4_preset *p, in
         else {
             char wn[280];
             snprintf(wn, sizeof wn, "%s.weight", n);
-            QX_TRY(put_bf16_linear(c, wn, coff * D, p->hidden, 1.0f, e));
+            QX_TRY(put_bf16_matrix(c, wn, coff * D, p->hidden, 1.0f, e));
         }
     }
     int64_t ash[2] = {ratio, coff * D};
@@ -980,12 +971,12 @@ static qx_status v4_block(sctx *c, const v4_preset *p, const char *pfx, int32_t 
     }
     if (ratio == 4) {
         QX_TRY(put_fp8_e8m0(c, N("attn.indexer.wq_b"), p->idx_heads * p->idx_dim, QL, e));
-        QX_TRY(put_bf16_linear(c, N("attn.indexer.weights_proj.weight"), p->idx_heads, E, 1.0f, e));
+        QX_TRY(put_bf16_matrix(c, N("attn.indexer.weights_proj.weight"), p->idx_heads, E, 1.0f, e));
         char cp[200];
         snprintf(cp, sizeof cp, "%sattn.indexer.compressor.", pfx);
         QX_TRY(put_compressor(c, cp, p, p->idx_dim, 2, 4, p->comp_fp8, e));
     }
-    QX_TRY(put_bf16_linear(c, N("ffn.gate.weight"), X, E, 4.0f, e));
+    QX_TRY(put_bf16_matrix(c, N("ffn.gate.weight"), X, E, 4.0f, e));
     if (hash) {   /* token id -> its topk experts (distinct) */
         int64_t tsh[2] = {p->vocab, p->topk}, cnt = p->vocab * p->topk;
         int esz = st_dtype_size(p->tid_dt);
@@ -1114,7 +1105,7 @@ static qx_status v4_synth(const v4_preset *p, const char *dir, uint64_t seed, bo
     uint64_t moe = 3 * E * (uint64_t)p->moe_ffn * ((uint64_t)p->experts / 2 + (uint64_t)p->shared);
     c.target = (L * (attn + moe) + 4 * E * (uint64_t)p->vocab) / (uint64_t)c.n + 1;
     int64_t hsh[2] = {p->hc, p->hc * p->hidden}, bsh[1] = {p->hc}, one[1] = {1};
-    if (s == QX_OK) s = put_embed(&c, "embed.weight", p->vocab, p->hidden, 16.0f, e);
+    if (s == QX_OK) s = put_bf16_matrix(&c, "embed.weight", p->vocab, p->hidden, 16.0f, e);
     char pfx[64];
     for (int64_t l = 0; s == QX_OK && l < p->layers; l++) {
         snprintf(pfx, sizeof pfx, "layers.%lld.", (long long)l);
@@ -1139,7 +1130,7 @@ static qx_status v4_synth(const v4_preset *p, const char *dir, uint64_t seed, bo
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_fn", 2, hsh, 0.0f, 0.5f / sqrtf((float)hsh[1]), e);
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_base", 1, bsh, 0.0f, 0.1f, e);
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_scale", 1, one, 1.0f, 0.05f, e);
-    if (s == QX_OK) s = put_embed(&c, "head.weight", p->vocab, p->hidden, 1.0f, e);
+    if (s == QX_OK) s = put_bf16_matrix(&c, "head.weight", p->vocab, p->hidden, 1.0f, e);
     s = finish_shards(&c, dir, s, e);
     return s;
 }
@@ -1189,12 +1180,12 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     c.target = total / (uint64_t)c.n + 1;
     int64_t sh1[1] = {p->hidden};
     (void)sh1;
-    if (s == QX_OK) s = put_embed(&c, "model.embed_tokens.weight", p->vocab, p->hidden, 16.0f, e);
+    if (s == QX_OK) s = put_bf16_matrix(&c, "model.embed_tokens.weight", p->vocab, p->hidden, 16.0f, e);
     for (int64_t l = 0; s == QX_OK && l < p->layers; l++)
         s = p->arch == HF_ARCH_DEEPSEEK_V3 ? deepseek_layer(&c, p, l, false, e) : dense_layer(&c, p, l, e);
     for (int64_t l = 0; s == QX_OK && l < p->mtp; l++) s = deepseek_layer(&c, p, p->layers + l, true, e);
     if (s == QX_OK) s = put_norm(&c, "model.norm.weight", p->hidden, e);
-    if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, 1.0f, e);
+    if (s == QX_OK && !p->tie) s = put_bf16_matrix(&c, "lm_head.weight", p->vocab, p->hidden, 1.0f, e);
     if (s == QX_OK && p->variant == SV_K25) s = k25_vision(&c, p, e);
     return finish_shards(&c, dir, s, e);
 }

@@ -25,13 +25,6 @@
 
 static const char *tmp;
 
-static const char *path_in(const char *name) {
-    static char buf[8][1024];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
 
 /* Independent INT4 decode: byte b of a row holds columns 2b (low nibble) and 2b+1 (high);
  * the BF16 scale is the upper half of an f32. */
@@ -48,7 +41,7 @@ static float ref_int4(const st_tensor *packed, const st_tensor *scale, int64_t c
 }
 
 static void test_int4_decode(void) {
-    const char *dir = path_in("k2int4");
+    const char *dir = tu_tmp_path("k2int4");
     qx_err e;
     TU_OK(st_synth("tiny-k2-int4", dir, 5, false, 0, &e), &e);
     st_model *m;
@@ -90,7 +83,7 @@ static void test_int4_decode(void) {
     TU_CHECK(n_checked == 6, "checked %zu", n_checked);
 
     /* the converted F32 GGUF holds the same values (stacked experts [in, out, X]) */
-    const char *out = path_in("k2int4.gguf");
+    const char *out = tu_tmp_path("k2int4.gguf");
     int rc = tu_system("%s convert '%s' -o '%s' --type F32 --quiet", tu_qforge(), dir, out);
     TU_CHECK(rc == 0, "convert tiny-k2-int4 exit %d", rc);
     gf_file *g;
@@ -141,7 +134,7 @@ static qx_status open_triple(const char *fault, qx_err *e) {
     if (strcmp(fault, "no-shape")) st_writer_add(w, "x.weight_shape", ST_I32, 1, hsh, shape, (uint64_t)hsh[0] * 4, &e2);
     if (!strcmp(fault, "zero-point")) st_writer_add(w, "x.weight_zero_point", ST_I32, 2, ssh, packed, (uint64_t)(ssh[0] * ssh[1]) * 4, &e2);
     if (!strcmp(fault, "duplicate")) st_writer_add(w, "x.weight", ST_BF16, 2, ssh, sc, (uint64_t)(ssh[0] * ssh[1]) * 2, &e2);
-    const char *f = path_in("triple.safetensors");
+    const char *f = tu_tmp_path("triple.safetensors");
     TU_OK(st_writer_write(w, f, &e2), &e2);
     st_writer_free(w);
     size_t n;
@@ -180,7 +173,7 @@ static void test_quant_config(void) {
     char *txt;
     size_t n;
     qx_err e;
-    TU_OK(qx_read_file(path_in("k2int4/config.json"), &txt, &n, &e), &e);
+    TU_OK(qx_read_file(tu_tmp_path("k2int4/config.json"), &txt, &n, &e), &e);
     json_t *base = json_loadb(txt, n, 0, NULL);
     free(txt);
     if (!base) { TU_CHECK(false, "config"); return; }
@@ -257,7 +250,7 @@ static void set_scale_fmt(const char *dir, const char *fmt) {
 
 static void test_v31(void) {
     qx_err e;
-    const char *d31 = path_in("v31"), *d3 = path_in("v3ue");
+    const char *d31 = tu_tmp_path("v31"), *d3 = tu_tmp_path("v3ue");
     TU_OK(st_synth("tiny-v31", d31, 7, false, 0, &e), &e);
     TU_OK(st_synth("tiny-v3", d3, 7, false, 0, &e), &e);
     set_scale_fmt(d3, "ue8m0");   /* claims ue8m0, scales are amax/448 */
@@ -301,9 +294,9 @@ static void test_v31(void) {
 
 static void test_k2(void) {
     qx_err e;
-    const char *dir = path_in("k2");
+    const char *dir = tu_tmp_path("k2");
     TU_OK(st_synth("tiny-k2", dir, 3, false, 0, &e), &e);
-    const char *out = path_in("k2.gguf");
+    const char *out = tu_tmp_path("k2.gguf");
     TU_CHECK(tu_system("%s convert '%s' -o '%s' --type Q8_0 --quiet", tu_qforge(), dir, out) == 0, "convert tiny-k2");
     gf_file *g;
     if (gf_open(&g, out, &e) == QX_OK) {
@@ -327,7 +320,7 @@ static void test_k2(void) {
     /* the 1.04T K2 and the INT4 K2-Thinking: real names and shapes, sparse; plan in seconds */
     const char *presets[2] = {"k2-1t", "k2-thinking-1t"};
     for (int k = 0; k < 2; k++) {
-        const char *d = path_in(presets[k]);
+        const char *d = tu_tmp_path(presets[k]);
         double t0 = qx_now();
         TU_OK(st_synth(presets[k], d, 1, true, 0, &e), &e);
         double t1 = qx_now();
@@ -359,7 +352,7 @@ static void test_k2(void) {
         cv_plan *pl = NULL;
         char sk[1200];
         snprintf(sk, sizeof sk, "%s/skeleton.gguf", tmp);
-        TU_OK(cv_plan_create(&pl, path_in(presets[0]), &p, &e), &e);
+        TU_OK(cv_plan_create(&pl, tu_tmp_path(presets[0]), &p, &e), &e);
         if (pl) {
             TU_OK(cv_write_skeleton(pl, sk, &e), &e);
             struct stat st;
@@ -385,9 +378,9 @@ static void test_k2(void) {
             cv_plan_free(pl);
         }
         unlink(sk);
-        int rc = tu_system("%s convert '%s' -o '%s' --type BF16 --skeleton > /dev/null 2>&1", tu_qforge(), path_in(presets[0]), sk);
+        int rc = tu_system("%s convert '%s' -o '%s' --type BF16 --skeleton > /dev/null 2>&1", tu_qforge(), tu_tmp_path(presets[0]), sk);
         TU_CHECK(rc == 2 && access(sk, F_OK) != 0, "--skeleton without --dry-run: exit %d, want 2 and no file", rc);
-        rc = tu_system("%s convert '%s' -o '%s' --type Q2_K --dry-run --skeleton --quiet > /dev/null 2>&1", tu_qforge(), path_in(presets[0]), sk);
+        rc = tu_system("%s convert '%s' -o '%s' --type Q2_K --dry-run --skeleton --quiet > /dev/null 2>&1", tu_qforge(), tu_tmp_path(presets[0]), sk);
         struct stat st;
         TU_CHECK(rc == 0 && stat(sk, &st) == 0 && st.st_size > (1LL << 30), "--dry-run --skeleton: exit %d", rc);
         unlink(sk);
@@ -397,7 +390,7 @@ static void test_k2(void) {
         char log[1200];
         snprintf(log, sizeof log, "%s/rss%d.txt", tmp, k);
         int rc = tu_system("%s convert '%s' -o '%s/x.gguf' --type Q4_K_M --dry-run --json '%s' > /dev/null 2>&1", tu_qforge(),
-                           path_in(presets[k]), tmp, log);
+                           tu_tmp_path(presets[k]), tmp, log);
         TU_CHECK(rc == 0, "%s: dry-run exit %d", presets[k], rc);
         size_t n;
         char *txt = tu_read_file(log, &n);
@@ -439,13 +432,13 @@ static int ref_piece(const rank_tab *rt, const uint8_t *s, int n, int32_t *ids) 
 
 static void test_tiktoken(void) {
     qx_err e;
-    const char *dir = path_in("k2");   /* written by test_k2 */
+    const char *dir = tu_tmp_path("k2");   /* written by test_k2 */
     size_t n, cn;
-    char *model = tu_read_file(path_in("k2/tiktoken.model"), &n), *cfg = tu_read_file(path_in("k2/tokenizer_config.json"), &cn);
+    char *model = tu_read_file(tu_tmp_path("k2/tiktoken.model"), &n), *cfg = tu_read_file(tu_tmp_path("k2/tokenizer_config.json"), &cn);
     TU_CHECK(model && cfg, "tiny-k2 has tiktoken.model and tokenizer_config.json");
     if (!model || !cfg) { free(model); free(cfg); return; }
     /* the known vocabulary: tiny-v3's tokenizer.json merges, in order */
-    char *tj = tu_read_file(path_in("v3ue/tokenizer.json"), &cn);
+    char *tj = tu_read_file(tu_tmp_path("v3ue/tokenizer.json"), &cn);
     json_t *tjj = tj ? json_loads(tj, 0, NULL) : NULL;
     json_t *known = json_object_get(json_object_get(tjj, "model"), "merges");
     rank_tab rt = {.n = 0};
@@ -563,9 +556,9 @@ static void test_tiktoken(void) {
 
 static void test_v32(void) {
     qx_err e;
-    const char *dir = path_in("v32");
+    const char *dir = tu_tmp_path("v32");
     TU_OK(st_synth("tiny-v32", dir, 9, false, 0, &e), &e);
-    const char *out = path_in("v32.gguf"), *out2 = path_in("v32-nomtp.gguf");
+    const char *out = tu_tmp_path("v32.gguf"), *out2 = tu_tmp_path("v32-nomtp.gguf");
     TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet", tu_qforge(), dir, out) == 0, "convert tiny-v32");
     TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet --no-mtp", tu_qforge(), dir, out2) == 0, "convert --no-mtp");
     st_model *m = NULL;
@@ -650,14 +643,14 @@ static void test_v32(void) {
     }
     st_close(m);
     /* the engine: same perplexity from the GGUF and the checkpoint */
-    const char *txt = path_in("v32.txt");
+    const char *txt = tu_tmp_path("v32.txt");
     char text[6000];
     for (int i = 0; i < 5990; i++) text[i] = "the cat sat on an ore and it ran "[i % 33];
     tu_write_file(txt, text, 5990);
     double ppl[2] = {0, 0};
     const char *models[2] = {out, dir};
     for (int k = 0; k < 2; k++) {
-        const char *js = path_in(k ? "v32-hf.json" : "v32-gguf.json");
+        const char *js = tu_tmp_path(k ? "v32-hf.json" : "v32-gguf.json");
         int rc = tu_system("%s ppl '%s' --text '%s' --ctx 64 --chunks 8 -t 2 --json '%s' > /dev/null 2>&1", tu_qforge(), models[k], txt, js);
         TU_CHECK(rc == 0, "ppl %s exit %d", models[k], rc);
         size_t n;
@@ -675,7 +668,7 @@ static void test_v32(void) {
      * the indexer, llama-imatrix collects them), inputs qa (wq_b) and xn (wk, weights_proj): the
      * same sums as attn_q_b's and attn_q_a's; an IQ2_XXS build attaches them */
     for (int k = 0; k < 2; k++) {
-        const char *imf = path_in(k ? "v32-im128.gguf" : "v32-im64.gguf");
+        const char *imf = tu_tmp_path(k ? "v32-im128.gguf" : "v32-im64.gguf");
         rc = tu_system("%s imatrix '%s' --text '%s' --ctx %d --chunks 4 -o '%s' > /dev/null 2>&1", tu_qforge(), out, txt, k ? 128 : 64, imf);
         TU_CHECK(rc == 0, "imatrix ctx %d: exit %d", k ? 128 : 64, rc);
         im_matrix *im = NULL;
@@ -698,7 +691,7 @@ static void test_v32(void) {
         }
         im_free(im);
         if (k) continue;
-        const char *iq = path_in("v32-iq2.gguf");
+        const char *iq = tu_tmp_path("v32-iq2.gguf");
         rc = tu_system("%s convert '%s' -o '%s' --type IQ2_XXS --imatrix '%s' --quiet > /dev/null 2>&1", tu_qforge(), dir, iq, imf);
         TU_CHECK(rc == 0, "IQ2_XXS with the imatrix: exit %d", rc);
         gf_file *g = NULL;
@@ -712,7 +705,7 @@ static void test_v32(void) {
     unlink(out2);
 
     /* malformed: a V3.2 config over a checkpoint without indexer tensors; a config without index_topk */
-    const char *d3 = path_in("v3ue");   /* tiny-v3 written by test_v31 */
+    const char *d3 = tu_tmp_path("v3ue");   /* tiny-v3 written by test_v31 */
     char p[1200];
     snprintf(p, sizeof p, "%s/config.json", d3);
     json_t *c = json_load_file(p, 0, NULL);
@@ -741,7 +734,7 @@ static void test_v32(void) {
  * prefix, so both must convert to the same bytes (both in a dir named m: general.name is the
  * same); the vision tensors are in the checkpoint and not in the GGUF. */
 static void test_k25(void) {
-    const char *a = path_in("k25"), *b = path_in("k2x");
+    const char *a = tu_tmp_path("k25"), *b = tu_tmp_path("k2x");
     char da[1100], db[1100], ga[1100], gb[1100];
     snprintf(da, sizeof da, "%s/m", a); snprintf(db, sizeof db, "%s/m", b);
     snprintf(ga, sizeof ga, "%s/m.gguf", a); snprintf(gb, sizeof gb, "%s/m.gguf", b);
@@ -794,7 +787,7 @@ static void test_k25(void) {
     int64_t sh[1] = {4};
     TU_OK(st_writer_add(w, "language_model.model.norm.weight", ST_F32, 1, sh, v, sizeof v, &e), &e);
     TU_OK(st_writer_add(w, "model.norm.weight", ST_F32, 1, sh, v, sizeof v, &e), &e);
-    const char *dup = path_in("dup.safetensors");
+    const char *dup = tu_tmp_path("dup.safetensors");
     TU_OK(st_writer_write(w, dup, &e), &e);
     st_writer_free(w);
     m = NULL;

@@ -28,13 +28,6 @@
 
 static const char *tmp;
 
-static const char *path_in(const char *name) {
-    static char buf[8][1024];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
 
 static uint32_t fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static bool same_bits(float a, float b) { return fbits(a) == fbits(b) || (isnan(a) && isnan(b)); }
@@ -221,7 +214,7 @@ static qx_status open_pair(const char *fault, qx_err *e) {
         st_writer_add(w, "g.weight", ST_BF16, 2, w8, bf, sizeof bf, &e2);
         st_writer_add(w, "g.scale", ST_F8_E8M0, 2, s8, sc8, 1, &e2);
     }
-    const char *f = path_in("pair.safetensors");
+    const char *f = tu_tmp_path("pair.safetensors");
     TU_OK(st_writer_write(w, f, &e2), &e2);
     st_writer_free(w);
     size_t n;
@@ -420,7 +413,7 @@ static int check_values(const gf_tensor *t, const st_model *m, const char *hf) {
 }
 
 static void test_convert_f32(void) {
-    const char *dir = path_in("tiny-v4"), *out = path_in("tiny-v4.f32.gguf");
+    const char *dir = tu_tmp_path("tiny-v4"), *out = tu_tmp_path("tiny-v4.f32.gguf");
     qx_err e;
     TU_OK(st_synth("tiny-v4", dir, 7, false, 0, &e), &e);
     TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null", tu_qforge(), dir, out) == 0, "convert tiny-v4 F32");
@@ -544,7 +537,7 @@ static void check_types(const char *out, const char *preset, int experts_mxfp4) 
 
 static void test_presets(void) {
     char dir[1100];   /* path_in's buffers rotate: keep a copy */
-    snprintf(dir, sizeof dir, "%s", path_in("tiny-v4"));
+    snprintf(dir, sizeof dir, "%s", tu_tmp_path("tiny-v4"));
     qx_err e;
     struct { const char *preset; int mxfp4; } ps[] = {{"Q4_K_M", 1}, {"Q2_K", 0}};
     for (size_t i = 0; i < 2; i++) {
@@ -560,7 +553,7 @@ static void test_presets(void) {
         char q2[1100], q2c[1100];
         snprintf(q2, sizeof q2, "%s/tiny-v4.quant.Q2_K.gguf", tmp);
         snprintf(q2c, sizeof q2c, "%s/tiny-v4.Q2_K.gguf", tmp);
-        TU_CHECK(tu_system("%s quantize '%s' '%s' Q2_K --quiet > /dev/null", tu_qforge(), path_in("tiny-v4.f32.gguf"), q2) == 0,
+        TU_CHECK(tu_system("%s quantize '%s' '%s' Q2_K --quiet > /dev/null", tu_qforge(), tu_tmp_path("tiny-v4.f32.gguf"), q2) == 0,
                  "quantize the F32 file to Q2_K");
         gf_file *ga = NULL, *gb = NULL;
         int diff = -1;
@@ -602,7 +595,7 @@ static void test_presets(void) {
     cv_plan_free(pl);
     TU_OK(im_add_dataset(im, "test", &e), &e);
     char imf[1100];
-    snprintf(imf, sizeof imf, "%s", path_in("v4.imatrix"));
+    snprintf(imf, sizeof imf, "%s", tu_tmp_path("v4.imatrix"));
     TU_OK(im_write_gguf(im, imf, &e), &e);
     im_free(im);
     p.imatrix = imf;
@@ -616,7 +609,7 @@ static void test_presets(void) {
         if (strstr(t.name, "attn_output_a")) attached += en && en->nmat == oa_groups && en->ne0 == oa_ne0;
     }
     TU_CHECK(attached == 4, "attn_output_a: llama-imatrix's flat entry attached per group in %d of 4 layers", attached);
-    const char *out = path_in("tiny-v4.IQ2_XXS.gguf");
+    const char *out = tu_tmp_path("tiny-v4.IQ2_XXS.gguf");
     TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
     cv_plan_free(pl);
     check_types(out, "IQ2_XXS", 0);
@@ -625,7 +618,7 @@ static void test_presets(void) {
     {
         gf_file *gq = NULL, *gf = NULL;
         int bad = -1;
-        if (gf_open(&gq, out, &e) == QX_OK && gf_open(&gf, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+        if (gf_open(&gq, out, &e) == QX_OK && gf_open(&gf, tu_tmp_path("tiny-v4.f32.gguf"), &e) == QX_OK) {
             const gf_tensor *q = gf_find_tensor(gq, "blk.2.attn_output_a.weight"), *f = gf_find_tensor(gf, "blk.2.attn_output_a.weight");
             const qt_traits *tr = qt_iq_traits(QT_IQ2_XXS);
             if (q && f && tr && q->type == QT_IQ2_XXS) {
@@ -675,7 +668,7 @@ static void test_presets(void) {
     size_t n_all = tu_quick() ? 3 : sizeof all / sizeof all[0];
     for (size_t i = 0; i < n_all; i++) {
         p.preset = all[i];
-        out = path_in("tiny-v4.preset.gguf");
+        out = tu_tmp_path("tiny-v4.preset.gguf");
         TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
         if (!pl) continue;
         TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
@@ -692,7 +685,7 @@ static void test_presets(void) {
                 TU_CHECK(a && b && h && a->type == QT_MXFP4 && h->type == QT_F32 && b->type == (!strcmp(all[i], "F16") ? QT_F16 : QT_BF16),
                          "%s: experts MXFP4, hc F32, compressor at the float type", all[i]);
                 gf_file *f32 = NULL;
-                if (!strcmp(all[i], "BF16") && gf_open(&f32, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+                if (!strcmp(all[i], "BF16") && gf_open(&f32, tu_tmp_path("tiny-v4.f32.gguf"), &e) == QX_OK) {
                     /* lossless: e4m3 x 2^k and BF16 sources fit BF16 exactly */
                     int bad = 0;
                     for (size_t k = 0; k < gf_tensor_count(g); k++) {
@@ -717,7 +710,7 @@ static void test_presets(void) {
 /* Faults at convert time: one line on stderr, non-zero exit, no output file. */
 static void test_convert_faults(void) {
     qx_err e;
-    const char *dir = path_in("bad-v4"), *out = path_in("bad.gguf"), *log = path_in("bad.log");
+    const char *dir = tu_tmp_path("bad-v4"), *out = tu_tmp_path("bad.gguf"), *log = tu_tmp_path("bad.log");
     TU_OK(st_synth("tiny-v4", dir, 3, false, 0, &e), &e);
     st_model *m;
     TU_OK(st_open(&m, dir, &e), &e);
@@ -774,7 +767,7 @@ static void test_convert_faults(void) {
 
 /* v4-flash at full size, sparse: the plan (types, bytes) without data. */
 static void test_flash_plan(void) {
-    const char *dir = path_in("v4-flash");
+    const char *dir = tu_tmp_path("v4-flash");
     qx_err e;
     TU_OK(st_synth("v4-flash", dir, 1, true, 0, &e), &e);
     cv_params p;

@@ -36,6 +36,14 @@ const char *tu_tmpdir(void) {
     return tmpdir;
 }
 
+const char *tu_tmp_path(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tu_tmpdir(), name);
+    return buf[k];
+}
+
 int tu_write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;

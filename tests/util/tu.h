@@ -31,6 +31,8 @@ const char *tu_shared_dir(void);
 const char *tu_shared_path(const char *rel);
 /* Makes a fresh temporary directory (removed by tu_done unless QF_KEEP_TMP is set). */
 const char *tu_tmpdir(void);
+/* "<tu_tmpdir()>/<name>" in one of 8 rotating static buffers (valid until 8 more calls). */
+const char *tu_tmp_path(const char *name);
 /* Writes bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t n);
 /* The whole file (malloc'd; free()) and its length in *n, or NULL (path NULL or unreadable). */
