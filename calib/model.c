@@ -214,7 +214,9 @@ void cal_model_close(cal_model *m) {
     if (m->output.st || m->output.gt) cal_w_release(m, &m->output);
     else free(m->output.scale);
     cal_w_release(m, &m->embed);
+    cal_w_release(m, &m->hc_head);
     free(m->out_norm);
+    free(m->hc_head_base); free(m->hc_head_scale); free(m->v4_ratio); free(m->v4_clamp_exp); free(m->v4_clamp_shexp);
     st_close(m->st);
     gf_close(m->gf);
     free(m->ovr);
@@ -314,8 +316,11 @@ qx_status cal_layer_load(cal_model *m, int layer, cal_layer *l, qx_err *e) {
 void cal_layer_free(cal_model *m, cal_layer *l) {
     free(l->attn_norm); free(l->ffn_norm); free(l->q_a_norm); free(l->kv_a_norm);
     free(l->bq); free(l->bk); free(l->bv); free(l->exp_bias); free(l->idx_k_norm); free(l->idx_k_norm_b);
+    free(l->sinks); free(l->kv_norm); free(l->hc_attn_base); free(l->hc_attn_scale); free(l->hc_ffn_base);
+    free(l->hc_ffn_scale); free(l->comp_ape); free(l->comp_norm); free(l->icomp_ape); free(l->icomp_norm); free(l->tid2eid);
     cal_w *ws[] = { &l->q, &l->k, &l->v, &l->o, &l->q_a, &l->q_b, &l->kv_a, &l->kv_b, &l->k_b, &l->v_b, &l->gate, &l->up,
-                    &l->down, &l->router, &l->sg, &l->su, &l->sd, &l->idx_q_b, &l->idx_k, &l->idx_proj };
+                    &l->down, &l->router, &l->sg, &l->su, &l->sd, &l->idx_q_b, &l->idx_k, &l->idx_proj,
+                    &l->kv, &l->o_a, &l->o_b, &l->hc_attn, &l->hc_ffn, &l->comp_kv, &l->comp_gate, &l->icomp_kv, &l->icomp_gate };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) cal_w_release(m, ws[i]);
     for (int64_t x = 0; x < m->hp.n_exp; x++) {
         if (l->eg) cal_w_release(m, &l->eg[x]);

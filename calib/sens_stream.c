@@ -272,6 +272,8 @@ static void stream_free(stream *s) {
 qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, const cal_sens_params *p, cal_sens_item *items,
                               size_t n, cal_sens_stream_stats *stp, qx_err *e) {
     QX_TRY(stream_check(m, items, n, e));
+    if (m->hp.hc > 0)   /* states here are n_embd wide; V4's are hc * n_embd (calib/engine_v4.c) */
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: the one-stream sensitivity pass does not run deepseek4 yet", m->path);
     if (!p->ppl.save_base) return qx_fail(e, QX_EINVAL, "sensitivity: the one-stream pass needs a base file path (save_base)");
     const cal_hparams *hp = &m->hp;
     stream s;
@@ -304,7 +306,7 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
     if (st == QX_OK) {
         for (size_t i = 0; i < n; i++) sidx[i] = -1;
         for (int64_t t = 0; t < s.wpb * s.n_ctx; t++) s.pos[t] = (int32_t)(t % s.n_ctx);
-        s.c = (fwd_ctx){ m, NULL, 0, s.n_ctx, 0, s.pos, false, p->ppl.backend ? p->ppl.backend : kn_backend_cpu() };
+        s.c = (fwd_ctx){ m, NULL, 0, s.n_ctx, 0, s.pos, false, p->ppl.backend ? p->ppl.backend : kn_backend_cpu(), NULL };
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
