@@ -614,6 +614,36 @@ static void imatrix_check(cal_model *m, const int32_t *ids) {
     im_free(im);
 }
 
+/* `qforge ppl` and `qforge imatrix` on the V4 file: the perplexity equals the reference's to
+ * 1e-4 relative; the imatrix file names attn_output_a with one matrix per group. */
+static void cli_check(const char *tmp, const int32_t *ids, double ppl_ref) {
+    char f[600];
+    snprintf(f, sizeof f, "%s/ids.bin", tmp);
+    TU_CHECK(tu_write_file(f, ids, sizeof(int32_t) * NWIN * S) == 0, "write ids");
+    const char *q = tu_qforge();
+    int rc = tu_system("%s ppl %s/tiny-v4.gguf --ids %s --ctx %d --protocol all --json %s/ppl.json > %s/ppl.out 2>&1", q, tmp, f, S,
+                       tmp, tmp);
+    TU_CHECK(rc == 0, "qforge ppl exit %d", rc);
+    snprintf(f, sizeof f, "%s/ppl.json", tmp);
+    size_t jn = 0;
+    char *js = tu_read_file(f, &jn), *k = js ? strstr(js, "\"ppl\"") : NULL;
+    double ppl = k ? strtod(strchr(k, ':') + 1, NULL) : 0;
+    TU_CHECK(fabs(ppl / ppl_ref - 1) < 1e-4, "qforge ppl %.6f vs the reference's %.6f", ppl, ppl_ref);
+    fprintf(stderr, "qforge ppl %.6f, reference %.6f\n", ppl, ppl_ref);
+    free(js);
+    rc = tu_system("%s imatrix %s/tiny-v4.gguf --ids %s/ids.bin --ctx %d -o %s/im.gguf > %s/im.out 2>&1", q, tmp, tmp, S, tmp, tmp);
+    TU_CHECK(rc == 0, "qforge imatrix exit %d", rc);
+    snprintf(f, sizeof f, "%s/im.gguf", tmp);
+    im_matrix *im = NULL;
+    qx_err e;
+    TU_OK(im_load(&im, f, &e), &e);
+    const im_entry *en = im ? im_find(im, "blk.0.attn_output_a.weight") : NULL;
+    TU_CHECK(en && en->ne0 == OGD && en->nmat == G, "imatrix file: attn_output_a per group");
+    TU_CHECK(im && im_find(im, "output_hc_fn.weight") && im_find(im, "blk.0.indexer_compressor_kv.weight") &&
+             im_find(im, "blk.0.ffn_gate_inp.weight"), "imatrix file: hc head, indexer compressor, hash layer's router");
+    im_free(im);
+}
+
 int main(void) {
     build();
     const char *tmp = tu_tmpdir();
@@ -635,6 +665,16 @@ int main(void) {
     float *lg0 = malloc(sizeof(float) * NLG), *lg1 = malloc(sizeof(float) * NLG), *lgr = malloc(sizeof(float) * NLG);
     double *ref = malloc(sizeof(double) * NLG);
     compare(m, ids, "tiny-v4", lg0, ref);
+    double nll = 0;   /* the reference's perplexity under the "all" protocol (every next token) */
+    for (int w = 0; w < NWIN; w++)
+        for (int t = 0; t + 1 < S; t++) {
+            const double *row = ref + ((int64_t)w * S + t) * V;
+            double mx = -1e300, z = 0;
+            for (int v = 0; v < V; v++) mx = fmax(mx, row[v]);
+            for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+            nll += mx + log(z) - row[ids[w * S + t + 1]];
+        }
+    const double ppl_ref = exp(nll / (NWIN * (S - 1)));
 
     /* the scalar reference kernels give the same logits within the tolerance */
     float *hid = malloc(sizeof(float) * NWIN * S * HC * E);
@@ -664,6 +704,7 @@ int main(void) {
         free(old);
     }
     imatrix_check(m, ids);
+    cli_check(tmp, ids, ppl_ref);
 
     /* a hash table entry out of range is a load error naming the tensor */
     cal_model_close(m);
