@@ -14,7 +14,7 @@
 #define KEY(buf, arch, k) (snprintf(buf, sizeof buf, "%s.%s", arch, k), buf)
 
 /* Finds an HF tensor and checks its torch shape against the GGUF ne (reversed). */
-static qx_status need(cv_plan *pl, const char *hf, int n_dims, const int64_t *ne, const st_tensor **out, qx_err *e) {
+qx_status cv_need(cv_plan *pl, const char *hf, int n_dims, const int64_t *ne, const st_tensor **out, qx_err *e) {
     const st_tensor *t = st_find(pl->st, hf);
     if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' missing from the checkpoint", st_model_dir(pl->st), hf);
     bool ok = t->n_dims == n_dims;
@@ -25,31 +25,31 @@ static qx_status need(cv_plan *pl, const char *hf, int n_dims, const int64_t *ne
                        t->n_dims > 1 ? (long long)t->shape[1] : 0LL, (long long)ne[n_dims - 1], n_dims > 1 ? ", " : "",
                        n_dims > 1 ? (long long)ne[0] : 0LL);
     qt_type q;
-    if (!st_dtype_to_qt(t->dtype, &q) && t->dtype != ST_I4_PACKED)   /* INT4: decoded by st_tensor_rows_f32 */
+    if (!st_dtype_to_qt(t->dtype, &q) && t->dtype != ST_I4_PACKED && t->dtype != ST_FP4_PACKED)   /* INT4/FP4: st_tensor_rows_f32 */
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': dtype %s is not a float type", st_shard_path(pl->st, t->shard), hf, st_dtype_name(t->dtype));
     if (t->dtype == ST_I4_PACKED && (!pl->cfg.int4 || t->group != pl->cfg.int4_group))
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': pack-quantized INT4 with group %lld, config.json says %s %lld",
                        st_shard_path(pl->st, t->shard), hf, (long long)t->group,
                        pl->cfg.int4 ? "group_size" : "no compressed-tensors quantization, group", (long long)pl->cfg.int4_group);
     if ((t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2) && !t->scale_inv)
-        return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but '%s_scale_inv' is missing", st_shard_path(pl->st, t->shard), hf,
-                       st_dtype_name(t->dtype), hf);
+        return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but its scale ('%s_scale_inv', or '.scale' for V4) is missing",
+                       st_shard_path(pl->st, t->shard), hf, st_dtype_name(t->dtype), hf);
     *out = t;
     return QX_OK;
 }
 
-static cv_category cat_for(const char *gguf, int n_dims, cv_category c, bool mtp) {
+cv_category cv_cat_for(const char *gguf, int n_dims, cv_category c, bool mtp) {
     if (mtp) return CV_CAT_MTP;
     if (!cv_quantizable(gguf, n_dims)) return CV_CAT_F32;
     return c;
 }
 
 /* One output tensor from one HF tensor. */
-static qx_status add1(cv_plan *pl, const char *gguf, const char *hf, int n_dims, const int64_t *ne, cv_category c,
+qx_status cv_add1(cv_plan *pl, const char *gguf, const char *hf, int n_dims, const int64_t *ne, cv_category c,
                       int layer, bool mtp, cv_xform xf, cv_out **out, qx_err *e) {
     const st_tensor *t;
-    QX_TRY(need(pl, hf, n_dims, ne, &t, e));
-    cv_out *o = cv_add_out(pl, gguf, n_dims, ne, cat_for(gguf, n_dims, c, mtp), layer, xf, e);
+    QX_TRY(cv_need(pl, hf, n_dims, ne, &t, e));
+    cv_out *o = cv_add_out(pl, gguf, n_dims, ne, cv_cat_for(gguf, n_dims, c, mtp), layer, xf, e);
     if (!o) return e->code;
     o->src = malloc(sizeof *o->src);
     if (!o->src) return qx_fail(e, QX_ENOMEM, "out of memory");
@@ -68,10 +68,10 @@ static qx_status add_exps(cv_plan *pl, int64_t l, const char *gguf, const char *
     char hf[256];
     for (int64_t x = 0; x < X; x++) {
         snprintf(hf, sizeof hf, "model.layers.%lld.mlp.experts.%lld.%s.weight", (long long)l, (long long)x, proj);
-        qx_status s = need(pl, hf, 2, ne, &src[x], e);
+        qx_status s = cv_need(pl, hf, 2, ne, &src[x], e);
         if (s != QX_OK) { free(src); return s; }
     }
-    cv_out *o = cv_add_out(pl, gguf, 3, ne, cat_for(gguf, 3, CV_CAT_EXPS, mtp), (int)l, XF_ROWS, e);
+    cv_out *o = cv_add_out(pl, gguf, 3, ne, cv_cat_for(gguf, 3, CV_CAT_EXPS, mtp), (int)l, XF_ROWS, e);
     if (!o) { free(src); return e->code; }
     o->src = src;
     o->n_src = X;
@@ -171,25 +171,25 @@ static qx_status ds_block(cv_plan *pl, int64_t l, bool mtp, qx_err *e) {
 #define H_(s) (snprintf(h, sizeof h, "model.layers.%d." s, L), h)
 #define NE(...) ((const int64_t[]){__VA_ARGS__})
     if (mtp) {
-        QX_TRY(add1(pl, G("nextn.eh_proj.weight"), H_("eh_proj.weight"), 2, NE(2 * E, E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("nextn.enorm.weight"), H_("enorm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("nextn.hnorm.weight"), H_("hnorm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("nextn.embed_tokens.weight"), H_("embed_tokens.weight"), 2, NE(E, V), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("nextn.shared_head_head.weight"), H_("shared_head.head.weight"), 2, NE(E, V), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("nextn.shared_head_norm.weight"), H_("shared_head.norm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.eh_proj.weight"), H_("eh_proj.weight"), 2, NE(2 * E, E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.enorm.weight"), H_("enorm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.hnorm.weight"), H_("hnorm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.embed_tokens.weight"), H_("embed_tokens.weight"), 2, NE(E, V), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.shared_head_head.weight"), H_("shared_head.head.weight"), 2, NE(E, V), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("nextn.shared_head_norm.weight"), H_("shared_head.norm.weight"), 1, NE(E), CV_CAT_MTP, L, true, XF_ROWS, NULL, e));
     }
-    QX_TRY(add1(pl, G("attn_norm.weight"), H_("input_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("attn_norm.weight"), H_("input_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
     if (QL > 0) {
-        QX_TRY(add1(pl, G("attn_q_a_norm.weight"), H_("self_attn.q_a_layernorm.weight"), 1, NE(QL), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("attn_q_a.weight"), H_("self_attn.q_a_proj.weight"), 2, NE(E, QL), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("attn_q_b.weight"), H_("self_attn.q_b_proj.weight"), 2, NE(QL, H * (N + R)), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_q_a_norm.weight"), H_("self_attn.q_a_layernorm.weight"), 1, NE(QL), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_q_a.weight"), H_("self_attn.q_a_proj.weight"), 2, NE(E, QL), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_q_b.weight"), H_("self_attn.q_b_proj.weight"), 2, NE(QL, H * (N + R)), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
     } else {
-        QX_TRY(add1(pl, G("attn_q.weight"), H_("self_attn.q_proj.weight"), 2, NE(E, H * (N + R)), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_q.weight"), H_("self_attn.q_proj.weight"), 2, NE(E, H * (N + R)), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
     }
-    QX_TRY(add1(pl, G("attn_kv_a_mqa.weight"), H_("self_attn.kv_a_proj_with_mqa.weight"), 2, NE(E, KVL + R), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
-    QX_TRY(add1(pl, G("attn_kv_a_norm.weight"), H_("self_attn.kv_a_layernorm.weight"), 1, NE(KVL), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("attn_kv_a_mqa.weight"), H_("self_attn.kv_a_proj_with_mqa.weight"), 2, NE(E, KVL + R), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("attn_kv_a_norm.weight"), H_("self_attn.kv_a_layernorm.weight"), 1, NE(KVL), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
     const st_tensor *kvb;
-    QX_TRY(need(pl, H_("self_attn.kv_b_proj.weight"), 2, NE(KVL, H * (N + Dv)), &kvb, e));
+    QX_TRY(cv_need(pl, H_("self_attn.kv_b_proj.weight"), 2, NE(KVL, H * (N + Dv)), &kvb, e));
     for (int part = 0; part < 2; part++) {
         cv_out *o = part == 0 ? cv_add_out(pl, G("attn_k_b.weight"), 3, NE(N, KVL, H), mtp ? CV_CAT_MTP : CV_CAT_ATTN, L, XF_KB, e)
                               : cv_add_out(pl, G("attn_v_b.weight"), 3, NE(KVL, Dv, H), mtp ? CV_CAT_MTP : CV_CAT_ATTN, L, XF_VB, e);
@@ -203,33 +203,33 @@ static qx_status ds_block(cv_plan *pl, int64_t l, bool mtp, qx_err *e) {
         o->Dv = Dv;
         o->KVL = KVL;
     }
-    QX_TRY(add1(pl, G("attn_output.weight"), H_("self_attn.o_proj.weight"), 2, NE(H * Dv, E), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("attn_output.weight"), H_("self_attn.o_proj.weight"), 2, NE(H * Dv, E), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
     if (c->v32) {   /* lightning indexer (gguf-py tensor_mapping: INDEXER_*) */
         int64_t IH = c->index_n_heads, ID = c->index_head_dim;
-        QX_TRY(add1(pl, G("indexer.k_norm.weight"), H_("self_attn.indexer.k_norm.weight"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("indexer.k_norm.bias"), H_("self_attn.indexer.k_norm.bias"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("indexer.proj.weight"), H_("self_attn.indexer.weights_proj.weight"), 2, NE(E, IH), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("indexer.attn_k.weight"), H_("self_attn.indexer.wk.weight"), 2, NE(E, ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("indexer.attn_q_b.weight"), H_("self_attn.indexer.wq_b.weight"), 2, NE(QL, IH * ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("indexer.k_norm.weight"), H_("self_attn.indexer.k_norm.weight"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("indexer.k_norm.bias"), H_("self_attn.indexer.k_norm.bias"), 1, NE(ID), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("indexer.proj.weight"), H_("self_attn.indexer.weights_proj.weight"), 2, NE(E, IH), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("indexer.attn_k.weight"), H_("self_attn.indexer.wk.weight"), 2, NE(E, ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("indexer.attn_q_b.weight"), H_("self_attn.indexer.wq_b.weight"), 2, NE(QL, IH * ID), CV_CAT_ATTN, L, mtp, XF_ROWS, NULL, e));
     }
-    QX_TRY(add1(pl, G("ffn_norm.weight"), H_("post_attention_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("ffn_norm.weight"), H_("post_attention_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
     if (!hf_is_moe_layer(c, l)) {
         int64_t F = c->intermediate_size;
-        QX_TRY(add1(pl, G("ffn_gate.weight"), H_("mlp.gate_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_up.weight"), H_("mlp.up_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_down.weight"), H_("mlp.down_proj.weight"), 2, NE(F, E), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_gate.weight"), H_("mlp.gate_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_up.weight"), H_("mlp.up_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_down.weight"), H_("mlp.down_proj.weight"), 2, NE(F, E), CV_CAT_FFN, L, mtp, XF_ROWS, NULL, e));
     } else {
         int64_t X = c->n_routed_experts, Fe = c->moe_intermediate_size, Fs = Fe * c->n_shared_experts;
-        QX_TRY(add1(pl, G("ffn_gate_inp.weight"), H_("mlp.gate.weight"), 2, NE(E, X), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_gate_inp.weight"), H_("mlp.gate.weight"), 2, NE(E, X), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
         if (st_find(pl->st, H_("mlp.gate.e_score_correction_bias")))
-            QX_TRY(add1(pl, G("exp_probs_b.bias"), h, 1, NE(X), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
+            QX_TRY(cv_add1(pl, G("exp_probs_b.bias"), h, 1, NE(X), CV_CAT_F32, L, mtp, XF_ROWS, NULL, e));
         QX_TRY(add_exps(pl, l, G("ffn_gate_exps.weight"), "gate_proj", E, Fe, X, mtp, e));
         QX_TRY(add_exps(pl, l, G("ffn_up_exps.weight"), "up_proj", E, Fe, X, mtp, e));
         QX_TRY(add_exps(pl, l, G("ffn_down_exps.weight"), "down_proj", Fe, E, X, mtp, e));
         if (Fs > 0) {
-            QX_TRY(add1(pl, G("ffn_gate_shexp.weight"), H_("mlp.shared_experts.gate_proj.weight"), 2, NE(E, Fs), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
-            QX_TRY(add1(pl, G("ffn_up_shexp.weight"), H_("mlp.shared_experts.up_proj.weight"), 2, NE(E, Fs), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
-            QX_TRY(add1(pl, G("ffn_down_shexp.weight"), H_("mlp.shared_experts.down_proj.weight"), 2, NE(Fs, E), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
+            QX_TRY(cv_add1(pl, G("ffn_gate_shexp.weight"), H_("mlp.shared_experts.gate_proj.weight"), 2, NE(E, Fs), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
+            QX_TRY(cv_add1(pl, G("ffn_up_shexp.weight"), H_("mlp.shared_experts.up_proj.weight"), 2, NE(E, Fs), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
+            QX_TRY(cv_add1(pl, G("ffn_down_shexp.weight"), H_("mlp.shared_experts.down_proj.weight"), 2, NE(Fs, E), CV_CAT_SHEXP, L, mtp, XF_ROWS, NULL, e));
         }
     }
 #undef G
@@ -264,10 +264,10 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
     }
     QX_TRY(ds_metadata(pl, p, n_mtp, e));
     int64_t E = c->hidden_size, V = c->vocab_size;
-    QX_TRY(add1(pl, "token_embd.weight", "model.embed_tokens.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "token_embd.weight", "model.embed_tokens.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
     for (int64_t l = 0; l < c->n_layers + n_mtp; l++) QX_TRY(ds_block(pl, l, l >= c->n_layers, e));
-    QX_TRY(add1(pl, "output_norm.weight", "model.norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
-    QX_TRY(add1(pl, "output.weight", c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", 2, NE(E, V),
+    QX_TRY(cv_add1(pl, "output_norm.weight", "model.norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "output.weight", c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", 2, NE(E, V),
                 CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));
     return QX_OK;
 }
@@ -336,7 +336,7 @@ qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e) {
             cv_warn(pl, "config.json: rope_scaling type '%s' is not written", c->rope_type);
         }
     }
-    QX_TRY(add1(pl, "token_embd.weight", "model.embed_tokens.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "token_embd.weight", "model.embed_tokens.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
     if (llama3) {
         cv_out *o = cv_add_out(pl, "rope_freqs.weight", 1, NE(D / 2), CV_CAT_F32, -1, XF_GEN, e);
         if (!o) return e->code;
@@ -349,29 +349,29 @@ qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e) {
 #define G(s) (snprintf(g, sizeof g, "blk.%d." s, L), g)
 #define H_(s) (snprintf(h, sizeof h, "model.layers.%d." s, L), h)
         cv_out *o;
-        QX_TRY(add1(pl, G("attn_norm.weight"), H_("input_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("attn_q.weight"), H_("self_attn.q_proj.weight"), 2, NE(E, H * D), CV_CAT_ATTN, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
+        QX_TRY(cv_add1(pl, G("attn_norm.weight"), H_("input_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_q.weight"), H_("self_attn.q_proj.weight"), 2, NE(E, H * D), CV_CAT_ATTN, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
         o->perm_heads = H;
-        QX_TRY(add1(pl, G("attn_k.weight"), H_("self_attn.k_proj.weight"), 2, NE(E, Hkv * D), CV_CAT_ATTN, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
+        QX_TRY(cv_add1(pl, G("attn_k.weight"), H_("self_attn.k_proj.weight"), 2, NE(E, Hkv * D), CV_CAT_ATTN, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
         o->perm_heads = Hkv;
-        QX_TRY(add1(pl, G("attn_v.weight"), H_("self_attn.v_proj.weight"), 2, NE(E, Hkv * D), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_v.weight"), H_("self_attn.v_proj.weight"), 2, NE(E, Hkv * D), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
         if (st_find(pl->st, H_("self_attn.q_proj.bias"))) {
-            QX_TRY(add1(pl, G("attn_q.bias"), h, 1, NE(H * D), CV_CAT_F32, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
+            QX_TRY(cv_add1(pl, G("attn_q.bias"), h, 1, NE(H * D), CV_CAT_F32, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
             o->perm_heads = H;
-            QX_TRY(add1(pl, G("attn_k.bias"), H_("self_attn.k_proj.bias"), 1, NE(Hkv * D), CV_CAT_F32, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
+            QX_TRY(cv_add1(pl, G("attn_k.bias"), H_("self_attn.k_proj.bias"), 1, NE(Hkv * D), CV_CAT_F32, L, false, llama ? XF_PERM : XF_ROWS, &o, e));
             o->perm_heads = Hkv;
-            QX_TRY(add1(pl, G("attn_v.bias"), H_("self_attn.v_proj.bias"), 1, NE(Hkv * D), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
+            QX_TRY(cv_add1(pl, G("attn_v.bias"), H_("self_attn.v_proj.bias"), 1, NE(Hkv * D), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
         }
-        QX_TRY(add1(pl, G("attn_output.weight"), H_("self_attn.o_proj.weight"), 2, NE(H * D, E), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_norm.weight"), H_("post_attention_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_gate.weight"), H_("mlp.gate_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_up.weight"), H_("mlp.up_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
-        QX_TRY(add1(pl, G("ffn_down.weight"), H_("mlp.down_proj.weight"), 2, NE(F, E), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("attn_output.weight"), H_("self_attn.o_proj.weight"), 2, NE(H * D, E), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_norm.weight"), H_("post_attention_layernorm.weight"), 1, NE(E), CV_CAT_F32, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_gate.weight"), H_("mlp.gate_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_up.weight"), H_("mlp.up_proj.weight"), 2, NE(E, F), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, G("ffn_down.weight"), H_("mlp.down_proj.weight"), 2, NE(F, E), CV_CAT_FFN, L, false, XF_ROWS, NULL, e));
 #undef G
 #undef H_
     }
-    QX_TRY(add1(pl, "output_norm.weight", "model.norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "output_norm.weight", "model.norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
     if (!c->tie_word_embeddings)
-        QX_TRY(add1(pl, "output.weight", "lm_head.weight", 2, NE(E, V), CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));
+        QX_TRY(cv_add1(pl, "output.weight", "lm_head.weight", 2, NE(E, V), CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));
     return QX_OK;
 }

@@ -12,6 +12,7 @@ typedef enum {
     XF_KB,       /* attn_k_b slice h = transpose of kv_b rows [h(N+Dv), h(N+Dv)+N) -> [KVL, N] */
     XF_VB,       /* attn_v_b slice h = kv_b rows [h(N+Dv)+N, (h+1)(N+Dv)) -> [Dv, KVL] */
     XF_GEN,      /* values computed by the planner (rope_freqs) */
+    XF_INT,      /* an integer table (I32/I64 source) written as I32 (deepseek4 ffn_gate_tid2eid) */
 } cv_xform;
 
 typedef struct {
@@ -31,6 +32,9 @@ typedef struct {
     int64_t H, N, Dv, KVL;            /* XF_KB / XF_VB */
     float *gen;                       /* XF_GEN: ne[0] values (owned) */
     im_entry *imp;                    /* importance entry (borrowed from the plan's imatrix) */
+    int64_t imp_rows;                 /* > 0: a 2-D weight whose rows [k*imp_rows, (k+1)*imp_rows) see
+                                         their own input (deepseek4 attn_output_a, one group each):
+                                         importance matrix k of ne[1]/imp_rows; items never cross */
     size_t idx;                       /* index in the gf_writer (== position in outs) */
     size_t item0, n_items;
 } cv_out;
@@ -63,6 +67,9 @@ struct cv_plan {
     uint32_t ftype;
 };
 
+/* llama_ftype numbers plan.c needs (recipe.c has the whole list). */
+enum { CV_FTYPE_F32 = 0, CV_FTYPE_F16 = 1, CV_FTYPE_BF16 = 32, CV_FTYPE_MXFP4_MOE = 38 };
+
 /* ---- plan.c ---- */
 void cv_warn(cv_plan *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends an output tensor (type chosen later by cv_assign_types); returns it or NULL (ENOMEM). */
@@ -93,5 +100,19 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e);   /* dee
  * converter keeps V3.2's NextN block by default). */
 int64_t cv_ds_mtp_layers(const hf_config *c, const cv_params *p);
 qx_status cv_map_dense(cv_plan *pl, const cv_params *p, qx_err *e);   /* llama, qwen2 */
+/* Finds HF tensor hf and checks its torch shape against the GGUF ne (reversed) and its dtype
+ * (float, FP8 with its scale, or packed INT4/FP4). */
+qx_status cv_need(cv_plan *pl, const char *hf, int n_dims, const int64_t *ne, const st_tensor **out, qx_err *e);
+/* The category an output tensor takes: mtp -> MTP, not quantizable -> F32, else c. */
+cv_category cv_cat_for(const char *gguf, int n_dims, cv_category c, bool mtp);
+/* One output tensor from one HF tensor (cv_need, then cv_add_out); *out optional. */
+qx_status cv_add1(cv_plan *pl, const char *gguf, const char *hf, int n_dims, const int64_t *ne, cv_category c,
+                  int layer, bool mtp, cv_xform xf, cv_out **out, qx_err *e);
+
+/* ---- arch_v4.c ---- */
+/* deepseek4 (DeepSeek-V4): keys and tensors as llama.cpp's DeepseekV4Model writes them; the
+ * routed experts stacked per layer (MXFP4 repack or re-quantized from FP4), FP8 decoded,
+ * ffn_gate_tid2eid as I32 (XF_INT), MTP dropped. */
+qx_status cv_map_deepseek4(cv_plan *pl, const cv_params *p, qx_err *e);
 
 #endif

@@ -147,6 +147,40 @@ typedef struct {
 static int fd_of(const cv_plan *pl, const outset *os, size_t tensor) { return os->fd[gf_writer_tensor_split(pl->w, tensor)]; }
 static const char *part_of(const cv_plan *pl, const outset *os, size_t tensor) { return os->part[gf_writer_tensor_split(pl->w, tensor)]; }
 
+/* Items whose bytes are moved, not computed: an FP4 expert slice repacked into MXFP4 blocks
+ * (qt_mxfp4_repack_row), or an expert-id table written as I32 (each id checked < n_routed_experts). */
+static qx_status copy_rows(const run_ctx *c, const cv_out *o, const cv_item *it, tbuf *b, qx_err *e) {
+    const st_tensor *t = o->src[o->n_src > 1 ? it->slice : 0];
+    int64_t ne0 = o->ne[0], n = it->r1 - it->r0;
+    uint64_t rb = qt_row_size(o->type, ne0);
+    if (!grow((void **)&b->q, &b->qcap, (size_t)((uint64_t)n * rb))) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", o->name);
+    if (o->xf == XF_INT) {
+        int esz = st_dtype_size(t->dtype);
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t j = 0; j < ne0; j++) {
+                const uint8_t *p = t->data + ((uint64_t)(it->r0 + r) * (uint64_t)ne0 + (uint64_t)j) * (uint64_t)esz;
+                int64_t v;
+                if (esz == 8) memcpy(&v, p, 8);
+                else { int32_t v4; memcpy(&v4, p, 4); v = v4; }
+                if (v < 0 || v >= c->pl->cfg.n_routed_experts)   /* an expert id */
+                    return qx_fail(e, QX_EFORMAT, "tensor '%s': value %lld at row %lld is not an expert id (n_routed_experts %lld)", t->name,
+                                   (long long)v, (long long)(it->r0 + r), (long long)c->pl->cfg.n_routed_experts);
+                int32_t v32 = (int32_t)v;
+                memcpy(b->q + ((uint64_t)r * (uint64_t)ne0 + (uint64_t)j) * 4, &v32, 4);
+            }
+    } else {
+        uint64_t pb = (uint64_t)ne0 / 2, sb = (uint64_t)(ne0 / t->group);
+        for (int64_t r = 0; r < n; r++)
+            qt_mxfp4_repack_row(t->data + (uint64_t)(it->r0 + r) * pb, t->scale_inv->data + (uint64_t)(it->r0 + r) * sb, ne0,
+                                b->q + (uint64_t)r * rb);
+        release_range(t->data + (uint64_t)it->r0 * pb, (uint64_t)n * pb);
+    }
+    QX_TRY(gf_writer_pwrite(c->pl->w, fd_of(c->pl, c->os, it->tensor), part_of(c->pl, c->os, it->tensor), it->tensor, it->off, b->q,
+                            (uint64_t)n * rb, e));
+    XXH3_64bits_update(b->xs, b->q, (size_t)((uint64_t)n * rb));
+    return QX_OK;
+}
+
 static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t *hash, qx_err *e) {
     const cv_out *o = &c->pl->outs[it->tensor];
     int64_t ne0 = o->ne[0], n = it->r1 - it->r0, tr_rows = tile_rows(o, n);
@@ -164,6 +198,11 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
         *hash = XXH3_64bits_digest(b->xs);
         return QX_OK;
     }
+    if (!o->gsrc && (o->xf == XF_INT || (o->type == QT_MXFP4 && o->src[o->n_src > 1 ? it->slice : 0]->dtype == ST_FP4_PACKED))) {
+        QX_TRY(copy_rows(c, o, it, b, e));   /* bits moved, nothing rounded */
+        *hash = XXH3_64bits_digest(b->xs);
+        return QX_OK;
+    }
     const qt_traits *tr = traits_of(o->type);
     if (!tr || !tr->from_float) return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': no quantizer for %s", o->name, qt_type_name(o->type));
     if (!grow((void **)&b->f, &b->fcap, (size_t)(tr_rows * ne0) * sizeof(float)) ||
@@ -172,7 +211,8 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
     const float *imp = NULL;
     if (o->imp) {
         if (!grow((void **)&b->imp, &b->icap, (size_t)ne0 * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
-        QX_TRY(im_importance(o->imp, o->imp->nmat > 1 ? it->slice : 0, b->imp, e));
+        int64_t k = o->imp->nmat <= 1 ? 0 : o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice;
+        QX_TRY(im_importance(o->imp, k, b->imp, e));
         imp = b->imp;
     }
     const float *U = NULL;

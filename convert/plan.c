@@ -92,7 +92,8 @@ static uint64_t src_row_bytes(const cv_out *o, int64_t slice) {
     if (o->gsrc) return qt_row_size(o->gsrc->type, o->ne[0]);
     if (o->xf == XF_GEN || !o->src) return 0;
     const st_tensor *t = o->src[o->n_src > 1 ? slice : 0];
-    int64_t cols = o->xf == XF_KB || o->xf == XF_VB ? o->KVL : o->ne[0];
+    int64_t cols = o->xf == XF_KB || o->xf == XF_VB ? o->KVL : o->xf == XF_INT ? t->shape[1] : o->ne[0];
+    if (t->dtype == ST_FP4_PACKED) return (uint64_t)cols / 2 + (uint64_t)cols / (uint64_t)t->group;   /* codes + E8M0 scales */
     return (uint64_t)cols * (uint64_t)st_dtype_size(t->dtype);
 }
 
@@ -100,8 +101,10 @@ static qx_status cut_items(cv_plan *pl, cv_out *o, qx_err *e) {
     o->item0 = pl->n_items;
     uint64_t row_bytes = qt_row_size(o->type, o->ne[0]);
     int64_t slices = o->ne[2] * o->ne[3], rows = o->ne[1];
-    int64_t chunk = (o->xf == XF_KB || o->xf == XF_VB || o->xf == XF_GEN) ? rows
+    int64_t chunk = (o->xf == XF_KB || o->xf == XF_VB || o->xf == XF_GEN || o->xf == XF_INT) ? rows
                   : (CV_ITEM_ELEMS / o->ne[0] > 0 ? CV_ITEM_ELEMS / o->ne[0] : 1);
+    if (o->imp_rows > 0 && chunk > o->imp_rows) chunk = o->imp_rows;   /* an item within one importance group */
+    while (o->imp_rows > 0 && o->imp_rows % chunk) chunk--;
     for (int64_t x = 0; x < slices; x++) {
         for (int64_t r = 0; r < rows; r += chunk) {
             cv_item it = {0};
@@ -131,6 +134,14 @@ static void attach_imatrix(cv_plan *pl) {
         im_entry *en = im_find(pl->im, o->name);
         if (!en) continue;
         qx_err e2;
+        /* a grouped 2-D weight (imp_rows): one matrix per group, as ours and llama-imatrix's
+         * (flat [ne0 * groups]) files store it; a single vector then serves every group */
+        int64_t groups = o->imp_rows > 0 ? o->ne[1] / o->imp_rows : 0;
+        if (groups > 1 && im_entry_fit(en, pl->im->legacy, o->ne[0], groups, &e2) == QX_OK) {
+            o->imp = en;
+            pl->n_imatrix_used++;
+            continue;
+        }
         if (im_entry_fit(en, pl->im->legacy, o->ne[0], o->ne[2], &e2) != QX_OK) {
             cv_warn(pl, "imatrix entry '%s' ignored: %s", o->name, e2.msg);
             continue;
@@ -154,9 +165,15 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
     attach_imatrix(pl);
     if (pl->im && pl->n_imatrix_used == 0) cv_warn(pl, "the imatrix has no entry for any quantized tensor of this model");
 
-    bool all_f32 = true;
-    for (size_t i = 0; i < pl->n_outs; i++) all_f32 &= pl->outs[i].type == QT_F32;
-    QX_TRY(gf_writer_set_u32(pl->w, GF_KEY_FILE_TYPE, all_f32 ? 0 : pl->ftype, e));
+    bool all_f32 = true, mxfp4 = false;
+    for (size_t i = 0; i < pl->n_outs; i++) {
+        all_f32 &= pl->outs[i].type == QT_F32 || pl->outs[i].type == QT_I32;
+        mxfp4 |= pl->outs[i].type == QT_MXFP4;
+    }
+    /* float presets that keep MXFP4 experts say so, as llama.cpp's V4 converter does */
+    uint32_t ft = mxfp4 && (pl->ftype == CV_FTYPE_F32 || pl->ftype == CV_FTYPE_F16 || pl->ftype == CV_FTYPE_BF16) ? CV_FTYPE_MXFP4_MOE
+                : all_f32 ? CV_FTYPE_F32 : pl->ftype;
+    QX_TRY(gf_writer_set_u32(pl->w, GF_KEY_FILE_TYPE, ft, e));
     QX_TRY(gf_writer_set_u32(pl->w, GF_KEY_QUANT_VERSION, 2, e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_QFORGE_VERSION, qx_version(), e));   /* the build that wrote it */
     char src[sizeof pl->label + sizeof pl->preset + 32];
@@ -238,6 +255,7 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     base_name(dir, bn, sizeof bn);
     snprintf(pl->label, sizeof pl->label, "HF %.120s (%.60s)", bn, pl->cfg.architecture);
     const char *arch = pl->cfg.v32 ? "deepseek32" : pl->cfg.arch == HF_ARCH_DEEPSEEK_V3 || pl->cfg.arch == HF_ARCH_DEEPSEEK_V2 ? "deepseek2"
+                     : pl->cfg.arch == HF_ARCH_DEEPSEEK_V4 ? "deepseek4"
                      : pl->cfg.arch == HF_ARCH_LLAMA ? "llama" : pl->cfg.arch == HF_ARCH_QWEN2 ? "qwen2" : NULL;
     if (!arch) return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s'", dir, pl->cfg.architecture);
     snprintf(pl->arch, sizeof pl->arch, "%s", arch);
@@ -258,7 +276,12 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     QX_TRY(s);
 
     int n_layer, n_expert = 0, n_gqa = 1;
-    if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) {
+    if (!strcmp(arch, "deepseek4")) {
+        QX_TRY(cv_map_deepseek4(pl, p, e));
+        n_layer = (int)pl->cfg.n_layers;
+        n_expert = (int)pl->cfg.n_routed_experts;
+        n_gqa = (int)pl->cfg.n_heads;   /* one shared K=V head */
+    } else if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) {
         QX_TRY(cv_map_deepseek2(pl, p, e));
         n_layer = (int)(pl->cfg.n_layers + cv_ds_mtp_layers(&pl->cfg, p));
         n_expert = (int)pl->cfg.n_routed_experts;

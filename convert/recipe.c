@@ -325,7 +325,26 @@ bool cv_quantizable(const char *name, int n_dims) {
     if (!qx_ends_with(name, "weight")) return false;
     if (strstr(name, "_norm.weight")) return false;
     if (strstr(name, "ffn_gate_inp.weight")) return false;
+    if (strstr(name, "ffn_gate_tid2eid.weight")) return false;   /* deepseek4's I32 token -> expert table */
     return true;
+}
+
+/* DeepSeek-V4's small tensors on every token's path, whatever the preset: the hyper-connection
+ * mixers (hc_*, output_hc_*: a few MB, F32 in the checkpoint), the compressors' position biases
+ * (*_ape) and the indexer's head weights (indexer.proj, which llama.cpp's converter writes F32)
+ * stay F32; the compressors' kv/gate and the indexer's query projection are at least Q8_0 (the
+ * preset's own type when that is a float type).  Returns t unchanged for other tensors. */
+static qt_type v4_protect(const char *name, qt_type t) {
+    if (strstr(name, "hc_") || strstr(name, "_ape.weight") || strstr(name, "indexer.proj.weight")) return QT_F32;
+    if (strstr(name, "compressor_kv.weight") || strstr(name, "compressor_gate.weight") || strstr(name, "indexer.attn_q_b.weight"))
+        return t == QT_F32 || t == QT_F16 || t == QT_BF16 || t == QT_Q8_0 ? t : QT_Q8_0;
+    return t;
+}
+
+/* bits per weight of type t (0 when unknown). */
+static double type_bpw(qt_type t) {
+    const qt_traits *tr = qt_get_traits(t);
+    return tr && tr->blck > 0 ? 8.0 * tr->type_size / tr->blck : 0;
 }
 
 /* llama-quantize's tensor categories (substring tests, llama-quant.cpp). */
@@ -456,6 +475,13 @@ qt_type cv_type_fallback(qt_type t, int64_t ne0) {
 
 static bool rx_match(const regex_t *re, const char *name) { return regexec(re, name, 0, NULL, 0) == 0; }
 
+/* A --tensor-type pattern names this tensor (the user's choice is never overridden). */
+static bool user_set(const cv_recipe *r, const char *name) {
+    for (int k = 0; k < r->n_user; k++)
+        if (rx_match(&r->user[k].re, name)) return true;
+    return false;
+}
+
 qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, int n_gqa, qx_err *e) {
     bool tied = true;
     r->n_attention_wv = 0;
@@ -466,6 +492,7 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
         if (c == LC_OUTPUT) tied = false;
     }
     int n_dense = (int)pl->cfg.first_k_dense_replace;
+    bool v4 = !strcmp(pl->arch, "deepseek4");
     r->has_im = pl->im != NULL;
     int n_need = 0;
     const cv_out *first_need = NULL;
@@ -495,6 +522,11 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
                     t = llama_rules(r, o, t, tied, n_layer, n_expert, n_gqa);
                 }
             }
+        }
+        if (v4 && !user_set(r, o->name)) {
+            t = v4_protect(o->name, t);
+            /* FP4 routed experts stay MXFP4 (exact) unless the preset gives them fewer bits */
+            if (o->n_src > 0 && o->src && o->src[0]->dtype == ST_FP4_PACKED && type_bpw(t) >= type_bpw(QT_MXFP4)) t = QT_MXFP4;
         }
         o->wanted = t;
         o->type = cv_type_fallback(t, o->ne[0]);

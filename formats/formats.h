@@ -13,8 +13,10 @@
 typedef enum {
     ST_F64, ST_F32, ST_F16, ST_BF16, ST_F8_E4M3, ST_F8_E5M2,
     ST_I64, ST_I32, ST_I16, ST_I8, ST_U8, ST_BOOL,
+    ST_F8_E8M0,     /* OCP MX scale byte 2^(e-127) (DeepSeek-V4's `.scale` tensors) */
     ST_I4_PACKED,   /* never in a file: the logical weight st_open builds from a compressed-tensors
                        pack-quantized triple (see st_tensor.group) */
+    ST_FP4_PACKED,  /* never in a file: a DeepSeek-V4 FP4 weight, see st_open */
     ST_DTYPE_COUNT
 } st_dtype;
 
@@ -37,9 +39,11 @@ typedef struct st_tensor {
     uint64_t offset;                /* absolute byte offset in its shard file */
     const uint8_t *data;            /* into the shard's mapping (NULL if nbytes == 0) */
     int shard;                      /* index into the model's shards */
-    const struct st_tensor *scale_inv; /* FP8 weight: its `<name>_scale_inv`, else NULL;
-                                          ST_I4_PACKED: its `<name>_scale` (BF16/F16/F32) */
-    int64_t group;                  /* ST_I4_PACKED: columns per scale, else 0 */
+    const struct st_tensor *scale_inv; /* FP8 weight: its `<name>_scale_inv` (F32) or, DeepSeek-V4,
+                                          its `<base>.scale` (F8_E8M0), else NULL;
+                                          ST_I4_PACKED: its `<name>_scale` (BF16/F16/F32);
+                                          ST_FP4_PACKED: its `<base>.scale` (F8_E8M0) */
+    int64_t group;                  /* ST_I4_PACKED / ST_FP4_PACKED: columns per scale, else 0 */
 } st_tensor;
 
 typedef struct st_model st_model;  /* opaque */
@@ -52,7 +56,11 @@ typedef struct st_model st_model;  /* opaque */
  * `X.weight_shape` (I32/I64 [2] = rows, cols) adds a logical tensor `X.weight` of dtype
  * ST_I4_PACKED, shape [rows, cols], data = the packed words (the three stay listed too).
  * A malformed triple (missing part, shapes that disagree, a zero point) is QX_ESHAPE /
- * QX_EUNSUPPORTED naming the tensor.  Multimodal checkpoints (Kimi-K2.5) store the text model
+ * QX_EUNSUPPORTED naming the tensor.  DeepSeek-V4 layout (`<base>.weight` + `<base>.scale`,
+ * the scale F8_E8M0): an FP8 weight's scale is a [ceil(rows/128), ceil(cols/128)] grid (linked
+ * as scale_inv); an I8/U8 weight [rows, k] whose scale is [rows, 2k/32] is FP4 E2M1, two codes
+ * per byte: it becomes dtype ST_FP4_PACKED, shape [rows, 2k], group 32 (ST_FP4_GROUP).  Any
+ * other `.scale` beside such a weight is QX_ESHAPE.  Multimodal checkpoints (Kimi-K2.5) store the text model
  * as `language_model.model.layers...`: that prefix is dropped from every name (as llama.cpp's
  * converter does); a name present with and without it is QX_EFORMAT.  Other tensors (vision
  * tower, projector) keep their names. */
@@ -118,7 +126,10 @@ const char *st_synth_preset_names(void);
 
 /* ======================= HF config.json (hf_) ======================= */
 
-typedef enum { HF_ARCH_UNKNOWN, HF_ARCH_DEEPSEEK_V3, HF_ARCH_DEEPSEEK_V2, HF_ARCH_LLAMA, HF_ARCH_QWEN2 } hf_arch;
+typedef enum { HF_ARCH_UNKNOWN, HF_ARCH_DEEPSEEK_V3, HF_ARCH_DEEPSEEK_V2, HF_ARCH_LLAMA, HF_ARCH_QWEN2, HF_ARCH_DEEPSEEK_V4 } hf_arch;
+
+/* DeepSeek-V4 compress_ratios entries kept (one per layer, MTP layers included; V4-Flash has 44). */
+#define HF_V4_MAX_RATIOS 1024
 
 typedef struct {
     hf_arch arch;
@@ -155,6 +166,12 @@ typedef struct {
     bool has_vision;                      /* ... with a vision_config (its tensors are not converted) */
     bool int4;                            /* compressed-tensors pack-quantized INT4 (K2-Thinking) */
     int64_t int4_group;                   /* its group_size (columns per scale) */
+    /* DeepSeek-V4 (DeepseekV4ForCausalLM, arch deepseek4; 0 when absent).  V4 has no MLA:
+     * head_dim is the one shared K=V head's width, n_kv_heads 1. */
+    int64_t sliding_window, o_groups, o_lora_rank, hc_mult, hc_sinkhorn_iters, num_hash_layers;
+    double hc_eps, compress_rope_theta, swiglu_limit;
+    int64_t n_compress_ratios;            /* entries of compress_ratios (>= n_layers) */
+    int32_t compress_ratios[HF_V4_MAX_RATIOS];   /* per layer: 0 (window only), 4 (+ indexer) or 128 */
     char torch_dtype[16];
     unsigned has;                         /* HF_HAS_*: which optional keys config.json sets */
 } hf_config;
@@ -165,7 +182,7 @@ enum {
     HF_HAS_HEAD_DIM = 1u << 0, HF_HAS_N_GROUP = 1u << 1, HF_HAS_TOPK_GROUP = 1u << 2,
     HF_HAS_SCORING_FUNC = 1u << 3, HF_HAS_ROUTED_SCALE = 1u << 4, HF_HAS_BETA_FAST = 1u << 5,
     HF_HAS_BETA_SLOW = 1u << 6, HF_HAS_EXT_FACTOR = 1u << 7, HF_HAS_ATTN_FACTOR = 1u << 8,
-    HF_HAS_MSCALE_ALL_DIM = 1u << 9,
+    HF_HAS_MSCALE_ALL_DIM = 1u << 9, HF_HAS_INTERMEDIATE = 1u << 10, HF_HAS_KV_HEADS = 1u << 11,
 };
 
 qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_config *cfg, qx_err *e);

@@ -66,6 +66,62 @@ static qx_status parse_compressed(json_t *qc, const char *label, hf_config *c, q
     return QX_OK;
 }
 
+/* DeepSeek-V4's own keys (DeepseekV4Model.set_gguf_parameters reads every one of them). */
+static qx_status parse_v4(json_t *r, const char *label, hf_config *c, qx_err *e) {
+    c->sliding_window = get_int(r, "sliding_window", 0);
+    c->o_groups = get_int(r, "o_groups", 0);
+    c->o_lora_rank = get_int(r, "o_lora_rank", 0);
+    c->hc_mult = get_int(r, "hc_mult", 0);
+    c->hc_sinkhorn_iters = get_int(r, "hc_sinkhorn_iters", 0);
+    c->num_hash_layers = get_int(r, "num_hash_layers", -1);
+    c->hc_eps = get_num(r, "hc_eps", -1);
+    c->compress_rope_theta = get_num(r, "compress_rope_theta", -1);
+    c->swiglu_limit = get_num(r, "swiglu_limit", -1);
+    json_t *cr = json_object_get(r, "compress_ratios");
+    if (!json_is_array(cr)) return qx_fail(e, QX_EFORMAT, "%s: \"compress_ratios\" missing or not an array", label);
+    if (json_array_size(cr) > HF_V4_MAX_RATIOS)
+        return qx_fail(e, QX_EFORMAT, "%s: compress_ratios has %zu entries (at most %d)", label, json_array_size(cr), HF_V4_MAX_RATIOS);
+    c->n_compress_ratios = (int64_t)json_array_size(cr);
+    for (size_t i = 0; i < json_array_size(cr); i++) {
+        json_t *v = json_array_get(cr, i);
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (x != 0 && x != 4 && x != 128)
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: compress_ratios[%zu] is not 0, 4 or 128 (the ratios llama.cpp's deepseek4 supports)", label, i);
+        c->compress_ratios[i] = (int32_t)x;
+    }
+    return QX_OK;
+}
+
+/* Checks a parsed DeepSeek-V4 config (what llama.cpp's converter and loader require). */
+static qx_status check_v4(const char *label, const hf_config *c, qx_err *e) {
+    static const char *const keys[] = {"head_dim", "q_lora_rank", "qk_rope_head_dim", "o_groups", "o_lora_rank", "hc_mult",
+                                       "hc_sinkhorn_iters", "sliding_window", "n_routed_experts", "moe_intermediate_size",
+                                       "num_experts_per_tok", "index_n_heads", "index_head_dim", "index_topk", "max_position_embeddings"};
+    const int64_t vals[] = {c->head_dim, c->q_lora_rank, c->qk_rope_head_dim, c->o_groups, c->o_lora_rank, c->hc_mult,
+                            c->hc_sinkhorn_iters, c->sliding_window, c->n_routed_experts, c->moe_intermediate_size,
+                            c->n_experts_per_tok, c->index_n_heads, c->index_head_dim, c->index_topk, c->max_position_embeddings};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) QX_TRY(need_pos(label, keys[i], vals[i], e));
+    if (c->num_hash_layers < 0 || c->num_hash_layers > c->n_layers)
+        return qx_fail(e, QX_EFORMAT, "%s: num_hash_layers %lld missing or not in [0, num_hidden_layers]", label, (long long)c->num_hash_layers);
+    if (!(c->hc_eps > 0) || !(c->compress_rope_theta > 0) || !(c->swiglu_limit >= 0) || !isfinite(c->swiglu_limit))
+        return qx_fail(e, QX_EFORMAT, "%s: hc_eps, compress_rope_theta or swiglu_limit missing or out of range", label);
+    if (c->n_compress_ratios < c->n_layers)
+        return qx_fail(e, QX_EFORMAT, "%s: compress_ratios has %lld entries for %lld layers", label, (long long)c->n_compress_ratios,
+                       (long long)c->n_layers);
+    if ((c->n_heads * c->head_dim) % c->o_groups || c->head_dim <= c->qk_rope_head_dim || c->n_experts_per_tok > c->n_routed_experts)
+        return qx_fail(e, QX_EFORMAT, "%s: o_groups %lld does not divide heads x head_dim, head_dim %lld <= qk_rope_head_dim, or num_experts_per_tok > n_routed_experts",
+                       label, (long long)c->o_groups, (long long)c->head_dim);
+    if (c->hidden_size % 32 || c->moe_intermediate_size % 32)
+        return qx_fail(e, QX_EFORMAT, "%s: hidden_size %lld and moe_intermediate_size %lld must be multiples of 32 (FP4 groups)", label,
+                       (long long)c->hidden_size, (long long)c->moe_intermediate_size);
+    if (strcmp(c->scoring_func, "sqrtsoftplus"))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: scoring_func '%s' (llama.cpp's deepseek4 loader needs sqrtsoftplus)", label, c->scoring_func);
+    if (c->fp8 && (c->fp8_block[0] != 128 || c->fp8_block[1] != 128))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: fp8 weight_block_size [%lld, %lld] (only [128, 128] is supported)", label,
+                       (long long)c->fp8_block[0], (long long)c->fp8_block[1]);
+    return QX_OK;
+}
+
 qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_config *c, qx_err *e) {
     memset(c, 0, sizeof *c);
     json_error_t je;
@@ -94,6 +150,7 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     if (!strcmp(a, "DeepseekV3ForCausalLM") || !strcmp(a, "KimiK25ForConditionalGeneration")) c->arch = HF_ARCH_DEEPSEEK_V3;
     else if (!strcmp(a, "DeepseekV32ForCausalLM")) { c->arch = HF_ARCH_DEEPSEEK_V3; c->v32 = true; }
     else if (!strcmp(a, "DeepseekV2ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V2;
+    else if (!strcmp(a, "DeepseekV4ForCausalLM")) c->arch = HF_ARCH_DEEPSEEK_V4;
     else if (!strcmp(a, "LlamaForCausalLM")) c->arch = HF_ARCH_LLAMA;
     else if (!strcmp(a, "Qwen2ForCausalLM")) c->arch = HF_ARCH_QWEN2;
     else c->arch = HF_ARCH_UNKNOWN;
@@ -138,6 +195,12 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     get_str(r, "topk_method", c->topk_method, sizeof c->topk_method);
 
     if (has_key(r, "head_dim")) c->has |= HF_HAS_HEAD_DIM;
+    if (has_key(r, "intermediate_size")) c->has |= HF_HAS_INTERMEDIATE;
+    if (has_key(r, "num_key_value_heads")) c->has |= HF_HAS_KV_HEADS;
+    if (c->arch == HF_ARCH_DEEPSEEK_V4) {
+        qx_status st = parse_v4(r, label, c, e);
+        if (st != QX_OK) { json_decref(r); return st; }
+    }
     if (has_key(r, "n_group")) c->has |= HF_HAS_N_GROUP;
     if (has_key(r, "topk_group")) c->has |= HF_HAS_TOPK_GROUP;
     if (has_key(r, "scoring_func")) c->has |= HF_HAS_SCORING_FUNC;
@@ -188,11 +251,12 @@ qx_status hf_config_parse(const char *json, size_t len, const char *label, hf_co
     json_decref(r);
 
     if (c->arch == HF_ARCH_UNKNOWN)
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: DeepseekV3ForCausalLM, DeepseekV2ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM)", label, c->architecture[0] ? c->architecture : "(none)");
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: DeepseekV3ForCausalLM, DeepseekV32ForCausalLM, DeepseekV4ForCausalLM, DeepseekV2ForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM)", label, c->architecture[0] ? c->architecture : "(none)");
     QX_TRY(need_pos(label, "vocab_size", c->vocab_size, e));
     QX_TRY(need_pos(label, "hidden_size", c->hidden_size, e));
     QX_TRY(need_pos(label, "num_hidden_layers", c->n_layers, e));
     QX_TRY(need_pos(label, "num_attention_heads", c->n_heads, e));
+    if (c->arch == HF_ARCH_DEEPSEEK_V4) return check_v4(label, c, e);   /* no dense FFN: intermediate_size optional */
     QX_TRY(need_pos(label, "intermediate_size", c->intermediate_size, e));
     if (c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads)
         return qx_fail(e, QX_EFORMAT, "%s: num_key_value_heads %lld does not divide num_attention_heads %lld", label, (long long)c->n_kv_heads, (long long)c->n_heads);
@@ -290,6 +354,7 @@ qx_status hf_sampling_load(const char *dir, gf_writer *w, qx_err *e) {
 }
 
 const char *hf_variant(const hf_config *c) {
+    if (c->arch == HF_ARCH_DEEPSEEK_V4) return "DeepSeek-V4 (hyper-connections, compressed sparse attention, FP4 routed experts)";
     if (c->arch != HF_ARCH_DEEPSEEK_V3) return "";
     if (c->v32) return "DeepSeek-V3.2 (lightning indexer, sparse attention)";
     bool kimi = !strcmp(c->model_type, "kimi_k2") || (c->n_routed_experts == 384 && c->vocab_size == 163840);
@@ -305,7 +370,9 @@ uint64_t hf_count_non_pow2_scales(const st_model *m, const char **first) {
     *first = NULL;
     for (size_t i = 0; i < st_count(m); i++) {
         const st_tensor *t = st_at(m, i);
-        if ((t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) || !t->scale_inv || !t->scale_inv->data) continue;
+        if ((t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) || !t->scale_inv || !t->scale_inv->data ||
+            t->scale_inv->dtype != ST_F32)   /* E8M0 grids (V4) are powers of two by construction */
+            continue;
         const st_tensor *s = t->scale_inv;
         uint64_t nb = 0;
         for (uint64_t k = 0; k < s->n_elems; k++) {
@@ -331,12 +398,13 @@ static qx_status expect(const st_model *m, const char *name, int nd, int64_t d0,
     const st_tensor *t = st_find(m, name);
     if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' missing from the checkpoint", st_model_dir(m), name);
     qt_type q;
-    if (!st_dtype_to_qt(t->dtype, &q) && t->dtype != ST_I4_PACKED)
+    bool packed = t->dtype == ST_I4_PACKED || t->dtype == ST_FP4_PACKED;
+    if (!st_dtype_to_qt(t->dtype, &q) && !packed)
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': dtype %s is not a float type", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
-    bool fp8 = t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2 || t->dtype == ST_I4_PACKED;
+    bool fp8 = t->dtype == ST_F8_E4M3 || t->dtype == ST_F8_E5M2 || packed;
     if (fp8 && !fp8_ok)
         return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': unexpected dtype %s", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype));
-    if (fp8 && t->dtype != ST_I4_PACKED && !t->scale_inv)
+    if (fp8 && !packed && !t->scale_inv)
         return qx_fail(e, QX_ENOTFOUND, "%s: tensor '%s' is %s but '%s_scale_inv' is missing", st_shard_path(m, t->shard), name, st_dtype_name(t->dtype), name);
     bool ok = t->n_dims == nd && (nd < 1 || t->shape[0] == d0) && (nd < 2 || t->shape[1] == d1);
     if (!ok) {
@@ -437,8 +505,39 @@ static qx_status validate_dense(const hf_config *c, const st_model *m, qx_err *e
     return QX_OK;
 }
 
+/* DeepSeek-V4: the tensors every layer has, with their shapes (the per-kind ones, compressor,
+ * indexer, hash tables, are checked by the converter's map, convert/arch_v4.c). */
+static qx_status validate_v4(const hf_config *c, const st_model *m, qx_err *e) {
+    char n[256];
+    int64_t E = c->hidden_size, H = c->n_heads, D = c->head_dim, X = c->n_routed_experts, Fe = c->moe_intermediate_size;
+    QX_TRY(expect(m, "embed.weight", 2, c->vocab_size, E, false, e));
+    QX_TRY(expect(m, "head.weight", 2, c->vocab_size, E, false, e));
+    QX_TRY(expect(m, "norm.weight", 1, E, 0, false, e));
+    QX_TRY(expect(m, "hc_head_fn", 2, c->hc_mult, c->hc_mult * E, false, e));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+#define P(fmt, ...) (snprintf(n, sizeof n, "layers.%lld." fmt, (long long)l, ##__VA_ARGS__), n)
+        QX_TRY(expect(m, P("attn_norm.weight"), 1, E, 0, false, e));
+        QX_TRY(expect(m, P("attn.wq_a.weight"), 2, c->q_lora_rank, E, true, e));
+        QX_TRY(expect(m, P("attn.wq_b.weight"), 2, H * D, c->q_lora_rank, true, e));
+        QX_TRY(expect(m, P("attn.wkv.weight"), 2, D, E, true, e));
+        QX_TRY(expect(m, P("attn.wo_a.weight"), 2, c->o_groups * c->o_lora_rank, H * D / c->o_groups, true, e));
+        QX_TRY(expect(m, P("attn.wo_b.weight"), 2, E, c->o_groups * c->o_lora_rank, true, e));
+        QX_TRY(expect(m, P("ffn.gate.weight"), 2, X, E, false, e));
+        for (int64_t x = 0; x < X; x++) {
+            QX_TRY(expect(m, P("ffn.experts.%lld.w1.weight", (long long)x), 2, Fe, E, true, e));
+            QX_TRY(expect(m, P("ffn.experts.%lld.w2.weight", (long long)x), 2, E, Fe, true, e));
+            QX_TRY(expect(m, P("ffn.experts.%lld.w3.weight", (long long)x), 2, Fe, E, true, e));
+        }
+#undef P
+    }
+    snprintf(n, sizeof n, "layers.0.ffn.experts.%lld.w1.weight", (long long)X);
+    if (st_find(m, n)) return qx_fail(e, QX_ESHAPE, "%s: tensor '%s' exists but config.json says n_routed_experts = %lld", st_model_dir(m), n, (long long)X);
+    return QX_OK;
+}
+
 qx_status hf_config_validate(const hf_config *c, const st_model *m, qx_err *e) {
     switch (c->arch) {
+    case HF_ARCH_DEEPSEEK_V4: return validate_v4(c, m, e);
     case HF_ARCH_DEEPSEEK_V3:
     case HF_ARCH_DEEPSEEK_V2: return validate_deepseek(c, m, e);
     case HF_ARCH_LLAMA:

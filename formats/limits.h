@@ -13,6 +13,8 @@
 #define ST_MAX_NAME 512
 /* FP8 scale tile edge (DeepSeek weight_block_size). */
 #define ST_FP8_BLOCK 128
+/* DeepSeek-V4 FP4 (E2M1) weights: columns per E8M0 scale (OCP MX block). */
+#define ST_FP4_GROUP 32
 
 /* GGUF: longest string (key, value, array element), as llama.cpp's GGUF_MAX_STRING_LENGTH
  * (1 GiB); anything longer is refused there, so we refuse it too. */

@@ -16,8 +16,10 @@ static const struct { const char *name; int size; qt_type qt; bool is_float; } d
     [ST_I64] = {"I64", 8, QT_I64, false},   [ST_I32] = {"I32", 4, QT_I32, false},
     [ST_I16] = {"I16", 2, QT_I16, false},   [ST_I8] = {"I8", 1, QT_I8, false},
     [ST_U8] = {"U8", 1, QT_I8, false},      [ST_BOOL] = {"BOOL", 1, QT_I8, false},
+    [ST_F8_E8M0] = {"F8_E8M0", 1, QT_I8, false},
     /* logical only (size: bytes per element rounded up, for progress accounting) */
     [ST_I4_PACKED] = {"I4_PACKED", 1, QT_I8, false},
+    [ST_FP4_PACKED] = {"FP4_PACKED", 1, QT_I8, false},
 };
 
 const char *st_dtype_name(st_dtype d) { return (unsigned)d < ST_DTYPE_COUNT ? dtypes[d].name : "?"; }
@@ -395,6 +397,42 @@ static qx_status strip_lm_prefix(st_model *m, qx_err *e) {
     return QX_OK;
 }
 
+/* DeepSeek-V4: `<base>.weight` with a `<base>.scale` in F8_E8M0.  An FP8 weight gets the scale
+ * as its 128x128 grid; an I8/U8 weight [rows, k] with a [rows, 2k/32] scale becomes the FP4
+ * weight [rows, 2k] (ST_FP4_PACKED, in place: it stays the stored tensor of its name). */
+static qx_status link_v4_scale(st_model *m, st_tensor *t, qx_err *e) {
+    char buf[ST_MAX_NAME + 16];
+    size_t n = strlen(t->name);
+    if (!has_suffix(t->name, ".weight") || n - strlen(".weight") + strlen(".scale") >= sizeof buf) return QX_OK;
+    snprintf(buf, sizeof buf, "%.*s.scale", (int)(n - strlen(".weight")), t->name);
+    const st_tensor *s = st_find(m, buf);
+    if (!s || s->dtype != ST_F8_E8M0) return QX_OK;
+    const char *file = st_shard_path(m, s->shard);
+    int64_t rows = t->n_dims == 2 ? t->shape[0] : 0, cols = t->n_dims == 2 ? t->shape[1] : 0;
+    int64_t s0 = s->n_dims == 2 ? s->shape[0] : -1, s1 = s->n_dims == 2 ? s->shape[1] : -1;
+    if (t->dtype == ST_F8_E4M3) {
+        int64_t w0 = (rows + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK, w1 = (cols + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
+        if (t->n_dims != 2 || s0 != w0 || s1 != w1)
+            return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': F8_E8M0 [%lld, %lld], expected [%lld, %lld] for the FP8 weight [%lld, %lld]",
+                           file, s->name, (long long)s0, (long long)s1, (long long)w0, (long long)w1, (long long)rows, (long long)cols);
+        t->scale_inv = s;
+        return QX_OK;
+    }
+    if (t->dtype == ST_I8 || t->dtype == ST_U8) {
+        if (t->n_dims != 2 || (2 * cols) % ST_FP4_GROUP != 0 || s0 != rows || s1 != 2 * cols / ST_FP4_GROUP)
+            return qx_fail(e, QX_ESHAPE, "%s: tensor '%s': F8_E8M0 [%lld, %lld] is not the group-%d scale of an FP4 weight packed as %s [%lld, %lld]",
+                           file, s->name, (long long)s0, (long long)s1, ST_FP4_GROUP, st_dtype_name(t->dtype), (long long)rows, (long long)cols);
+        t->dtype = ST_FP4_PACKED;
+        t->shape[1] = 2 * cols;
+        t->n_elems = (uint64_t)rows * (uint64_t)(2 * cols);
+        t->group = ST_FP4_GROUP;
+        t->scale_inv = s;
+        return QX_OK;
+    }
+    return qx_fail(e, QX_ESHAPE, "%s: tensor '%s' is %s beside the F8_E8M0 scale '%s' (expected F8_E4M3, or I8/U8 packed FP4)",
+                   st_shard_path(m, t->shard), t->name, st_dtype_name(t->dtype), s->name);
+}
+
 /* Sorts tensors, rejects duplicates across shards, drops the language_model. prefix, builds the
  * logical INT4 weights, links FP8 weights to their scales and INT4 weights to their group
  * scales. */
@@ -409,6 +447,7 @@ static qx_status finish_model(st_model *m, qx_err *e) {
         snprintf(buf, sizeof buf, "%s_scale", t->name);
         t->scale_inv = st_find(m, buf);
     }
+    for (size_t i = 0; i < m->n_tensors; i++) QX_TRY(link_v4_scale(m, &m->tensors[i], e));
     for (size_t i = 0; i < m->n_tensors; i++) {
         st_tensor *t = &m->tensors[i];
         if (t->dtype != ST_F8_E4M3 && t->dtype != ST_F8_E5M2) continue;
@@ -582,11 +621,37 @@ static qx_status int4_rows(const st_tensor *t, int64_t r0, int64_t r1, float *ou
     return QX_OK;
 }
 
+/* Rows of an FP8 weight with an E8M0 128x128 grid (DeepSeek-V4): the grid rows it needs are
+ * decoded to f32, then as the F32 grids of V3. */
+static qx_status fp8_e8m0_rows(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
+    int64_t rows = t->shape[0], cols = t->shape[1], sc = (cols + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
+    int64_t b0 = r0 / ST_FP8_BLOCK, b1 = (r1 + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
+    (void)rows;
+    if (r0 == r1) return QX_OK;
+    float *grid = malloc((size_t)((b1 - b0) * sc) * sizeof *grid);
+    if (!grid) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", t->name);
+    for (int64_t k = 0; k < (b1 - b0) * sc; k++) grid[k] = qt_e8m0_to_f32(t->scale_inv->data[b0 * sc + k]);
+    /* the grid starts at tile row b0: shift the weight and the row range with it */
+    int64_t base = b0 * ST_FP8_BLOCK;
+    qt_fp8_block_dequant(t->data + (uint64_t)base * (uint64_t)cols, grid, t->shape[0] - base, cols, r0 - base, r1 - base, out);
+    free(grid);
+    return QX_OK;
+}
+
 qx_status st_tensor_rows_f32(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
     int64_t rows = t->n_dims == 2 ? t->shape[0] : 1;
     int64_t cols = t->n_dims == 2 ? t->shape[1] : (int64_t)t->n_elems;
     if (t->n_dims > 2) return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': %d-D, rows need a 1-D or 2-D tensor", t->name, t->n_dims);
     if (r0 < 0 || r1 > rows || r0 > r1) return qx_fail(e, QX_EINVAL, "tensor '%s': rows [%lld, %lld) outside [0, %lld)", t->name, (long long)r0, (long long)r1, (long long)rows);
+    if (t->dtype == ST_F8_E4M3 && t->scale_inv && t->scale_inv->dtype == ST_F8_E8M0) return fp8_e8m0_rows(t, r0, r1, out, e);
+    if (t->dtype == ST_FP4_PACKED) {
+        const st_tensor *s = t->scale_inv;
+        int64_t ng = cols / ST_FP4_GROUP;
+        if (!s || s->dtype != ST_F8_E8M0 || !s->data) return qx_fail(e, QX_EFORMAT, "tensor '%s': FP4 weight without its E8M0 scales", t->name);
+        for (int64_t r = r0; r < r1; r++)
+            qt_fp4_dequant_row(t->data + (uint64_t)r * (uint64_t)(cols / 2), s->data + (uint64_t)r * (uint64_t)ng, cols, out + (r - r0) * cols);
+        return QX_OK;
+    }
     if (t->dtype == ST_F8_E4M3 && t->scale_inv) {
         const uint8_t *sd = t->scale_inv->data;
         if (((uintptr_t)sd & 3) == 0) {

@@ -71,7 +71,8 @@ static const synth_preset presets[] = {
 };
 
 const char *st_synth_preset_names(void) {
-    return "tiny-v3, tiny-v31, tiny-v32, tiny-v3-odd, tiny-k2, tiny-k2-int4, tiny-k25, v3-671b, v32-685b, k2-1t, k2-thinking-1t (the last four with --sparse), "
+    return "tiny-v3, tiny-v31, tiny-v32, tiny-v3-odd, tiny-k2, tiny-k2-int4, tiny-k25, tiny-v4, tiny-v4b, "
+           "v3-671b, v32-685b, k2-1t, k2-thinking-1t, v4-flash (the last five with --sparse), "
            "v3-layers (benchmarks), tiny-llama, tiny-qwen2";
 }
 
@@ -705,6 +706,8 @@ static qx_status write_tiktoken(const char *dir, int64_t vocab, int64_t *n_base,
     return s;
 }
 
+static qx_status write_side_files_tok(const synth_preset *p, const char *dir, qx_err *e);
+
 static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err *e) {
     if (SV_IS_KIMI(p)) {
         int64_t n_base = 0;
@@ -721,6 +724,12 @@ static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err
     qx_status s = dump_json(cfg, dir, "config.json", e);
     json_decref(cfg);
     QX_TRY(s);
+    return write_side_files_tok(p, dir, e);
+}
+
+/* tokenizer.json and tokenizer_config.json of a BPE preset. */
+static qx_status write_side_files_tok(const synth_preset *p, const char *dir, qx_err *e) {
+    qx_status s;
     const char *bos = p->arch == HF_ARCH_DEEPSEEK_V3 ? "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>" : "<|begin_of_text|>";
     const char *eos = p->arch == HF_ARCH_DEEPSEEK_V3 ? "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>" : "<|end_of_text|>";
     if (p->arch == HF_ARCH_QWEN2) { bos = "<|im_start|>"; eos = "<|endoftext|>"; }
@@ -741,7 +750,402 @@ static qx_status write_side_files(const synth_preset *p, const char *dir, qx_err
     return s;
 }
 
+/* Writes the shards and the index (when s is QX_OK) and frees c; returns the first error. */
+static qx_status finish_shards(sctx *c, const char *dir, qx_status s, qx_err *e) {
+    uint64_t total_size = 0;
+    for (int i = 0; s == QX_OK && i < c->n; i++) {
+        char f[64], path[4096];
+        shard_file(i, c->n, f, sizeof f);
+        if (!qx_path_join(path, sizeof path, dir, f)) { s = qx_fail(e, QX_EINVAL, "%s: path too long", dir); break; }
+        total_size += st_writer_data_bytes(c->w[i]);
+        s = st_writer_write(c->w[i], path, e);
+    }
+    if (s == QX_OK) {
+        json_t *idx = json_object(), *meta = json_object();
+        json_object_set_new(meta, "total_size", json_integer((json_int_t)total_size));
+        json_object_set_new(idx, "metadata", meta);
+        json_object_set(idx, "weight_map", c->weight_map);
+        s = dump_json(idx, dir, "model.safetensors.index.json", e);
+        json_decref(idx);
+    }
+    for (int i = 0; c->w && i < c->n; i++) st_writer_free(c->w[i]);
+    free(c->w);
+    free(c->bytes);
+    json_decref(c->weight_map);
+    return s;
+}
+
+/* ======================= DeepSeek-V4 (DeepseekV4ForCausalLM) =======================
+ * The official layout under DeepSeek's own names (embed.weight, layers.N.attn.wq_a.weight,
+ * layers.N.ffn.experts.E.w1.weight, mtp.0.*): FP8 e4m3 linears with an F8_E8M0 128x128
+ * `.scale`, routed experts FP4 E2M1 (two codes per I8/U8 byte, element 2i low) with an F8_E8M0
+ * `.scale` per 32 columns, hyper-connection, sink and compressor-position tensors F32, the
+ * rest BF16, `ffn.gate.tid2eid` integer tables for the hash-routed first layers. */
+typedef struct {
+    const char *name;
+    int64_t vocab, hidden, layers, heads, head_dim, rope, q_lora, o_groups, o_lora;
+    int64_t experts, topk, moe_ffn, shared, hc, idx_heads, idx_dim, idx_topk, window, hash_layers, mtp;
+    int32_t ratios[64];      /* layers + mtp entries (full size: see v4_ratio) */
+    bool comp_fp8;           /* compressor kv/gate FP8 (else BF16) */
+    st_dtype fp4_dt;         /* ST_I8 or ST_U8 */
+    st_dtype tid_dt;         /* ST_I64 or ST_I32 */
+    int64_t max_pos, rope_orig;
+    int shards;
+    bool full;               /* sparse only */
+} v4_preset;
+
+static const v4_preset v4_presets[] = {
+    /* every layer kind: ratio 0 (window only), 4 (+ indexer over 4-token blocks), 128; layers 0-1
+     * hash-routed; window 32 < ctx 256; 64 ratio-4 blocks at ctx 256 > index_topk 16 */
+    {"tiny-v4", 320, 256, 4, 4, 128, 32, 128, 2, 64, 8, 2, 128, 1, 4, 4, 64, 16, 32, 2, 1,
+     {0, 4, 128, 4, 0}, false, ST_I8, ST_I64, 4096, 256, 3, false},
+    /* other shapes: 6 heads of 64 in 3 output groups, 6 experts of 96 (top 3), FP8 tiles cut at
+     * 96/192 columns, U8 FP4 bytes, I32 tid2eid, compressor FP8 */
+    {"tiny-v4b", 320, 192, 3, 6, 64, 16, 96, 3, 32, 6, 3, 96, 1, 4, 2, 32, 8, 16, 1, 1,
+     {4, 0, 128, 0}, true, ST_U8, ST_I32, 2048, 128, 2, false},
+    /* DeepSeek-V4-Flash (config.json of the release): 43 layers + 1 MTP */
+    {"v4-flash", 129280, 4096, 43, 64, 512, 64, 1024, 8, 1024, 256, 6, 2048, 1, 4, 64, 128, 512, 128, 3, 1,
+     {0}, false, ST_I8, ST_I64, 1048576, 65536, 46, true},
+};
+
+/* compress_ratios: the preset's list, or V4-Flash's 0, 0, (4, 128) x 20, 4, and 0 for the MTP layer. */
+static int32_t v4_ratio(const v4_preset *p, int64_t l) {
+    if (!p->full) return p->ratios[l];
+    if (l < 2) return 0;
+    if (l >= p->layers) return 0;
+    return (l - 2) % 2 == 0 ? 4 : 128;
+}
+
+static bool v4_find(const char *name, const v4_preset **out) {
+    for (size_t i = 0; i < sizeof v4_presets / sizeof v4_presets[0]; i++)
+        if (!strcmp(v4_presets[i].name, name)) { *out = &v4_presets[i]; return true; }
+    return false;
+}
+
+/* FP8 e4m3 weight <base>.weight [rows, cols] with its F8_E8M0 <base>.scale
+ * [ceil(rows/128), ceil(cols/128)]: each tile's scale is the power of two 2^ceil(log2(amax/448)). */
+static qx_status put_fp8_e8m0(sctx *c, const char *base, int64_t rows, int64_t cols, qx_err *e) {
+    char wn[512], sn[512];
+    snprintf(wn, sizeof wn, "%s.weight", base);
+    snprintf(sn, sizeof sn, "%s.scale", base);
+    int64_t sh[2] = {rows, cols}, ssh[2] = {(rows + 127) / 128, (cols + 127) / 128};
+    if (c->sparse) {
+        QX_TRY(put(c, wn, ST_F8_E4M3, 2, sh, NULL, 0, e));
+        return put(c, sn, ST_F8_E8M0, 2, ssh, NULL, 0, e);
+    }
+    float *w = gen_matrix(wn, c->seed, rows, cols, 1.0f);
+    uint8_t *q = malloc((size_t)(rows * cols)), *sc = malloc((size_t)(ssh[0] * ssh[1]));
+    float *amax = calloc((size_t)(ssh[0] * ssh[1]), sizeof *amax);
+    qx_status s = (w && q && sc && amax) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    for (int64_t i = 0; s == QX_OK && i < rows * cols; i++) {
+        int64_t k = (i / cols / 128) * ssh[1] + (i % cols) / 128;
+        amax[k] = fmaxf(amax[k], fabsf(w[i]));
+    }
+    for (int64_t k = 0; s == QX_OK && k < ssh[0] * ssh[1]; k++) {
+        int ex = amax[k] > 0 ? (int)ceilf(log2f(amax[k] / 448.0f)) : 0;
+        sc[k] = (uint8_t)(127 + ex);
+    }
+    for (int64_t i = 0; s == QX_OK && i < rows * cols; i++)
+        q[i] = qt_f32_to_fp8_e4m3(w[i] / qt_e8m0_to_f32(sc[(i / cols / 128) * ssh[1] + (i % cols) / 128]));
+    if (s == QX_OK) s = put(c, wn, ST_F8_E4M3, 2, sh, q, (uint64_t)(rows * cols), e);
+    if (s == QX_OK) s = put(c, sn, ST_F8_E8M0, 2, ssh, sc, (uint64_t)(ssh[0] * ssh[1]), e);
+    free(w); free(q); free(sc); free(amax);
+    return s;
+}
+
+/* FP4 E2M1 routed-expert weight <base>.weight (dt I8/U8 [rows, cols/2], element 2i in the low
+ * nibble) with <base>.scale F8_E8M0 [rows, cols/32], scale 2^ceil(log2(amax/6)) per group;
+ * each value the nearest code (negative values that round to zero keep the sign: code 8). */
+static qx_status put_fp4(sctx *c, const char *base, int64_t rows, int64_t cols, st_dtype dt, qx_err *e) {
+    char wn[512], sn[512];
+    snprintf(wn, sizeof wn, "%s.weight", base);
+    snprintf(sn, sizeof sn, "%s.scale", base);
+    const int64_t G = 32;
+    int64_t sh[2] = {rows, cols / 2}, ssh[2] = {rows, cols / G};
+    if (c->sparse) {
+        QX_TRY(put(c, wn, dt, 2, sh, NULL, 0, e));
+        return put(c, sn, ST_F8_E8M0, 2, ssh, NULL, 0, e);
+    }
+    float *w = gen_matrix(wn, c->seed, rows, cols, 1.0f);
+    uint8_t *q = calloc((size_t)(rows * cols / 2), 1), *sc = malloc((size_t)(rows * cols / G));
+    qx_status s = (w && q && sc) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    for (int64_t r = 0; s == QX_OK && r < rows; r++)
+        for (int64_t g = 0; g < cols / G; g++) {
+            float amax = 0;
+            for (int64_t j = 0; j < G; j++) amax = fmaxf(amax, fabsf(w[r * cols + g * G + j]));
+            int ex = amax > 0 ? (int)ceilf(log2f(amax / 6.0f)) : 0;
+            sc[r * ssh[1] + g] = (uint8_t)(127 + ex);
+            float d = qt_e8m0_to_f32(sc[r * ssh[1] + g]);
+            for (int64_t j = 0; j < G; j++) {
+                int64_t col = g * G + j;
+                float v = w[r * cols + col] / d, best = INFINITY;
+                uint8_t code = 0;
+                for (uint8_t k = 0; k < 8; k++) {
+                    float err = fabsf(fabsf(v) - qt_e2m1_to_f32(k));
+                    if (err < best) { best = err; code = k; }
+                }
+                if (v < 0) code |= 8;
+                q[r * sh[1] + col / 2] |= (uint8_t)(col % 2 ? code << 4 : code);
+            }
+        }
+    if (s == QX_OK) s = put(c, wn, dt, 2, sh, q, (uint64_t)(rows * cols / 2), e);
+    if (s == QX_OK) s = put(c, sn, ST_F8_E8M0, 2, ssh, sc, (uint64_t)(rows * cols / G), e);
+    free(w); free(q); free(sc);
+    return s;
+}
+
+/* An F32 tensor of n values, gaussian with the given mean and spread. */
+static qx_status put_f32_gauss(sctx *c, const char *name, int nd, const int64_t *shape, float mean, float sd, qx_err *e) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= shape[i];
+    if (c->sparse) return put(c, name, ST_F32, nd, shape, NULL, 0, e);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return qx_fail(e, QX_ENOMEM, "out of memory");
+    rng_t r = {hash_name(name, c->seed)};
+    for (int64_t i = 0; i < n; i++) v[i] = mean + sd * rng_gauss(&r);
+    qx_status s = put_f32(c, name, nd, shape, v, e);
+    free(v);
+    return s;
+}
+
+/* A BF16 linear [rows, cols] (gen_matrix values). */
+static qx_status put_bf16_linear(sctx *c, const char *name, int64_t rows, int64_t cols, float base, qx_err *e) {
+    int64_t sh[2] = {rows, cols};
+    if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
+    float *w = gen_matrix(name, c->seed, rows, cols, base);
+    if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
+    qx_status s = put_bf16(c, name, 2, sh, w, e);
+    free(w);
+    return s;
+}
+
+/* The hyper-connection mixer of one site (`pfx` + "hc_attn" etc.): fn [mix, hc*E] F32,
+ * base [mix], scale [n_scale]. */
+static qx_status put_hc(sctx *c, const char *pfx, const char *site, const v4_preset *p, int64_t mix, int64_t n_scale, qx_err *e) {
+    char n[256];
+    int64_t fsh[2] = {mix, p->hc * p->hidden}, bsh[1] = {mix}, ssh[1] = {n_scale};
+    snprintf(n, sizeof n, "%s%s_fn", pfx, site);
+    QX_TRY(put_f32_gauss(c, n, 2, fsh, 0.0f, 0.5f / sqrtf((float)fsh[1]), e));
+    snprintf(n, sizeof n, "%s%s_base", pfx, site);
+    QX_TRY(put_f32_gauss(c, n, 1, bsh, 0.0f, 0.1f, e));
+    snprintf(n, sizeof n, "%s%s_scale", pfx, site);
+    return put_f32_gauss(c, n, 1, ssh, 1.0f, 0.05f, e);
+}
+
+/* A compressor (`pfx` ends in "compressor."): wkv, wgate [coff*D, E], ape F32 [ratio, coff*D],
+ * norm [D]. */
+static qx_status put_compressor(sctx *c, const char *pfx, const v4_preset *p, int64_t D, int64_t coff, int64_t ratio, bool fp8, qx_err *e) {
+    char n[256];
+    const char *parts[2] = {"wkv", "wgate"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(n, sizeof n, "%s%s", pfx, parts[i]);
+        if (fp8) QX_TRY(put_fp8_e8m0(c, n, coff * D, p->hidden, e));
+        else {
+            char wn[280];
+            snprintf(wn, sizeof wn, "%s.weight", n);
+            QX_TRY(put_bf16_linear(c, wn, coff * D, p->hidden, 1.0f, e));
+        }
+    }
+    int64_t ash[2] = {ratio, coff * D};
+    snprintf(n, sizeof n, "%sape", pfx);
+    QX_TRY(put_f32_gauss(c, n, 2, ash, 0.0f, 0.1f, e));
+    snprintf(n, sizeof n, "%snorm.weight", pfx);
+    return put_norm(c, n, D, e);
+}
+
+/* One block under `pfx` ("layers.3." or "mtp.0."); ratio its compress ratio, hash its routing. */
+static qx_status v4_block(sctx *c, const v4_preset *p, const char *pfx, int32_t ratio, bool hash, qx_err *e) {
+    char n[256];
+    int64_t E = p->hidden, H = p->heads, D = p->head_dim, QL = p->q_lora, OG = p->o_groups, OL = p->o_lora;
+    int64_t X = p->experts, mix = (2 + p->hc) * p->hc;
+#define N(fmt, ...) (snprintf(n, sizeof n, "%s" fmt, pfx, ##__VA_ARGS__), n)
+    QX_TRY(put_hc(c, pfx, "hc_attn", p, mix, 3, e));
+    QX_TRY(put_hc(c, pfx, "hc_ffn", p, mix, 3, e));
+    QX_TRY(put_norm(c, N("attn_norm.weight"), E, e));
+    QX_TRY(put_norm(c, N("ffn_norm.weight"), E, e));
+    int64_t hsh[1] = {H};
+    QX_TRY(put_f32_gauss(c, N("attn.attn_sink"), 1, hsh, 0.0f, 0.5f, e));
+    QX_TRY(put_fp8_e8m0(c, N("attn.wq_a"), QL, E, e));
+    QX_TRY(put_norm(c, N("attn.q_norm.weight"), QL, e));
+    QX_TRY(put_fp8_e8m0(c, N("attn.wq_b"), H * D, QL, e));
+    QX_TRY(put_fp8_e8m0(c, N("attn.wkv"), D, E, e));
+    QX_TRY(put_norm(c, N("attn.kv_norm.weight"), D, e));
+    QX_TRY(put_fp8_e8m0(c, N("attn.wo_a"), OG * OL, H * D / OG, e));
+    QX_TRY(put_fp8_e8m0(c, N("attn.wo_b"), E, OG * OL, e));
+    if (ratio) {
+        char cp[200];
+        snprintf(cp, sizeof cp, "%sattn.compressor.", pfx);
+        QX_TRY(put_compressor(c, cp, p, D, ratio == 4 ? 2 : 1, ratio, p->comp_fp8, e));
+    }
+    if (ratio == 4) {
+        QX_TRY(put_fp8_e8m0(c, N("attn.indexer.wq_b"), p->idx_heads * p->idx_dim, QL, e));
+        QX_TRY(put_bf16_linear(c, N("attn.indexer.weights_proj.weight"), p->idx_heads, E, 1.0f, e));
+        char cp[200];
+        snprintf(cp, sizeof cp, "%sattn.indexer.compressor.", pfx);
+        QX_TRY(put_compressor(c, cp, p, p->idx_dim, 2, 4, p->comp_fp8, e));
+    }
+    QX_TRY(put_bf16_linear(c, N("ffn.gate.weight"), X, E, 4.0f, e));
+    if (hash) {   /* token id -> its topk experts (distinct) */
+        int64_t tsh[2] = {p->vocab, p->topk}, cnt = p->vocab * p->topk;
+        int esz = st_dtype_size(p->tid_dt);
+        if (c->sparse) QX_TRY(put(c, N("ffn.gate.tid2eid"), p->tid_dt, 2, tsh, NULL, 0, e));
+        else {
+            uint8_t *t = malloc((size_t)(cnt * esz));
+            if (!t) return qx_fail(e, QX_ENOMEM, "out of memory");
+            rng_t r = {hash_name(N("ffn.gate.tid2eid"), c->seed)};
+            int64_t perm[1024];
+            for (int64_t v = 0; v < p->vocab; v++) {   /* the first topk of a partial shuffle: distinct */
+                for (int64_t x = 0; x < X; x++) perm[x] = x;
+                for (int64_t k = 0; k < p->topk; k++) {
+                    int64_t j = k + (int64_t)(rng_u64(&r) % (uint64_t)(X - k)), x = perm[j];
+                    perm[j] = perm[k];
+                    perm[k] = x;
+                    if (esz == 8) memcpy(t + (v * p->topk + k) * 8, &x, 8);
+                    else { int32_t x4 = (int32_t)x; memcpy(t + (v * p->topk + k) * 4, &x4, 4); }
+                }
+            }
+            qx_status s = put(c, n, p->tid_dt, 2, tsh, t, (uint64_t)(cnt * esz), e);
+            free(t);
+            QX_TRY(s);
+        }
+    } else {
+        int64_t bsh[1] = {X};
+        QX_TRY(put_f32_gauss(c, N("ffn.gate.bias"), 1, bsh, 0.0f, 0.05f, e));
+    }
+    for (int64_t x = 0; x < X; x++) {
+        QX_TRY(put_fp4(c, N("ffn.experts.%lld.w1", (long long)x), p->moe_ffn, E, p->fp4_dt, e));
+        QX_TRY(put_fp4(c, N("ffn.experts.%lld.w2", (long long)x), E, p->moe_ffn, p->fp4_dt, e));
+        QX_TRY(put_fp4(c, N("ffn.experts.%lld.w3", (long long)x), p->moe_ffn, E, p->fp4_dt, e));
+    }
+    int64_t Fs = p->moe_ffn * p->shared;
+    QX_TRY(put_fp8_e8m0(c, N("ffn.shared_experts.w1"), Fs, E, e));
+    QX_TRY(put_fp8_e8m0(c, N("ffn.shared_experts.w2"), E, Fs, e));
+    QX_TRY(put_fp8_e8m0(c, N("ffn.shared_experts.w3"), Fs, E, e));
+#undef N
+    return QX_OK;
+}
+
+static json_t *v4_config(const v4_preset *p) {
+    json_t *o = json_object(), *a = json_array(), *cr = json_array(), *rs = json_object(), *qc = json_object(), *bs = json_array();
+    json_array_append_new(a, json_string("DeepseekV4ForCausalLM"));
+    json_object_set_new(o, "architectures", a);
+    json_object_set_new(o, "model_type", json_string("deepseek_v4"));
+    json_object_set_new(o, "vocab_size", json_integer(p->vocab));
+    json_object_set_new(o, "hidden_size", json_integer(p->hidden));
+    json_object_set_new(o, "moe_intermediate_size", json_integer(p->moe_ffn));
+    json_object_set_new(o, "num_hidden_layers", json_integer(p->layers));
+    json_object_set_new(o, "num_attention_heads", json_integer(p->heads));
+    json_object_set_new(o, "num_key_value_heads", json_integer(1));
+    json_object_set_new(o, "n_routed_experts", json_integer(p->experts));
+    json_object_set_new(o, "n_shared_experts", json_integer(p->shared));
+    json_object_set_new(o, "num_experts_per_tok", json_integer(p->topk));
+    json_object_set_new(o, "first_k_dense_replace", json_integer(0));
+    json_object_set_new(o, "max_position_embeddings", json_integer(p->max_pos));
+    json_object_set_new(o, "rms_norm_eps", json_real(1e-6));
+    json_object_set_new(o, "rope_theta", json_integer(10000));
+    json_object_set_new(o, "q_lora_rank", json_integer(p->q_lora));
+    json_object_set_new(o, "qk_rope_head_dim", json_integer(p->rope));
+    json_object_set_new(o, "head_dim", json_integer(p->head_dim));
+    for (int64_t l = 0; l < p->layers + p->mtp; l++) json_array_append_new(cr, json_integer(v4_ratio(p, l)));
+    json_object_set_new(o, "compress_ratios", cr);
+    json_object_set_new(o, "sliding_window", json_integer(p->window));
+    json_object_set_new(o, "compress_rope_theta", json_integer(160000));
+    json_object_set_new(o, "o_lora_rank", json_integer(p->o_lora));
+    json_object_set_new(o, "o_groups", json_integer(p->o_groups));
+    json_object_set_new(o, "index_n_heads", json_integer(p->idx_heads));
+    json_object_set_new(o, "index_head_dim", json_integer(p->idx_dim));
+    json_object_set_new(o, "index_topk", json_integer(p->idx_topk));
+    json_object_set_new(o, "num_hash_layers", json_integer(p->hash_layers));
+    json_object_set_new(o, "num_nextn_predict_layers", json_integer(p->mtp));
+    json_object_set_new(o, "hc_mult", json_integer(p->hc));
+    json_object_set_new(o, "hc_eps", json_real(1e-6));
+    json_object_set_new(o, "hc_sinkhorn_iters", json_integer(20));
+    json_object_set_new(o, "swiglu_limit", json_real(10.0));
+    json_object_set_new(o, "routed_scaling_factor", json_real(1.5));
+    json_object_set_new(o, "norm_topk_prob", json_true());
+    json_object_set_new(o, "scoring_func", json_string("sqrtsoftplus"));
+    json_object_set_new(o, "topk_method", json_string("noaux_tc"));
+    json_object_set_new(o, "hidden_act", json_string("silu"));
+    json_object_set_new(o, "tie_word_embeddings", json_false());
+    json_object_set_new(o, "torch_dtype", json_string("bfloat16"));
+    json_object_set_new(o, "bos_token_id", json_integer(0));
+    json_object_set_new(o, "eos_token_id", json_integer(1));
+    json_object_set_new(rs, "type", json_string("yarn"));
+    json_object_set_new(rs, "factor", json_integer(16));
+    json_object_set_new(rs, "original_max_position_embeddings", json_integer(p->rope_orig));
+    json_object_set_new(rs, "beta_fast", json_integer(32));
+    json_object_set_new(rs, "beta_slow", json_integer(1));
+    json_object_set_new(o, "rope_scaling", rs);
+    json_object_set_new(qc, "activation_scheme", json_string("dynamic"));
+    json_object_set_new(qc, "fmt", json_string("e4m3"));
+    json_object_set_new(qc, "quant_method", json_string("fp8"));
+    json_object_set_new(qc, "scale_fmt", json_string("ue8m0"));
+    json_array_append_new(bs, json_integer(128));
+    json_array_append_new(bs, json_integer(128));
+    json_object_set_new(qc, "weight_block_size", bs);
+    json_object_set_new(o, "quantization_config", qc);
+    return o;
+}
+
+static qx_status v4_synth(const v4_preset *p, const char *dir, uint64_t seed, bool sparse, qx_err *e) {
+    if (p->full && !sparse) return qx_fail(e, QX_EINVAL, "preset '%s' is ~160 GB at full size: use --sparse", p->name);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return qx_fail(e, QX_EIO, "%s: %s", dir, strerror(errno));
+    json_t *cfg = v4_config(p);
+    qx_status s = dump_json(cfg, dir, "config.json", e);
+    json_decref(cfg);
+    QX_TRY(s);
+    synth_preset tp = presets[0];   /* the tokenizer files of the DeepSeek presets, this vocabulary */
+    tp.vocab = p->vocab;
+    QX_TRY(write_side_files_tok(&tp, dir, e));
+
+    sctx c = {0};
+    c.n = p->shards;
+    c.dir = dir;
+    c.seed = seed;
+    c.sparse = sparse;
+    c.w = calloc((size_t)c.n, sizeof *c.w);
+    c.bytes = calloc((size_t)c.n, sizeof *c.bytes);
+    c.weight_map = json_object();
+    s = (c.w && c.bytes) ? QX_OK : qx_fail(e, QX_ENOMEM, "out of memory");
+    for (int i = 0; s == QX_OK && i < c.n; i++) s = st_writer_create(&c.w[i], e);
+    uint64_t E = (uint64_t)p->hidden, L = (uint64_t)(p->layers + p->mtp);
+    uint64_t attn = E * (uint64_t)p->q_lora + (uint64_t)(p->q_lora * p->heads * p->head_dim) + 2 * E * (uint64_t)(p->heads * p->head_dim);
+    uint64_t moe = 3 * E * (uint64_t)p->moe_ffn * ((uint64_t)p->experts / 2 + (uint64_t)p->shared);
+    c.target = (L * (attn + moe) + 4 * E * (uint64_t)p->vocab) / (uint64_t)c.n + 1;
+    int64_t hsh[2] = {p->hc, p->hc * p->hidden}, bsh[1] = {p->hc}, one[1] = {1};
+    if (s == QX_OK) s = put_embed(&c, "embed.weight", p->vocab, p->hidden, 16.0f, e);
+    char pfx[64];
+    for (int64_t l = 0; s == QX_OK && l < p->layers; l++) {
+        snprintf(pfx, sizeof pfx, "layers.%lld.", (long long)l);
+        s = v4_block(&c, p, pfx, v4_ratio(p, l), l < p->hash_layers, e);
+    }
+    for (int64_t m = 0; s == QX_OK && m < p->mtp; m++) {   /* the MTP block: a layer plus its own head mixer */
+        snprintf(pfx, sizeof pfx, "mtp.%lld.", (long long)m);
+        s = v4_block(&c, p, pfx, v4_ratio(p, p->layers + m), false, e);
+        char n[96];
+#define M(x) (snprintf(n, sizeof n, "%s" x, pfx), n)
+        if (s == QX_OK) s = put_fp8_e8m0(&c, M("e_proj"), p->hidden, p->hidden, e);
+        if (s == QX_OK) s = put_fp8_e8m0(&c, M("h_proj"), p->hidden, p->hidden, e);
+        if (s == QX_OK) s = put_norm(&c, M("enorm.weight"), p->hidden, e);
+        if (s == QX_OK) s = put_norm(&c, M("hnorm.weight"), p->hidden, e);
+        if (s == QX_OK) s = put_norm(&c, M("norm.weight"), p->hidden, e);
+        if (s == QX_OK) s = put_f32_gauss(&c, M("hc_head_fn"), 2, hsh, 0.0f, 0.5f / sqrtf((float)hsh[1]), e);
+        if (s == QX_OK) s = put_f32_gauss(&c, M("hc_head_base"), 1, bsh, 0.0f, 0.1f, e);
+        if (s == QX_OK) s = put_f32_gauss(&c, M("hc_head_scale"), 1, one, 1.0f, 0.05f, e);
+#undef M
+    }
+    if (s == QX_OK) s = put_norm(&c, "norm.weight", p->hidden, e);
+    if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_fn", 2, hsh, 0.0f, 0.5f / sqrtf((float)hsh[1]), e);
+    if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_base", 1, bsh, 0.0f, 0.1f, e);
+    if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_scale", 1, one, 1.0f, 0.05f, e);
+    if (s == QX_OK) s = put_embed(&c, "head.weight", p->vocab, p->hidden, 1.0f, e);
+    s = finish_shards(&c, dir, s, e);
+    return s;
+}
+
 qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool sparse, int64_t layers_override, qx_err *e) {
+    const v4_preset *p4;
+    if (v4_find(preset, &p4)) return v4_synth(p4, dir, seed, sparse, e);   /* fixed layer count */
     const synth_preset *p = NULL;
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
         if (!strcmp(presets[i].name, preset)) p = &presets[i];
@@ -791,25 +1195,5 @@ qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool spar
     if (s == QX_OK) s = put_norm(&c, "model.norm.weight", p->hidden, e);
     if (s == QX_OK && !p->tie) s = put_embed(&c, "lm_head.weight", p->vocab, p->hidden, 1.0f, e);
     if (s == QX_OK && p->variant == SV_K25) s = k25_vision(&c, p, e);
-    uint64_t total_size = 0;
-    for (int i = 0; s == QX_OK && i < c.n; i++) {
-        char f[64], path[4096];
-        shard_file(i, c.n, f, sizeof f);
-        if (!qx_path_join(path, sizeof path, dir, f)) { s = qx_fail(e, QX_EINVAL, "%s: path too long", dir); break; }
-        total_size += st_writer_data_bytes(c.w[i]);
-        s = st_writer_write(c.w[i], path, e);
-    }
-    if (s == QX_OK) {
-        json_t *idx = json_object(), *meta = json_object();
-        json_object_set_new(meta, "total_size", json_integer((json_int_t)total_size));
-        json_object_set_new(idx, "metadata", meta);
-        json_object_set(idx, "weight_map", c.weight_map);
-        s = dump_json(idx, dir, "model.safetensors.index.json", e);
-        json_decref(idx);
-    }
-    for (int i = 0; c.w && i < c.n; i++) st_writer_free(c.w[i]);
-    free(c.w);
-    free(c.bytes);
-    json_decref(c.weight_map);
-    return s;
+    return finish_shards(&c, dir, s, e);
 }

@@ -63,6 +63,15 @@ typedef struct {
 } qt_block_q8_0;
 QT_BLOCK_ASSERT(sizeof(qt_block_q8_0) == 2 + 32, "q8_0 size");
 
+/* MXFP4: x = kvalues_mxfp4[q] * 2^(e - 128) (the doubled E2M1 magnitudes with half the E8M0
+ * scale, as ggml stores them); qs[j] holds element j (low nibble) and j+16 (high). */
+#define QT_QK_MXFP4 32
+typedef struct {
+    uint8_t e;                   /* E8M0 exponent */
+    uint8_t qs[QT_QK_MXFP4 / 2];
+} qt_block_mxfp4;
+QT_BLOCK_ASSERT(sizeof(qt_block_mxfp4) == 1 + 16, "mxfp4 size");
+
 /* Q8_1: intermediate type of ggml's dot products; here only for its size. */
 typedef struct {
     uint16_t d;

@@ -18,6 +18,7 @@ typedef enum {
     QT_IQ2_XXS = 16, QT_IQ2_XS = 17, QT_IQ3_XXS = 18, QT_IQ1_S = 19, QT_IQ4_NL = 20,
     QT_IQ3_S = 21, QT_IQ2_S = 22, QT_IQ4_XS = 23, QT_I8 = 24, QT_I16 = 25, QT_I32 = 26,
     QT_I64 = 27, QT_F64 = 28, QT_IQ1_M = 29, QT_BF16 = 30,
+    QT_MXFP4 = 39,               /* OCP MX FP4: E2M1 codes, one E8M0 scale per 32 (quant/mxfp4.c) */
     QT_GGUF_COUNT = 40,          /* ids below this are GGUF ids */
     QT_F8_E4M3 = 1000, QT_F8_E5M2 = 1001,
 } qt_type;
@@ -69,6 +70,26 @@ void qt_fp8_block_dequant_ref(const uint8_t *q, const float *scale_inv, int64_t 
  * group)] f32; out[c] = (nibble - 8) * scales[c / group]. */
 void qt_int4_packed_dequant_row(const uint8_t *packed, const float *scales, int64_t cols, int64_t group,
                                 float *out);
+
+/* ---- FP4 E2M1 / E8M0 (DeepSeek-V4 routed experts, MXFP4; quant/mxfp4.c) ----
+ * E2M1 code c (low 4 bits): sign bit 3, magnitude {0, 0.5, 1, 1.5, 2, 3, 4, 6}[c & 7].
+ * E8M0 byte e: 2^(e - 127); 0xFF is NaN (OCP MX). */
+float qt_e2m1_to_f32(uint8_t code);
+float qt_e8m0_to_f32(uint8_t e);
+/* One row of an FP4-packed weight: cols/2 bytes, element 2i in the low nibble of byte i and
+ * 2i+1 in the high one; scales[cols/32] E8M0.  out[c] = e2m1(code c) * e8m0(scales[c/32]).
+ * cols is a multiple of 32. */
+void qt_fp4_dequant_row(const uint8_t *packed, const uint8_t *scales, int64_t cols, float *out);
+/* The same row moved losslessly into ggml's block_mxfp4 (cols/32 blocks of 17 bytes: the scale
+ * byte, then 16 bytes whose byte j holds element j low and j+16 high); only bits move, so the
+ * bytes equal llama.cpp's converter's repack_mxfp4_blocks. */
+void qt_mxfp4_repack_row(const uint8_t *packed, const uint8_t *scales, int64_t cols, void *dst);
+/* ggml's quantize_row_mxfp4_ref (bytes equal to it for finite input with 2^-125 <= amax <
+ * 2^128 per block; outside, the exponent is clamped to [0, 254] where ggml's cast is undefined):
+ * e = floor(log2(amax)) - 2 + 127 per block of 32, each value the nearest of the 16 codes
+ * (the first on ties).  The traits' from_float with importance (imp != NULL) tries e-1, e and
+ * e+1 with those codes and keeps the exponent of least imp-weighted squared error (e on ties). */
+void qt_quantize_row_mxfp4_ref(const float *x, void *dst, int64_t n);
 
 /* Converts n elements of a plain type (F32, F16, BF16, F8_E4M3, F8_E5M2) to f32;
  * returns false for other types. */

@@ -164,6 +164,9 @@ void qt_dequant_q4_1(const void *src, float *dst, int64_t n);
 void qt_dequant_q5_0(const void *src, float *dst, int64_t n);
 void qt_dequant_q5_1(const void *src, float *dst, int64_t n);
 void qt_dequant_q8_0(const void *src, float *dst, int64_t n);
+/* MXFP4 (quant/mxfp4.c): ggml's dequantize_row_mxfp4; the encoder with optional importance. */
+void qt_dequant_mxfp4(const void *src, float *dst, int64_t n);
+void qt_quant_mxfp4(const float *x, void *dst, int64_t n, const float *imp);
 void qt_dequant_q2_K(const void *src, float *dst, int64_t n);
 void qt_dequant_q3_K(const void *src, float *dst, int64_t n);
 void qt_dequant_q4_K(const void *src, float *dst, int64_t n);

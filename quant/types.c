@@ -74,6 +74,7 @@ static const qt_traits gguf_traits[QT_GGUF_COUNT] = {
     SIZE_ONLY(QT_I64, "I64", 1, 8, false),
     SIZE_ONLY(QT_F64, "F64", 1, 8, false),
     SIZE_ONLY(QT_IQ1_M, "IQ1_M", 256, 56, true),
+    [QT_MXFP4] = { "MXFP4", QT_QK_MXFP4, sizeof(qt_block_mxfp4), true, false, qt_dequant_mxfp4, qt_quant_mxfp4 },
 };
 
 static const qt_traits fp8_traits[2] = {
@@ -131,6 +132,7 @@ qt_from_float_fn qt_ref_from_float(qt_type t) {
     case QT_Q6_K: return q6_K_ref;
     case QT_IQ4_NL: return iq4_nl_ref;
     case QT_IQ4_XS: return iq4_xs_ref;
+    case QT_MXFP4: return qt_quant_mxfp4;   /* scalar only */
     case QT_F32: return f32_from_f32;
     case QT_F16: return f16_from_f32;
     case QT_BF16: return bf16_from_f32;

@@ -722,7 +722,7 @@ static size_t export_token(const tk_tok *t, int32_t id, char *out, int32_t *type
 static const char *pre_for(const tk_tok *t, const char *arch) {
     if (t->pre[0]) return t->pre;
     if (!arch) return NULL;
-    if (!strcmp(arch, "deepseek2")) return "deepseek-v3";
+    if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek4")) return "deepseek-v3";   /* V4 ships V3's tokenizer */
     if (!strcmp(arch, "llama")) return "llama-bpe";
     if (!strcmp(arch, "qwen2")) return "qwen2";
     return NULL;
