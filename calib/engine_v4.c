@@ -64,9 +64,9 @@ static qx_status compress(fwd_ctx *c, const cal_w *kvw, const cal_w *gw, cal_wki
     return QX_OK;
 }
 
-/* The indexer's blocks for every query of the batch: sel [T, top_k]. */
-static qx_status indexer(fwd_ctx *c, const cal_layer *l, const float *xn, const float *qa, int64_t T, int32_t *sel,
-                         qx_err *e) {
+/* The indexer's blocks for every query of the batch: sel [T, topk]. */
+static qx_status indexer(fwd_ctx *c, const cal_layer *l, const float *xn, const float *qa, int64_t T, int64_t topk,
+                         int32_t *sel, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
     const int64_t E = hp->n_embd, IH = hp->index_n_head, ID = hp->index_head_dim, R = hp->qk_rope;
     const int64_t S = c->n_ctx, ns = T / S, NB = S / 4;
@@ -81,7 +81,7 @@ static qx_status indexer(fwd_ctx *c, const cal_layer *l, const float *xn, const 
     for (int64_t i = 0; i < T * IH; i++) iw[i] *= ws;
     if ((s = compress(c, &l->icomp_kv, &l->icomp_gate, CAL_W_IDX_COMP_KV, l->icomp_ape, l->icomp_norm, 4, ID, xn, T, ik,
                       e)) != QX_OK) goto done;
-    kn_v4_sel_args a = { ns, S, 4, (int)IH, (int)ID, hp->index_topk, iq, IH * ID, ik, ID, iw, IH, sel };
+    kn_v4_sel_args a = { ns, S, 4, (int)IH, (int)ID, topk, iq, IH * ID, ik, ID, iw, IH, sel };
     (c->ref ? kn_v4_select_ref : kn_v4_select)(&a);
     s = QX_OK;
 done:
@@ -95,13 +95,15 @@ static qx_status attn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_
     const int64_t E = hp->n_embd, H = hp->n_head, D = hp->head_dim, R = hp->qk_rope, NOPE = D - R;
     const int64_t QL = hp->q_lora, G = hp->o_groups, OL = hp->o_lora, OGD = H * D / G;
     const int64_t S = c->n_ctx, ns = T / S, r = l->ratio, NB = r ? S / r : 0;
+    /* top_k beyond the blocks of a window keeps them all either way: the lists need no more */
+    const int64_t topk = hp->index_topk < NB ? hp->index_topk : NB > 0 ? NB : 1;
     const float *inv = r ? hp->rope_c_inv_freq : hp->rope_inv_freq;
     qx_status s = QX_ENOMEM;
     float *qa = xmalloc((size_t)(T * QL) * sizeof(float), e), *q = xmalloc((size_t)(T * H * D) * sizeof(float), e);
     float *kv = xmalloc((size_t)(T * D) * sizeof(float), e), *o = xmalloc((size_t)(T * H * D) * sizeof(float), e);
     float *oa = xmalloc((size_t)(T * G * OL) * sizeof(float), e), *one = ones(D, e);
     float *ck = r ? xmalloc((size_t)(ns * NB * D + 1) * sizeof(float), e) : NULL;
-    int32_t *sel = r == 4 ? xmalloc((size_t)(T * hp->index_topk) * sizeof(int32_t), e) : NULL;
+    int32_t *sel = r == 4 ? xmalloc((size_t)(T * topk) * sizeof(int32_t), e) : NULL;
     int32_t *neg = xmalloc((size_t)T * sizeof(int32_t), e);
     if (!qa || !q || !kv || !o || !oa || !one || (r && !ck) || (r == 4 && !sel) || !neg) goto done;
     cal_mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, QL);
@@ -114,9 +116,9 @@ static qx_status attn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_
     kn_rope(kv + NOPE, D, T, 1, 0, (int)R, c->pos, inv, 1.0f, false);
     if (r && (s = compress(c, &l->comp_kv, &l->comp_gate, CAL_W_COMP_KV, l->comp_ape, l->comp_norm, (int)r, D, xn, T,
                            ck, e)) != QX_OK) goto done;
-    if (r == 4 && (s = indexer(c, l, xn, qa, T, sel, e)) != QX_OK) goto done;
+    if (r == 4 && (s = indexer(c, l, xn, qa, T, topk, sel, e)) != QX_OK) goto done;
     kn_v4_attn_args a = { ns, S, (int)H, (int)D, hp->n_swa, q, H * D, D, kv, D, ck, D, (int)r,
-                          sel, r == 4 ? hp->index_topk : 0, l->sinks, hp->attn_scale, o, H * D };
+                          sel, r == 4 ? topk : 0, l->sinks, hp->attn_scale, o, H * D };
     (c->ref ? kn_v4_attention_ref : kn_v4_attention)(&a);
     for (int64_t t = 0; t < T; t++) neg[t] = -c->pos[t];
     kn_rope(o + NOPE, H * D, T, (int)H, D, (int)R, neg, inv, 1.0f, false);   /* de-rope: the inverse rotation */

@@ -388,8 +388,7 @@ void cal_layer_swap_free(const cal_layer *l, cal_layer *out) {
  * the grouped output projection; compress_ratios[L] (0, 4 or 128) adds a compressor, and 4
  * also the indexer; the first hash_layer_count layers route by token id (ffn_gate_tid2eid). */
 
-#define V4_MAX_HC 16        /* streams kernels/cpu/dsv4.c holds per token */
-#define V4_MAX_RATIO 256    /* compressor pooling width the kernel holds per channel */
+#define V4_MAX_SINKHORN (1 << 16)   /* Sinkhorn iterations accepted (V4: 20): bounds the work per token */
 
 /* rows x cols f32 copy of tensor `name` (any decodable type). */
 static qx_status gmat(cal_model *m, const char *name, int64_t rows, int64_t cols, bool optional, float **out,
@@ -473,13 +472,14 @@ static qx_status v4_params(cal_model *m, kctx *k, qx_err *e) {
     const int64_t H = hp->n_head, D = hp->head_dim, R = hp->qk_rope;
     if (gating != 4)
         return qx_fail(e, QX_EUNSUPPORTED, "%s: deepseek4.expert_gating_func %lld, expected 4 (sqrt-softplus)", m->path, (long long)gating);
-    if (hp->hc < 1 || hp->hc > V4_MAX_HC || hp->hc_iters < 1 || H < 1 || D < R || R < 2 || R % 2 ||
-        hp->o_groups < 1 || H % hp->o_groups || hp->o_lora < 1 || hp->q_lora < 1 || hp->n_swa < 1 ||
-        hp->n_exp < 1 || hp->n_exp > 1024 || hp->n_exp_used < 1 || hp->n_exp_used > hp->n_exp || hp->index_n_head < 1 || hp->index_head_dim < R || hp->index_topk < 1 ||
+    if (hp->hc < 1 || hp->hc > KN_V4_MAX_HC || hp->hc_iters < 1 || hp->hc_iters > V4_MAX_SINKHORN || H < 1 ||
+        D < R || R < 2 || R % 2 || hp->o_groups < 1 || H % hp->o_groups || hp->o_lora < 1 || hp->q_lora < 1 ||
+        hp->n_swa < 1 || hp->n_exp < 1 || hp->n_exp > KN_V4_MAX_EXPERTS || hp->n_exp_used < 1 ||
+        hp->n_exp_used > hp->n_exp || hp->index_n_head < 1 || hp->index_head_dim < R || hp->index_topk < 1 ||
         hp->n_hash > hp->n_layer)
-        return qx_fail(e, QX_EFORMAT, "%s: deepseek4 shape not usable (hc %lld, heads %lld of %lld, rope %lld, groups %lld, "
+        return qx_fail(e, QX_EFORMAT, "%s: deepseek4 shape not usable (hc %lld x %lld Sinkhorn, heads %lld of %lld, rope %lld, groups %lld, "
                        "o_lora %lld, q_lora %lld, window %lld, experts %lld/%lld, indexer %lld x %lld top %lld, hash %lld)",
-                       m->path, (long long)hp->hc, (long long)H, (long long)D, (long long)R, (long long)hp->o_groups,
+                       m->path, (long long)hp->hc, (long long)hp->hc_iters, (long long)H, (long long)D, (long long)R, (long long)hp->o_groups,
                        (long long)hp->o_lora, (long long)hp->q_lora, (long long)hp->n_swa, (long long)hp->n_exp_used,
                        (long long)hp->n_exp, (long long)hp->index_n_head, (long long)hp->index_head_dim,
                        (long long)hp->index_topk, (long long)hp->n_hash);

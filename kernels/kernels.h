@@ -146,6 +146,9 @@ void kn_logsumexp(const float *logits, int64_t ld, int64_t T, int64_t V, double 
 /* ============ DeepSeek-V4 operations (kernels/cpu/dsv4.c) ============
  * Each has a scalar _ref; the plain name runs the same per-item arithmetic with OpenMP over
  * independent tokens (or blocks), so both give the same bits for any thread count. */
+#define KN_V4_MAX_HC 16       /* hyper-connection streams (V4: 4): one token's mix lives on the stack */
+#define KN_V4_MAX_RATIO 256   /* compression ratio (V4: 4 and 128): a block's pooling weights on the stack */
+#define KN_V4_MAX_EXPERTS 1024   /* routed experts kn_v4_route scores on the stack */
 
 /* Hyper-connection coefficients of T tokens from mixes [T, ldm] (fn · RMS-normed streams):
  *   pre[t, h]  = sigmoid(m[h] * scale[0] + base[h]) + eps                       (h < hc)

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #define V4_PAR_MIN 4096   /* items x width below which threads cost more than they save */
-#define V4_MAX_HC 16      /* hyper-connection streams one token's coefficients hold on the stack */
 
 static float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -24,7 +23,7 @@ static void hc_one(const kn_hc_args *a, const float *m, float *pre, float *post,
     for (int h = 0; h < hc; h++) pre[h] = sigm(m[h] * a->scale[0] + a->base[h]) + a->eps;
     if (!post || !comb) return;
     for (int h = 0; h < hc; h++) post[h] = 2.0f * sigm(m[hc + h] * a->scale[1] + a->base[hc + h]);
-    float c[V4_MAX_HC * V4_MAX_HC];
+    float c[KN_V4_MAX_HC * KN_V4_MAX_HC];
     for (int s = 0; s < hc; s++) {   /* softmax over destinations d of each source s */
         float mx = -INFINITY, sum = 0.0f;
         for (int d = 0; d < hc; d++) {
@@ -57,7 +56,7 @@ static void hc_one(const kn_hc_args *a, const float *m, float *pre, float *post,
 static void hc_coeffs(const kn_hc_args *a, const float *mixes, int64_t ldm, int64_t T, float *pre, float *post,
                       float *comb, bool par) {
     const int hc = a->hc;
-    if (hc < 1 || hc > V4_MAX_HC) abort();   /* the engine checks hc against this at model open */
+    if (hc < 1 || hc > KN_V4_MAX_HC) abort();   /* the engine checks hc against this at model open */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (par && T * hc * hc >= V4_PAR_MIN)
 #endif
@@ -124,7 +123,7 @@ static void compress_one(const kn_comp_args *a, int64_t s, int64_t b, float *out
     const int r = a->r, d = a->d;
     const int64_t t0 = s * a->S + b * r;
     for (int i = 0; i < d; i++) {
-        float sc[2 * 256], mx = -INFINITY, sum = 0.0f, acc = 0.0f;
+        float sc[2 * KN_V4_MAX_RATIO], mx = -INFINITY, sum = 0.0f, acc = 0.0f;
         int n = 0;
         if (a->overlap)
             for (int j = 0; j < r; j++, n++) {
@@ -150,7 +149,7 @@ static void compress_one(const kn_comp_args *a, int64_t s, int64_t b, float *out
 }
 
 static void compress_run(const kn_comp_args *a, bool par) {
-    if (a->r < 1 || a->r > 256) abort();   /* ratios are 4 and 128 (checked at model open) */
+    if (a->r < 1 || a->r > KN_V4_MAX_RATIO) abort();   /* ratios are 4 and 128 (checked at model open) */
     const int64_t nb = a->S / a->r, n = a->n_seq * nb;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (par && n * a->d * a->r >= V4_PAR_MIN)
@@ -280,8 +279,9 @@ bool kn_v4_route(const kn_v4_route_args *a, const float *logits, int64_t T, int3
         const float *l = logits + t * X;
         int32_t *it = ids + t * k;
         float *wt = w + t * k;
-        float p[1024];
-        for (int x = 0; x < X && x < 1024; x++) {
+        float p[KN_V4_MAX_EXPERTS];
+        if (X > KN_V4_MAX_EXPERTS) abort();   /* the loader refuses more */
+        for (int x = 0; x < X; x++) {
             float sp = l[x] > 20.0f ? l[x] : logf(1.0f + expf(l[x]));
             p[x] = sqrtf(sp);
         }
