@@ -335,6 +335,12 @@ static const struct { const char *name; size_t off; } swap_views[] = {
     { "ffn_down.weight", offsetof(cal_layer, down) }, { "ffn_gate_inp.weight", offsetof(cal_layer, router) },
     { "ffn_gate_shexp.weight", offsetof(cal_layer, sg) }, { "ffn_up_shexp.weight", offsetof(cal_layer, su) },
     { "ffn_down_shexp.weight", offsetof(cal_layer, sd) },
+    { "attn_kv.weight", offsetof(cal_layer, kv) }, { "attn_output_a.weight", offsetof(cal_layer, o_a) },
+    { "attn_output_b.weight", offsetof(cal_layer, o_b) }, { "hc_attn_fn.weight", offsetof(cal_layer, hc_attn) },
+    { "hc_ffn_fn.weight", offsetof(cal_layer, hc_ffn) }, { "attn_compressor_kv.weight", offsetof(cal_layer, comp_kv) },
+    { "attn_compressor_gate.weight", offsetof(cal_layer, comp_gate) },
+    { "indexer_compressor_kv.weight", offsetof(cal_layer, icomp_kv) },
+    { "indexer_compressor_gate.weight", offsetof(cal_layer, icomp_gate) },
 };
 
 qx_status cal_layer_swap(const cal_model *m, const cal_layer *l, int layer, const char *name, qt_type type,

@@ -644,6 +644,43 @@ static void cli_check(const char *tmp, const int32_t *ids, double ppl_ref) {
     im_free(im);
 }
 
+/* One-stream sensitivity (V4 states are hc * n_embd wide) against the per-candidate runs it
+ * replaces, on tensors of the new kinds: the same KLD to 1e-6 relative (+1e-9). */
+static void sens_check(cal_model *m, const char *tmp, const int32_t *ids) {
+    static const char *const names[] = { "token_embd.weight", "blk.0.attn_output_a.weight", "blk.0.hc_attn_fn.weight",
+                                         "blk.1.attn_compressor_kv.weight", "blk.0.indexer_compressor_gate.weight",
+                                         "blk.2.ffn_gate_exps.weight", "output.weight" };
+    enum { N = sizeof names / sizeof names[0] };
+    cal_sens_item a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (cal_sens_item){ names[i], QT_Q4_0, true, 0, 0, false, 0, 0, 0 };
+        b[i] = a[i];
+    }
+    char base_a[600], base_b[600];
+    snprintf(base_a, sizeof base_a, "%s/sens_a.qfb", tmp);
+    snprintf(base_b, sizeof base_b, "%s/sens_b.qfb", tmp);
+    qx_err e;
+    cal_sens_params p = cal_sens_default_params();
+    p.ppl.n_ctx = S;
+    p.ppl.n_chunks = NWIN;
+    p.ppl.protocol = CAL_PPL_ALL;
+    cal_ppl_result r0;
+    p.ppl.save_base = base_a;
+    TU_OK(cal_ppl_run(m, ids, (int64_t)NWIN * S, &p.ppl, &r0, &e), &e);
+    p.ppl.save_base = NULL;
+    p.ppl.base = base_a;
+    TU_OK(cal_sens_run(m, ids, (int64_t)NWIN * S, &p, a, N, &e), &e);
+    p.ppl.base = NULL;
+    p.ppl.save_base = base_b;
+    TU_OK(cal_sens_stream_run(m, ids, (int64_t)NWIN * S, &p, b, N, NULL, &e), &e);
+    for (int i = 0; i < N; i++) {
+        TU_CHECK(a[i].measured && b[i].measured && a[i].kld > 0 &&
+                 fabs(a[i].kld - b[i].kld) <= 1e-9 + 1e-6 * a[i].kld, "%s: KLD per candidate %.9g, one stream %.9g", names[i],
+                 a[i].kld, b[i].kld);
+        fprintf(stderr, "  sensitivity %-36s Q4_0 KLD %.6f (one stream %.6f)\n", names[i], a[i].kld, b[i].kld);
+    }
+}
+
 int main(void) {
     build();
     const char *tmp = tu_tmpdir();
@@ -705,6 +742,7 @@ int main(void) {
     }
     imatrix_check(m, ids);
     cli_check(tmp, ids, ppl_ref);
+    sens_check(m, tmp, ids);
 
     /* a hash table entry out of range is a load error naming the tensor */
     cal_model_close(m);
