@@ -514,6 +514,11 @@ qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e) {
     kctx k = { m, "deepseek4", e };
     QX_TRY(v4_params(m, &k, e));
     const int64_t NL = hp->n_layer, E = hp->n_embd, HC = hp->hc;
+    /* the per-layer ratios bound the layer count by the file's own size before anything is sized by it */
+    const gf_kv *rk = gf_find_kv(m->gf, "deepseek4.attention.compress_ratios");
+    if (!rk || rk->type != GF_ARRAY || NL < 1 || rk->n < (uint64_t)NL)
+        return qx_fail(e, QX_EFORMAT, "%s: deepseek4.attention.compress_ratios %s for %lld layers", m->path,
+                       !rk ? "is missing" : rk->type != GF_ARRAY ? "is not an array" : "has too few entries", (long long)NL);
     m->v4_ratio = calloc((size_t)NL, sizeof(int32_t));
     m->v4_clamp_exp = calloc((size_t)NL, sizeof(float));
     m->v4_clamp_shexp = calloc((size_t)NL, sizeof(float));
