@@ -479,7 +479,7 @@ static qx_status on_logits(void *ud, int64_t win, int64_t p0, const float *lg, i
     return QX_OK;
 }
 static void on_hidden(void *ud, int layer, int64_t t0, const float *h, int64_t T, int64_t n) {
-    if (layer == NL - 1) memcpy(((cap *)ud)->hid + t0 * HC * E, h, (size_t)(T * n) * sizeof(float));
+    if (layer == NL - 1 && ((cap *)ud)->hid) memcpy(((cap *)ud)->hid + t0 * HC * E, h, (size_t)(T * n) * sizeof(float));
 }
 
 static qx_status run_engine(cal_model *m, const int32_t *ids, bool refk, float *logits, float *hid, qx_err *e) {
@@ -712,6 +712,15 @@ int main(void) {
             nll += mx + log(z) - row[ids[w * S + t + 1]];
         }
     const double ppl_ref = exp(nll / (NWIN * (S - 1)));
+
+    /* 1 and 2 threads: the same bits */
+    tu_set_threads(1);
+    TU_OK(run_engine(m, ids, false, lg1, NULL, &e), &e);
+    tu_set_threads(2);
+    TU_OK(run_engine(m, ids, false, lgr, NULL, &e), &e);
+    tu_set_threads(0);
+    TU_CHECK(!memcmp(lg1, lgr, sizeof(float) * NLG), "logits differ between 1 and 2 threads");
+    TU_CHECK(!memcmp(lg0, lgr, sizeof(float) * NLG), "logits differ from the first run");
 
     /* the scalar reference kernels give the same logits within the tolerance */
     float *hid = malloc(sizeof(float) * NWIN * S * HC * E);
