@@ -27,8 +27,9 @@ static bool is_scale(const char *name) {
            qx_ends_with(name, ".weight_shape");
 }
 
-/* Layer index of "model.layers.N.*", or -1. */
+/* Layer index of "model.layers.N.*" (DeepSeek-V4: "layers.N.*"), or -1. */
 static long layer_of(const char *name) {
+    if (!strncmp(name, "layers.", 7)) return strtol(name + 7, NULL, 10);
     if (strncmp(name, "model.layers.", 13)) return -1;
     return strtol(name + 13, NULL, 10);
 }
@@ -42,12 +43,12 @@ static void summarize(const st_model *m, const hf_config *cfg, bool have_cfg, st
             s->dtype_count[t->dtype]++;
             s->dtype_bytes[t->dtype] += t->nbytes;
         }
-        if (is_scale(t->name)) continue;
+        if (is_scale(t->name) || t->dtype == ST_F8_E8M0) continue;   /* FP8/FP4 scales (V4: `.scale` E8M0) */
         s->n_params += t->n_elems;
         long l = layer_of(t->name);
-        bool mtp = have_cfg && l >= cfg->n_layers;
+        bool mtp = (have_cfg && l >= cfg->n_layers) || !strncmp(t->name, "mtp.", 4);   /* V4's MTP block: mtp.N.* */
         if (!mtp) s->n_no_mtp += t->n_elems;
-        if (strstr(t->name, ".mlp.experts.")) { if (!mtp) s->n_expert += t->n_elems; }
+        if (strstr(t->name, ".mlp.experts.") || strstr(t->name, ".ffn.experts.")) { if (!mtp) s->n_expert += t->n_elems; }
     }
     s->n_active = s->n_no_mtp;
     if (have_cfg && cfg->n_routed_experts > 0 && s->n_expert) {

@@ -52,7 +52,9 @@ typedef struct {
                                            cv_execute then returns QX_EINVAL "stopped" */
     qx_progress *progress;              /* optional, updated from one thread at a time */
     /* GPTQ error feedback (optional, quant/gptq.c): *U = the factor [cols, cols] (U^T U = H^-1)
-     * of matrix `slice` (expert / head; 0 for 2-D) of output tensor `name`, borrowed until
+     * of matrix `slice` (expert / head; 0 for 2-D, except deepseek4's attn_output_a, whose rows
+     * [k * o_lora_rank, (k+1) * o_lora_rank) read output group k's input: slice k) of output
+     * tensor `name`, borrowed until
      * cv_execute returns, or NULL to quantize that tensor plainly; a non-OK status stops
      * the run with that error.  Called from worker threads at once (it may block until its
      * factor exists, e.g. while a streamed pass computes that layer): must be thread-safe.
@@ -129,7 +131,8 @@ uint64_t cv_plan_tensor_bytes(const cv_plan *pl);     /* Σ tensor nbytes (llama
 uint64_t cv_plan_n_elems(const cv_plan *pl);          /* Σ weights */
 uint64_t cv_plan_input_bytes(const cv_plan *pl);      /* source bytes read by execution */
 size_t cv_plan_item_count(const cv_plan *pl);
-/* Work items of each matrix (expert / head slice; the whole tensor when 2-D) of tensor i:
+/* Work items of each matrix (expert / head slice; deepseek4 attn_output_a: output group; the
+ * whole tensor when 2-D) of tensor i:
  * how many gptq_factor requests one matrix gets in a full run. */
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i);
 size_t cv_plan_fallback_count(const cv_plan *pl);     /* tensors that hit the row-length fallback */

@@ -71,6 +71,9 @@ struct cv_plan {
 enum { CV_FTYPE_F32 = 0, CV_FTYPE_F16 = 1, CV_FTYPE_BF16 = 32, CV_FTYPE_MXFP4_MOE = 38 };
 
 /* ---- plan.c ---- */
+/* The matrix an item belongs to: its slice (expert / head), or for a grouped 2-D weight
+ * (imp_rows > 0) its row group; importance, GPTQ factors and item_done use this index. */
+int64_t cv_item_matrix(const cv_plan *pl, const cv_item *it);
 void cv_warn(cv_plan *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends an output tensor (type chosen later by cv_assign_types); returns it or NULL (ENOMEM). */
 cv_out *cv_add_out(cv_plan *pl, const char *name, int n_dims, const int64_t *ne, cv_category cat,

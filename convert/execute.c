@@ -90,8 +90,19 @@ static qx_status decode(const cv_out *o, int64_t x, int64_t r0, int64_t n, float
     const st_tensor *t = o->src[o->n_src > 1 ? x : 0];
     uint64_t esz = (uint64_t)st_dtype_size(t->dtype);
     if (o->xf == XF_ROWS) {
+        uint64_t rowb = t->dtype == ST_FP4_PACKED ? (uint64_t)ne0 / 2 : (uint64_t)ne0 * esz;   /* FP4: two codes a byte */
         QX_TRY(st_tensor_rows_f32(t, r0, r0 + n, dst, e));
-        release_range(t->data + (uint64_t)r0 * (uint64_t)ne0 * esz, (uint64_t)n * (uint64_t)ne0 * esz);
+        release_range(t->data + (uint64_t)r0 * rowb, (uint64_t)n * rowb);
+        return QX_OK;
+    }
+    if (o->xf == XF_INT) {   /* expert ids as floats (exact: ids < 2^24) */
+        for (int64_t k = 0; k < n * ne0; k++) {
+            const uint8_t *p = t->data + ((uint64_t)r0 * (uint64_t)ne0 + (uint64_t)k) * esz;
+            int64_t v;
+            if (esz == 8) memcpy(&v, p, 8);
+            else { int32_t v4; memcpy(&v4, p, 4); v = v4; }
+            dst[k] = (float)v;
+        }
         return QX_OK;
     }
     if (o->xf == XF_PERM && o->n_dims == 1) {   /* bias: permute elements */
@@ -211,13 +222,13 @@ static qx_status run_item(const run_ctx *c, const cv_item *it, tbuf *b, uint64_t
     const float *imp = NULL;
     if (o->imp) {
         if (!grow((void **)&b->imp, &b->icap, (size_t)ne0 * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
-        int64_t k = o->imp->nmat <= 1 ? 0 : o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice;
+        int64_t k = o->imp->nmat <= 1 ? 0 : cv_item_matrix(c->pl, it);
         QX_TRY(im_importance(o->imp, k, b->imp, e));
         imp = b->imp;
     }
     const float *U = NULL;
     if (c->p->gptq_factor && qt_gptq_mode_of(o->type) != QT_GPTQ_NONE)
-        QX_TRY(c->p->gptq_factor(c->p->gptq_ud, o->name, it->slice, ne0, &U, e));
+        QX_TRY(c->p->gptq_factor(c->p->gptq_ud, o->name, cv_item_matrix(c->pl, it), ne0, &U, e));
     for (int64_t r = 0; r < n; r += tr_rows) {
         int64_t m = r + tr_rows < n ? tr_rows : n - r;
         QX_TRY(decode(o, it->slice, it->r0 + r, m, b->f, b, e));
@@ -524,7 +535,7 @@ qx_status cv_execute(cv_plan *pl, const char *out_path, const cv_params *p, cv_r
                 qx_err e2;
                 uint64_t h = 0;
                 qx_status si = run_item(&c, it, &b, &h, &e2);
-                if (si == QX_OK && p->item_done) p->item_done(p->tensor_done_ud, it->tensor, it->slice);
+                if (si == QX_OK && p->item_done) p->item_done(p->tensor_done_ud, it->tensor, cv_item_matrix(pl, it));
                 if (si == QX_OK) {
                     char line[64];
                     int n = snprintf(line, sizeof line, "%zu %016" PRIx64 "\n", i, h);

@@ -365,8 +365,8 @@ static qx_status plan_gguf(cv_plan *pl, const char *path, const cv_params *p, qx
         const qt_traits *tr = qt_get_traits(o->gsrc->type);
         if (!tr || !tr->to_float)
             return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is %s and cannot be decoded", path, o->name, qt_type_name(o->gsrc->type));
-        if (tr->quantized)
-            return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is already quantized (%s); requantizing needs an F32/F16/BF16 source",
+        if (tr->quantized && o->gsrc->type != QT_MXFP4)   /* MXFP4 experts hold a V4 checkpoint's exact FP4 values */
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: tensor '%s' is already quantized (%s); requantizing needs an F32/F16/BF16 (or MXFP4) source",
                            path, o->name, qt_type_name(o->gsrc->type));
     }
     return QX_OK;
@@ -404,10 +404,14 @@ uint64_t cv_plan_tensor_bytes(const cv_plan *pl) { return pl->tensor_bytes; }
 uint64_t cv_plan_n_elems(const cv_plan *pl) { return pl->n_elems; }
 uint64_t cv_plan_input_bytes(const cv_plan *pl) { return pl->input_bytes; }
 size_t cv_plan_item_count(const cv_plan *pl) { return pl->n_items; }
+int64_t cv_item_matrix(const cv_plan *pl, const cv_item *it) {
+    const cv_out *o = &pl->outs[it->tensor];
+    return o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice;
+}
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i) {
     if (i >= pl->n_outs) return 0;
     const cv_out *o = &pl->outs[i];
-    int64_t slices = o->ne[2] * o->ne[3];
+    int64_t slices = o->imp_rows > 0 ? o->ne[1] / o->imp_rows : o->ne[2] * o->ne[3];
     return slices > 0 ? (int64_t)o->n_items / slices : 0;
 }
 size_t cv_plan_fallback_count(const cv_plan *pl) { return pl->n_fallback; }

@@ -523,13 +523,15 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
                 }
             }
         }
-        if (v4 && !user_set(r, o->name)) {
-            t = v4_protect(o->name, t);
-            /* FP4 routed experts stay MXFP4 (exact) unless the preset gives them fewer bits */
-            if (o->n_src > 0 && o->src && o->src[0]->dtype == ST_FP4_PACKED && type_bpw(t) >= type_bpw(QT_MXFP4)) t = QT_MXFP4;
-        }
+        bool v4_own = v4 && !user_set(r, o->name);
+        if (v4_own) t = v4_protect(o->name, t);
         o->wanted = t;
         o->type = cv_type_fallback(t, o->ne[0]);
+        /* FP4 routed experts stay MXFP4 (exact) unless the preset gives them fewer bits; the
+         * test follows the row-length fallback (an IQ2 type falling back to IQ4_NL would be
+         * larger than MXFP4 and lossy) */
+        bool fp4 = (o->n_src > 0 && o->src && o->src[0]->dtype == ST_FP4_PACKED) || (o->gsrc && o->gsrc->type == QT_MXFP4);
+        if (v4_own && fp4 && type_bpw(o->type) >= type_bpw(QT_MXFP4)) o->wanted = o->type = QT_MXFP4;
         if (o->type != o->wanted) pl->n_fallback++;
         const qt_traits *tr = qt_get_traits(o->type);
         if (!tr || !tr->from_float) tr = qt_iq_traits(o->type);

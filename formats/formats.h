@@ -119,8 +119,8 @@ void st_writer_free(st_writer *w);
 
 /* Synthetic checkpoints (formats/synth.c): writes `preset` into dir (created) with config.json,
  * tokenizer files, shards and index, from `seed`.  sparse: tensor bytes are file holes.
- * layers_override > 0 replaces the preset's layer count (benchmarks).  Presets:
- * tiny-v3, v3-671b (sparse only), tiny-llama, tiny-qwen2. */
+ * layers_override > 0 replaces the preset's layer count (benchmarks; not for the V4 presets).
+ * Presets: st_synth_preset_names() (tiny-v3 ... tiny-v4, tiny-v4b, v4-flash (sparse only)). */
 qx_status st_synth(const char *preset, const char *dir, uint64_t seed, bool sparse, int64_t layers_override, qx_err *e);
 const char *st_synth_preset_names(void);
 

@@ -624,9 +624,8 @@ static qx_status int4_rows(const st_tensor *t, int64_t r0, int64_t r1, float *ou
 /* Rows of an FP8 weight with an E8M0 128x128 grid (DeepSeek-V4): the grid rows it needs are
  * decoded to f32, then as the F32 grids of V3. */
 static qx_status fp8_e8m0_rows(const st_tensor *t, int64_t r0, int64_t r1, float *out, qx_err *e) {
-    int64_t rows = t->shape[0], cols = t->shape[1], sc = (cols + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
+    int64_t cols = t->shape[1], sc = (cols + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
     int64_t b0 = r0 / ST_FP8_BLOCK, b1 = (r1 + ST_FP8_BLOCK - 1) / ST_FP8_BLOCK;
-    (void)rows;
     if (r0 == r1) return QX_OK;
     float *grid = malloc((size_t)((b1 - b0) * sc) * sizeof *grid);
     if (!grid) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", t->name);

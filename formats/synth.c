@@ -800,8 +800,9 @@ static const v4_preset v4_presets[] = {
     {"tiny-v4", 320, 256, 4, 4, 128, 32, 128, 2, 64, 8, 2, 128, 1, 4, 4, 64, 16, 32, 2, 1,
      {0, 4, 128, 4, 0}, false, ST_I8, ST_I64, 4096, 256, 3, false},
     /* other shapes: 6 heads of 64 in 3 output groups, 6 experts of 96 (top 3), FP8 tiles cut at
-     * 96/192 columns, U8 FP4 bytes, I32 tid2eid, compressor FP8 */
-    {"tiny-v4b", 320, 192, 3, 6, 64, 16, 96, 3, 32, 6, 3, 96, 1, 4, 2, 32, 8, 16, 1, 1,
+     * 96/192 columns, U8 FP4 bytes, I32 tid2eid, compressor FP8.  (index_head_dim stays 64:
+     * llama.cpp rotates indexer keys with Hadamard matrices of 64 and up and aborts on 32) */
+    {"tiny-v4b", 320, 192, 3, 6, 64, 16, 96, 3, 32, 6, 3, 96, 1, 4, 2, 64, 8, 16, 1, 1,
      {4, 0, 128, 0}, true, ST_U8, ST_I32, 2048, 128, 2, false},
     /* DeepSeek-V4-Flash (config.json of the release): 43 layers + 1 MTP */
     {"v4-flash", 129280, 4096, 43, 64, 512, 64, 1024, 8, 1024, 256, 6, 2048, 1, 4, 64, 128, 512, 128, 3, 1,

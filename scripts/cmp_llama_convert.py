@@ -14,13 +14,23 @@ Printed, one line each:
   tensor-only-in-A / -B            a tensor present in one file only
   tensor-shape / tensor-type       a different shape (ggml order) or ggml type
   tensor-values                    max |a-b| and max |a-b|/|b| over the elements
-                                   (dequantized to float32 when a type is not F32)
+                                   (dequantized to float32 when a type is not F32);
+                                   integer tensors (I8..I64) element by element, exactly;
+                                   two tensors of the same quantized type byte by byte
+                                   (MXFP4 experts: the repack must be bit-identical)
 Tensors with equal values are listed with --verbose.
+
+--requant-equal: where qforge wrote F32 and llama.cpp a narrower type (DeepSeek-V4: the
+converter forces FP8-dequantized matrices to Q8_0 and BF16 ones to BF16 even with
+--outtype f32), A's values are quantized to B's type with gguf-py's own quantizer and
+must give B's bytes exactly; such a tensor is then reported as an allowed type
+difference ("requantized-equal").  This shows that the values before llama.cpp's
+rounding were the same, bit for bit after its quantizer.
 
 Exit status 0 when every difference is in ALLOW below, 1 otherwise, 2 on usage
 errors.  Each ALLOW entry says why the difference is acceptable.
 
-usage: cmp_llama_convert.py QFORGE.gguf LLAMA.gguf [--verbose] [--rtol R]
+usage: cmp_llama_convert.py QFORGE.gguf LLAMA.gguf [--verbose] [--rtol R] [--requant-equal]
 """
 
 import argparse
@@ -31,7 +41,7 @@ import numpy as np
 
 try:
     from gguf import GGUFReader, GGMLQuantizationType, GGUFValueType
-    from gguf.quants import dequantize
+    from gguf.quants import dequantize, quantize
 except ImportError as e:  # gguf-py lives in llama.cpp's tree: PYTHONPATH=.../gguf-py
     sys.exit(f"cmp_llama_convert: {e} (pip install gguf, or PYTHONPATH=llama.cpp/gguf-py)")
 
@@ -56,6 +66,10 @@ ALLOW = [
 ]
 
 FLOAT_TYPES = {GGUFValueType.FLOAT32, GGUFValueType.FLOAT64}
+INT_TENSOR_TYPES = {GGMLQuantizationType.I8, GGMLQuantizationType.I16, GGMLQuantizationType.I32,
+                    GGMLQuantizationType.I64}
+PLAIN_TENSOR_TYPES = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
+                      GGMLQuantizationType.F64} | INT_TENSOR_TYPES
 
 
 def allowed(kind, name, side):
@@ -138,7 +152,7 @@ def short(v):
     return s if len(s) <= 80 else s[:77] + "..."
 
 
-def compare_tensors(ra, rb, rep, rtol, verbose):
+def compare_tensors(ra, rb, rep, rtol, verbose, requant_equal=False):
     ta = {t.name: t for t in ra.tensors}
     tb = {t.name: t for t in rb.tensors}
     for n in sorted(ta.keys() - tb.keys()):
@@ -151,7 +165,27 @@ def compare_tensors(ra, rb, rep, rtol, verbose):
             rep.line("tensor", n, None, f"tensor-shape {n}: {list(a.shape)} vs {list(b.shape)}")
             continue
         if a.tensor_type != b.tensor_type:
+            if requant_equal and a.tensor_type == GGMLQuantizationType.F32 and b.tensor_type not in INT_TENSOR_TYPES:
+                qa = quantize(np.asarray(a.data, dtype=np.float32).reshape(b.data.shape[:-1] + (-1,)) if b.data.ndim > 1
+                              else np.asarray(a.data, dtype=np.float32), b.tensor_type)
+                if qa.tobytes() == np.asarray(b.data).tobytes():
+                    rep.accepted += 1
+                    print(f"allowed requantized-equal {n}: F32 vs {b.tensor_type.name}, "
+                          f"A quantized to {b.tensor_type.name} by gguf-py = B byte for byte")
+                    continue
             rep.line("tensor", n, None, f"tensor-type {n}: {a.tensor_type.name} vs {b.tensor_type.name}")
+        if a.tensor_type == b.tensor_type and (a.tensor_type in INT_TENSOR_TYPES or a.tensor_type not in PLAIN_TENSOR_TYPES):
+            ba, bb = np.asarray(a.data).tobytes(), np.asarray(b.data).tobytes()
+            if ba == bb:
+                if verbose:
+                    print(f"same {n} {list(a.shape)} {a.tensor_type.name} (bytes)")
+                continue
+            if a.tensor_type in INT_TENSOR_TYPES:
+                nd = int(np.count_nonzero(np.asarray(a.data).reshape(-1) != np.asarray(b.data).reshape(-1)))
+                rep.line("tensor", n, None, f"tensor-values {n}: {nd} of {a.data.size} integers differ")
+                continue
+            nd = sum(1 for p, q in zip(ba, bb) if p != q)
+            rep.line("tensor", n, None, f"tensor-bytes {n}: {nd} of {len(ba)} bytes differ ({a.tensor_type.name})")
         x, y = tensor_f32(a), tensor_f32(b)
         diff = np.abs(x.astype(np.float64) - y.astype(np.float64))
         both_nan = np.isnan(x) & np.isnan(y)
@@ -178,6 +212,8 @@ def main():
     ap.add_argument("a", help="GGUF written by qforge convert")
     ap.add_argument("b", help="GGUF written by llama.cpp's convert_hf_to_gguf.py")
     ap.add_argument("--verbose", action="store_true", help="also list equal tensors")
+    ap.add_argument("--requant-equal", action="store_true",
+                    help="F32 (A) vs a narrower type (B): A quantized to B's type must equal B byte for byte")
     ap.add_argument("--rtol", type=float, default=0.0,
                     help="tensor values: max |a-b|/|b| tolerated (default 0: bit-exact)")
     args = ap.parse_args()
@@ -188,7 +224,7 @@ def main():
         return 2
     rep = Report()
     compare_keys(ra, rb, rep, 1e-6)
-    compare_tensors(ra, rb, rep, args.rtol, args.verbose)
+    compare_tensors(ra, rb, rep, args.rtol, args.verbose, args.requant_equal)
     print(f"{args.a} vs {args.b}: {len(ra.tensors)} / {len(rb.tensors)} tensors, "
           f"{rep.bad} difference(s), {rep.accepted} allowed")
     return 1 if rep.bad else 0

@@ -1,0 +1,12 @@
+build2/cli/cmd_imatrix.o: cli/cmd_imatrix.c cli/cli.h common/qx.h \
+ calib/calib.h calib/../common/qx.h calib/../quant/qt.h \
+ calib/../formats/formats.h calib/../formats/../common/qx.h \
+ calib/../formats/../quant/qt.h
+cli/cli.h:
+common/qx.h:
+calib/calib.h:
+calib/../common/qx.h:
+calib/../quant/qt.h:
+calib/../formats/formats.h:
+calib/../formats/../common/qx.h:
+calib/../formats/../quant/qt.h:

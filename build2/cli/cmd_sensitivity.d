@@ -1,0 +1,22 @@
+build2/cli/cmd_sensitivity.o: cli/cmd_sensitivity.c cli/cli.h common/qx.h \
+ calib/calib.h calib/../common/qx.h calib/../quant/qt.h \
+ calib/../formats/formats.h calib/../formats/../common/qx.h \
+ calib/../formats/../quant/qt.h convert/convert.h convert/../common/qx.h \
+ convert/../formats/formats.h convert/../quant/qt.h pass/pass.h \
+ pass/../common/qx.h pass/../convert/convert.h pass/../calib/calib.h
+cli/cli.h:
+common/qx.h:
+calib/calib.h:
+calib/../common/qx.h:
+calib/../quant/qt.h:
+calib/../formats/formats.h:
+calib/../formats/../common/qx.h:
+calib/../formats/../quant/qt.h:
+convert/convert.h:
+convert/../common/qx.h:
+convert/../formats/formats.h:
+convert/../quant/qt.h:
+pass/pass.h:
+pass/../common/qx.h:
+pass/../convert/convert.h:
+pass/../calib/calib.h:

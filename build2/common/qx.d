@@ -1,0 +1,2 @@
+build2/common/qx.o: common/qx.c common/qx.h
+common/qx.h:

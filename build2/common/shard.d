@@ -1,0 +1,2 @@
+build2/common/shard.o: common/shard.c common/qx.h
+common/qx.h:

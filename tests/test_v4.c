@@ -1,0 +1,790 @@
+/* tests/test_v4.c — DeepSeek-V4 (DeepseekV4ForCausalLM -> GGUF arch deepseek4), the conversion
+ * side of issue 22, against references written here:
+ *  - quant/: the E2M1 and E8M0 decoders equal a decode from the bit fields for every code
+ *    (bit for bit, -0 and NaN included); the FP4 row decoder and the MXFP4 repack equal a
+ *    byte-by-byte unpack/pack written here; MXFP4 blocks decode to e2m1 x 2^(e-127) exactly;
+ *    the MXFP4 encoder follows ggml's rule (exponent floor(log2 amax) + 125, every code the
+ *    nearest, the first on ties), re-encodes decoded blocks to the same bytes, and with
+ *    importance never has a larger weighted error than without;
+ *  - formats/: FP8 + E8M0 128x128 and I8/U8 FP4 + E8M0 group-32 pairs (values, and one error
+ *    per malformed pair), V4 config.json faults;
+ *  - convert/: tiny-v4 to F32: every key llama.cpp's converter writes with its type and value
+ *    (from config.json read here), every tensor with the shape llama.cpp's loader creates
+ *    (list derived here from the config), no MTP tensor, FP8/BF16/F32 values decoded here,
+ *    MXFP4 experts equal to the repack written here, tid2eid I32 equal to the I64 source;
+ *    the type policy (hyper-connection, compressor, indexer tensors protected; FP4 experts MXFP4
+ *    unless a preset gives them fewer bits) in Q4_K_M, Q2_K and IQ2_XXS, the last with an
+ *    imatrix that has no hc entries and attn_output_a in llama-imatrix's flat layout; a bad
+ *    expert id and a missing compressor are one-line errors with no output file. */
+#include "tests/util/tu.h"
+#include "formats/formats.h"
+#include "convert/convert.h"
+#include "quant/qt.h"
+
+#include <jansson.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *tmp;
+
+static const char *path_in(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
+    return buf[k];
+}
+
+static uint32_t fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static bool same_bits(float a, float b) { return fbits(a) == fbits(b) || (isnan(a) && isnan(b)); }
+
+/* ---- independent decoders (from the bit fields) ---- */
+static float ref_e2m1(uint8_t c) {   /* s | e e | m, bias 1, e = 0 subnormal (0, 0.5) */
+    int s = (c >> 3) & 1, ex = (c >> 1) & 3, m = c & 1;
+    float v = ex == 0 ? 0.5f * (float)m : ldexpf(1.0f + 0.5f * (float)m, ex - 1);
+    return s ? -v : v;
+}
+static float ref_e8m0(uint8_t e) {   /* 2^(e-127) as float bits; e = 0 is the subnormal 2^-127 */
+    if (e == 255) return NAN;
+    uint32_t u = e == 0 ? 0x00400000u : (uint32_t)e << 23;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static float ref_e4m3(uint8_t v) {
+    int s = v >> 7, ex = (v >> 3) & 15, m = v & 7;
+    if (ex == 15 && m == 7) return NAN;
+    float x = ex == 0 ? ldexpf((float)m / 8.0f, -6) : ldexpf(1.0f + (float)m / 8.0f, ex - 7);
+    return s ? -x : x;
+}
+static float ref_bf16(const uint8_t *p) {
+    uint32_t u = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 24;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Packs a row of FP4 codes (2 per byte, element 2i low) with its scales into MXFP4 blocks. */
+static void ref_repack(const uint8_t *packed, const uint8_t *scales, int64_t cols, uint8_t *out) {
+    uint8_t codes[4096];
+    for (int64_t i = 0; i < cols / 2; i++) {
+        codes[2 * i] = packed[i] & 15;
+        codes[2 * i + 1] = packed[i] >> 4;
+    }
+    for (int64_t g = 0; g < cols / 32; g++) {
+        out[g * 17] = scales[g];
+        for (int j = 0; j < 16; j++) out[g * 17 + 1 + j] = (uint8_t)(codes[g * 32 + j] | codes[g * 32 + 16 + j] << 4);
+    }
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+static void test_decoders(void) {
+    int bad = 0;
+    for (int c = 0; c < 16; c++) bad += !same_bits(qt_e2m1_to_f32((uint8_t)c), ref_e2m1((uint8_t)c));
+    TU_CHECK(bad == 0, "%d of 16 E2M1 codes differ", bad);
+    TU_CHECK(fbits(qt_e2m1_to_f32(8)) == 0x80000000u && qt_e2m1_to_f32(7) == 6.0f && qt_e2m1_to_f32(15) == -6.0f, "E2M1 -0 / +-6");
+    bad = 0;
+    for (int v = 0; v < 256; v++) bad += !same_bits(qt_e8m0_to_f32((uint8_t)v), ref_e8m0((uint8_t)v));
+    TU_CHECK(bad == 0, "%d of 256 E8M0 bytes differ", bad);
+    TU_CHECK(isnan(qt_e8m0_to_f32(255)) && qt_e8m0_to_f32(127) == 1.0f, "E8M0 255 NaN, 127 one");
+    const qt_traits *tr = qt_get_traits(QT_MXFP4);
+    qt_type t;
+    TU_CHECK(tr && !strcmp(tr->name, "MXFP4") && tr->blck == 32 && tr->type_size == 17 && tr->to_float && tr->from_float &&
+                 qt_type_from_name("mxfp4", &t) && t == QT_MXFP4 && (int)QT_MXFP4 == 39 && qt_row_size(QT_MXFP4, 64) == 34,
+             "MXFP4 traits (GGUF type 39, 17 bytes per 32)");
+}
+
+/* Random FP4 rows (every scale byte, every code): the repack, the FP4 decoder and the MXFP4
+ * decoder against the references. */
+static void test_repack(void) {
+    enum { ROWS = 16, COLS = 256, G = COLS / 32 };
+    uint8_t packed[ROWS][COLS / 2], scales[ROWS][G], got[G * 17], want[G * 17];
+    int bad_bytes = 0, bad_fp4 = 0, bad_mx = 0;
+    for (int r = 0; r < ROWS; r++) {
+        for (int i = 0; i < COLS / 2; i++) packed[r][i] = (uint8_t)rnd();
+        for (int g = 0; g < G; g++) scales[r][g] = (uint8_t)((r * G + g) * 2 + (r == 0 ? 0 : 1));   /* 0..255 */
+        qt_mxfp4_repack_row(packed[r], scales[r], COLS, got);
+        ref_repack(packed[r], scales[r], COLS, want);
+        bad_bytes += memcmp(got, want, sizeof got) != 0;
+        float fp4[COLS], mx[COLS];
+        qt_fp4_dequant_row(packed[r], scales[r], COLS, fp4);
+        qt_dequantize_rows(QT_MXFP4, got, mx, 1, COLS);
+        for (int c = 0; c < COLS; c++) {
+            uint8_t b = packed[r][c / 2], code = (uint8_t)(c % 2 ? b >> 4 : b & 15), s = scales[r][c / 32];
+            float ref = ref_e2m1(code) * ref_e8m0(s);
+            bad_fp4 += !same_bits(fp4[c], ref);
+            if (s != 255) bad_mx += mx[c] != ref;   /* ggml's block_mxfp4 has no NaN scale */
+        }
+    }
+    TU_CHECK(bad_bytes == 0, "%d of %d repacked rows differ from the reference packing", bad_bytes, ROWS);
+    TU_CHECK(bad_fp4 == 0, "%d FP4 values differ from e2m1 x e8m0", bad_fp4);
+    TU_CHECK(bad_mx == 0, "%d MXFP4-decoded values differ from e2m1 x e8m0", bad_mx);
+}
+
+static const int8_t kv2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* The encoder against ggml's rule, stated per block: the exponent, then each code nearest. */
+static void test_mxfp4_encode(void) {
+    enum { N = 32 * 64 };
+    static float x[N], w[N], y[N];
+    static uint8_t q[N / 32 * 17], qi[N / 32 * 17];
+    for (int i = 0; i < N; i++) {
+        int blk = i / 32;
+        float mag = ldexpf(1.0f, blk % 40 - 20);               /* 2^-20 .. 2^19 */
+        x[i] = blk % 7 == 3 ? 0.0f : ((float)(int)(rnd() % 2001) - 1000.0f) / 1000.0f * mag;
+        if (blk % 5 == 1 && i % 32 == 7) x[i] = 6.0f * mag;  /* an exact code at the top */
+        w[i] = 0.1f + (float)(rnd() % 1000) / 100.0f;
+    }
+    const qt_traits *tr = qt_get_traits(QT_MXFP4);
+    tr->from_float(x, q, N, NULL);
+    qt_quantize_row_mxfp4_ref(x, y, 0);   /* n = 0: nothing */
+    uint8_t q2[N / 32 * 17];
+    qt_quantize_row_mxfp4_ref(x, q2, N);
+    TU_CHECK(memcmp(q, q2, sizeof q) == 0, "from_float without importance = the reference encoder");
+    int bad_e = 0, bad_code = 0;
+    for (int b = 0; b < N / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        int e = amax > 0 ? (int)floorf(log2f(amax)) + 125 : 0;
+        bad_e += q[b * 17] != e;
+        float d = ldexpf(1.0f, q[b * 17] - 128);
+        for (int j = 0; j < 32; j++) {
+            uint8_t code = j < 16 ? q[b * 17 + 1 + j] & 15 : q[b * 17 + 1 + j - 16] >> 4;
+            float err = fabsf(kv2[code] * d - xb[j]);
+            for (int k = 0; k < 16; k++) {
+                float ek = fabsf(kv2[k] * d - xb[j]);
+                if (ek < err || (ek == err && k < code)) { bad_code++; break; }
+            }
+        }
+    }
+    TU_CHECK(bad_e == 0, "%d block exponents differ from floor(log2 amax) + 125", bad_e);
+    TU_CHECK(bad_code == 0, "%d codes are not the first nearest", bad_code);
+    /* decoded blocks whose top code is +-6 and without -0 re-encode to the same bytes */
+    uint8_t src[N / 32 * 17], again[N / 32 * 17];
+    for (int b = 0; b < N / 32; b++) {
+        src[b * 17] = (uint8_t)(100 + b % 50);
+        for (int j = 0; j < 16; j++) {
+            uint8_t lo = (uint8_t)(1 + rnd() % 15), hi = (uint8_t)(1 + rnd() % 15);
+            if (lo == 8) lo = 0;
+            if (hi == 8) hi = 0;
+            src[b * 17 + 1 + j] = (uint8_t)(lo | hi << 4);
+        }
+        src[b * 17 + 1] = (uint8_t)((src[b * 17 + 1] & 0xF0) | 7);   /* element 0: +6 */
+    }
+    qt_dequantize_rows(QT_MXFP4, src, y, 1, N);
+    tr->from_float(y, again, N, NULL);
+    TU_CHECK(memcmp(src, again, sizeof src) == 0, "decode -> encode is the identity on canonical blocks");
+    /* importance: the weighted error never exceeds the plain encoder's */
+    tr->from_float(x, qi, N, w);
+    float yq[N], yi[N];
+    qt_dequantize_rows(QT_MXFP4, q, yq, 1, N);
+    qt_dequantize_rows(QT_MXFP4, qi, yi, 1, N);
+    int worse = 0, better = 0;
+    for (int b = 0; b < N / 32; b++) {
+        double eq = 0, ei = 0;
+        for (int j = b * 32; j < b * 32 + 32; j++) {
+            eq += (double)w[j] * ((double)yq[j] - x[j]) * ((double)yq[j] - x[j]);
+            ei += (double)w[j] * ((double)yi[j] - x[j]) * ((double)yi[j] - x[j]);
+        }
+        worse += ei > eq;
+        better += ei < eq;
+    }
+    TU_CHECK(worse == 0, "%d blocks have a larger weighted error with importance", worse);
+    printf("mxfp4 importance: %d of %d blocks better, none worse\n", better, N / 32);
+}
+
+/* ---- formats: V4 pairs in memory ---- */
+static qx_status open_pair(const char *fault, qx_err *e) {
+    qx_err e2;
+    st_writer *w;
+    TU_OK(st_writer_create(&w, &e2), &e2);
+    uint8_t fp4[4 * 32], sc4[4 * 4], fp8[4 * 64], sc8[4] = {127, 128, 129, 130};
+    uint16_t bf[4 * 64] = {0};
+    for (size_t i = 0; i < sizeof fp4; i++) fp4[i] = (uint8_t)(i * 37 + 11);
+    for (size_t i = 0; i < sizeof sc4; i++) sc4[i] = (uint8_t)(120 + i);
+    for (size_t i = 0; i < sizeof fp8; i++) fp8[i] = (uint8_t)(i * 13) & 0x77;
+    int64_t w4[2] = {4, 32}, s4[2] = {4, 2}, w8[2] = {4, 64}, s8[2] = {1, 1};
+    if (!strcmp(fault, "fp4-grid")) s4[1] = 3;
+    if (!strcmp(fault, "fp8-grid")) s8[0] = 2;
+    st_writer_add(w, "e.weight", strcmp(fault, "u8") ? ST_I8 : ST_U8, 2, w4, fp4, sizeof fp4, &e2);
+    st_writer_add(w, "e.scale", ST_F8_E8M0, 2, s4, sc4, (uint64_t)(s4[0] * s4[1]), &e2);
+    st_writer_add(w, "f.weight", ST_F8_E4M3, 2, w8, fp8, sizeof fp8, &e2);
+    st_writer_add(w, "f.scale", ST_F8_E8M0, 2, s8, sc8, (uint64_t)(s8[0] * s8[1]), &e2);
+    if (!strcmp(fault, "bf16")) {
+        st_writer_add(w, "g.weight", ST_BF16, 2, w8, bf, sizeof bf, &e2);
+        st_writer_add(w, "g.scale", ST_F8_E8M0, 2, s8, sc8, 1, &e2);
+    }
+    const char *f = path_in("pair.safetensors");
+    TU_OK(st_writer_write(w, f, &e2), &e2);
+    st_writer_free(w);
+    size_t n;
+    uint8_t *buf = tu_read_file(f, &n);
+    st_model *m = NULL;
+    qx_status s = st_open_mem(&m, buf, n, "pair", e);
+    if (s == QX_OK) {
+        const st_tensor *t4 = st_find(m, "e.weight"), *t8 = st_find(m, "f.weight");
+        TU_CHECK(t4 && t4->dtype == ST_FP4_PACKED && t4->shape[0] == 4 && t4->shape[1] == 64 && t4->group == 32 && t4->scale_inv,
+                 "I8/U8 [4, 32] + E8M0 [4, 2]: FP4 [4, 64]");
+        TU_CHECK(t8 && t8->dtype == ST_F8_E4M3 && t8->scale_inv && t8->scale_inv->dtype == ST_F8_E8M0, "FP8 + E8M0 grid linked");
+        float out[4 * 64];
+        int bad = 0;
+        if (t4 && st_tensor_rows_f32(t4, 1, 3, out, e) == QX_OK)   /* rows 1-2 */
+            for (int r = 1; r < 3; r++)
+                for (int c = 0; c < 64; c++) {
+                    uint8_t b = fp4[r * 32 + c / 2];
+                    bad += !same_bits(out[(r - 1) * 64 + c], ref_e2m1((uint8_t)(c % 2 ? b >> 4 : b & 15)) * ref_e8m0(sc4[r * 2 + c / 32]));
+                }
+        if (t8 && st_tensor_rows_f32(t8, 0, 4, out, e) == QX_OK)
+            for (int i = 0; i < 4 * 64; i++) bad += !same_bits(out[i], ref_e4m3(fp8[i]) * ref_e8m0(sc8[0]));
+        TU_CHECK(bad == 0, "%d decoded values differ", bad);
+    }
+    st_close(m);
+    free(buf);
+    return s;
+}
+
+static void test_pairs(void) {
+    qx_err e;
+    TU_OK(open_pair("none", &e), &e);
+    TU_OK(open_pair("u8", &e), &e);
+    TU_FAILS(open_pair("fp4-grid", &e), &e, QX_ESHAPE, "'e.scale': F8_E8M0 [4, 3] is not the group-32 scale of an FP4 weight packed as I8 [4, 32]");
+    TU_FAILS(open_pair("fp8-grid", &e), &e, QX_ESHAPE, "'f.scale': F8_E8M0 [2, 1], expected [1, 1]");
+    TU_FAILS(open_pair("bf16", &e), &e, QX_ESHAPE, "'g.weight' is BF16 beside the F8_E8M0 scale 'g.scale'");
+}
+
+/* ---- the converted tiny-v4 ---- */
+static json_t *load_cfg(const char *dir) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    return json_load_file(p, 0, NULL);
+}
+static int64_t ci(json_t *c, const char *k) { return json_integer_value(json_object_get(c, k)); }
+
+/* The tensors llama.cpp's deepseek4 loader creates for this config (src/models/deepseek4.cpp). */
+typedef struct { char name[64]; int nd; int64_t ne[3]; } want_t;
+static int want_list(json_t *c, want_t *w) {
+    int64_t E = ci(c, "hidden_size"), V = ci(c, "vocab_size"), H = ci(c, "num_attention_heads"), D = ci(c, "head_dim");
+    int64_t QL = ci(c, "q_lora_rank"), OG = ci(c, "o_groups"), OL = ci(c, "o_lora_rank"), HC = ci(c, "hc_mult");
+    int64_t X = ci(c, "n_routed_experts"), K = ci(c, "num_experts_per_tok"), F = ci(c, "moe_intermediate_size");
+    int64_t IH = ci(c, "index_n_heads"), ID = ci(c, "index_head_dim"), NH = ci(c, "num_hash_layers"), MIX = (2 + HC) * HC;
+    int n = 0;
+#define W(nd_, a, b, cc, ...) do { snprintf(w[n].name, sizeof w[n].name, __VA_ARGS__); w[n].nd = nd_; \
+        w[n].ne[0] = a; w[n].ne[1] = b; w[n].ne[2] = cc; n++; } while (0)
+    W(2, E, V, 1, "token_embd.weight");
+    W(1, E, 1, 1, "output_norm.weight");
+    W(2, E, V, 1, "output.weight");
+    W(2, HC * E, HC, 1, "output_hc_fn.weight");
+    W(1, HC, 1, 1, "output_hc_base.weight");
+    W(1, 1, 1, 1, "output_hc_scale.weight");
+    for (int64_t l = 0; l < ci(c, "num_hidden_layers"); l++) {
+        int L = (int)l;
+        int64_t ratio = json_integer_value(json_array_get(json_object_get(c, "compress_ratios"), (size_t)l));
+        W(1, E, 1, 1, "blk.%d.attn_norm.weight", L);
+        W(1, H, 1, 1, "blk.%d.attn_sinks.weight", L);
+        W(2, E, QL, 1, "blk.%d.attn_q_a.weight", L);
+        W(1, QL, 1, 1, "blk.%d.attn_q_a_norm.weight", L);
+        W(2, QL, H * D, 1, "blk.%d.attn_q_b.weight", L);
+        W(2, E, D, 1, "blk.%d.attn_kv.weight", L);
+        W(1, D, 1, 1, "blk.%d.attn_kv_a_norm.weight", L);
+        W(2, H * D / OG, OL * OG, 1, "blk.%d.attn_output_a.weight", L);
+        W(2, OG * OL, E, 1, "blk.%d.attn_output_b.weight", L);
+        const char *site[2] = {"attn", "ffn"};
+        for (int s = 0; s < 2; s++) {
+            W(2, HC * E, MIX, 1, "blk.%d.hc_%s_fn.weight", L, site[s]);
+            W(1, MIX, 1, 1, "blk.%d.hc_%s_base.weight", L, site[s]);
+            W(1, 3, 1, 1, "blk.%d.hc_%s_scale.weight", L, site[s]);
+        }
+        if (ratio) {
+            int64_t co = ratio == 4 ? 2 : 1;
+            W(2, E, co * D, 1, "blk.%d.attn_compressor_kv.weight", L);
+            W(2, E, co * D, 1, "blk.%d.attn_compressor_gate.weight", L);
+            W(2, co * D, ratio, 1, "blk.%d.attn_compressor_ape.weight", L);
+            W(1, D, 1, 1, "blk.%d.attn_compressor_norm.weight", L);
+        }
+        if (ratio == 4) {
+            W(2, E, IH, 1, "blk.%d.indexer.proj.weight", L);
+            W(2, QL, IH * ID, 1, "blk.%d.indexer.attn_q_b.weight", L);
+            W(2, E, 2 * ID, 1, "blk.%d.indexer_compressor_kv.weight", L);
+            W(2, E, 2 * ID, 1, "blk.%d.indexer_compressor_gate.weight", L);
+            W(2, 2 * ID, 4, 1, "blk.%d.indexer_compressor_ape.weight", L);
+            W(1, ID, 1, 1, "blk.%d.indexer_compressor_norm.weight", L);
+        }
+        W(2, E, X, 1, "blk.%d.ffn_gate_inp.weight", L);
+        if (l < NH) W(2, K, V, 1, "blk.%d.ffn_gate_tid2eid.weight", L);
+        else W(1, X, 1, 1, "blk.%d.exp_probs_b.bias", L);
+        W(1, E, 1, 1, "blk.%d.ffn_norm.weight", L);
+        W(3, E, F, X, "blk.%d.ffn_gate_exps.weight", L);
+        W(3, F, E, X, "blk.%d.ffn_down_exps.weight", L);
+        W(3, E, F, X, "blk.%d.ffn_up_exps.weight", L);
+        W(2, E, F, 1, "blk.%d.ffn_gate_shexp.weight", L);
+        W(2, F, E, 1, "blk.%d.ffn_down_shexp.weight", L);
+        W(2, E, F, 1, "blk.%d.ffn_up_shexp.weight", L);
+    }
+#undef W
+    return n;
+}
+
+/* Checks a key's type and value. */
+static void key_u32(const gf_file *g, const char *k, int64_t want) {
+    const gf_kv *kv = gf_find_kv(g, k);
+    TU_CHECK(kv && kv->type == GF_U32 && kv->v.u32 == (uint32_t)want, "%s: u32 %lld (type %s, value %u)", k, (long long)want,
+             kv ? gf_type_name(kv->type) : "absent", kv ? kv->v.u32 : 0);
+}
+static void key_f32(const gf_file *g, const char *k, double want) {
+    const gf_kv *kv = gf_find_kv(g, k);
+    TU_CHECK(kv && kv->type == GF_F32 && kv->v.f32 == (float)want, "%s: f32 %g (type %s)", k, want, kv ? gf_type_name(kv->type) : "absent");
+}
+
+static void check_keys(const gf_file *g, json_t *c) {
+    int64_t L = ci(c, "num_hidden_layers");
+    json_t *rs = json_object_get(c, "rope_scaling");
+    const char *sk[][2] = {{"general.architecture", "deepseek4"}, {"deepseek4.rope.scaling.type", "yarn"}, {"tokenizer.ggml.pre", "deepseek-v3"}};
+    for (size_t i = 0; i < 3; i++) {
+        const gf_kv *kv = gf_find_kv(g, sk[i][0]);
+        TU_CHECK(kv && kv->type == GF_STRING && !strcmp(kv->str, sk[i][1]), "%s = %s", sk[i][0], sk[i][1]);
+    }
+    struct { const char *k; const char *ck; } u[] = {
+        {"block_count", "num_hidden_layers"}, {"context_length", "max_position_embeddings"}, {"embedding_length", "hidden_size"},
+        {"attention.head_count", "num_attention_heads"}, {"attention.head_count_kv", "num_key_value_heads"},
+        {"expert_count", "n_routed_experts"}, {"expert_used_count", "num_experts_per_tok"}, {"attention.key_length", "head_dim"},
+        {"attention.value_length", "head_dim"}, {"rope.dimension_count", "qk_rope_head_dim"}, {"attention.q_lora_rank", "q_lora_rank"},
+        {"attention.sliding_window", "sliding_window"}, {"expert_feed_forward_length", "moe_intermediate_size"},
+        {"expert_shared_count", "n_shared_experts"}, {"attention.indexer.head_count", "index_n_heads"},
+        {"attention.indexer.key_length", "index_head_dim"}, {"attention.indexer.top_k", "index_topk"},
+        {"attention.output_group_count", "o_groups"}, {"attention.output_lora_rank", "o_lora_rank"},
+        {"hyper_connection.count", "hc_mult"}, {"hyper_connection.sinkhorn_iterations", "hc_sinkhorn_iters"},
+        {"hash_layer_count", "num_hash_layers"}};
+    char k[128];
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        snprintf(k, sizeof k, "deepseek4.%s", u[i].k);
+        key_u32(g, k, ci(c, u[i].ck));
+    }
+    key_u32(g, "deepseek4.expert_gating_func", 4);
+    key_u32(g, "deepseek4.embedding_length_out", ci(c, "hidden_size") * ci(c, "hc_mult"));
+    key_u32(g, "deepseek4.rope.scaling.original_context_length", ci(rs, "original_max_position_embeddings"));
+    key_u32(g, "general.file_type", 38);   /* MOSTLY_MXFP4_MOE, as the converter says */
+    key_f32(g, "deepseek4.rope.freq_base", (double)ci(c, "rope_theta"));
+    key_f32(g, "deepseek4.rope.scaling.factor", json_number_value(json_object_get(rs, "factor")));
+    key_f32(g, "deepseek4.rope.scaling.yarn_beta_fast", json_number_value(json_object_get(rs, "beta_fast")));
+    key_f32(g, "deepseek4.rope.scaling.yarn_beta_slow", json_number_value(json_object_get(rs, "beta_slow")));
+    key_f32(g, "deepseek4.attention.layer_norm_rms_epsilon", json_number_value(json_object_get(c, "rms_norm_eps")));
+    key_f32(g, "deepseek4.expert_weights_scale", json_number_value(json_object_get(c, "routed_scaling_factor")));
+    key_f32(g, "deepseek4.attention.compress_rope_freq_base", json_number_value(json_object_get(c, "compress_rope_theta")));
+    key_f32(g, "deepseek4.hyper_connection.epsilon", json_number_value(json_object_get(c, "hc_eps")));
+    const gf_kv *kv = gf_find_kv(g, "deepseek4.expert_weights_norm");
+    TU_CHECK(kv && kv->type == GF_BOOL && kv->v.b == 1, "expert_weights_norm bool true");
+    const char *clamp[2] = {"deepseek4.swiglu_clamp_exp", "deepseek4.swiglu_clamp_shexp"};
+    for (int i = 0; i < 2; i++) {
+        kv = gf_find_kv(g, clamp[i]);
+        bool ok = kv && kv->type == GF_ARRAY && kv->arr_type == GF_F32 && kv->n == (uint64_t)L;
+        for (uint64_t j = 0; ok && j < kv->n; j++) ok = ((const float *)kv->arr)[j] == (float)json_number_value(json_object_get(c, "swiglu_limit"));
+        TU_CHECK(ok, "%s: f32[%lld] of swiglu_limit", clamp[i], (long long)L);
+    }
+    json_t *cr = json_object_get(c, "compress_ratios");
+    kv = gf_find_kv(g, "deepseek4.attention.compress_ratios");
+    bool ok = kv && kv->type == GF_ARRAY && kv->arr_type == GF_I32 && kv->n == json_array_size(cr);
+    for (uint64_t j = 0; ok && j < kv->n; j++) ok = ((const int32_t *)kv->arr)[j] == json_integer_value(json_array_get(cr, j));
+    TU_CHECK(ok, "compress_ratios: i32[%zu] = config.json's list (MTP entry included)", json_array_size(cr));
+    const char *absent[] = {"deepseek4.nextn_predict_layers", "deepseek4.feed_forward_length", "deepseek4.expert_group_count",
+                            "deepseek4.leading_dense_block_count", "deepseek4.attention.kv_lora_rank"};
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++) TU_CHECK(!gf_find_kv(g, absent[i]), "%s must be absent", absent[i]);
+}
+
+/* The source tensor of an output 2-D float tensor, decoded here; NULL name = not checked. */
+static int check_values(const gf_tensor *t, const st_model *m, const char *hf) {
+    const st_tensor *s = st_find(m, hf);
+    if (!s || t->type != QT_F32) return 1;
+    const float *o = (const float *)(const void *)t->data;
+    int64_t rows = s->n_dims == 2 ? s->shape[0] : 1, cols = s->n_dims == 2 ? s->shape[1] : s->shape[0];
+    int bad = 0;
+    char sn[256];
+    snprintf(sn, sizeof sn, "%.*s.scale", (int)(strlen(hf) - (strstr(hf, ".weight") ? 7 : 0)), hf);
+    const st_tensor *sc = st_find(m, sn);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float want;
+            uint64_t i = (uint64_t)(r * cols + c);
+            if (s->dtype == ST_F8_E4M3) want = ref_e4m3(s->data[i]) * ref_e8m0(sc->data[(r / 128) * ((cols + 127) / 128) + c / 128]);
+            else if (s->dtype == ST_BF16) want = ref_bf16(s->data + 2 * i);
+            else memcpy(&want, s->data + 4 * i, 4);
+            bad += !same_bits(o[i], want);
+        }
+    return bad;
+}
+
+static void test_convert_f32(void) {
+    const char *dir = path_in("tiny-v4"), *out = path_in("tiny-v4.f32.gguf");
+    qx_err e;
+    TU_OK(st_synth("tiny-v4", dir, 7, false, 0, &e), &e);
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null", tu_qforge(), dir, out) == 0, "convert tiny-v4 F32");
+    json_t *c = load_cfg(dir);
+    gf_file *g = NULL;
+    st_model *m = NULL;
+    if (!c || gf_open(&g, out, &e) != QX_OK || st_open(&m, dir, &e) != QX_OK) {
+        TU_CHECK(false, "open: %s", e.msg);
+        json_decref(c); gf_close(g); st_close(m);
+        return;
+    }
+    check_keys(g, c);
+    static want_t w[512];
+    int n = want_list(c, w), missing = 0, bad_shape = 0;
+    for (int i = 0; i < n; i++) {
+        const gf_tensor *t = gf_find_tensor(g, w[i].name);
+        if (!t) { missing++; fprintf(stderr, "missing %s\n", w[i].name); continue; }
+        bool ok = t->n_dims == w[i].nd;
+        for (int d = 0; d < 3 && ok; d++) ok = t->ne[d] == w[i].ne[d];
+        if (!ok) { bad_shape++; fprintf(stderr, "%s: ne [%lld, %lld, %lld]\n", w[i].name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2]); }
+    }
+    TU_CHECK(missing == 0 && bad_shape == 0 && (size_t)n == gf_tensor_count(g), "%d of %d loader tensors missing, %d misshapen; file has %zu",
+             missing, n, bad_shape, gf_tensor_count(g));
+    int mtp = 0;
+    for (size_t i = 0; i < gf_tensor_count(g); i++) mtp += strstr(gf_tensor_at(g, i)->name, "nextn") != NULL;
+    TU_CHECK(mtp == 0 && st_find(m, "mtp.0.e_proj.weight"), "MTP: in the checkpoint, %d tensors in the file", mtp);
+    /* values of every layer-1 float tensor and the root ones, decoded here */
+    struct { const char *g, *h; } vt[] = {
+        {"token_embd.weight", "embed.weight"}, {"output.weight", "head.weight"}, {"output_hc_fn.weight", "hc_head_fn"},
+        {"blk.1.attn_q_a.weight", "layers.1.attn.wq_a.weight"}, {"blk.1.attn_q_b.weight", "layers.1.attn.wq_b.weight"},
+        {"blk.1.attn_kv.weight", "layers.1.attn.wkv.weight"}, {"blk.1.attn_output_a.weight", "layers.1.attn.wo_a.weight"},
+        {"blk.1.attn_output_b.weight", "layers.1.attn.wo_b.weight"}, {"blk.1.hc_attn_fn.weight", "layers.1.hc_attn_fn"},
+        {"blk.1.attn_compressor_kv.weight", "layers.1.attn.compressor.wkv.weight"},
+        {"blk.1.attn_compressor_ape.weight", "layers.1.attn.compressor.ape"},
+        {"blk.1.indexer.attn_q_b.weight", "layers.1.attn.indexer.wq_b.weight"},
+        {"blk.1.indexer.proj.weight", "layers.1.attn.indexer.weights_proj.weight"},
+        {"blk.1.ffn_gate_inp.weight", "layers.1.ffn.gate.weight"}, {"blk.1.ffn_down_shexp.weight", "layers.1.ffn.shared_experts.w2.weight"},
+        {"blk.1.attn_sinks.weight", "layers.1.attn.attn_sink"}, {"blk.3.exp_probs_b.bias", "layers.3.ffn.gate.bias"}};
+    for (size_t i = 0; i < sizeof vt / sizeof vt[0]; i++) {
+        const gf_tensor *t = gf_find_tensor(g, vt[i].g);
+        int bad = t ? check_values(t, m, vt[i].h) : -1;
+        TU_CHECK(bad == 0, "%s: %d values differ from the decode of '%s'", vt[i].g, bad, vt[i].h);
+    }
+    /* MXFP4 experts: every slice equals the reference packing of the source bytes */
+    int64_t X = ci(c, "n_routed_experts"), bad_mx = 0, slices = 0;
+    const char *proj[3][2] = {{"ffn_gate_exps", "w1"}, {"ffn_down_exps", "w2"}, {"ffn_up_exps", "w3"}};
+    uint8_t row[4096];
+    for (int64_t l = 0; l < ci(c, "num_hidden_layers"); l++)
+        for (int p = 0; p < 3; p++) {
+            char gn[96], hn[96], sn[96];
+            snprintf(gn, sizeof gn, "blk.%lld.%s.weight", (long long)l, proj[p][0]);
+            const gf_tensor *t = gf_find_tensor(g, gn);
+            if (!t || t->type != QT_MXFP4) { bad_mx++; continue; }
+            int64_t cols = t->ne[0], rows = t->ne[1];
+            uint64_t rb = (uint64_t)cols / 32 * 17;
+            for (int64_t x = 0; x < X; x++, slices++) {
+                snprintf(hn, sizeof hn, "layers.%lld.ffn.experts.%lld.%s.weight", (long long)l, (long long)x, proj[p][1]);
+                snprintf(sn, sizeof sn, "layers.%lld.ffn.experts.%lld.%s.scale", (long long)l, (long long)x, proj[p][1]);
+                const st_tensor *sw = st_find(m, hn), *ss = st_find(m, sn);
+                if (!sw || !ss) { bad_mx++; continue; }
+                for (int64_t r = 0; r < rows; r++) {
+                    ref_repack(sw->data + r * cols / 2, ss->data + r * cols / 32, cols, row);
+                    bad_mx += memcmp(row, t->data + ((uint64_t)(x * rows + r)) * rb, rb) != 0;
+                }
+            }
+        }
+    TU_CHECK(bad_mx == 0 && slices == 3 * X * ci(c, "num_hidden_layers"), "MXFP4 experts: %lld rows differ from the reference repack (%lld slices)",
+             (long long)bad_mx, (long long)slices);
+    /* tid2eid: I32 [K, V] with the I64 source's values */
+    for (int64_t l = 0; l < ci(c, "num_hash_layers"); l++) {
+        char gn[96], hn[96];
+        snprintf(gn, sizeof gn, "blk.%lld.ffn_gate_tid2eid.weight", (long long)l);
+        snprintf(hn, sizeof hn, "layers.%lld.ffn.gate.tid2eid", (long long)l);
+        const gf_tensor *t = gf_find_tensor(g, gn);
+        const st_tensor *s = st_find(m, hn);
+        int bad = !(t && s && t->type == QT_I32 && s->dtype == ST_I64);
+        for (uint64_t i = 0; !bad && i < s->n_elems; i++) {
+            int64_t v;
+            int32_t o;
+            memcpy(&v, s->data + 8 * i, 8);
+            memcpy(&o, t->data + 4 * i, 4);
+            bad += v != o || o < 0 || o >= X;
+        }
+        TU_CHECK(bad == 0, "%s: I32 values equal the I64 source", gn);
+    }
+    json_decref(c);
+    gf_close(g);
+    st_close(m);
+}
+
+/* Type policy: protected tensors and experts in three presets; IQ2_XXS with an imatrix lacking
+ * every hc entry and holding attn_output_a as llama-imatrix writes it ([ne0 * groups, 1]). */
+/* experts: 1 all MXFP4; 0 gate/up re-quantized (down_exps, rows of 128 here, falls back from
+ * the 256-block types to IQ4_NL/Q4_0 >= 4.25 bpw and is then kept MXFP4); -1 not checked */
+static void check_types(const char *out, const char *preset, int experts_mxfp4) {
+    gf_file *g;
+    qx_err e;
+    if (gf_open(&g, out, &e) != QX_OK) { TU_CHECK(false, "%s: %s", preset, e.msg); return; }
+    int bad = 0, n_prot = 0, n_exps = 0;
+    for (size_t i = 0; i < gf_tensor_count(g); i++) {
+        const gf_tensor *t = gf_tensor_at(g, i);
+        const char *n = t->name;
+        qt_type want = (qt_type)-1;
+        if (strstr(n, "hc_") || strstr(n, "_ape.weight") || strstr(n, "indexer.proj.weight")) want = QT_F32;
+        else if (strstr(n, "compressor_kv.weight") || strstr(n, "compressor_gate.weight") || strstr(n, "indexer.attn_q_b.weight")) want = QT_Q8_0;
+        else if (strstr(n, "tid2eid")) want = QT_I32;
+        if ((int)want >= 0) {
+            n_prot++;
+            if (t->type != want) { bad++; fprintf(stderr, "%s %s: %s\n", preset, n, qt_type_name(t->type)); }
+        }
+        if (strstr(n, "_exps.weight")) {
+            n_exps++;
+            bool down = strstr(n, "ffn_down_exps") != NULL;
+            if ((experts_mxfp4 == 1 && t->type != QT_MXFP4) || (experts_mxfp4 == 0 && !down && t->type == QT_MXFP4) ||
+                (experts_mxfp4 == 0 && down && t->type != QT_MXFP4)) { bad++; fprintf(stderr, "%s %s: %s\n", preset, n, qt_type_name(t->type)); }
+        }
+    }
+    TU_CHECK(bad == 0 && n_prot > 30 && n_exps == 12, "%s: %d of %d protected/expert tensors with another type", preset, bad, n_prot + n_exps);
+    gf_close(g);
+}
+
+static void test_presets(void) {
+    char dir[1100];   /* path_in's buffers rotate: keep a copy */
+    snprintf(dir, sizeof dir, "%s", path_in("tiny-v4"));
+    qx_err e;
+    struct { const char *preset; int mxfp4; } ps[] = {{"Q4_K_M", 1}, {"Q2_K", 0}};
+    for (size_t i = 0; i < 2; i++) {
+        char out[1100];
+        snprintf(out, sizeof out, "%s/tiny-v4.%s.gguf", tmp, ps[i].preset);
+        TU_CHECK(tu_system("%s convert '%s' -o '%s' --type %s --quiet > /dev/null", tu_qforge(), dir, out, ps[i].preset) == 0, "convert %s",
+                 ps[i].preset);
+        check_types(out, ps[i].preset, ps[i].mxfp4);
+    }
+    /* qforge quantize of the F32 file (MXFP4 experts as the source of their FP4 values) writes
+     * the same tensor bytes as converting the checkpoint */
+    {
+        char q2[1100], q2c[1100];
+        snprintf(q2, sizeof q2, "%s/tiny-v4.quant.Q2_K.gguf", tmp);
+        snprintf(q2c, sizeof q2c, "%s/tiny-v4.Q2_K.gguf", tmp);
+        TU_CHECK(tu_system("%s quantize '%s' '%s' Q2_K --quiet > /dev/null", tu_qforge(), path_in("tiny-v4.f32.gguf"), q2) == 0,
+                 "quantize the F32 file to Q2_K");
+        gf_file *ga = NULL, *gb = NULL;
+        int diff = -1;
+        if (gf_open(&ga, q2, &e) == QX_OK && gf_open(&gb, q2c, &e) == QX_OK && gf_tensor_count(ga) == gf_tensor_count(gb)) {
+            diff = 0;
+            for (size_t i = 0; i < gf_tensor_count(ga); i++) {
+                const gf_tensor *a = gf_tensor_at(ga, i), *b = gf_find_tensor(gb, a->name);
+                diff += !b || a->type != b->type || a->nbytes != b->nbytes || memcmp(a->data, b->data, a->nbytes) != 0;
+            }
+        }
+        TU_CHECK(diff == 0, "quantize F32 -> Q2_K vs convert Q2_K: %d tensors differ", diff);
+        gf_close(ga);
+        gf_close(gb);
+    }
+    /* an imatrix with an entry for every quantized tensor except hc_*, output_hc_* */
+    cv_params p;
+    cv_default_params(&p);
+    p.preset = "IQ2_XXS";
+    cv_plan *pl;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (!pl) return;
+    im_matrix *im;
+    TU_OK(im_create(&im, &e), &e);
+    int64_t oa_ne0 = 0, oa_groups = 2;   /* tiny-v4: o_groups 2 */
+    for (size_t i = 0; i < cv_plan_tensor_count(pl); i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        if (t.n_dims < 2 || strstr(t.name, "hc_") || strstr(t.name, "tid2eid") || strstr(t.name, "_norm") || strstr(t.name, "gate_inp")) continue;
+        bool oa = strstr(t.name, "attn_output_a") != NULL;
+        int64_t ne0 = oa ? t.ne[0] * oa_groups : t.ne[0], nmat = t.n_dims == 3 ? t.ne[2] : 1;
+        if (oa) oa_ne0 = t.ne[0];
+        im_entry *en;
+        TU_OK(im_add(im, t.name, ne0, nmat, &en, &e), &e);
+        for (int64_t k = 0; k < nmat; k++) {
+            en->counts[k] = 10;
+            for (int64_t j = 0; j < ne0; j++) en->in_sum2[k * ne0 + j] = 1.0f + (float)((j * 7 + k) % 13);
+        }
+    }
+    cv_plan_free(pl);
+    TU_OK(im_add_dataset(im, "test", &e), &e);
+    char imf[1100];
+    snprintf(imf, sizeof imf, "%s", path_in("v4.imatrix"));
+    TU_OK(im_write_gguf(im, imf, &e), &e);
+    im_free(im);
+    p.imatrix = imf;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (!pl) return;
+    int attached = 0;
+    for (size_t i = 0; i < cv_plan_tensor_count(pl); i++) {
+        cv_tensor_info t;
+        cv_plan_tensor(pl, i, &t);
+        const im_entry *en = cv_plan_importance(pl, i);
+        if (strstr(t.name, "attn_output_a")) attached += en && en->nmat == oa_groups && en->ne0 == oa_ne0;
+    }
+    TU_CHECK(attached == 4, "attn_output_a: llama-imatrix's flat entry attached per group in %d of 4 layers", attached);
+    const char *out = path_in("tiny-v4.IQ2_XXS.gguf");
+    TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
+    cv_plan_free(pl);
+    check_types(out, "IQ2_XXS", 0);
+    /* attn_output_a: group k's rows quantized with group k's importance (rows of the F32 file,
+     * the IQ2_XXS encoder with in_sum2[k * ne0 + j] / count as written above) */
+    {
+        gf_file *gq = NULL, *gf = NULL;
+        int bad = -1;
+        if (gf_open(&gq, out, &e) == QX_OK && gf_open(&gf, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+            const gf_tensor *q = gf_find_tensor(gq, "blk.2.attn_output_a.weight"), *f = gf_find_tensor(gf, "blk.2.attn_output_a.weight");
+            const qt_traits *tr = qt_iq_traits(QT_IQ2_XXS);
+            if (q && f && tr && q->type == QT_IQ2_XXS) {
+                int64_t ne0 = q->ne[0], rows = q->ne[1], OL = rows / oa_groups;
+                uint64_t rb = qt_row_size(QT_IQ2_XXS, ne0);
+                uint8_t *buf = malloc(rb);
+                float imp[4096];
+                bad = 0;
+                for (int64_t r = 0; buf && r < rows; r++) {
+                    int64_t k = r / OL;
+                    for (int64_t j = 0; j < ne0; j++) imp[j] = (1.0f + (float)(((k * ne0 + j) * 7) % 13)) / 10.0f;
+                    tr->from_float((const float *)(const void *)f->data + r * ne0, buf, ne0, imp);
+                    bad += memcmp(buf, q->data + (uint64_t)r * rb, rb) != 0;
+                }
+                free(buf);
+            }
+        }
+        TU_CHECK(bad == 0, "attn_output_a IQ2_XXS: %d rows differ from the per-group importance encoding", bad);
+        gf_close(gq);
+        gf_close(gf);
+    }
+    /* every other preset with the same imatrix: converts, protections hold */
+    static const char *const all[] = {"Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_S", "Q3_K_M", "Q2_K_S", "IQ3_M", "IQ3_S", "IQ3_XXS",
+                                      "IQ2_M", "IQ2_S", "IQ2_XS", "IQ1_M", "IQ1_S", "DS-Q2_K_XL", "DS-Q3_K_XL", "DS-2.5", "DS-2.2",
+                                      "DS-1.73", "DS-1.58", "F16", "BF16"};
+    size_t n_all = tu_quick() ? 3 : sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n_all; i++) {
+        p.preset = all[i];
+        out = path_in("tiny-v4.preset.gguf");
+        TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+        if (!pl) continue;
+        TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
+        cv_plan_free(pl);
+        bool hi = !strcmp(all[i], "Q8_0") || !strcmp(all[i], "Q6_K") || !strncmp(all[i], "Q5_K", 4) || !strcmp(all[i], "Q4_K_S") ||
+                  !strcmp(all[i], "F16") || !strcmp(all[i], "BF16");
+        bool lo = !strncmp(all[i], "IQ1", 3) || !strncmp(all[i], "IQ2", 3);
+        if (strcmp(all[i], "F16") && strcmp(all[i], "BF16")) check_types(out, all[i], hi ? 1 : lo ? 0 : -1);
+        else {   /* float presets: experts MXFP4, compressors at the preset's type */
+            gf_file *g;
+            if (gf_open(&g, out, &e) == QX_OK) {
+                const gf_tensor *a = gf_find_tensor(g, "blk.1.ffn_up_exps.weight"), *b = gf_find_tensor(g, "blk.1.attn_compressor_kv.weight"),
+                                *h = gf_find_tensor(g, "blk.1.hc_ffn_fn.weight");
+                TU_CHECK(a && b && h && a->type == QT_MXFP4 && h->type == QT_F32 && b->type == (!strcmp(all[i], "F16") ? QT_F16 : QT_BF16),
+                         "%s: experts MXFP4, hc F32, compressor at the float type", all[i]);
+                gf_file *f32 = NULL;
+                if (!strcmp(all[i], "BF16") && gf_open(&f32, path_in("tiny-v4.f32.gguf"), &e) == QX_OK) {
+                    /* lossless: e4m3 x 2^k and BF16 sources fit BF16 exactly */
+                    int bad = 0;
+                    for (size_t k = 0; k < gf_tensor_count(g); k++) {
+                        const gf_tensor *x = gf_tensor_at(g, k), *y = gf_find_tensor(f32, x->name);
+                        if (!y || x->n_elems != y->n_elems) { bad++; continue; }
+                        if (x->type == QT_I32 || x->type == QT_MXFP4) { bad += x->type != y->type || memcmp(x->data, y->data, x->nbytes); continue; }
+                        float *v = malloc(x->n_elems * sizeof *v);
+                        if (!v) { bad++; continue; }
+                        qt_dequantize_rows(x->type, x->data, v, 1, (int64_t)x->n_elems);
+                        bad += memcmp(v, y->data, x->n_elems * 4) != 0;
+                        free(v);
+                    }
+                    TU_CHECK(bad == 0, "BF16 file: %d tensors hold other values than the F32 file", bad);
+                    gf_close(f32);
+                }
+                gf_close(g);
+            }
+        }
+    }
+}
+
+/* Faults at convert time: one line on stderr, non-zero exit, no output file. */
+static void test_convert_faults(void) {
+    qx_err e;
+    const char *dir = path_in("bad-v4"), *out = path_in("bad.gguf"), *log = path_in("bad.log");
+    TU_OK(st_synth("tiny-v4", dir, 3, false, 0, &e), &e);
+    st_model *m;
+    TU_OK(st_open(&m, dir, &e), &e);
+    if (!m) return;
+    const st_tensor *t = st_find(m, "layers.0.ffn.gate.tid2eid");
+    char shard[1100];
+    snprintf(shard, sizeof shard, "%s", t ? st_shard_path(m, t->shard) : "");
+    uint64_t off = t ? t->offset + 8 * 5 : 0;
+    st_close(m);
+    int fd = open(shard, O_WRONLY);
+    int64_t bad_id = 8;   /* n_routed_experts */
+    TU_CHECK(fd >= 0 && pwrite(fd, &bad_id, 8, (off_t)off) == 8, "patch tid2eid");
+    if (fd >= 0) close(fd);
+    int rc = tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null 2> '%s'", tu_qforge(), dir, out, log);
+    size_t n;
+    char *txt = tu_read_file(log, &n);
+    int lines = 0;
+    for (size_t i = 0; txt && i < n; i++) lines += txt[i] == '\n';
+    TU_CHECK(rc != 0 && txt && lines == 1 && strstr(txt, "'layers.0.ffn.gate.tid2eid': value 8 at row 2 is not an expert id"),
+             "bad expert id: exit %d, '%s'", rc, txt ? txt : "");
+    TU_CHECK(access(out, F_OK) != 0, "no output file after a failed convert");
+    free(txt);
+    /* config: layer 0 claims a ratio-4 compressor the checkpoint does not have */
+    json_t *c = load_cfg(dir);
+    json_array_set_new(json_object_get(c, "compress_ratios"), 0, json_integer(4));
+    char cp[1100];
+    snprintf(cp, sizeof cp, "%s/config.json", dir);
+    json_dump_file(c, cp, JSON_INDENT(1));
+    rc = tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null 2> '%s'", tu_qforge(), dir, out, log);
+    txt = tu_read_file(log, &n);
+    TU_CHECK(rc != 0 && txt && strstr(txt, "tensor 'layers.0.attn.compressor.wkv.weight' missing") && access(out, F_OK) != 0,
+             "missing compressor: exit %d, '%s'", rc, txt ? txt : "");
+    free(txt);
+    /* config faults through the parser */
+    struct { const char *key; json_t *val; qx_status want; const char *needle; } cf[] = {
+        {"compress_ratios", json_pack("[i,i,i,i,i]", 0, 2, 128, 4, 0), QX_EUNSUPPORTED, "compress_ratios[1] is not 0, 4 or 128"},
+        {"compress_ratios", json_pack("[i,i]", 0, 4), QX_EFORMAT, "compress_ratios has 2 entries for 4 layers"},
+        {"scoring_func", json_string("softmax"), QX_EUNSUPPORTED, "needs sqrtsoftplus"},
+        {"hc_mult", json_null(), QX_EFORMAT, "\"hc_mult\" missing or not positive"},
+        {"num_hash_layers", json_integer(9), QX_EFORMAT, "num_hash_layers 9"},
+        {"o_groups", json_integer(3), QX_EFORMAT, "o_groups 3 does not divide"},
+    };
+    for (size_t i = 0; i < sizeof cf / sizeof cf[0]; i++) {
+        json_t *cc = json_deep_copy(c);
+        json_object_set_new(cc, cf[i].key, cf[i].val);
+        char *s = json_dumps(cc, 0);
+        hf_config h;
+        TU_FAILS(hf_config_parse(s, strlen(s), "config.json", &h, &e), &e, cf[i].want, cf[i].needle);
+        free(s);
+        json_decref(cc);
+    }
+    json_decref(c);
+}
+
+/* v4-flash at full size, sparse: the plan (types, bytes) without data. */
+static void test_flash_plan(void) {
+    const char *dir = path_in("v4-flash");
+    qx_err e;
+    TU_OK(st_synth("v4-flash", dir, 1, true, 0, &e), &e);
+    cv_params p;
+    cv_default_params(&p);
+    p.preset = "F32";
+    cv_plan *pl;
+    TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+    if (!pl) return;
+    /* parameters counted here from the shapes of config.json (43 layers, no MTP) */
+    json_t *c = load_cfg(dir);
+    static want_t w[4096];
+    int n = want_list(c, w);
+    uint64_t want = 0, got = cv_plan_n_elems(pl);
+    for (int i = 0; i < n; i++) want += (uint64_t)w[i].ne[0] * (uint64_t)w[i].ne[1] * (uint64_t)w[i].ne[2];
+    TU_CHECK((size_t)n == cv_plan_tensor_count(pl) && got == want, "v4-flash: %zu tensors (loader list %d), %llu parameters (counted %llu)",
+             cv_plan_tensor_count(pl), n, (unsigned long long)got, (unsigned long long)want);
+    printf("v4-flash plan: %zu tensors, %llu parameters, F32 file %.2f GB\n", cv_plan_tensor_count(pl), (unsigned long long)got,
+           cv_plan_file_size(pl) / 1e9);
+    json_decref(c);
+    cv_plan_free(pl);
+}
+
+int main(void) {
+    tmp = tu_tmpdir();
+    test_decoders();
+    test_repack();
+    test_mxfp4_encode();
+    test_pairs();
+    test_convert_f32();
+    test_presets();
+    test_convert_faults();
+    test_flash_plan();
+    return tu_done("test_v4");
+}
