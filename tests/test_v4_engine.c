@@ -681,6 +681,31 @@ static void sens_check(cal_model *m, const char *tmp, const int32_t *ids) {
     }
 }
 
+/* GPTQ statistics: attn_output_a gets one H per output group, each the Gram matrix of that
+ * group's input (the attention output of its heads, de-roped) over every token. */
+static void hessian_check(cal_model *m, const int32_t *ids) {
+    qx_err e;
+    cal_hessian_params p = cal_hessian_default_params();
+    p.n_ctx = S;
+    p.bos_first = false;
+    cal_hessians *h = NULL;
+    TU_OK(cal_hessian_run(m, ids, (int64_t)NWIN * S, &p, &h, &e), &e);
+    if (!h) return;
+    int64_t c0 = 0, c1 = 0;
+    double n0 = 0, n1 = 0;
+    const float *h0 = cal_hessian_get(h, "blk.0.attn_output_a.weight", 0, &c0, &n0);
+    float *keep = h0 ? malloc(sizeof(float) * (size_t)(c0 * c0)) : NULL;
+    if (keep) memcpy(keep, h0, sizeof(float) * (size_t)(c0 * c0));
+    const float *h1 = cal_hessian_get(h, "blk.0.attn_output_a.weight", 1, &c1, &n1);
+    TU_CHECK(keep && h1 && c0 == OGD && c1 == OGD && n0 == NWIN * S && n1 == NWIN * S, "attn_output_a: H per group (%lld/%lld cols, %g/%g tokens)",
+             (long long)c0, (long long)c1, n0, n1);
+    if (keep && h1) TU_CHECK(memcmp(keep, h1, sizeof(float) * OGD * OGD) != 0, "the two groups' H are the same");
+    TU_CHECK(cal_hessian_get(h, "blk.1.hc_attn_fn.weight", 0, &c0, &n0) && c0 == HC * E, "hc_attn_fn has an H");
+    TU_CHECK(cal_hessian_get(h, "blk.0.indexer_compressor_kv.weight", 0, &c0, &n0) && c0 == E, "the indexer compressor has an H");
+    free(keep);
+    cal_hessian_free(h);
+}
+
 int main(void) {
     build();
     const char *tmp = tu_tmpdir();
@@ -752,6 +777,7 @@ int main(void) {
     imatrix_check(m, ids);
     cli_check(tmp, ids, ppl_ref);
     sens_check(m, tmp, ids);
+    hessian_check(m, ids);
 
     /* a hash table entry out of range is a load error naming the tensor */
     cal_model_close(m);
