@@ -367,7 +367,14 @@ static double layer_flops(const cal_model *m, int L, int64_t n_ctx) {
         w += k;
     }
     double qk = hp->arch == CAL_ARCH_DEEPSEEK2 ? (double)(hp->qk_nope + hp->qk_rope + hp->v_dim) : 2.0 * (double)hp->head_dim;
-    return 2 * w + 2 * (double)hp->n_head * qk * (double)(n_ctx + 1) / 2;
+    double keys = (double)(n_ctx + 1) / 2;
+    if (hp->arch == CAL_ARCH_DEEPSEEK4) {   /* the window plus the compressed rows a token sees on average */
+        const int r = m->v4_ratio[L];
+        keys = (double)(hp->n_swa < (n_ctx + 1) / 2 ? hp->n_swa : (n_ctx + 1) / 2);
+        if (r == 4) keys += (double)(hp->index_topk < n_ctx / 8 ? hp->index_topk : n_ctx / 8);
+        else if (r > 0) keys += (double)n_ctx / (2.0 * r);
+    }
+    return 2 * w + 2 * (double)hp->n_head * qk * keys;
 }
 
 qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *items, size_t n, int64_t n_win, int64_t n_ctx,
@@ -438,7 +445,7 @@ qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *item
     int64_t wpb = 4096 / n_ctx > 0 ? 4096 / n_ctx : 1, bt = (wpb < n_win ? wpb : n_win) * n_ctx, nr = n_ctx - logits_from;
     int64_t ff = hp->n_ff > hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1) ? hp->n_ff : hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1);
     int64_t qd = hp->arch == CAL_ARCH_DEEPSEEK2 ? hp->qk_nope + hp->qk_rope + hp->v_dim + hp->kv_lora : 3 * hp->head_dim;
-    uint64_t act = (uint64_t)bt * 4 * (uint64_t)(4 * hp->n_embd + 3 * hp->n_head * qd + 2 * ff);
+    uint64_t act = (uint64_t)bt * 4 * (uint64_t)(4 * cal_state_width(hp) + 3 * hp->n_head * qd + 2 * ff);
     uint64_t lg = (uint64_t)nr * (uint64_t)hp->n_vocab, lgmax = (uint64_t)1 << 26;
     uint64_t head = 4 * (lg > lgmax ? lg : (lgmax / lg) * lg < (uint64_t)n_win * lg ? (lgmax / lg) * lg : (uint64_t)n_win * lg);
     st->memory_bytes = (uint64_t)(st->states_in_memory + 2) * st->state_bytes + maxl + glob + big + (act > head ? act : head);
