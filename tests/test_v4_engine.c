@@ -614,6 +614,33 @@ static void imatrix_check(cal_model *m, const int32_t *ids) {
     im_free(im);
 }
 
+/* Perturbations: each path really feeds the output (the logits move), and the engine still
+ * tracks the reference with the perturbed weight. */
+static void perturb_check(cal_model *m, const int32_t *ids, const float *lg0, float *lg1, double *ref) {
+    qx_err e;
+    const int64_t NLG = (int64_t)NWIN * S * V;
+    const char *pert[] = { "blk.1.attn_compressor_kv.weight", "blk.0.indexer.attn_q_b.weight",
+                           "blk.0.indexer_compressor_gate.weight", "blk.2.hc_attn_fn.weight", "blk.1.hc_ffn_fn.weight",
+                           "output_hc_fn.weight", "blk.0.attn_compressor_gate.weight" };
+    for (size_t i = 0; i < sizeof pert / sizeof pert[0]; i++) {
+        tens *t = find(pert[i]);
+        const int64_t n = t->ne[0] * t->ne[1] * t->ne[2];
+        float *old = malloc(sizeof(float) * n);
+        memcpy(old, t->f, sizeof(float) * n);
+        /* not a sign flip of the indexer's q: relu would zero most scores, and the reference
+         * here breaks ties by index where llama.cpp's top_k (and the engine) do not */
+        for (int64_t j = 0; j < n; j++) t->f[j] = t->f[j] * 1.5f + (j % 3 == 0 ? 0.2f : -0.05f);
+        TU_OK(cal_model_override(m, pert[i], QT_F32, t->f, &e), &e);
+        compare(m, ids, pert[i], lg1, ref);
+        double ch = max_change(lg0, lg1, NLG);
+        TU_CHECK(ch > 1e-3, "perturbing %s moved the logits by only %g", pert[i], ch);
+        fprintf(stderr, "  %s: logits moved by up to %.4f\n", pert[i], ch);
+        memcpy(t->f, old, sizeof(float) * n);
+        TU_OK(cal_model_override(m, pert[i], QT_F32, NULL, &e), &e);
+        free(old);
+    }
+}
+
 /* `qforge ppl` and `qforge imatrix` on the V4 file: the perplexity equals the reference's to
  * 1e-4 relative; the imatrix file names attn_output_a with one matrix per group. */
 static void cli_check(const char *tmp, const int32_t *ids, double ppl_ref) {
@@ -753,27 +780,7 @@ int main(void) {
     int64_t at = 0;
     TU_CHECK(worst(lgr, ref, NLG, &at) <= 1.0, "reference kernels: logit %lld %g vs %g", (long long)at, lgr[at], ref[at]);
 
-    /* perturbations: each path really feeds the output, and the engine still tracks the reference */
-    const char *pert[] = { "blk.1.attn_compressor_kv.weight", "blk.0.indexer.attn_q_b.weight",
-                           "blk.0.indexer_compressor_gate.weight", "blk.2.hc_attn_fn.weight", "blk.1.hc_ffn_fn.weight",
-                           "output_hc_fn.weight", "blk.0.attn_compressor_gate.weight" };
-    for (size_t i = 0; i < sizeof pert / sizeof pert[0]; i++) {
-        tens *t = find(pert[i]);
-        const int64_t n = t->ne[0] * t->ne[1] * t->ne[2];
-        float *old = malloc(sizeof(float) * n);
-        memcpy(old, t->f, sizeof(float) * n);
-        /* not a sign flip of the indexer's q: relu would zero most scores, and the reference
-         * here breaks ties by index where llama.cpp's top_k (and the engine) do not */
-        for (int64_t j = 0; j < n; j++) t->f[j] = t->f[j] * 1.5f + (j % 3 == 0 ? 0.2f : -0.05f);
-        TU_OK(cal_model_override(m, pert[i], QT_F32, t->f, &e), &e);
-        compare(m, ids, pert[i], lg1, ref);
-        double ch = max_change(lg0, lg1, NLG);
-        TU_CHECK(ch > 1e-3, "perturbing %s moved the logits by only %g", pert[i], ch);
-        fprintf(stderr, "  %s: logits moved by up to %.4f\n", pert[i], ch);
-        memcpy(t->f, old, sizeof(float) * n);
-        TU_OK(cal_model_override(m, pert[i], QT_F32, NULL, &e), &e);
-        free(old);
-    }
+    perturb_check(m, ids, lg0, lg1, ref);
     imatrix_check(m, ids);
     cli_check(tmp, ids, ppl_ref);
     sens_check(m, tmp, ids);
