@@ -11,6 +11,7 @@ typedef struct {
     kn_weight w;
     bool present;
     float *scale;              /* owned aligned copy of an FP8 scale_inv grid */
+    void *own;                 /* owned data the view points into (V4 FP4 experts repacked to MXFP4), or NULL */
     const st_tensor *st;       /* source tensor (HF), released after the layer */
     const gf_tensor *gt;       /* source tensor (GGUF), released after the layer */
 } cal_w;
@@ -101,6 +102,10 @@ qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_
  * hyper-connection head: h [T, hc*E] -> x [T, E] (what output_norm reads). */
 qx_status cal_layer_fwd_v4(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e);
 qx_status cal_hc_head_fwd(fwd_ctx *c, const float *h, int64_t T, float *x, qx_err *e);
+/* calib/model.c: a deepseek4 HF checkpoint (DeepseekV4ForCausalLM): hyper-parameters and
+ * global tensors, one layer (FP8 with E8M0 grids decoded on the fly, FP4 experts repacked). */
+qx_status cal_model_open_hf_v4(cal_model *m, qx_err *e);
+qx_status cal_layer_load_hf_v4(cal_model *m, int layer, cal_layer *l, qx_err *e);
 /* calib/model_gguf.c: the deepseek4 hyper-parameters, global tensors and one layer. */
 qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e);
 qx_status cal_layer_load_gguf_v4(cal_model *m, int layer, cal_layer *l, qx_err *e);
