@@ -20,7 +20,7 @@
 
 typedef struct cal_model cal_model;   /* opaque */
 
-typedef enum { CAL_ARCH_DEEPSEEK2, CAL_ARCH_LLAMA, CAL_ARCH_QWEN2 } cal_arch;
+typedef enum { CAL_ARCH_DEEPSEEK2, CAL_ARCH_LLAMA, CAL_ARCH_QWEN2, CAL_ARCH_DEEPSEEK4 } cal_arch;
 
 #define CAL_MAX_ROPE_PAIRS 256
 
@@ -48,7 +48,21 @@ typedef struct {
      * index_topk 0: dense attention.  Windows of n_ctx <= index_topk keep every key, so the
      * indexer is skipped there (exactly dense MLA). */
     int64_t index_topk, index_n_head, index_head_dim;
+    /* deepseek4 (V4; 0 elsewhere), as llama.cpp's deepseek4 graph computes it (calib/engine_v4.c):
+     * hc hyper-connection streams of n_embd each (the residual state is [T, hc * n_embd]),
+     * mixed per token by hc_iters Sinkhorn iterations with hc_eps; MQA with one K=V head of
+     * head_dim (the last qk_rope dims roped), a sliding window of n_swa tokens on every layer,
+     * compressed rows per layer (calib/engine_int.h: ratio 4 with the indexer's index_topk,
+     * ratio 128 all), grouped output projection (o_groups groups of o_lora), hash routing in
+     * the first n_hash layers.  rope_inv_freq is the plain rope (ratio-0 layers);
+     * rope_c_inv_freq the compressed layers' (compress_rope_freq_base, YaRN when configured). */
+    int64_t hc, hc_iters, n_swa, o_groups, o_lora, n_hash;
+    float hc_eps;
+    float rope_c_inv_freq[CAL_MAX_ROPE_PAIRS];
 } cal_hparams;
+
+/* Floats per token of the residual state: n_embd, or hc * n_embd with hyper-connections. */
+static inline int64_t cal_state_width(const cal_hparams *hp) { return hp->hc > 0 ? hp->hc * hp->n_embd : hp->n_embd; }
 
 /* Weights the engine multiplies by (observer identity).  Expert kinds carry an expert
  * index; CAL_W_K_B/CAL_W_V_B are the MLA halves of kv_b in GGUF form (attn_k_b: input q_nope
@@ -64,6 +78,12 @@ typedef enum {
     CAL_W_SH_GATE, CAL_W_SH_UP, CAL_W_SH_DOWN,
     CAL_W_IDX_Q_B, CAL_W_IDX_K, CAL_W_IDX_PROJ,   /* V3.2 lightning indexer (wq_b, wk, weights_proj) */
     CAL_W_OUTPUT,
+    /* deepseek4 (after OUTPUT: the statistics files store kind numbers) */
+    CAL_W_KV,                                     /* attn_kv: the shared K=V head */
+    CAL_W_O_A, CAL_W_O_B,                         /* attn_output_a (one matrix per group), attn_output_b */
+    CAL_W_HC_ATTN, CAL_W_HC_FFN, CAL_W_HC_HEAD,   /* hc_attn_fn, hc_ffn_fn, output_hc_fn (layer -1) */
+    CAL_W_COMP_KV, CAL_W_COMP_GATE,               /* attn_compressor_kv / _gate */
+    CAL_W_IDX_COMP_KV, CAL_W_IDX_COMP_GATE,       /* indexer_compressor_kv / _gate */
     CAL_W_KIND_COUNT
 } cal_wkind;
 

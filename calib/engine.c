@@ -1,5 +1,5 @@
 /* calib/engine.c — the layer-major forward pass (deepseek2 MLA + MoE, deepseek32's sparse
- * attention, llama, qwen2) over weight views of any type, with observers.  Per layer: load
+ * attention, llama, qwen2; deepseek4's layer is calib/engine_v4.c) over weight views of any type, with observers.  Per layer: load
  * views, run every batch of windows through it, release the layer's pages.  Shapes are
  * written beside buffers: T = tokens of the current batch, E = n_embd, H = heads. */
 #include "engine_int.h"
@@ -22,10 +22,11 @@ static void *xmalloc(size_t n, qx_err *e) {
     return p;
 }
 
-static void mm(fwd_ctx *c, const cal_w *w, cal_wkind kind, int expert, const float *x, int64_t ldx,
-               int64_t T, const float *bias, float *y, int64_t ldy) {
+void cal_mm(fwd_ctx *c, const cal_w *w, cal_wkind kind, int expert, const float *x, int64_t ldx, int64_t T,
+            const float *bias, float *y, int64_t ldy) {
     if (c->obs && c->obs->matmul_input)
-        c->obs->matmul_input(c->obs->ud, kind, kind == CAL_W_OUTPUT ? -1 : c->layer, expert, x, ldx, T, w->w.cols);
+        c->obs->matmul_input(c->obs->ud, kind, kind == CAL_W_OUTPUT || kind == CAL_W_HC_HEAD ? -1 : c->layer, expert, x,
+                             ldx, T, w->w.cols);
     if (c->ref) kn_matmul_ref(&w->w, x, ldx, T, bias, y, ldy);
     else c->be->matmul(c->be->ctx, &w->w, x, ldx, T, bias, y, ldy);
 }
@@ -40,10 +41,10 @@ static qx_status mlp(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d,
     const int64_t E = c->m->hp.n_embd, F = g->w.rows;
     float *gb = xmalloc((size_t)(T * F) * sizeof(float), e), *ub = xmalloc((size_t)(T * F) * sizeof(float), e);
     if (!gb || !ub) { free(gb); free(ub); return QX_ENOMEM; }
-    mm(c, g, kg, expert, x, E, T, NULL, gb, F);
-    mm(c, u, (cal_wkind)(kg + 1), expert, x, E, T, NULL, ub, F);
+    cal_mm(c, g, kg, expert, x, E, T, NULL, gb, F);
+    cal_mm(c, u, (cal_wkind)(kg + 1), expert, x, E, T, NULL, ub, F);
     kn_silu_mul(gb, ub, F, T, F, gb, F);
-    mm(c, d, (cal_wkind)(kg + 2), expert, gb, F, T, NULL, y, E);
+    cal_mm(c, d, (cal_wkind)(kg + 2), expert, gb, F, T, NULL, y, E);
     free(gb); free(ub);
     return QX_OK;
 }
@@ -60,7 +61,7 @@ static qx_status moe(fwd_ctx *c, const cal_layer *l, const float *x, int64_t T, 
     float *xe = xmalloc((size_t)(T * E) * sizeof(float), e), *ye = xmalloc((size_t)(T * E) * sizeof(float), e);
     float *we = xmalloc((size_t)T * sizeof(float), e);
     if (!lg || !rw || !ids || !cnt || !list || !xe || !ye || !we) { if (!cnt) qx_fail(e, QX_ENOMEM, "engine: out of memory"); goto done; }
-    mm(c, &l->router, CAL_W_ROUTER, -1, x, E, T, NULL, lg, X);
+    cal_mm(c, &l->router, CAL_W_ROUTER, -1, x, E, T, NULL, lg, X);
     kn_route_args ra = { (int)X, k, (int)hp->n_group, (int)hp->topk_group, hp->route_sigmoid, hp->route_norm,
                          hp->route_scale, l->exp_bias };
     kn_moe_route(&ra, lg, T, ids, rw);
@@ -116,14 +117,14 @@ static qx_status mla_query(fwd_ctx *c, const cal_layer *l, const float *xn, int6
     const int64_t E = hp->n_embd, QDH = hp->n_head * (hp->qk_nope + hp->qk_rope);
     if (qa_out) *qa_out = NULL;
     if (hp->q_lora <= 0) {
-        mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, QDH);
+        cal_mm(c, &l->q, CAL_W_Q, -1, xn, E, T, NULL, q, QDH);
         return QX_OK;
     }
     float *qa = xmalloc((size_t)(T * hp->q_lora) * sizeof(float), e);
     if (!qa) return QX_ENOMEM;
-    mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
+    cal_mm(c, &l->q_a, CAL_W_Q_A, -1, xn, E, T, NULL, qa, hp->q_lora);
     kn_rmsnorm(qa, hp->q_lora, l->q_a_norm, T, hp->q_lora, hp->norm_eps, qa, hp->q_lora);
-    mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, QDH);
+    cal_mm(c, &l->q_b, CAL_W_Q_B, -1, qa, hp->q_lora, T, NULL, q, QDH);
     if (qa_out) *qa_out = qa;
     else free(qa);
     return QX_OK;
@@ -224,9 +225,9 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     int32_t *sel = NULL;
     if (!q || !kva || !ckv || !kv || !K || !o) goto done;
     if ((s = mla_query_sel(c, l, xn, T, q, &sel, e)) != QX_OK) goto done;
-    mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, KVL + R);
+    cal_mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, KVL + R);
     kn_rmsnorm(kva, KVL + R, l->kv_a_norm, T, KVL, hp->norm_eps, ckv, KVL);
-    mm(c, &l->kv_b, CAL_W_KV_B, -1, ckv, KVL, T, NULL, kv, H * (N + Dv));
+    cal_mm(c, &l->kv_b, CAL_W_KV_B, -1, ckv, KVL, T, NULL, kv, H * (N + Dv));
     if (c->obs && c->obs->matmul_input && c->obs->want_mla_split)
         for (int h = 0; h < H; h++)   /* attn_k_b: q_nope of head h (absorbed form) */
             c->obs->matmul_input(c->obs->ud, CAL_W_K_B, c->layer, h, q + h * QD, H * QD, T, N);
@@ -249,7 +250,7 @@ static qx_status attn_mla(fwd_ctx *c, const cal_layer *l, const float *xn, int64
             c->obs->matmul_input(c->obs->ud, CAL_W_V_B, c->layer, h, o + h * KVL, H * KVL, T, KVL);
     }
     attention(c, &a);
-    mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
+    cal_mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
     free(q); free(kva); free(ckv); free(kv); free(K); free(o); free(sel);
@@ -273,7 +274,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     int32_t *sel = NULL;
     if (!q || !kva || !ql || !ol || !o) goto done;
     if ((s = mla_query_sel(c, l, xn, T, q, &sel, e)) != QX_OK) goto done;
-    mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, LD);
+    cal_mm(c, &l->kv_a, CAL_W_KV_A, -1, xn, E, T, NULL, kva, LD);
     kn_rmsnorm(kva, LD, l->kv_a_norm, T, KVL, hp->norm_eps, kva, LD);   /* c_kv in place */
     kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_rope(kva + KVL, LD, T, 1, 0, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
@@ -281,7 +282,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
         cal_w kb = l->k_b;
         kb.w.rows = KVL;
         kb.w.data = (const uint8_t *)l->k_b.w.data + (uint64_t)(h * KVL) * l->k_b.w.row_bytes;
-        mm(c, &kb, CAL_W_K_B, (int)h, q + h * QD, H * QD, T, NULL, ql + h * LD, H * LD);
+        cal_mm(c, &kb, CAL_W_K_B, (int)h, q + h * QD, H * QD, T, NULL, ql + h * LD, H * LD);
         for (int64_t t = 0; t < T; t++)
             memcpy(ql + (t * H + h) * LD + KVL, q + t * H * QD + h * QD + N, (size_t)R * sizeof(float));
     }
@@ -292,9 +293,9 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
         cal_w vb = l->v_b;
         vb.w.rows = Dv;
         vb.w.data = (const uint8_t *)l->v_b.w.data + (uint64_t)(h * Dv) * l->v_b.w.row_bytes;
-        mm(c, &vb, CAL_W_V_B, (int)h, ol + h * KVL, H * KVL, T, NULL, o + h * Dv, H * Dv);
+        cal_mm(c, &vb, CAL_W_V_B, (int)h, ol + h * KVL, H * KVL, T, NULL, o + h * Dv, H * Dv);
     }
-    mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
+    cal_mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);
     s = QX_OK;
 done:
     free(q); free(kva); free(ql); free(ol); free(o); free(sel);
@@ -309,15 +310,15 @@ static qx_status attn_gqa(fwd_ctx *c, const cal_layer *l, const float *xn, int64
     float *q = xmalloc((size_t)(T * H * D) * sizeof(float), e), *k = xmalloc((size_t)(T * KV * D) * sizeof(float), e);
     float *v = xmalloc((size_t)(T * KV * D) * sizeof(float), e), *o = xmalloc((size_t)(T * H * D) * sizeof(float), e);
     if (!q || !k || !v || !o) goto done;
-    mm(c, &l->q, CAL_W_Q, -1, xn, E, T, l->bq, q, H * D);
-    mm(c, &l->k, CAL_W_K, -1, xn, E, T, l->bk, k, KV * D);
-    mm(c, &l->v, CAL_W_V, -1, xn, E, T, l->bv, v, KV * D);
+    cal_mm(c, &l->q, CAL_W_Q, -1, xn, E, T, l->bq, q, H * D);
+    cal_mm(c, &l->k, CAL_W_K, -1, xn, E, T, l->bk, k, KV * D);
+    cal_mm(c, &l->v, CAL_W_V, -1, xn, E, T, l->bv, v, KV * D);
     kn_rope(q, H * D, T, (int)H, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_rope(k, KV * D, T, (int)KV, D, hp->rope_dim, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_attn_args a = { T / c->n_ctx, c->n_ctx, (int)H, (int)KV, (int)D, (int)D,
                        q, H * D, D, k, KV * D, D, v, KV * D, D, o, H * D, hp->attn_scale, NULL, 0 };
     attention(c, &a);
-    mm(c, &l->o, CAL_W_O, -1, o, H * D, T, NULL, out, E);
+    cal_mm(c, &l->o, CAL_W_O, -1, o, H * D, T, NULL, out, E);
     s = QX_OK;
 done:
     free(q); free(k); free(v); free(o);
@@ -326,6 +327,7 @@ done:
 
 qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
+    if (hp->arch == CAL_ARCH_DEEPSEEK4) return cal_layer_fwd_v4(c, l, h, T, e);
     const int64_t E = hp->n_embd;
     float *xn = xmalloc((size_t)(T * E) * sizeof(float), e), *y = xmalloc((size_t)(T * E) * sizeof(float), e);
     qx_status s = QX_ENOMEM;
@@ -351,7 +353,13 @@ qx_status cal_head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const
     const int64_t p0 = p->logits_from, nr = S - p0;
     float *xn = xmalloc((size_t)(T * E) * sizeof(float), e);
     if (!xn) return QX_ENOMEM;
-    kn_rmsnorm(h + w0 * S * E, E, c->m->out_norm, T, E, hp->norm_eps, xn, E);
+    const float *hs = h + w0 * S * cal_state_width(hp);
+    if (hp->hc > 0) {   /* deepseek4: the streams collapse first (in xn, normed in place) */
+        qx_status sh = cal_hc_head_fwd(c, hs, T, xn, e);
+        if (sh != QX_OK) { free(xn); return sh; }
+        hs = xn;
+    }
+    kn_rmsnorm(hs, E, c->m->out_norm, T, E, hp->norm_eps, xn, E);
     if (c->obs && c->obs->hidden) c->obs->hidden(c->obs->ud, (int)hp->n_layer, w0 * S, xn, T, E);
     qx_status s = QX_OK;
     if (c->obs && c->obs->matmul_input)   /* every token reaches the output head's input */
@@ -385,7 +393,7 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
     if (n_win <= 0 || n_ctx <= 0) return qx_fail(e, QX_EINVAL, "engine: %lld windows of %lld tokens", (long long)n_win, (long long)n_ctx);
     if (p.logits_from < 0 || p.logits_from >= n_ctx) return qx_fail(e, QX_EINVAL, "engine: logits_from %lld outside the window of %lld", (long long)p.logits_from, (long long)n_ctx);
     if (p.batch_tokens <= 0) p.batch_tokens = 4096;
-    const int64_t E = hp->n_embd, T = n_win * n_ctx;
+    const int64_t E = hp->n_embd, T = n_win * n_ctx, SW = cal_state_width(hp);
     for (int64_t t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)
             return qx_fail(e, QX_EINVAL, "engine: token id %d at %lld outside the vocabulary of %lld", ids[t], (long long)t, (long long)hp->n_vocab);
@@ -394,15 +402,18 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
 #endif
     int64_t wpb = p.batch_tokens / n_ctx;
     if (wpb < 1) wpb = 1;
-    float *h = xmalloc((size_t)(T * E) * sizeof(float), e);       /* [T, E] residual stream */
+    float *h = xmalloc((size_t)(T * SW) * sizeof(float), e);      /* [T, SW] residual state */
     int32_t *pos = xmalloc((size_t)(wpb * n_ctx) * sizeof(int32_t), e);
     if (!h || !pos) { free(h); free(pos); return QX_ENOMEM; }
     for (int64_t t = 0; t < wpb * n_ctx; t++) pos[t] = (int32_t)(t % n_ctx);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-    for (int64_t t = 0; t < T; t++) kn_weight_rows(&m->embed.w, ids[t], ids[t] + 1, h + t * E);
-    fwd_ctx c = { m, obs, 0, n_ctx, 0, pos, p.ref_kernels, p.backend ? p.backend : kn_backend_cpu() };
+    for (int64_t t = 0; t < T; t++) {
+        kn_weight_rows(&m->embed.w, ids[t], ids[t] + 1, h + t * SW);
+        for (int64_t k = E; k < SW; k += E) memcpy(h + t * SW + k, h + t * SW, (size_t)E * sizeof(float));
+    }
+    fwd_ctx c = { m, obs, 0, n_ctx, 0, pos, p.ref_kernels, p.backend ? p.backend : kn_backend_cpu(), ids };
     qx_status s = QX_OK;
     for (int L = 0; s == QX_OK && L < hp->n_layer; L++) {
         cal_layer l;
@@ -411,8 +422,8 @@ qx_status cal_forward(cal_model *m, const int32_t *ids, int64_t n_win, int64_t n
         for (int64_t w = 0; s == QX_OK && w < n_win; w += wpb) {
             int64_t nw = w + wpb <= n_win ? wpb : n_win - w;
             c.t0 = w * n_ctx;
-            s = cal_layer_fwd(&c, &l, h + c.t0 * E, nw * n_ctx, e);
-            if (s == QX_OK && obs && obs->hidden) obs->hidden(obs->ud, L, c.t0, h + c.t0 * E, nw * n_ctx, E);
+            s = cal_layer_fwd(&c, &l, h + c.t0 * SW, nw * n_ctx, e);
+            if (s == QX_OK && obs && obs->hidden) obs->hidden(obs->ud, L, c.t0, h + c.t0 * SW, nw * n_ctx, SW);
             if (obs && obs->progress) obs->progress(obs->ud, L, (int)hp->n_layer, (w + nw) * n_ctx, T);
         }
         cal_layer_free(m, &l);
@@ -442,21 +453,24 @@ static const char *const hf_suffix[CAL_W_KIND_COUNT] = {
     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
     "mlp.gate", "gate_proj", "up_proj", "down_proj",
     "mlp.shared_experts.gate_proj", "mlp.shared_experts.up_proj", "mlp.shared_experts.down_proj",
-    "self_attn.indexer.wq_b", "self_attn.indexer.wk", "self_attn.indexer.weights_proj", NULL };
+    "self_attn.indexer.wq_b", "self_attn.indexer.wk", "self_attn.indexer.weights_proj", NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
 static const char *const gguf_name[CAL_W_KIND_COUNT] = {
     "attn_q", "attn_k", "attn_v", "attn_output",
     "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b", "attn_k_b", "attn_v_b",
     "ffn_gate", "ffn_up", "ffn_down",
     "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp",
-    "indexer.attn_q_b", "indexer.attn_k", "indexer.proj", "output" };
+    "indexer.attn_q_b", "indexer.attn_k", "indexer.proj", "output",
+    "attn_kv", "attn_output_a", "attn_output_b", "hc_attn_fn", "hc_ffn_fn", "output_hc_fn",
+    "attn_compressor_kv", "attn_compressor_gate", "indexer_compressor_kv", "indexer_compressor_gate" };
 
 bool cal_weight_name(cal_wkind kind, int layer, int expert, bool gguf, char *buf, size_t cap) {
     if ((unsigned)kind >= CAL_W_KIND_COUNT) return false;
     int n;
     if (gguf) {
-        n = kind == CAL_W_OUTPUT ? snprintf(buf, cap, "output.weight")
-                                 : snprintf(buf, cap, "blk.%d.%s.weight", layer, gguf_name[kind]);
+        n = kind == CAL_W_OUTPUT || kind == CAL_W_HC_HEAD ? snprintf(buf, cap, "%s.weight", gguf_name[kind])
+                                                          : snprintf(buf, cap, "blk.%d.%s.weight", layer, gguf_name[kind]);
     } else if (kind == CAL_W_OUTPUT) {
         n = snprintf(buf, cap, "lm_head.weight");
     } else if (!hf_suffix[kind]) {

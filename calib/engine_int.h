@@ -11,6 +11,7 @@ typedef struct {
     kn_weight w;
     bool present;
     float *scale;              /* owned aligned copy of an FP8 scale_inv grid */
+    void *own;                 /* owned data the view points into (V4 FP4 experts repacked to MXFP4), or NULL */
     const st_tensor *st;       /* source tensor (HF), released after the layer */
     const gf_tensor *gt;       /* source tensor (GGUF), released after the layer */
 } cal_w;
@@ -33,6 +34,21 @@ typedef struct {
     cal_w *eg, *eu, *ed;                                  /* [n_exp] each */
     cal_w sg, su, sd;
     bool has_shared;
+    /* deepseek4 (calib/engine_v4.c); q_a, q_a_norm, q_b, idx_q_b, idx_proj, router, exp_bias,
+     * experts and shared expert as above */
+    float *sinks;                                         /* [H] attention sink logits */
+    cal_w kv;                                             /* [D, E] shared K=V head */
+    float *kv_norm;                                       /* [D] */
+    cal_w o_a, o_b;                                       /* [G*OL, H*D/G], [E, G*OL] */
+    cal_w hc_attn, hc_ffn;                                /* [(2+hc)*hc, hc*E] */
+    float *hc_attn_base, *hc_attn_scale, *hc_ffn_base, *hc_ffn_scale;   /* [(2+hc)*hc], [3] */
+    int ratio;                                            /* 0, 4 or 128 */
+    cal_w comp_kv, comp_gate;                             /* [coff*D, E], coff = 2 at ratio 4 */
+    float *comp_ape, *comp_norm;                          /* [ratio, coff*D], [D] */
+    cal_w icomp_kv, icomp_gate;                           /* ratio 4: [2*ID, E] */
+    float *icomp_ape, *icomp_norm;                        /* [4, 2*ID], [ID] */
+    int32_t *tid2eid;                                     /* hash layers: [n_vocab, k] */
+    float clamp_exp, clamp_shexp;                         /* SwiGLU limits (0: none) */
 } cal_layer;
 
 struct cal_model {
@@ -44,6 +60,12 @@ struct cal_model {
     int64_t n_dense_first;     /* layers < this are dense (GGUF: leading_dense_block_count) */
     cal_w embed, output;
     float *out_norm;
+    /* deepseek4: output_hc_fn [hc, hc*E] and its base [hc] / scale [1]; per-layer compression
+     * ratios and SwiGLU limits [n_layer] */
+    cal_w hc_head;
+    float *hc_head_base, *hc_head_scale;
+    int32_t *v4_ratio;
+    float *v4_clamp_exp, *v4_clamp_shexp;
     /* cal_model_override: GGUF tensors whose data is replaced (borrowed from the caller) */
     struct cal_override { char name[GF_NAME_MAX]; qt_type type; const void *data; } *ovr;
     int n_ovr;
@@ -70,11 +92,26 @@ typedef struct {
     int32_t *pos;        /* [T] positions of the batch */
     bool ref;            /* reference kernels */
     const kn_backend *be;   /* where matmuls run */
+    const int32_t *ids;     /* token ids of the whole run, global index (V4 hash routing); may be NULL */
 } fwd_ctx;
 
 /* One decoder layer on the batch h [T, E] of c->t0's windows (updated in place); the
  * engine's own step, shared with the one-stream sensitivity pass (calib/sens_stream.c). */
 qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e);
+/* calib/engine_v4.c: one deepseek4 layer on the state h [T, hc*E] (updated in place), and the
+ * hyper-connection head: h [T, hc*E] -> x [T, E] (what output_norm reads). */
+qx_status cal_layer_fwd_v4(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e);
+qx_status cal_hc_head_fwd(fwd_ctx *c, const float *h, int64_t T, float *x, qx_err *e);
+/* calib/model.c: a deepseek4 HF checkpoint (DeepseekV4ForCausalLM): hyper-parameters and
+ * global tensors, one layer (FP8 with E8M0 grids decoded on the fly, FP4 experts repacked). */
+qx_status cal_model_open_hf_v4(cal_model *m, qx_err *e);
+qx_status cal_layer_load_hf_v4(cal_model *m, int layer, cal_layer *l, qx_err *e);
+/* calib/model_gguf.c: the deepseek4 hyper-parameters, global tensors and one layer. */
+qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e);
+qx_status cal_layer_load_gguf_v4(cal_model *m, int layer, cal_layer *l, qx_err *e);
+void cal_mm(fwd_ctx *c, const cal_w *w, cal_wkind kind, int expert, const float *x, int64_t ldx, int64_t T,
+            const float *bias, float *y, int64_t ldy);
+
 /* model.norm and the output head (c->m->output) for windows [w0, w1) of h [n_win * S, E]:
  * logits of positions p->logits_from.. to c->obs->logits, as cal_forward computes them. */
 qx_status cal_head_fwd(fwd_ctx *c, const float *h, int64_t w0, int64_t w1, const cal_run_params *p, qx_err *e);

@@ -2,7 +2,7 @@
  * layer-major engine multiplies by, for GPTQ error feedback (quant/gptq.c), and the factor
  * U (U^T U = (H + lam I)^-1) of one matrix on request (cal_hessian_factor_one).  Names and matrices follow the GGUF imatrix convention
  * (calib/imatrix.c): "blk.L.ffn_down_exps.weight" matrix e for routed expert e,
- * attn_k_b/attn_v_b per head.  Routed experts get one H each (CAL_HESS_PER_EXPERT, from the
+ * attn_k_b/attn_v_b per head, deepseek4's attn_output_a per output group.  Routed experts get one H each (CAL_HESS_PER_EXPERT, from the
  * tokens routed to them) or one H per layer and kind shared by all experts
  * (CAL_HESS_SHARED, from all routed tokens).  A gate and its up projection multiply the
  * same rows, so the up projection's H is the gate's (one matrix, gathered once).  H is
@@ -74,11 +74,11 @@ static h_entry *slot_of(cal_hessians *o, cal_wkind kind, int layer) {
 
 /* The entry of (kind, layer), created on first use; *mat its matrix for `expert`. */
 static h_entry *entry_of(cal_hessians *o, cal_wkind kind, int layer, int expert, int64_t cols, int64_t *mat) {
-    bool stacked = is_expert(kind) || kind == CAL_W_K_B || kind == CAL_W_V_B;
+    bool stacked = is_expert(kind) || kind == CAL_W_K_B || kind == CAL_W_V_B || kind == CAL_W_O_A;
     int64_t nmat = 1;
     *mat = 0;
-    if (stacked) {
-        nmat = is_expert(kind) ? o->hp.n_exp : o->hp.n_head;
+    if (stacked) {   /* one H per expert, per MLA head, per V4 output group (its rows see only its heads) */
+        nmat = is_expert(kind) ? o->hp.n_exp : kind == CAL_W_O_A ? o->hp.o_groups : o->hp.n_head;
         *mat = expert;
         if (is_expert(kind) && o->p->experts == CAL_HESS_SHARED) { nmat = 1; *mat = 0; }
     }

@@ -41,10 +41,13 @@ typedef struct {
 static acc_entry *find_entry(im_obs *o, cal_wkind kind, int layer, int expert, int64_t cols, int64_t *mat) {
     const bool gg = o->p->gguf_names;
     const bool stacked = kind == CAL_W_EXP_GATE || kind == CAL_W_EXP_UP || kind == CAL_W_EXP_DOWN ||
-                         kind == CAL_W_K_B || kind == CAL_W_V_B;
+                         kind == CAL_W_K_B || kind == CAL_W_V_B || kind == CAL_W_O_A;
     int64_t slot = 0, nmat = 1;
     *mat = 0;
-    if (stacked && gg) { nmat = kind == CAL_W_K_B || kind == CAL_W_V_B ? o->hp->n_head : o->hp->n_exp; *mat = expert; }
+    if (stacked && gg) {   /* one matrix per expert, per MLA head, per V4 output group (llama-imatrix's layout) */
+        nmat = kind == CAL_W_K_B || kind == CAL_W_V_B ? o->hp->n_head : kind == CAL_W_O_A ? o->hp->o_groups : o->hp->n_exp;
+        *mat = expert;
+    }
     else if (stacked) slot = expert;
     if (slot < 0 || slot >= o->slots || *mat < 0 || *mat >= nmat) return NULL;
     int64_t idx = (((int64_t)(layer + 1) * CAL_W_KIND_COUNT) + kind) * o->slots + slot;

@@ -67,7 +67,8 @@ static qx_status gvec(cal_model *m, const char *name, int64_t n, bool optional, 
     return QX_OK;
 }
 
-static qx_status arch_params(cal_model *m, kctx *k, qx_err *e) {
+/* The keys every architecture has: sizes, norm epsilon, rope base and scaling. */
+static qx_status base_params(cal_model *m, kctx *k, qx_err *e) {
     cal_hparams *hp = &m->hp;
     hf_config *c = &m->cfg;
     int64_t v;
@@ -90,6 +91,16 @@ static qx_status arch_params(cal_model *m, kctx *k, qx_err *e) {
     QX_TRY(k_f32(k, "rope.scaling.factor", true, 1.0, &c->rope_factor));
     QX_TRY(k_u32(k, "rope.scaling.original_context_length", true, 0, &v));
     c->rope_orig_max_pos = (double)v;
+    return QX_OK;
+}
+
+static qx_status arch_params(cal_model *m, kctx *k, qx_err *e) {
+    cal_hparams *hp = &m->hp;
+    hf_config *c = &m->cfg;
+    int64_t v;
+    double d;
+    char key[128];
+    QX_TRY(base_params(m, k, e));
     if (hp->arch != CAL_ARCH_DEEPSEEK2) {
         QX_TRY(k_u32(k, "attention.key_length", true, hp->n_embd / (hp->n_head ? hp->n_head : 1), &hp->head_dim));
         QX_TRY(k_u32(k, "rope.dimension_count", true, hp->head_dim, &v));
@@ -147,6 +158,7 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
     cal_hparams *hp = &m->hp;
     const char *arch;
     QX_TRY(gf_get_str(m->gf, GF_KEY_ARCHITECTURE, &arch, e));
+    if (!strcmp(arch, "deepseek4")) return cal_model_open_gguf_v4(m, e);
     if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) hp->arch = CAL_ARCH_DEEPSEEK2;
     else if (!strcmp(arch, "llama")) hp->arch = CAL_ARCH_LLAMA;
     else if (!strcmp(arch, "qwen2")) hp->arch = CAL_ARCH_QWEN2;
@@ -216,8 +228,11 @@ qx_status cal_model_override(cal_model *m, const char *name, qt_type type, const
         bool tied = !m->output.gt && m->output.w.data == m->embed.w.data;
         QX_TRY(gw(m, name, hp->n_vocab, hp->n_embd, false, &m->embed, e));
         if (tied) { m->output = m->embed; m->output.gt = NULL; }
-    } else if (!strcmp(name, "output.weight"))
+    } else if (!strcmp(name, "output.weight")) {
         QX_TRY(gw(m, name, hp->n_vocab, hp->n_embd, false, &m->output, e));
+    } else if (!strcmp(name, "output_hc_fn.weight") && hp->hc > 0) {
+        QX_TRY(gw(m, name, hp->hc, hp->hc * hp->n_embd, false, &m->hc_head, e));
+    }
     return QX_OK;
 }
 
@@ -241,6 +256,7 @@ static qx_status experts(cal_model *m, int layer, const char *nm, int64_t rows, 
 
 qx_status cal_layer_load_gguf(cal_model *m, int layer, cal_layer *l, qx_err *e) {
     const cal_hparams *hp = &m->hp;
+    if (hp->arch == CAL_ARCH_DEEPSEEK4) return cal_layer_load_gguf_v4(m, layer, l, e);
     const int64_t E = hp->n_embd, H = hp->n_head;
     char n[128];
     BN(n, "%s", "attn_norm.weight"); QX_TRY(gvec(m, n, E, false, &l->attn_norm, e));
@@ -319,6 +335,12 @@ static const struct { const char *name; size_t off; } swap_views[] = {
     { "ffn_down.weight", offsetof(cal_layer, down) }, { "ffn_gate_inp.weight", offsetof(cal_layer, router) },
     { "ffn_gate_shexp.weight", offsetof(cal_layer, sg) }, { "ffn_up_shexp.weight", offsetof(cal_layer, su) },
     { "ffn_down_shexp.weight", offsetof(cal_layer, sd) },
+    { "attn_kv.weight", offsetof(cal_layer, kv) }, { "attn_output_a.weight", offsetof(cal_layer, o_a) },
+    { "attn_output_b.weight", offsetof(cal_layer, o_b) }, { "hc_attn_fn.weight", offsetof(cal_layer, hc_attn) },
+    { "hc_ffn_fn.weight", offsetof(cal_layer, hc_ffn) }, { "attn_compressor_kv.weight", offsetof(cal_layer, comp_kv) },
+    { "attn_compressor_gate.weight", offsetof(cal_layer, comp_gate) },
+    { "indexer_compressor_kv.weight", offsetof(cal_layer, icomp_kv) },
+    { "indexer_compressor_gate.weight", offsetof(cal_layer, icomp_gate) },
 };
 
 qx_status cal_layer_swap(const cal_model *m, const cal_layer *l, int layer, const char *name, qt_type type,
@@ -364,4 +386,240 @@ void cal_layer_swap_free(const cal_layer *l, cal_layer *out) {
     if (out->eu != l->eu) free(out->eu);
     if (out->ed != l->ed) free(out->ed);
     memset(out, 0, sizeof *out);
+}
+
+/* ======================= deepseek4 (V4) =======================
+ * Keys and shapes as llama.cpp's deepseek4 loader reads them (src/models/deepseek4.cpp):
+ * every layer has the hyper-connection mixers, the q low-rank path, one K=V head, sinks and
+ * the grouped output projection; compress_ratios[L] (0, 4 or 128) adds a compressor, and 4
+ * also the indexer; the first hash_layer_count layers route by token id (ffn_gate_tid2eid). */
+
+#define V4_MAX_SINKHORN (1 << 16)   /* Sinkhorn iterations accepted (V4: 20): bounds the work per token */
+
+/* rows x cols f32 copy of tensor `name` (any decodable type). */
+static qx_status gmat(cal_model *m, const char *name, int64_t rows, int64_t cols, bool optional, float **out,
+                      qx_err *e) {
+    *out = NULL;
+    cal_w w;
+    QX_TRY(gw(m, name, rows, cols, optional, &w, e));
+    if (!w.present) return QX_OK;
+    *out = malloc((size_t)(rows * cols) * sizeof(float));
+    if (!*out) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name);
+    kn_weight_rows(&w.w, 0, rows, *out);
+    gf_release(m->gf, w.gt);
+    return QX_OK;
+}
+
+/* A per-layer array key of n entries (an int or float array, or one scalar for all layers). */
+static qx_status v4_arr(cal_model *m, const char *key, int64_t n, bool optional, bool as_float, int32_t *iv,
+                        float *fv, bool *found, qx_err *e) {
+    char full[128];
+    snprintf(full, sizeof full, "deepseek4.%s", key);
+    *found = false;
+    const gf_kv *kv = gf_find_kv(m->gf, full);
+    if (!kv) return optional ? QX_OK : qx_fail(e, QX_ENOTFOUND, "%s: missing metadata key '%s'", m->path, full);
+    const bool arr = kv->type == GF_ARRAY;
+    const gf_type et = arr ? kv->arr_type : kv->type;
+    if (arr && kv->n < (uint64_t)n)
+        return qx_fail(e, QX_EFORMAT, "%s: '%s' has %llu entries, fewer than the %lld layers", m->path, full,
+                       (unsigned long long)kv->n, (long long)n);
+    if (et != GF_U32 && et != GF_I32 && et != GF_F32)
+        return qx_fail(e, QX_EFORMAT, "%s: '%s' is of type %s, expected u32, i32 or f32", m->path, full, gf_type_name(et));
+    const void *src = arr ? kv->arr : (const void *)&kv->v;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t j = arr ? i : 0;
+        double v = et == GF_F32 ? (double)((const float *)src)[j]
+                 : et == GF_I32 ? (double)((const int32_t *)src)[j] : (double)((const uint32_t *)src)[j];
+        if (as_float) fv[i] = (float)v;
+        else iv[i] = (int32_t)v;
+    }
+    *found = true;
+    return QX_OK;
+}
+
+static qx_status v4_params(cal_model *m, kctx *k, qx_err *e) {
+    cal_hparams *hp = &m->hp;
+    hf_config *c = &m->cfg;
+    int64_t v, gating;
+    double d;
+    QX_TRY(base_params(m, k, e));   /* n_embd, layers, heads, eps, rope base and scaling */
+    QX_TRY(k_u32(k, "rope.dimension_count", false, 0, &hp->qk_rope));
+    QX_TRY(k_u32(k, "attention.q_lora_rank", false, 0, &hp->q_lora));
+    QX_TRY(k_u32(k, "expert_feed_forward_length", false, 0, &hp->n_ff_exp));
+    QX_TRY(k_u32(k, "expert_count", false, 0, &hp->n_exp));
+    QX_TRY(k_u32(k, "expert_used_count", false, 0, &hp->n_exp_used));
+    QX_TRY(k_u32(k, "expert_shared_count", true, 0, &hp->n_shared));
+    QX_TRY(k_f32(k, "expert_weights_scale", true, 1.0, &d));
+    hp->route_scale = (float)d;
+    bool b = false;
+    if (gf_get_bool(m->gf, "deepseek4.expert_weights_norm", &b, e) != QX_OK) { qx_err_clear(e); b = false; }
+    hp->route_norm = b;
+    hp->n_group = hp->topk_group = 1;
+    QX_TRY(k_u32(k, "attention.key_length", false, 0, &hp->head_dim));
+    hp->v_dim = hp->head_dim;
+    QX_TRY(k_u32(k, "attention.sliding_window", false, 0, &hp->n_swa));
+    QX_TRY(k_u32(k, "attention.indexer.head_count", false, 0, &hp->index_n_head));
+    QX_TRY(k_u32(k, "attention.indexer.key_length", false, 0, &hp->index_head_dim));
+    QX_TRY(k_u32(k, "attention.indexer.top_k", false, 0, &hp->index_topk));
+    QX_TRY(k_u32(k, "attention.output_group_count", false, 0, &hp->o_groups));
+    QX_TRY(k_u32(k, "attention.output_lora_rank", false, 0, &hp->o_lora));
+    QX_TRY(k_u32(k, "hyper_connection.count", false, 0, &hp->hc));
+    QX_TRY(k_u32(k, "hyper_connection.sinkhorn_iterations", false, 0, &hp->hc_iters));
+    QX_TRY(k_f32(k, "hyper_connection.epsilon", false, 0, &d));
+    hp->hc_eps = (float)d;
+    QX_TRY(k_u32(k, "hash_layer_count", true, 0, &hp->n_hash));
+    QX_TRY(k_u32(k, "expert_gating_func", false, 0, &gating));
+    QX_TRY(k_f32(k, "attention.compress_rope_freq_base", false, 0, &d));
+    const double cbase = d;
+    QX_TRY(k_f32(k, "rope.scaling.yarn_beta_fast", true, 32.0, &c->rope_beta_fast));
+    QX_TRY(k_f32(k, "rope.scaling.yarn_beta_slow", true, 1.0, &c->rope_beta_slow));
+    QX_TRY(k_u32(k, "context_length", true, 0, &v));
+    if (c->rope_orig_max_pos <= 0) c->rope_orig_max_pos = (double)v;
+    const int64_t H = hp->n_head, D = hp->head_dim, R = hp->qk_rope;
+    if (gating != 4)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: deepseek4.expert_gating_func %lld, expected 4 (sqrt-softplus)", m->path, (long long)gating);
+    if (hp->hc < 1 || hp->hc > KN_V4_MAX_HC || hp->hc_iters < 1 || hp->hc_iters > V4_MAX_SINKHORN || H < 1 ||
+        D < R || R < 2 || R % 2 || hp->o_groups < 1 || H % hp->o_groups || hp->o_lora < 1 || hp->q_lora < 1 ||
+        hp->n_swa < 1 || hp->n_exp < 1 || hp->n_exp > KN_V4_MAX_EXPERTS || hp->n_exp_used < 1 ||
+        hp->n_exp_used > hp->n_exp || hp->index_n_head < 1 || hp->index_head_dim < R || hp->index_topk < 1 ||
+        hp->n_hash > hp->n_layer)
+        return qx_fail(e, QX_EFORMAT, "%s: deepseek4 shape not usable (hc %lld x %lld Sinkhorn, heads %lld of %lld, rope %lld, groups %lld, "
+                       "o_lora %lld, q_lora %lld, window %lld, experts %lld/%lld, indexer %lld x %lld top %lld, hash %lld)",
+                       m->path, (long long)hp->hc, (long long)hp->hc_iters, (long long)H, (long long)D, (long long)R, (long long)hp->o_groups,
+                       (long long)hp->o_lora, (long long)hp->q_lora, (long long)hp->n_swa, (long long)hp->n_exp_used,
+                       (long long)hp->n_exp, (long long)hp->index_n_head, (long long)hp->index_head_dim,
+                       (long long)hp->index_topk, (long long)hp->n_hash);
+    hp->rope_dim = (int)R;
+    hp->rope_neox = false;
+    hp->attn_scale = (float)(1.0 / sqrt((double)D));
+    hp->n_dense_first = 0;
+    m->n_dense_first = 0;
+    if (hp->rope_dim / 2 > CAL_MAX_ROPE_PAIRS)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: rope dimension %d not supported", m->path, hp->rope_dim);
+    /* compressed layers: compress_rope_freq_base with the file's scaling (YaRN); others plain */
+    hf_config cc = *c;
+    cc.rope_theta = cbase;
+    cal_rope_freqs(hp, &cc);
+    memcpy(hp->rope_c_inv_freq, hp->rope_inv_freq, sizeof hp->rope_c_inv_freq);
+    cc = *c;
+    cc.rope_type[0] = '\0';
+    cal_rope_freqs(hp, &cc);
+    hp->rope_mscale = 1.0f;   /* llama.cpp cancels YaRN's magnitude factor here (dsv4_rope_attn_factor) */
+    return QX_OK;
+}
+
+qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e) {
+    cal_hparams *hp = &m->hp;
+    hp->arch = CAL_ARCH_DEEPSEEK4;
+    kctx k = { m, "deepseek4", e };
+    QX_TRY(v4_params(m, &k, e));
+    const int64_t NL = hp->n_layer, E = hp->n_embd, HC = hp->hc;
+    /* the per-layer ratios bound the layer count by the file's own size before anything is sized by it */
+    const gf_kv *rk = gf_find_kv(m->gf, "deepseek4.attention.compress_ratios");
+    if (!rk || rk->type != GF_ARRAY || NL < 1 || rk->n < (uint64_t)NL)
+        return qx_fail(e, QX_EFORMAT, "%s: deepseek4.attention.compress_ratios %s for %lld layers", m->path,
+                       !rk ? "is missing" : rk->type != GF_ARRAY ? "is not an array" : "has too few entries", (long long)NL);
+    m->v4_ratio = calloc((size_t)NL, sizeof(int32_t));
+    m->v4_clamp_exp = calloc((size_t)NL, sizeof(float));
+    m->v4_clamp_shexp = calloc((size_t)NL, sizeof(float));
+    if (!m->v4_ratio || !m->v4_clamp_exp || !m->v4_clamp_shexp) return qx_fail(e, QX_ENOMEM, "%s: out of memory", m->path);
+    bool found;
+    QX_TRY(v4_arr(m, "attention.compress_ratios", NL, false, false, m->v4_ratio, NULL, &found, e));
+    for (int64_t L = 0; L < NL; L++)
+        if (m->v4_ratio[L] != 0 && m->v4_ratio[L] != 4 && m->v4_ratio[L] != 128)
+            return qx_fail(e, QX_EUNSUPPORTED, "%s: layer %lld compress ratio %d (0, 4 and 128 are known)", m->path,
+                           (long long)L, m->v4_ratio[L]);
+    QX_TRY(v4_arr(m, "swiglu_clamp_exp", NL, true, true, NULL, m->v4_clamp_exp, &found, e));
+    QX_TRY(v4_arr(m, "swiglu_clamp_shexp", NL, true, true, NULL, m->v4_clamp_shexp, &found, e));
+    if (!found) memcpy(m->v4_clamp_shexp, m->v4_clamp_exp, (size_t)NL * sizeof(float));
+    const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
+    if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
+    hp->n_vocab = te->ne[1];
+    uint32_t u;
+    hp->bos_id = gf_get_u32(m->gf, "tokenizer.ggml.bos_token_id", &u, e) == QX_OK ? (int32_t)u : -1;
+    bool ab = true;
+    if (gf_get_bool(m->gf, "tokenizer.ggml.add_bos_token", &ab, e) != QX_OK) ab = true;
+    hp->add_bos = ab;
+    qx_err_clear(e);
+    QX_TRY(gw(m, "token_embd.weight", hp->n_vocab, E, false, &m->embed, e));
+    QX_TRY(gvec(m, "output_norm.weight", E, false, &m->out_norm, e));
+    QX_TRY(gw(m, "output.weight", hp->n_vocab, E, false, &m->output, e));
+    QX_TRY(gw(m, "output_hc_fn.weight", HC, HC * E, false, &m->hc_head, e));
+    QX_TRY(gvec(m, "output_hc_base.weight", HC, false, &m->hc_head_base, e));
+    QX_TRY(gvec(m, "output_hc_scale.weight", 1, false, &m->hc_head_scale, e));
+    return QX_OK;
+}
+
+qx_status cal_layer_load_gguf_v4(cal_model *m, int layer, cal_layer *l, qx_err *e) {
+    const cal_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, H = hp->n_head, D = hp->head_dim, G = hp->o_groups, OL = hp->o_lora;
+    const int64_t MIX = (2 + hp->hc) * hp->hc, HCE = hp->hc * E, IH = hp->index_n_head, ID = hp->index_head_dim;
+    const int64_t X = hp->n_exp, K = hp->n_exp_used;
+    char n[128];
+    BN(n, "%s", "attn_norm.weight"); QX_TRY(gvec(m, n, E, false, &l->attn_norm, e));
+    BN(n, "%s", "ffn_norm.weight"); QX_TRY(gvec(m, n, E, false, &l->ffn_norm, e));
+    BN(n, "%s", "attn_sinks.weight"); QX_TRY(gvec(m, n, H, false, &l->sinks, e));
+    BN(n, "%s", "attn_q_a.weight"); QX_TRY(gw(m, n, hp->q_lora, E, false, &l->q_a, e));
+    BN(n, "%s", "attn_q_a_norm.weight"); QX_TRY(gvec(m, n, hp->q_lora, false, &l->q_a_norm, e));
+    BN(n, "%s", "attn_q_b.weight"); QX_TRY(gw(m, n, H * D, hp->q_lora, false, &l->q_b, e));
+    BN(n, "%s", "attn_kv.weight"); QX_TRY(gw(m, n, D, E, false, &l->kv, e));
+    BN(n, "%s", "attn_kv_a_norm.weight"); QX_TRY(gvec(m, n, D, false, &l->kv_norm, e));
+    BN(n, "%s", "attn_output_a.weight"); QX_TRY(gw(m, n, G * OL, H * D / G, false, &l->o_a, e));
+    BN(n, "%s", "attn_output_b.weight"); QX_TRY(gw(m, n, E, G * OL, false, &l->o_b, e));
+    BN(n, "%s", "hc_attn_fn.weight"); QX_TRY(gw(m, n, MIX, HCE, false, &l->hc_attn, e));
+    BN(n, "%s", "hc_attn_base.weight"); QX_TRY(gvec(m, n, MIX, false, &l->hc_attn_base, e));
+    BN(n, "%s", "hc_attn_scale.weight"); QX_TRY(gvec(m, n, 3, false, &l->hc_attn_scale, e));
+    BN(n, "%s", "hc_ffn_fn.weight"); QX_TRY(gw(m, n, MIX, HCE, false, &l->hc_ffn, e));
+    BN(n, "%s", "hc_ffn_base.weight"); QX_TRY(gvec(m, n, MIX, false, &l->hc_ffn_base, e));
+    BN(n, "%s", "hc_ffn_scale.weight"); QX_TRY(gvec(m, n, 3, false, &l->hc_ffn_scale, e));
+    l->ratio = m->v4_ratio[layer];
+    if (l->ratio) {
+        const int64_t cw = (l->ratio == 4 ? 2 : 1) * D;
+        BN(n, "%s", "attn_compressor_kv.weight"); QX_TRY(gw(m, n, cw, E, false, &l->comp_kv, e));
+        BN(n, "%s", "attn_compressor_gate.weight"); QX_TRY(gw(m, n, cw, E, false, &l->comp_gate, e));
+        BN(n, "%s", "attn_compressor_ape.weight"); QX_TRY(gmat(m, n, l->ratio, cw, false, &l->comp_ape, e));
+        BN(n, "%s", "attn_compressor_norm.weight"); QX_TRY(gvec(m, n, D, false, &l->comp_norm, e));
+    }
+    if (l->ratio == 4) {
+        BN(n, "%s", "indexer.proj.weight"); QX_TRY(gw(m, n, IH, E, false, &l->idx_proj, e));
+        BN(n, "%s", "indexer.attn_q_b.weight"); QX_TRY(gw(m, n, IH * ID, hp->q_lora, false, &l->idx_q_b, e));
+        BN(n, "%s", "indexer_compressor_kv.weight"); QX_TRY(gw(m, n, 2 * ID, E, false, &l->icomp_kv, e));
+        BN(n, "%s", "indexer_compressor_gate.weight"); QX_TRY(gw(m, n, 2 * ID, E, false, &l->icomp_gate, e));
+        BN(n, "%s", "indexer_compressor_ape.weight"); QX_TRY(gmat(m, n, 4, 2 * ID, false, &l->icomp_ape, e));
+        BN(n, "%s", "indexer_compressor_norm.weight"); QX_TRY(gvec(m, n, ID, false, &l->icomp_norm, e));
+    }
+    l->moe = true;
+    BN(n, "%s", "ffn_gate_inp.weight"); QX_TRY(gw(m, n, X, E, false, &l->router, e));
+    if (layer < hp->n_hash) {
+        BN(n, "%s", "ffn_gate_tid2eid.weight");
+        const gf_tensor *t = gf_find_tensor(m->gf, n);
+        if (!t) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor '%s'", m->path, n);
+        if (t->type != QT_I32 || t->ne[0] != K || t->ne[1] != hp->n_vocab || t->n_elems != (uint64_t)(K * hp->n_vocab))
+            return qx_fail(e, QX_ESHAPE, "tensor '%s': %s ne [%lld, %lld], expected i32 [%lld, %lld]", n,
+                           qt_type_name(t->type), (long long)t->ne[0], (long long)t->ne[1], (long long)K, (long long)hp->n_vocab);
+        l->tid2eid = malloc((size_t)(K * hp->n_vocab) * sizeof(int32_t));
+        if (!l->tid2eid) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", n);
+        memcpy(l->tid2eid, t->data, (size_t)(K * hp->n_vocab) * sizeof(int32_t));
+        gf_release(m->gf, t);
+        for (int64_t i = 0; i < K * hp->n_vocab; i++)
+            if (l->tid2eid[i] < 0 || l->tid2eid[i] >= X)
+                return qx_fail(e, QX_EFORMAT, "tensor '%s': entry %lld is expert %d of %lld", n, (long long)i, l->tid2eid[i], (long long)X);
+    } else {
+        BN(n, "%s", "exp_probs_b.bias"); QX_TRY(gvec(m, n, X, false, &l->exp_bias, e));
+    }
+    l->eg = calloc((size_t)X, sizeof *l->eg);
+    l->eu = calloc((size_t)X, sizeof *l->eu);
+    l->ed = calloc((size_t)X, sizeof *l->ed);
+    if (!l->eg || !l->eu || !l->ed) return qx_fail(e, QX_ENOMEM, "layer %d: out of memory", layer);
+    QX_TRY(experts(m, layer, "ffn_gate_exps", hp->n_ff_exp, E, l->eg, e));
+    QX_TRY(experts(m, layer, "ffn_up_exps", hp->n_ff_exp, E, l->eu, e));
+    QX_TRY(experts(m, layer, "ffn_down_exps", E, hp->n_ff_exp, l->ed, e));
+    const int64_t F = hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1);
+    l->has_shared = true;
+    BN(n, "%s", "ffn_gate_shexp.weight"); QX_TRY(gw(m, n, F, E, false, &l->sg, e));
+    BN(n, "%s", "ffn_up_shexp.weight"); QX_TRY(gw(m, n, F, E, false, &l->su, e));
+    BN(n, "%s", "ffn_down_shexp.weight"); QX_TRY(gw(m, n, E, F, false, &l->sd, e));
+    l->clamp_exp = m->v4_clamp_exp[layer];
+    l->clamp_shexp = m->v4_clamp_shexp[layer];
+    return QX_OK;
 }

@@ -7,7 +7,8 @@
  * state goes through the head and is scored against the unmodified state's logits by the
  * perplexity code (cal_ppl_run_fwd) exactly as cal_sens_run scores a whole-model run.
  *
- * Memory model: a state is [n_win * n_ctx, n_embd] f32 (S bytes).  The base and one work
+ * Memory model: a state is [n_win * n_ctx, W] f32 (S bytes; W = cal_state_width: n_embd, or
+ * deepseek4's hc streams of n_embd).  The base and one work
  * buffer are always in memory; of the item states, the first K = mem / S - 2 (all when mem
  * is 0) stay in memory, the others live in a scratch file at (i - K) * S and pass through the
  * work buffer at every layer (read, run, written back).  The scratch file is unlinked as soon
@@ -35,11 +36,11 @@ static int item_stage(const char *name, int64_t n_layer) {
 typedef struct {
     cal_model *m;
     const cal_sens_params *p;
-    int64_t n_win, n_ctx, wpb, T, E;
+    int64_t n_win, n_ctx, wpb, T, E, SW;   /* E: embedding width, SW: state width */
     uint64_t sb;              /* bytes of one state */
     int64_t k_mem;            /* item states held in memory */
     float **mem;              /* [k_mem] state buffers, allocated on creation */
-    float *h0, *work;         /* [T, E] the unmodified state, the spill buffer */
+    float *h0, *work;         /* [T, SW] the unmodified state, the spill buffer */
     FILE *scr;                /* scratch file, opened at the first spill */
     int32_t *pos;             /* [wpb * n_ctx] */
     fwd_ctx c;
@@ -76,14 +77,14 @@ static qx_status state_get(stream *s, int64_t i, bool fresh, float **out, qx_err
 }
 static qx_status state_put(stream *s, int64_t i, qx_err *e) { return i >= s->k_mem ? scr_io(s, i, true, e) : QX_OK; }
 
-/* h [T, E] through layer l in the engine's window batches. */
+/* h [T, SW] through layer l in the engine's window batches. */
 static qx_status run_layer(stream *s, const cal_layer *l, float *h, qx_err *e) {
     qx_status st = QX_OK;
     double t0 = qx_now();
     for (int64_t w = 0; st == QX_OK && w < s->n_win; w += s->wpb) {
         int64_t nw = w + s->wpb <= s->n_win ? s->wpb : s->n_win - w;
         s->c.t0 = w * s->n_ctx;
-        st = cal_layer_fwd(&s->c, l, h + s->c.t0 * s->E, nw * s->n_ctx, e);
+        st = cal_layer_fwd(&s->c, l, h + s->c.t0 * s->SW, nw * s->n_ctx, e);
     }
     s->t_step += qx_now() - t0;
     return st;
@@ -153,6 +154,12 @@ typedef struct {
     int layer;
 } pass;
 
+/* The embedding of token id into a state row of sw floats (hyper-connection streams: copies). */
+static void embed_row(const kn_weight *w, int32_t id, int64_t E, int64_t sw, float *row) {
+    kn_weight_rows(w, id, id + 1, row);
+    for (int64_t k = E; k < sw; k += E) memcpy(row + k, row, (size_t)E * sizeof(float));
+}
+
 static qx_status branch_embed(stream *s, void *ud, cal_sens_item *it, size_t idx, const uint8_t *q, qx_err *e) {
     pass *ps = ud;
     cal_model *m = s->m;
@@ -168,7 +175,7 @@ static qx_status branch_embed(stream *s, void *ud, cal_sens_item *it, size_t idx
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-    for (int64_t t = 0; t < s->T; t++) kn_weight_rows(&w, win[t], win[t] + 1, h + t * s->E);
+    for (int64_t t = 0; t < s->T; t++) embed_row(&w, win[t], s->E, s->SW, h + t * s->SW);
     ps->sidx[idx] = j;
     return state_put(s, j, e);
 }
@@ -276,7 +283,7 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
     const cal_hparams *hp = &m->hp;
     stream s;
     memset(&s, 0, sizeof s);
-    s.m = m; s.p = p; s.E = hp->n_embd; s.n_ctx = p->ppl.n_ctx;
+    s.m = m; s.p = p; s.E = hp->n_embd; s.SW = cal_state_width(hp); s.n_ctx = p->ppl.n_ctx;
     int32_t *win = NULL;
     QX_TRY(cal_ppl_windows(ids, n_ids, p->ppl.protocol, p->ppl.n_ctx, p->ppl.n_chunks, hp->bos_id, hp->add_bos, &win, &s.n_win, e));
     cal_sens_stream_stats est;
@@ -304,11 +311,11 @@ qx_status cal_sens_stream_run(cal_model *m, const int32_t *ids, int64_t n_ids, c
     if (st == QX_OK) {
         for (size_t i = 0; i < n; i++) sidx[i] = -1;
         for (int64_t t = 0; t < s.wpb * s.n_ctx; t++) s.pos[t] = (int32_t)(t % s.n_ctx);
-        s.c = (fwd_ctx){ m, NULL, 0, s.n_ctx, 0, s.pos, false, p->ppl.backend ? p->ppl.backend : kn_backend_cpu() };
+        s.c = (fwd_ctx){ m, NULL, 0, s.n_ctx, 0, s.pos, false, p->ppl.backend ? p->ppl.backend : kn_backend_cpu(), win };
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static)
 #endif
-        for (int64_t t = 0; t < s.T; t++) kn_weight_rows(&m->embed.w, win[t], win[t] + 1, s.h0 + t * s.E);
+        for (int64_t t = 0; t < s.T; t++) embed_row(&m->embed.w, win[t], s.E, s.SW, s.h0 + t * s.SW);
         st = stage_items(&s, &ps, -1, items, n, idx, branch_embed, e);
         t_embed = qx_now() - t0;
     }
@@ -360,7 +367,14 @@ static double layer_flops(const cal_model *m, int L, int64_t n_ctx) {
         w += k;
     }
     double qk = hp->arch == CAL_ARCH_DEEPSEEK2 ? (double)(hp->qk_nope + hp->qk_rope + hp->v_dim) : 2.0 * (double)hp->head_dim;
-    return 2 * w + 2 * (double)hp->n_head * qk * (double)(n_ctx + 1) / 2;
+    double keys = (double)(n_ctx + 1) / 2;
+    if (hp->arch == CAL_ARCH_DEEPSEEK4) {   /* the window plus the compressed rows a token sees on average */
+        const int r = m->v4_ratio[L];
+        keys = (double)(hp->n_swa < (n_ctx + 1) / 2 ? hp->n_swa : (n_ctx + 1) / 2);
+        if (r == 4) keys += (double)(hp->index_topk < n_ctx / 8 ? hp->index_topk : n_ctx / 8);
+        else if (r > 0) keys += (double)n_ctx / (2.0 * r);
+    }
+    return 2 * w + 2 * (double)hp->n_head * qk * keys;
 }
 
 qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *items, size_t n, int64_t n_win, int64_t n_ctx,
@@ -371,7 +385,7 @@ qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *item
     const int64_t NL = hp->n_layer, T = n_win * n_ctx;
     memset(st, 0, sizeof *st);
     st->n_win = n_win; st->n_ctx = n_ctx;
-    st->state_bytes = (uint64_t)T * (uint64_t)hp->n_embd * sizeof(float);
+    st->state_bytes = (uint64_t)T * (uint64_t)cal_state_width(hp) * sizeof(float);
     uint64_t big = 0, glob = 0, *lb = calloc((size_t)NL + 1, sizeof *lb);   /* [NL] file bytes of each layer */
     if (!lb) return qx_fail(e, QX_ENOMEM, "sensitivity: out of memory");
     for (size_t i = 0; i < gf_tensor_count(m->gf); i++) {
@@ -431,7 +445,7 @@ qx_status cal_sens_stream_estimate(const cal_model *m, const cal_sens_item *item
     int64_t wpb = 4096 / n_ctx > 0 ? 4096 / n_ctx : 1, bt = (wpb < n_win ? wpb : n_win) * n_ctx, nr = n_ctx - logits_from;
     int64_t ff = hp->n_ff > hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1) ? hp->n_ff : hp->n_ff_exp * (hp->n_shared > 0 ? hp->n_shared : 1);
     int64_t qd = hp->arch == CAL_ARCH_DEEPSEEK2 ? hp->qk_nope + hp->qk_rope + hp->v_dim + hp->kv_lora : 3 * hp->head_dim;
-    uint64_t act = (uint64_t)bt * 4 * (uint64_t)(4 * hp->n_embd + 3 * hp->n_head * qd + 2 * ff);
+    uint64_t act = (uint64_t)bt * 4 * (uint64_t)(4 * cal_state_width(hp) + 3 * hp->n_head * qd + 2 * ff);
     uint64_t lg = (uint64_t)nr * (uint64_t)hp->n_vocab, lgmax = (uint64_t)1 << 26;
     uint64_t head = 4 * (lg > lgmax ? lg : (lgmax / lg) * lg < (uint64_t)n_win * lg ? (lgmax / lg) * lg : (uint64_t)n_win * lg);
     st->memory_bytes = (uint64_t)(st->states_in_memory + 2) * st->state_bytes + maxl + glob + big + (act > head ? act : head);

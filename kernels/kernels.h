@@ -143,6 +143,120 @@ void kn_moe_route(const kn_route_args *a, const float *logits, int64_t T, int32_
 void kn_logsumexp(const float *logits, int64_t ld, int64_t T, int64_t V, double *lse,
                   int32_t *argmax);
 
+/* ============ DeepSeek-V4 operations (kernels/cpu/dsv4.c) ============
+ * Each has a scalar _ref; the plain name runs the same per-item arithmetic with OpenMP over
+ * independent tokens (or blocks), so both give the same bits for any thread count. */
+#define KN_V4_MAX_HC 16       /* hyper-connection streams (V4: 4): one token's mix lives on the stack */
+#define KN_V4_MAX_RATIO 256   /* compression ratio (V4: 4 and 128): a block's pooling weights on the stack */
+#define KN_V4_MAX_EXPERTS 1024   /* routed experts kn_v4_route scores on the stack */
+
+/* Hyper-connection coefficients of T tokens from mixes [T, ldm] (fn · RMS-normed streams):
+ *   pre[t, h]  = sigmoid(m[h] * scale[0] + base[h]) + eps                       (h < hc)
+ *   post[t, h] = 2 * sigmoid(m[hc + h] * scale[1] + base[hc + h])
+ *   comb[t, s*hc + d] (source stream s into destination d) = Sinkhorn of
+ *       c = m[2hc + s*hc + d] * scale[2] + base[2hc + s*hc + d]: a softmax over d for each s,
+ *       + eps, then columns (sums over s, + eps) normalised, then n_iter - 1 times rows (sums
+ *       over d, + eps) then columns again; f32, sums in index order.
+ * post and comb NULL: only pre (the output head's mixes, ldm >= hc). */
+typedef struct {
+    int hc, n_iter;
+    float eps;
+    const float *scale;   /* [3] (head: [1]) */
+    const float *base;    /* [(2 + hc) * hc] (head: [hc]) */
+} kn_hc_args;
+void kn_hc_coeffs(const kn_hc_args *a, const float *mixes, int64_t ldm, int64_t T, float *pre, float *post,
+                  float *comb);
+void kn_hc_coeffs_ref(const kn_hc_args *a, const float *mixes, int64_t ldm, int64_t T, float *pre, float *post,
+                      float *comb);
+/* y[t] = Σ_h pre[t, h] · x[t, h] (h in order) for x [T, hc, n] and y [T, n]. */
+void kn_hc_collapse(const float *x, const float *pre, int hc, int64_t T, int64_t n, float *y);
+void kn_hc_collapse_ref(const float *x, const float *pre, int hc, int64_t T, int64_t n, float *y);
+/* out[t, d] = y[t] · post[t, d] + Σ_s res[t, s] · comb[t, s*hc + d] (s in order) for y [T, n],
+ * res and out [T, hc, n] (out != res). */
+void kn_hc_expand(const float *y, const float *res, const float *post, const float *comb, int hc, int64_t T,
+                  int64_t n, float *out);
+void kn_hc_expand_ref(const float *y, const float *res, const float *post, const float *comb, int hc, int64_t T,
+                      int64_t n, float *out);
+
+/* The KV compressor of n_seq sequences of S tokens: block b of a sequence (tokens [b*r,
+ * (b+1)*r), complete blocks only: n_blk = S / r) pools, per channel i < d, the tokens' values
+ * with softmax weights of their scores plus ape[token % r]:
+ *   plain (overlap false): kv/score columns [0, d) of the block's r tokens;
+ *   overlap: columns [0, d) of the previous block's r tokens (block 0: value 0, score -inf)
+ *            then columns [d, 2d) of its own r tokens.
+ * kv, score rows [T, ld] (ld >= d or 2d), ape [r, ldape]; out [n_seq * n_blk, d]. */
+typedef struct {
+    int64_t n_seq, S;
+    int r, d;
+    bool overlap;
+    const float *kv, *score; int64_t ld;
+    const float *ape; int64_t ldape;
+    float *out;
+} kn_comp_args;
+void kn_v4_compress(const kn_comp_args *a);
+void kn_v4_compress_ref(const kn_comp_args *a);
+
+/* The V4 indexer's choice among compressed blocks: query i of a sequence sees the blocks
+ * b < nv = (i + 1) / r; when nv <= top_k it keeps them all, else the top_k of
+ *   score(i, b) = Σ_h relu(q_ih · k_b) · w_ih      (h-sum in f32, head order)
+ * by kn_heap_select (llama.cpp's CPU top_k ties).  sel[t*top_k ..] gets the kept block indices
+ * ascending, padded with -1.  q rows [T, ldq] (n_heads of dh), k [n_seq * n_blk, ldk] with
+ * n_blk = S / r blocks per sequence, w [T, ldw]. */
+typedef struct {
+    int64_t n_seq, S;
+    int r, n_heads, dh;
+    int64_t top_k;
+    const float *q; int64_t ldq;
+    const float *k; int64_t ldk;
+    const float *w; int64_t ldw;
+    int32_t *sel;
+} kn_v4_sel_args;
+void kn_v4_select(const kn_v4_sel_args *a);
+void kn_v4_select_ref(const kn_v4_sel_args *a);
+
+/* V4 attention of n_seq sequences of S tokens: every head h of query i (q rows [T, ldq], heads
+ * dq floats apart, d used) attends to one shared key=value head: the raw rows kv[j] (ldkv) for
+ * i - n_swa < j <= i, then the compressed rows ck[b] (sequence s's blocks at ck + s*n_blk*ldck;
+ * every b < (i + 1) / r, or only the listed sel[t*n_sel ..] up to -1 when sel != NULL; r 0: no
+ * compressed rows).  p = softmax over those scores (q·k · scale) and the head's sink logit
+ * sinks[h] (in the denominator only; sinks NULL: none); o = Σ p v into o rows [T, ldo], heads
+ * d apart.  Threads split (token, head) items. */
+typedef struct {
+    int64_t n_seq, S;
+    int n_heads, d;
+    int64_t n_swa;
+    const float *q; int64_t ldq, dq;
+    const float *kv; int64_t ldkv;
+    const float *ck; int64_t ldck; int r;
+    const int32_t *sel; int64_t n_sel;
+    const float *sinks;
+    float scale;
+    float *o; int64_t ldo;
+} kn_v4_attn_args;
+void kn_v4_attention(const kn_v4_attn_args *a);
+void kn_v4_attention_ref(const kn_v4_attn_args *a);
+
+/* V4 routing (sqrt-softplus) for T tokens from logits [T, n_exp]: p = sqrt(softplus(l))
+ * (softplus(x) = x for x > 20 as ggml); chosen experts: hash[tok[t] * k ..] when hash != NULL
+ * (hash routing by token id), else the k highest p + bias (bias may be NULL; ties toward the
+ * lower index); weights p[chosen], divided by their sum (clamped to >= 2^-14) when norm, times
+ * scale.  ids[t*k ..] ascending with their weights in w.  Hash entries outside [0, n_exp) make
+ * the function return false (nothing else fails). */
+typedef struct {
+    int n_exp, k;
+    bool norm;
+    float scale;
+    const float *bias;
+    const int32_t *hash;   /* [n_vocab, k] or NULL */
+    const int32_t *tok;    /* [T] token ids (hash only) */
+} kn_v4_route_args;
+bool kn_v4_route(const kn_v4_route_args *a, const float *logits, int64_t T, int32_t *ids, float *w);
+
+/* out = silu(min(g, limit)) * clamp(u, -limit, limit) (V4's SwiGLU clamp; limit <= 0: plain
+ * kn_silu_mul) over T rows of n. */
+void kn_silu_mul_clamp(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float limit, float *out,
+                       int64_t ldo);
+
 /* ============ backends: where the engine's operations run (kernels/backend.c, kernels/cuda) ============
  * A kn_backend is a table of the operations above, chosen at run time (`--device`).  Its
  * functions take a context first and otherwise the CPU signatures; all data pointers are

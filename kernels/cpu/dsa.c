@@ -47,8 +47,8 @@ static void adjust_heap(int32_t *h, int64_t hole, int64_t len, int32_t v, const 
     push_heap(h, hole, top, v, s);
 }
 
-/* Keeps k of the n scores s[0..n) in h[0..k) (k <= n). */
-static void heap_select(int32_t *h, int64_t k, int64_t n, const float *s) {
+/* Keeps k of the n scores s[0..n) in h[0..k) (k <= n).  Shared with kernels/cpu/dsv4.c. */
+void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s) {
     for (int64_t j = 0; j < k; j++) h[j] = (int32_t)j;
     if (k >= 2)
         for (int64_t parent = (k - 2) / 2;; parent--) {
@@ -78,7 +78,7 @@ static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, float *sc, un
         }
         sc[j] = isnan(v) ? -INFINITY : v;
     }
-    heap_select(heap, K, i + 1, sc);
+    kn_heap_select(heap, K, i + 1, sc);
     memset(keep, 0, (size_t)(i + 1));
     for (int64_t r = 0; r < K; r++) keep[heap[r]] = 1;
     int64_t n = 0;

@@ -20,4 +20,7 @@ void kn_dot4(const float *w0, const float *w1, const float *w2, const float *w3,
 /* kn_dot4 for two tokens x and z at once; each result equals kn_dot4's bit for bit. */
 void kn_dot4x2(const float *w0, const float *w1, const float *w2, const float *w3,
                const float *x, const float *z, int64_t n, float ox[4], float oz[4]);
+/* libstdc++'s std::partial_sort heap selection (what llama.cpp's CPU top_k runs): keeps k of
+ * the n scores s[0..n) (by s[a] > s[b]) in h[0..k), k <= n (kernels/cpu/dsa.c). */
+void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s);
 #endif
