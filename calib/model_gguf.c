@@ -68,6 +68,21 @@ static qx_status gvec(cal_model *m, const char *name, int64_t n, bool optional, 
 }
 
 /* The keys every architecture has: sizes, norm epsilon, rope base and scaling. */
+/* n_vocab from token_embd's rows, the BOS id and whether to add it (llama.cpp's defaults
+ * when the keys are absent: no BOS id, add_bos true). */
+static qx_status vocab_params(cal_model *m, cal_hparams *hp, qx_err *e) {
+    const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
+    if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
+    hp->n_vocab = te->ne[1];
+    uint32_t u;
+    hp->bos_id = gf_get_u32(m->gf, "tokenizer.ggml.bos_token_id", &u, e) == QX_OK ? (int32_t)u : -1;
+    bool ab = true;
+    if (gf_get_bool(m->gf, "tokenizer.ggml.add_bos_token", &ab, e) != QX_OK) ab = true;
+    hp->add_bos = ab;
+    qx_err_clear(e);
+    return QX_OK;
+}
+
 static qx_status base_params(cal_model *m, kctx *k, qx_err *e) {
     cal_hparams *hp = &m->hp;
     hf_config *c = &m->cfg;
@@ -176,15 +191,7 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
             return qx_fail(e, QX_EFORMAT, "%s: indexer of %lld heads of %lld (rope %lld, q_lora %lld) is not usable", m->path,
                            (long long)hp->index_n_head, (long long)hp->index_head_dim, (long long)hp->qk_rope, (long long)hp->q_lora);
     }
-    const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
-    if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
-    hp->n_vocab = te->ne[1];
-    uint32_t u;
-    hp->bos_id = gf_get_u32(m->gf, "tokenizer.ggml.bos_token_id", &u, e) == QX_OK ? (int32_t)u : -1;
-    bool ab = true;
-    if (gf_get_bool(m->gf, "tokenizer.ggml.add_bos_token", &ab, e) != QX_OK) ab = true;
-    hp->add_bos = ab;
-    qx_err_clear(e);
+    QX_TRY(vocab_params(m, hp, e));
     if (hp->rope_dim <= 0 || hp->rope_dim % 2 || hp->rope_dim / 2 > CAL_MAX_ROPE_PAIRS)
         return qx_fail(e, QX_EUNSUPPORTED, "%s: rope dimension %d not supported", m->path, hp->rope_dim);
     cal_rope_freqs(hp, &m->cfg);
@@ -532,15 +539,7 @@ qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e) {
     QX_TRY(v4_arr(m, "swiglu_clamp_exp", NL, true, true, NULL, m->v4_clamp_exp, &found, e));
     QX_TRY(v4_arr(m, "swiglu_clamp_shexp", NL, true, true, NULL, m->v4_clamp_shexp, &found, e));
     if (!found) memcpy(m->v4_clamp_shexp, m->v4_clamp_exp, (size_t)NL * sizeof(float));
-    const gf_tensor *te = gf_find_tensor(m->gf, "token_embd.weight");
-    if (!te) return qx_fail(e, QX_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
-    hp->n_vocab = te->ne[1];
-    uint32_t u;
-    hp->bos_id = gf_get_u32(m->gf, "tokenizer.ggml.bos_token_id", &u, e) == QX_OK ? (int32_t)u : -1;
-    bool ab = true;
-    if (gf_get_bool(m->gf, "tokenizer.ggml.add_bos_token", &ab, e) != QX_OK) ab = true;
-    hp->add_bos = ab;
-    qx_err_clear(e);
+    QX_TRY(vocab_params(m, hp, e));
     QX_TRY(gw(m, "token_embd.weight", hp->n_vocab, E, false, &m->embed, e));
     QX_TRY(gvec(m, "output_norm.weight", E, false, &m->out_norm, e));
     QX_TRY(gw(m, "output.weight", hp->n_vocab, E, false, &m->output, e));
