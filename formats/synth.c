@@ -1130,7 +1130,7 @@ static qx_status v4_synth(const v4_preset *p, const char *dir, uint64_t seed, bo
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_fn", 2, hsh, 0.0f, 0.5f / sqrtf((float)hsh[1]), e);
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_base", 1, bsh, 0.0f, 0.1f, e);
     if (s == QX_OK) s = put_f32_gauss(&c, "hc_head_scale", 1, one, 1.0f, 0.05f, e);
-    if (s == QX_OK) s = put_bf16_matrix(&c, "head.weight", p->vocab, p->hidden, 1.0f, e);
+    if (s == QX_OK) s = put_bf16_matrix(&c, "head.weight", p->vocab, p->hidden, 0.5f, e);
     s = finish_shards(&c, dir, s, e);
     return s;
 }
