@@ -244,13 +244,22 @@ static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool ggu
     for (size_t i = 0; i < nt && !rc; i++) {
         cv_tensor_info t;
         cv_plan_tensor(pl, i, &t);
-        if (t.wanted != QT_Q8_0) continue;
+        bool exact = cv_alloc_exact(&t);
+        if (t.wanted != QT_Q8_0 && !exact) continue;
         const cv_sens_tensor *st = lookup(&s, t.name, n_layer, sn_layer);
         fixed -= qx_pad(t.nbytes, ALIGN);
         quant_elems += t.n_elems;
         cv_alloc_opt *op = opts + n * CV_SENS_MAX_OPT;
         qt_type *ty = types + n * CV_SENS_MAX_OPT;
         int k = tensor_options(&cm, st, &t, ft ? ft[i] : -1, op, ty);
+        if (exact) {   /* an exact MXFP4 expert: the smaller candidates, and keeping it at no cost */
+            uint64_t keep = qx_pad(t.nbytes, ALIGN);
+            int m = 0;
+            for (int j = 0; j < k; j++)
+                if (op[j].bytes < keep) { op[m] = op[j]; ty[m++] = ty[j]; }
+            if (m < CV_SENS_MAX_OPT) { op[m].bytes = keep; op[m].cost = 0.0; ty[m++] = QT_MXFP4; }
+            k = m;
+        }
         if (!k) { fprintf(stderr, "qforge %s: error: tensor '%s': %s has no measured point to predict its costs from\n", cmd, t.name, o->sens); rc = 1; break; }
         ts[n].n_opt = k;
         ts[n].opt = op;

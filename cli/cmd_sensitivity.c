@@ -211,13 +211,13 @@ static int measure(const char *model, const char *text, const char *outp, const 
     for (size_t i = 0; i < nt; i++) {
         cv_tensor_info t;
         cv_plan_tensor(pl, i, &t);
-        if (t.wanted != QT_Q8_0) continue;
+        if (t.wanted != QT_Q8_0 && !cv_alloc_exact(&t)) continue;
         snprintf(names[i], GF_NAME_MAX, "%s", t.name);
         qt_type c[CV_SENS_MAX_OPT];
         im_entry *en = im ? im_find(im, t.name) : NULL;   /* usable as convert/plan.c attaches it */
         qx_err e2;
         bool have = en && im_entry_fit(en, im->legacy, t.ne[0], t.ne[2], &e2) == QX_OK;
-        int k = cv_sens_candidates(t.ne[0], have, c);
+        int k = cv_alloc_candidates(&t, have, c);
         if (!k) continue;
         ngroups++;
         ne0s[i] = t.ne[0];

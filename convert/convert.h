@@ -220,6 +220,15 @@ double cv_sens_werr_estimate(const cv_sens *s, const cv_sens_tensor *t, qt_type 
  * the 256-block K/IQ types when ne0 % 256 == 0, else IQ4_NL/Q4_0/Q5_0/Q8_0; the types that
  * need an importance matrix only with have_imp.  Returns the count (<= CV_SENS_MAX_OPT). */
 int cv_sens_candidates(int64_t ne0, bool have_imp, qt_type *out);
+/* Whether a planned tensor takes part in sensitivity, the weight-error pass and --target-size,
+ * and its candidates: a tensor a Q8_0 plan quantizes gets cv_sens_candidates; an FP4 expert
+ * that the Q8_0 plan keeps at MXFP4 (DeepSeek-V4: its exact checkpoint values) gets those of
+ * them that are smaller than MXFP4 (the exact MXFP4 itself is the allocation's free option,
+ * cv_alloc_exact).  Returns the count; 0: the tensor is not allocated. */
+int cv_alloc_candidates(const cv_tensor_info *t, bool have_imp, qt_type *out);
+/* True for a tensor whose Q8_0 plan keeps its source's exact quantized values (MXFP4 experts):
+ * --target-size may keep that type at no cost. */
+bool cv_alloc_exact(const cv_tensor_info *t);
 /* llama-quantize's row-length fallback (tensor_type_fallback): t when its block divides ne0. */
 qt_type cv_type_fallback(qt_type t, int64_t ne0);
 

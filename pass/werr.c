@@ -44,12 +44,12 @@ static bool encodable(qt_type t, bool have_imp) {
 static int candidates(const cv_plan *pl, const cv_plan *floor, size_t i, bool assume_imp, qt_type *out) {
     cv_tensor_info t;
     cv_plan_tensor(pl, i, &t);
-    if (t.wanted != QT_Q8_0 || t.n_dims < 2) return 0;
     bool have = assume_imp || cv_plan_importance(pl, i) != NULL;
-    int n = cv_sens_candidates(t.ne[0], have, out);
+    int n = cv_alloc_candidates(&t, have, out);
+    if (!n) return 0;
     int ft = floor_type(floor, i, t.name);
     if (ft >= 0 && n < CV_SENS_MAX_OPT && !has(out, n, (qt_type)ft) && qt_row_size((qt_type)ft, t.ne[0]) &&
-        encodable((qt_type)ft, have))
+        encodable((qt_type)ft, have) && (!cv_alloc_exact(&t) || qt_row_size((qt_type)ft, t.ne[0]) < qt_row_size(QT_MXFP4, t.ne[0])))
         out[n++] = (qt_type)ft;
     return n;
 }

@@ -708,6 +708,73 @@ static void test_presets(void) {
 }
 
 /* Faults at convert time: one line on stderr, non-zero exit, no output file. */
+/* --target-size on V4 (issue 22 item 2): the exact MXFP4 experts take part in sensitivity and
+ * the allocation.  Their candidates are only the types smaller than MXFP4 (a 128-wide
+ * ffn_down row has none: IQ4_NL/Q4_0/Q5_0/Q8_0 are all larger), and keeping MXFP4 costs
+ * nothing: at a generous target every expert keeps the F32 file's MXFP4 bytes; at the Q2_K
+ * preset's size the allocation re-quantizes some of them and lands under the target. */
+static void test_target_size(void) {
+    const char *f32 = tu_tmp_path("tiny-v4.f32.gguf"), *imf = tu_tmp_path("v4.imatrix");
+    const char *text = tu_shared_path("models/mini-v3/calib.txt");
+    char sj[1100], f32c[1100], imc[1100];
+    snprintf(sj, sizeof sj, "%s", tu_tmp_path("v4-sens.json"));
+    snprintf(f32c, sizeof f32c, "%s", f32);
+    snprintf(imc, sizeof imc, "%s", imf);
+    if (!text) { printf("SKIP test_v4 target-size: ../shared absent\n"); return; }
+    TU_CHECK(tu_system("%s sensitivity '%s' --text '%s' --ctx 64 --chunks 1 --measure 1 --imatrix '%s' -o '%s' -t 2 > /dev/null 2>&1",
+                       tu_qforge(), f32c, text, imc, sj) == 0, "sensitivity of the V4 F32 file");
+    qx_err e;
+    cv_sens s = {0};
+    TU_OK(cv_sens_load(sj, &s, &e), &e);
+    gf_file *g = NULL;
+    TU_OK(gf_open(&g, f32c, &e), &e);
+    if (!g) { cv_sens_free(&s); return; }
+    int exps = 0, bigger = 0, wrong = 0;
+    for (uint64_t i = 0; i < gf_tensor_count(g); i++) {
+        const gf_tensor *t = gf_tensor_at(g, i);
+        if (!strstr(t->name, "_exps.weight") || t->type != QT_MXFP4) continue;
+        const cv_sens_tensor *st = cv_sens_find(&s, t->name);
+        bool any_smaller = t->ne[0] % 256 == 0;   /* the 256-block types; the 32-block ones are all larger */
+        if ((st != NULL) != any_smaller) wrong++;
+        if (!st) continue;
+        exps++;
+        for (int j = 0; j < st->n_opt; j++)
+            bigger += qt_row_size(st->opt[j].type, t->ne[0]) >= qt_row_size(QT_MXFP4, t->ne[0]);
+    }
+    TU_CHECK(exps >= 4 && wrong == 0, "the table has the experts with 256-wide rows (%d) and only those (%d wrong)", exps, wrong);
+    TU_CHECK(bigger == 0, "no expert candidate is as large as MXFP4 (%d are)", bigger);
+    cv_sens_free(&s);
+    struct stat sb;
+    uint64_t q2 = stat(tu_tmp_path("tiny-v4.Q2_K.gguf"), &sb) == 0 ? (uint64_t)sb.st_size : 0, big = 0;
+    if (stat(f32c, &sb) == 0) big = (uint64_t)sb.st_size;
+    TU_CHECK(q2 > 0 && big > q2, "the Q2_K build and the F32 file exist");
+    for (int k = 0; k < 2; k++) {
+        char out[1100];
+        snprintf(out, sizeof out, "%s", tu_tmp_path(k ? "v4-t-big.gguf" : "v4-t-q2.gguf"));
+        uint64_t target = k ? big : q2;
+        TU_CHECK(tu_system("%s quantize '%s' '%s' --target-size %llu --sensitivity '%s' --imatrix '%s' -t 2 > /dev/null 2>&1", tu_qforge(),
+                           f32c, out, (unsigned long long)target, sj, imc) == 0, "quantize --target-size %llu", (unsigned long long)target);
+        gf_file *o = NULL;
+        if (gf_open(&o, out, &e) != QX_OK) { TU_CHECK(0, "open %s: %s", out, e.msg); continue; }
+        TU_CHECK(stat(out, &sb) == 0 && (uint64_t)sb.st_size <= target, "%s: %lld bytes <= target %llu", out, (long long)sb.st_size,
+                 (unsigned long long)target);
+        int requant = 0, kept = 0, same = 0;
+        for (uint64_t i = 0; i < gf_tensor_count(o); i++) {
+            const gf_tensor *t = gf_tensor_at(o, i), *src = gf_find_tensor(g, t->name);
+            if (!strstr(t->name, "_exps.weight") || !src || src->type != QT_MXFP4) continue;
+            if (t->type != QT_MXFP4) { requant++; continue; }
+            kept++;
+            same += t->nbytes == src->nbytes && !memcmp(t->data, src->data, t->nbytes);
+        }
+        if (k) TU_CHECK(requant == 0 && kept == same && kept >= 8, "generous target: every expert kept MXFP4 (%d re-quantized), "
+                        "%d of %d byte-identical to the F32 file's", requant, same, kept);
+        else TU_CHECK(requant > 0 && kept == same, "Q2_K size: %d experts re-quantized below MXFP4, the %d kept are the F32 file's bytes (%d)",
+                      requant, kept, same);
+        gf_close(o);
+    }
+    gf_close(g);
+}
+
 static void test_convert_faults(void) {
     qx_err e;
     const char *dir = tu_tmp_path("bad-v4"), *out = tu_tmp_path("bad.gguf"), *log = tu_tmp_path("bad.log");
@@ -798,6 +865,7 @@ int main(void) {
     test_pairs();
     test_convert_f32();
     test_presets();
+    test_target_size();
     test_convert_faults();
     test_flash_plan();
     return tu_done("test_v4");
