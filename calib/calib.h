@@ -402,6 +402,9 @@ typedef struct {
     const char *name;         /* GGUF tensor name (borrowed) */
     qt_type type;
     bool measure;             /* run the model (else only werr and bytes) */
+    int64_t matrices;         /* importance matrices over its rows, as equal row groups in order (0:
+                                 ne[2] x ne[3], i.e. per expert or head; deepseek4's attn_output_a
+                                 has one per output group: cv_plan_matrices) */
     /* out */
     uint64_t bytes;           /* tensor bytes at this type */
     double werr;              /* importance-weighted relative squared error */

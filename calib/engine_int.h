@@ -131,9 +131,10 @@ qx_status cal_ppl_run_fwd(cal_model *m, const int32_t *ids, int64_t n_ids, const
 
 /* calib/sensitivity.c: tensor t of m decoded to f32 [n_elems] (*out malloc'd; its pages
  * released when release), and src quantized to type into q (rows x qt_row_size bytes) as
- * convert/ writes it, with *werr its importance-weighted relative error. */
+ * convert/ writes it, with *werr its importance-weighted relative error (matrices: as
+ * cal_sens_item's, 0 for ne[2] x ne[3]). */
 qx_status cal_sens_decode(cal_model *m, const gf_tensor *t, bool release, float **out, qx_err *e);
-qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
-                            uint8_t *q, double *werr, qx_err *e);
+qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, int64_t matrices, const im_matrix *im,
+                            int n_threads, uint8_t *q, double *werr, qx_err *e);
 
 #endif

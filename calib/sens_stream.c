@@ -134,7 +134,7 @@ static qx_status tensor_items(stream *s, const gf_tensor *t, cal_sens_item *item
         if (!q) { st = qx_fail(e, bytes ? QX_ENOMEM : QX_EINVAL, "tensor '%s': cannot hold type %s", it->name, qt_type_name(it->type)); break; }
         it->bytes = bytes;
         t0 = qx_now();
-        st = cal_sens_quantize(t, src, it->type, s->p->im, s->p->ppl.n_threads, q, &it->werr, e);
+        st = cal_sens_quantize(t, src, it->type, it->matrices, s->p->im, s->p->ppl.n_threads, q, &it->werr, e);
         s->t_quant += qx_now() - t0;
         if (st == QX_OK && it->measure) st = branch(s, ud, it, idx[k], q, e);
         free(q);

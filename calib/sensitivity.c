@@ -93,11 +93,11 @@ qx_status cal_werr_add(const char *name, const float *src, int64_t n, int64_t ro
 
 double cal_werr_of(const cal_werr_sum *sum) { return sum->den > 0 ? sum->num / sum->den : 0.0; }
 
-qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, const im_matrix *im, int n_threads,
-                            uint8_t *q, double *werr, qx_err *e) {
+qx_status cal_sens_quantize(const gf_tensor *t, const float *src, qt_type type, int64_t matrices, const im_matrix *im,
+                            int n_threads, uint8_t *q, double *werr, qx_err *e) {
     const int64_t n = t->ne[0], rows = (int64_t)(t->n_elems / (uint64_t)n);
     const im_entry *en = im ? im_find(im, t->name) : NULL;
-    const int64_t slices = t->ne[2] * t->ne[3];
+    const int64_t slices = matrices > 0 ? matrices : t->ne[2] * t->ne[3];
     cal_werr_sum sum = {0, 0};
     QX_TRY(cal_werr_add(t->name, src, n, rows, slices, 0, rows, type, en, n_threads, q, &sum, e));
     *werr = cal_werr_of(&sum);
@@ -129,7 +129,7 @@ qx_status cal_sens_run(cal_model *m, const int32_t *ids, int64_t n_ids, const ca
         q = bytes ? malloc(bytes) : NULL;
         if (!q) { s = qx_fail(e, bytes ? QX_ENOMEM : QX_EINVAL, "tensor '%s': cannot hold type %s", it->name, qt_type_name(it->type)); break; }
         it->bytes = bytes;
-        s = cal_sens_quantize(t, src, it->type, p->im, p->ppl.n_threads, q, &it->werr, e);
+        s = cal_sens_quantize(t, src, it->type, it->matrices, p->im, p->ppl.n_threads, q, &it->werr, e);
         if (s == QX_OK && it->measure) {
             s = cal_model_override(m, it->name, it->type, q, e);
             cal_ppl_result r;

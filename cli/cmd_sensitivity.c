@@ -216,7 +216,8 @@ static int measure(const char *model, const char *text, const char *outp, const 
         qt_type c[CV_SENS_MAX_OPT];
         im_entry *en = im ? im_find(im, t.name) : NULL;   /* usable as convert/plan.c attaches it */
         qx_err e2;
-        bool have = en && im_entry_fit(en, im->legacy, t.ne[0], t.ne[2], &e2) == QX_OK;
+        const int64_t nmat = cv_plan_matrices(pl, i);   /* deepseek4's attn_output_a: one per output group */
+        bool have = en && im_entry_fit(en, im->legacy, t.ne[0], nmat, &e2) == QX_OK;
         int k = cv_alloc_candidates(&t, have, c);
         if (!k) continue;
         ngroups++;
@@ -230,6 +231,7 @@ static int measure(const char *model, const char *text, const char *outp, const 
             cal_sens_item *it = &items[n++];
             it->name = names[i];
             it->type = c[j];
+            it->matrices = nmat;
             for (int r = 0; r < m; r++)
                 if (j == (int)lround(m > 1 ? r * 0.7 * (k - 1) / (m - 1) : 0)) it->measure = true;
             nm += it->measure;

@@ -354,6 +354,13 @@ static qx_status plan_gguf(cv_plan *pl, const char *path, const cv_params *p, qx
         o->gsrc = t;
         o->src_type = t->type;
     }
+    if (!strcmp(arch, "deepseek4")) {   /* attn_output_a: one importance matrix per output group, as from the checkpoint */
+        int64_t og = kv_u32_or(g, arch, "attention.output_group_count", 0);
+        for (size_t i = 0; og > 1 && i < pl->n_outs; i++) {
+            cv_out *o = &pl->outs[i];
+            if (o->n_dims == 2 && o->ne[1] % og == 0 && qx_ends_with(o->name, ".attn_output_a.weight")) o->imp_rows = o->ne[1] / og;
+        }
+    }
     int n_layer = (int)kv_u32_or(g, arch, "block_count", 1);
     int n_expert = (int)kv_u32_or(g, arch, "expert_count", 0);
     int64_t hc = kv_u32_or(g, arch, "attention.head_count", 1), hkv = kv_u32_or(g, arch, "attention.head_count_kv", hc);

@@ -720,6 +720,29 @@ static void test_target_size(void) {
     snprintf(sj, sizeof sj, "%s", tu_tmp_path("v4-sens.json"));
     snprintf(f32c, sizeof f32c, "%s", f32);
     snprintf(imc, sizeof imc, "%s", imf);
+    /* quantizing the F32 GGUF with the imatrix takes attn_output_a group by group as converting
+     * the checkpoint does (the GGUF plan reads attention.output_group_count): same bytes */
+    {
+        char q[1100], c[1100];
+        snprintf(q, sizeof q, "%s", tu_tmp_path("tiny-v4.quant.IQ2_XXS.gguf"));
+        snprintf(c, sizeof c, "%s", tu_tmp_path("tiny-v4.IQ2_XXS.gguf"));
+        TU_CHECK(tu_system("%s quantize '%s' '%s' IQ2_XXS --imatrix '%s' --quiet > /dev/null 2>&1", tu_qforge(), f32c, q, imc) == 0,
+                 "quantize the F32 file to IQ2_XXS with the imatrix");
+        qx_err e0;
+        gf_file *ga = NULL, *gb = NULL;
+        int diff = -1, n = 0;
+        if (gf_open(&ga, q, &e0) == QX_OK && gf_open(&gb, c, &e0) == QX_OK) {
+            diff = 0;
+            for (size_t i = 0; i < gf_tensor_count(ga); i++) {
+                const gf_tensor *a = gf_tensor_at(ga, i), *b = gf_find_tensor(gb, a->name);
+                n++;
+                diff += !b || a->type != b->type || a->nbytes != b->nbytes || memcmp(a->data, b->data, a->nbytes);
+            }
+        }
+        TU_CHECK(diff == 0 && n > 100, "quantize F32 -> IQ2_XXS --imatrix equals convert's tensors (%d of %d differ)", diff, n);
+        gf_close(ga);
+        gf_close(gb);
+    }
     if (!text) { printf("SKIP test_v4 target-size: ../shared absent\n"); return; }
     TU_CHECK(tu_system("%s sensitivity '%s' --text '%s' --ctx 64 --chunks 1 --measure 1 --imatrix '%s' -o '%s' -t 2 > /dev/null 2>&1",
                        tu_qforge(), f32c, text, imc, sj) == 0, "sensitivity of the V4 F32 file");

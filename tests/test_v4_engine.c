@@ -685,7 +685,7 @@ static void sens_check(cal_model *m, const char *tmp, const int32_t *ids) {
     enum { N = sizeof names / sizeof names[0] };
     cal_sens_item a[N], b[N];
     for (int i = 0; i < N; i++) {
-        a[i] = (cal_sens_item){ names[i], QT_Q4_0, true, 0, 0, false, 0, 0, 0 };
+        a[i] = (cal_sens_item){ .name = names[i], .type = QT_Q4_0, .measure = true };
         b[i] = a[i];
     }
     char base_a[600], base_b[600];
