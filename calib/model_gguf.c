@@ -520,6 +520,9 @@ qx_status cal_model_open_gguf_v4(cal_model *m, qx_err *e) {
     hp->arch = CAL_ARCH_DEEPSEEK4;
     kctx k = { m, "deepseek4", e };
     QX_TRY(v4_params(m, &k, e));
+    if (gf_find_kv(m->gf, "deepseek4.nextn_predict_layers") && !gf_find_tensor(m->gf, "blk.0.attn_norm.weight"))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: an MTP-only file (convert --mtp: the speculative-draft block without the model's layers); "
+                       "the engine runs the model's own file", m->path);
     const int64_t NL = hp->n_layer, E = hp->n_embd, HC = hp->hc;
     /* the per-layer ratios bound the layer count by the file's own size before anything is sized by it */
     const gf_kv *rk = gf_find_kv(m->gf, "deepseek4.attention.compress_ratios");

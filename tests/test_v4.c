@@ -1026,6 +1026,22 @@ static void test_mtp(void) {
                            dir[k], out2) == 0, "convert --mtp, eh_proj F32");
         check_mtp_file(dir[k], out, out2, k ? "tiny-v4b --mtp" : "tiny-v4 --mtp");
     }
+    {   /* the engine does not run an MTP-only file: one line saying so */
+        char txt[1100], log[1100], mf[1100];
+        snprintf(txt, sizeof txt, "%s", tu_tmp_path("mtp-text.txt"));
+        snprintf(log, sizeof log, "%s", tu_tmp_path("mtp-ppl.log"));
+        snprintf(mf, sizeof mf, "%s.mtp.gguf", d0);
+        static const char words[] = "the quick brown fox jumps over the lazy dog and then some more words follow here ";
+        char buf[sizeof words * 8];
+        buf[0] = 0;
+        for (int i = 0; i < 8; i++) strcat(buf, words);
+        tu_write_file(txt, buf, strlen(buf));
+        int rc = tu_system("%s ppl '%s' --text '%s' --ctx 16 --chunks 1 > /dev/null 2> '%s'", tu_qforge(), mf, txt, log);
+        size_t n;
+        char *t = tu_read_file(log, &n);
+        TU_CHECK(rc != 0 && t && strstr(t, "an MTP-only file (convert --mtp"), "qforge ppl on an MTP-only file: exit %d, '%s'", rc, t ? t : "");
+        free(t);
+    }
     /* quantized presets: the block follows the preset (experts MXFP4 at >= 4.25 bits, re-quantized
      * below), the V4 protections hold, eh_proj stays Q8_0 */
     const char *pre[2] = {"Q4_K_M", "Q2_K"};
