@@ -45,8 +45,8 @@ typedef struct {
     bool pure;                          /* every quantizable tensor at the default type */
     bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
     bool no_mtp;                        /* deepseek32 (which keeps it by default, as llama.cpp): drop it */
-    bool mtp_only;                      /* deepseek4: write only the MTP block (with the embedding, head and
-                                           output norm it shares), as llama.cpp's converter --mtp does */
+    bool mtp_only;                      /* deepseek4 / deepseek32: write only the MTP block (with the embedding,
+                                           head and output norm it shares), as llama.cpp's converter --mtp does */
     int n_threads;                      /* 0: qx_default_threads() */
     bool resume;                        /* continue from OUT.part + OUT.part.journal */
     uint64_t split_max_bytes;           /* split output: max tensor bytes per file (0: none) */

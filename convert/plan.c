@@ -261,11 +261,10 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
                      : pl->cfg.arch == HF_ARCH_DEEPSEEK_V4 ? "deepseek4"
                      : pl->cfg.arch == HF_ARCH_LLAMA ? "llama" : pl->cfg.arch == HF_ARCH_QWEN2 ? "qwen2" : NULL;
     if (!arch) return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s'", dir, pl->cfg.architecture);
-    if (p->mtp_only && strcmp(arch, "deepseek4"))   /* llama.cpp's converter: DeepSeek-V4's separate MTP file only */
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: --mtp (an MTP-only file) is for DeepSeek-V4; %s", dir,
+    if (p->mtp_only && strcmp(arch, "deepseek4") && strcmp(arch, "deepseek32"))   /* llama.cpp's converter: supports_mtp_export */
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: --mtp (an MTP-only file) is for DeepSeek-V4 and V3.2; %s", dir,
                        !strcmp(arch, "deepseek2") ? "deepseek2 drops its MTP block unless --keep-mtp keeps it in the model file"
-                       : !strcmp(arch, "deepseek32") ? "deepseek32 keeps its MTP block in the model file unless --no-mtp"
-                                                     : "this architecture has no MTP block");
+                                                  : "this architecture has no MTP block");
     snprintf(pl->arch, sizeof pl->arch, "%s", arch);
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_ARCHITECTURE, arch, e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_TYPE, "model", e));

@@ -22,7 +22,8 @@
  *    decoded here (output_hc_* from the MTP block's own hc_head_*), the MTP experts' repack,
  *    nextn.eh_proj = [e_proj | h_proj] (F32 bit for bit with --tensor-type; the forced Q8_0
  *    within half a step); Q4_K_M and Q2_K; one-line errors (no MTP block, two MTP blocks, no
- *    compress ratio for it, no e_proj, --no-mtp/--keep-mtp/--target-size, deepseek2/32). */
+ *    compress ratio for it, no e_proj, --no-mtp/--keep-mtp/--target-size, deepseek2); V3.2 --mtp
+ *    equals the default V3.2 file without its main blocks. */
 #include "tests/util/tu.h"
 #include "formats/formats.h"
 #include "convert/convert.h"
@@ -1127,9 +1128,66 @@ static void test_mtp_faults(void) {
     TU_CHECK(ok, "rename mtp.0.e_proj in the checkpoint");
     mtp_fault(dir, "--mtp", "num_nextn_predict_layers 1 but the checkpoint has no 'mtp.0.e_proj.weight'");
     TU_OK(st_synth("tiny-v3", d3, 1, true, 0, &e), &e);   /* sparse: only config.json and headers are read */
-    mtp_fault(d3, "--mtp", "--mtp (an MTP-only file) is for DeepSeek-V4; deepseek2 drops its MTP block unless --keep-mtp");
+    mtp_fault(d3, "--mtp", "--mtp (an MTP-only file) is for DeepSeek-V4 and V3.2; deepseek2 drops its MTP block unless --keep-mtp");
     TU_OK(st_synth("tiny-v32", d32, 1, true, 0, &e), &e);
-    mtp_fault(d32, "--mtp", "deepseek32 keeps its MTP block in the model file unless --no-mtp");
+    mtp_fault(d32, "--mtp --keep-mtp", "--mtp and --keep-mtp together");
+    set_cfg(d32, "num_nextn_predict_layers", json_integer(0));
+    mtp_fault(d32, "--mtp", "--mtp: the checkpoint has no MTP block (config.json num_nextn_predict_layers 0)");
+}
+
+/* --mtp on V3.2 (deepseek32; llama.cpp's DeepseekV32Model has it too: filter_tensors keeps the
+ * NextN block and model.embed_tokens / model.norm / lm_head): the file equals the default V3.2
+ * file (which keeps the NextN block and was compared with llama.cpp's converter, docs/family.md)
+ * with the main blocks left out: the same deepseek32.* keys and file type, and every other
+ * tensor with the same type, shape and bytes. */
+static void test_mtp_v32(void) {
+    char dir[1000], full[1100], mtp[1100];
+    snprintf(dir, sizeof dir, "%s", tu_tmp_path("mtp-v32-full"));
+    snprintf(full, sizeof full, "%s.f32.gguf", dir);
+    snprintf(mtp, sizeof mtp, "%s.mtp.gguf", dir);
+    qx_err e;
+    TU_OK(st_synth("tiny-v32", dir, 1, false, 0, &e), &e);
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null", tu_qforge(), dir, full) == 0, "convert tiny-v32");
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --mtp --quiet > /dev/null", tu_qforge(), dir, mtp) == 0, "convert tiny-v32 --mtp");
+    json_t *c = load_cfg(dir);
+    gf_file *gf = NULL, *gm = NULL;
+    if (!c || gf_open(&gf, full, &e) != QX_OK || gf_open(&gm, mtp, &e) != QX_OK) {
+        TU_CHECK(false, "v32 --mtp: open: %s", e.msg);
+        json_decref(c); gf_close(gf); gf_close(gm);
+        return;
+    }
+    int64_t NL = ci(c, "num_hidden_layers");
+    size_t want = 0, bad = 0, nextn = 0;
+    for (size_t i = 0; i < gf_tensor_count(gf); i++) {
+        const gf_tensor *a = gf_tensor_at(gf, i), *b = gf_find_tensor(gm, a->name);
+        int l;
+        bool main_blk = sscanf(a->name, "blk.%d.", &l) == 1 && l < NL;
+        if (main_blk) { bad += b != NULL; continue; }
+        want++;
+        nextn += strstr(a->name, ".nextn.") != NULL;
+        bad += !b || b->type != a->type || b->n_dims != a->n_dims || memcmp(b->ne, a->ne, sizeof a->ne) || b->nbytes != a->nbytes ||
+               memcmp(b->data, a->data, a->nbytes);
+    }
+    TU_CHECK(bad == 0 && want == gf_tensor_count(gm) && nextn == 6,
+             "v32 --mtp: %zu tensors (want the %zu outside the main blocks, 6 nextn), %zu differ from the full file's", gf_tensor_count(gm),
+             want, bad);
+    size_t keys = 0, kbad = 0;
+    for (size_t i = 0; i < gf_kv_count(gf); i++) {
+        const gf_kv *a = gf_kv_at(gf, i), *b;
+        if (strncmp(a->key, "deepseek32.", 11) && strcmp(a->key, "general.file_type")) continue;
+        keys++;
+        b = gf_find_kv(gm, a->key);
+        bool ok = b && b->type == a->type && b->n == a->n;
+        if (ok && a->type == GF_ARRAY) ok = b->arr_type == a->arr_type && a->arr && !memcmp(b->arr, a->arr, a->n * gf_type_size(a->arr_type));
+        else if (ok && a->type != GF_STRING) ok = !memcmp(&b->v, &a->v, gf_type_size(a->type));
+        if (!ok) { kbad++; fprintf(stderr, "v32 --mtp: key %s differs\n", a->key); }
+    }
+    const gf_kv *nx = gf_find_kv(gm, "deepseek32.nextn_predict_layers"), *bc = gf_find_kv(gm, "deepseek32.block_count");
+    TU_CHECK(kbad == 0 && keys > 25 && nx && nx->v.u32 == 1 && bc && bc->v.u32 == (uint32_t)NL + 1,
+             "v32 --mtp: %zu of %zu deepseek32 keys differ; block_count layers + 1, nextn_predict_layers 1", kbad, keys);
+    json_decref(c);
+    gf_close(gf);
+    gf_close(gm);
 }
 
 int main(void) {
@@ -1144,6 +1202,7 @@ int main(void) {
     test_convert_faults();
     test_mtp();
     test_mtp_faults();
+    test_mtp_v32();
     test_flash_plan();
     return tu_done("test_v4");
 }
