@@ -1185,6 +1185,14 @@ static void test_mtp_v32(void) {
     const gf_kv *nx = gf_find_kv(gm, "deepseek32.nextn_predict_layers"), *bc = gf_find_kv(gm, "deepseek32.block_count");
     TU_CHECK(kbad == 0 && keys > 25 && nx && nx->v.u32 == 1 && bc && bc->v.u32 == (uint32_t)NL + 1,
              "v32 --mtp: %zu of %zu deepseek32 keys differ; block_count layers + 1, nextn_predict_layers 1", kbad, keys);
+    char txt[1100], log[1100];
+    snprintf(txt, sizeof txt, "%s", tu_tmp_path("mtp-text.txt"));   /* written by test_mtp */
+    snprintf(log, sizeof log, "%s", tu_tmp_path("mtp-ppl32.log"));
+    int rc = tu_system("%s ppl '%s' --text '%s' --ctx 16 --chunks 1 > /dev/null 2> '%s'", tu_qforge(), mtp, txt, log);
+    size_t n;
+    char *t = tu_read_file(log, &n);
+    TU_CHECK(rc != 0 && t && strstr(t, "an MTP-only file (convert --mtp"), "qforge ppl on a V3.2 MTP-only file: exit %d, '%s'", rc, t ? t : "");
+    free(t);
     json_decref(c);
     gf_close(gf);
     gf_close(gm);
