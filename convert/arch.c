@@ -2,8 +2,9 @@
  * deepseek2 per ../shared/GGUF-DEEPSEEK2.md §4-§5 (MLA layout: attn_k_b/attn_v_b split from
  * kv_b_proj, head_count_kv 1 and the *_mla keys; experts stacked slice by slice; MTP block
  * only with keep_mtp; deepseek32 keeps it unless no_mtp, and with mtp_only writes it alone).
- * llama and qwen2 as llama.cpp's convert_hf_to_gguf.py writes them (llama: q/k rows permuted from HF's rotate-half to ggml's adjacent-pair rope, rope_freqs
- * for llama3 scaling; qwen2: q/k/v biases, no permutation).  Shapes are ggml ne[]. */
+ * llama and qwen2 as llama.cpp's convert_hf_to_gguf.py writes them (llama: q/k rows permuted
+ * from HF's rotate-half to ggml's adjacent-pair rope, rope_freqs for llama3 scaling; qwen2:
+ * q/k/v biases, no permutation).  Shapes are ggml ne[]. */
 #include "cv_internal.h"
 
 #include <math.h>
