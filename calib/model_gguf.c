@@ -173,6 +173,11 @@ qx_status cal_model_open_gguf(cal_model *m, qx_err *e) {
     cal_hparams *hp = &m->hp;
     const char *arch;
     QX_TRY(gf_get_str(m->gf, GF_KEY_ARCHITECTURE, &arch, e));
+    char nk[96];
+    snprintf(nk, sizeof nk, "%s.nextn_predict_layers", arch);
+    if (gf_find_kv(m->gf, nk) && !gf_find_tensor(m->gf, "blk.0.attn_norm.weight"))
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: an MTP-only file (convert --mtp: the speculative-draft block without the model's layers); "
+                       "the engine runs the model's own file", m->path);
     if (!strcmp(arch, "deepseek4")) return cal_model_open_gguf_v4(m, e);
     if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) hp->arch = CAL_ARCH_DEEPSEEK2;
     else if (!strcmp(arch, "llama")) hp->arch = CAL_ARCH_LLAMA;

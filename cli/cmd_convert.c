@@ -29,6 +29,10 @@ static void usage(FILE *f, bool quantize) {
                "  --imatrix FILE            importance matrix (llama.cpp GGUF imatrix or legacy .dat)\n"
                "  --keep-mtp                deepseek2: keep the MTP block (nextn_predict_layers)\n"
                "  --no-mtp                  deepseek32 (V3.2, which keeps it by default): drop the MTP block\n"
+               "  --mtp                     deepseek4 (V4, whose model file drops it) and deepseek32: write only the MTP\n"
+               "                            block with the embedding, norm and head it shares, the speculative-draft file\n"
+               "                            llama.cpp's converter --mtp writes (block_count = layers + 1,\n"
+               "                            nextn_predict_layers 1; V4: nextn.eh_proj Q8_0 in every preset)\n"
                "  --split-max-size SIZE     split the output llama.cpp's way (PREFIX-00001-of-0000N.gguf): at most SIZE\n"
                "                            tensor bytes per file; SIZE in bytes or with M / G (10^6 / 10^9, as llama-gguf-split)\n"
                "  --split-max-tensors N     split the output: at most N tensors per file\n"
@@ -269,6 +273,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         else if (!strcmp(a, "--pure")) p.pure = true;
         else if (!strcmp(a, "--keep-mtp")) p.keep_mtp = true;
         else if (!strcmp(a, "--no-mtp")) p.no_mtp = true;
+        else if (!strcmp(a, "--mtp") && !quantize) p.mtp_only = true;
         else if (!strcmp(a, "--split-max-size")) {
             const char *v = VAL();
             if (v && !parse_size(v, &p.split_max_bytes))
@@ -298,6 +303,8 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
     if (type_pos) p.preset = type_pos;
     if (rc == 0 && !in) rc = cli_usage_error(cmd, quantize ? "missing IN.gguf" : "missing HFDIR");
     if (rc == 0 && !out && !dry) rc = cli_usage_error(cmd, "missing %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
+    if (rc == 0 && p.mtp_only && (gq.text || ao.target || ao.target_bpw > 0))   /* they run or measure the main model */
+        rc = cli_usage_error(cmd, "--mtp with %s: an MTP-only file holds no main model to measure", gq.text ? "--gptq" : "--target-size/--target-bpw");
     if (rc == 0 && skeleton && (!dry || !out))
         rc = cli_usage_error(cmd, "--skeleton needs --dry-run and %s", quantize ? "OUT.gguf" : "-o OUT.gguf");
     qx_lock lock = {-1, NULL};   /* one writer per OUT (split sets: the -o name), before any work */

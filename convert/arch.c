@@ -1,9 +1,10 @@
 /* convert/arch.c — architecture maps: HF names/shapes/config -> GGUF tensors and metadata.
  * deepseek2 per ../shared/GGUF-DEEPSEEK2.md §4-§5 (MLA layout: attn_k_b/attn_v_b split from
  * kv_b_proj, head_count_kv 1 and the *_mla keys; experts stacked slice by slice; MTP block
- * only with keep_mtp).  llama and qwen2 as llama.cpp's convert_hf_to_gguf.py writes them
- * (llama: q/k rows permuted from HF's rotate-half to ggml's adjacent-pair rope, rope_freqs
- * for llama3 scaling; qwen2: q/k/v biases, no permutation).  Shapes are ggml ne[]. */
+ * only with keep_mtp; deepseek32 keeps it unless no_mtp, and with mtp_only writes it alone).
+ * llama and qwen2 as llama.cpp's convert_hf_to_gguf.py writes them (llama: q/k rows permuted
+ * from HF's rotate-half to ggml's adjacent-pair rope, rope_freqs for llama3 scaling; qwen2:
+ * q/k/v biases, no permutation).  Shapes are ggml ne[]. */
 #include "cv_internal.h"
 
 #include <math.h>
@@ -247,13 +248,18 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
     int64_t n_mtp = 0;
     if (c->v32 && p->keep_mtp && p->no_mtp)
         return qx_fail(e, QX_EINVAL, "--keep-mtp and --no-mtp together");
+    if (p->mtp_only && (p->keep_mtp || p->no_mtp))   /* exclusive in llama.cpp's converter too */
+        return qx_fail(e, QX_EINVAL, "--mtp and --%s-mtp together (--mtp writes only the MTP block)", p->no_mtp ? "no" : "keep");
+    if (p->mtp_only && c->num_nextn_predict_layers <= 0)
+        return qx_fail(e, QX_ENOTFOUND, "%s: --mtp: the checkpoint has no MTP block (config.json num_nextn_predict_layers %lld)",
+                       st_model_dir(pl->st), (long long)c->num_nextn_predict_layers);
     if (cv_ds_mtp_layers(c, p) > 0 || p->keep_mtp) {
         n_mtp = c->num_nextn_predict_layers;
         char h[128];
         snprintf(h, sizeof h, "model.layers.%lld.eh_proj.weight", (long long)c->n_layers);
         if (n_mtp <= 0 || !st_find(pl->st, h))
-            return qx_fail(e, QX_ENOTFOUND, "%s: --keep-mtp: the checkpoint has no MTP block (num_nextn_predict_layers %lld, no '%s')",
-                           st_model_dir(pl->st), (long long)n_mtp, h);
+            return qx_fail(e, QX_ENOTFOUND, "%s: %s: the checkpoint has no MTP block (num_nextn_predict_layers %lld, no '%s')",
+                           st_model_dir(pl->st), p->mtp_only ? "--mtp" : "--keep-mtp", (long long)n_mtp, h);
     }
     if (!strcmp(c->fp8_scale_fmt, "ue8m0")) {
         const char *first;
@@ -265,7 +271,9 @@ qx_status cv_map_deepseek2(cv_plan *pl, const cv_params *p, qx_err *e) {
     QX_TRY(ds_metadata(pl, p, n_mtp, e));
     int64_t E = c->hidden_size, V = c->vocab_size;
     QX_TRY(cv_add1(pl, "token_embd.weight", "model.embed_tokens.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
-    for (int64_t l = 0; l < c->n_layers + n_mtp; l++) QX_TRY(ds_block(pl, l, l >= c->n_layers, e));
+    /* --mtp (V3.2): only the NextN block(s) and the shared embedding, norm and head, as
+     * DeepseekV32Model.filter_tensors keeps them with mtp_only */
+    for (int64_t l = p->mtp_only ? c->n_layers : 0; l < c->n_layers + n_mtp; l++) QX_TRY(ds_block(pl, l, l >= c->n_layers, e));
     QX_TRY(cv_add1(pl, "output_norm.weight", "model.norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
     QX_TRY(cv_add1(pl, "output.weight", c->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", 2, NE(E, V),
                 CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));

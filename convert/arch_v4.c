@@ -3,8 +3,12 @@
  * TextModel.set_gguf_parameters) and its loader reads it (src/models/deepseek4.cpp): the keys
  * with the same value types, DeepSeek's original names mapped to GGUF names, the FP4 routed
  * experts of each layer stacked as [E, F, X] (MXFP4 by default: bytes moved, not rounded),
- * FP8 tensors decoded, the hash-routing tables as I32.  The MTP block (mtp.*) is dropped: the
- * converter writes it only into a separate --mtp file.  Shapes are ggml ne[]. */
+ * FP8 tensors decoded, the hash-routing tables as I32.  The MTP block (mtp.*) is dropped from
+ * the model file; with mtp_only (`convert --mtp`) the plan is instead the MTP-only file the
+ * converter's --mtp writes (DeepseekV4Model with mtp_only: filter_tensors, generate_extra_tensors,
+ * set_gguf_parameters): block_count = layers + MTP blocks, nextn_predict_layers, the MTP block
+ * as blk.<layers>, its e_proj and h_proj joined into nextn.eh_proj, its own hc_head_* as
+ * output_hc_*, and the shared token_embd / output_norm / output.  Shapes are ggml ne[]. */
 #include "cv_internal.h"
 
 #include <stdio.h>
@@ -16,15 +20,18 @@
 
 /* llama.cpp's ExpertGatingFuncType.SQRTSOFTPLUS (the only one its deepseek4 loader accepts). */
 #define V4_GATING_SQRTSOFTPLUS 4u
+/* MTP blocks an MTP-only file can hold: llama.cpp's deepseek4 graph asserts n_layer_nextn == 1,
+ * and its converter maps every block's hc_head_* to the same output_hc_* names. */
+#define V4_MAX_MTP_BLOCKS 1
 
 /* TextModel.set_gguf_parameters' keys for this config (written only when config.json has the
  * field, as there), then DeepseekV4Model's own. */
-static qx_status v4_metadata(cv_plan *pl, qx_err *e) {
+static qx_status v4_metadata(cv_plan *pl, int64_t n_mtp, qx_err *e) {
     const hf_config *c = &pl->cfg;
     gf_writer *w = pl->w;
     const char *a = pl->arch;
     char k[128];
-    uint32_t n_block = (uint32_t)c->n_layers;
+    uint32_t n_block = (uint32_t)(c->n_layers + n_mtp);   /* MTP blocks count in an MTP-only file */
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "block_count"), n_block, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "context_length"), (uint32_t)c->max_position_embeddings, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "embedding_length"), (uint32_t)c->hidden_size, e));
@@ -79,17 +86,19 @@ static qx_status v4_metadata(cv_plan *pl, qx_err *e) {
     QX_TRY(gf_writer_set_f32(w, KEY(k, a, "hyper_connection.epsilon"), (float)c->hc_eps, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "hash_layer_count"), (uint32_t)c->num_hash_layers, e));
     QX_TRY(gf_writer_set_u32(w, KEY(k, a, "embedding_length_out"), (uint32_t)(c->hidden_size * c->hc_mult), e));
+    if (n_mtp > 0) QX_TRY(gf_writer_set_u32(w, KEY(k, a, "nextn_predict_layers"), (uint32_t)n_mtp, e));
     return QX_OK;
 }
 
-/* A stacked routed-expert tensor [in, out, X] from layers.L.ffn.experts.x.<proj>.weight. */
-static qx_status v4_exps(cv_plan *pl, int L, const char *gguf, const char *proj, int64_t in, int64_t outf, qx_err *e) {
+/* A stacked routed-expert tensor [in, out, X] of block L from <hp>ffn.experts.x.<proj>.weight
+ * (hp: "layers.L." or "mtp.m."). */
+static qx_status v4_exps(cv_plan *pl, int L, const char *hp, const char *gguf, const char *proj, int64_t in, int64_t outf, qx_err *e) {
     int64_t X = pl->cfg.n_routed_experts, ne[3] = {in, outf, X};
     const st_tensor **src = malloc((size_t)X * sizeof *src);
     if (!src) return qx_fail(e, QX_ENOMEM, "out of memory");
     char hf[256];
     for (int64_t x = 0; x < X; x++) {
-        snprintf(hf, sizeof hf, "layers.%d.ffn.experts.%lld.%s.weight", L, (long long)x, proj);
+        snprintf(hf, sizeof hf, "%sffn.experts.%lld.%s.weight", hp, (long long)x, proj);
         qx_status s = cv_need(pl, hf, 2, ne, &src[x], e);
         if (s != QX_OK) { free(src); return s; }
     }
@@ -120,11 +129,13 @@ static qx_status v4_tid2eid(cv_plan *pl, int L, const char *gguf, qx_err *e) {
     return QX_OK;
 }
 
-/* One compressor: <g>_kv/_gate [E, coff*D], _ape [coff*D, ratio], _norm [D] from <h>.wkv/.wgate/.ape/.norm. */
-static qx_status v4_compressor(cv_plan *pl, int L, const char *g, const char *h, int64_t D, int64_t coff, int64_t ratio, qx_err *e) {
+/* One compressor of block L: <g>_kv/_gate [E, coff*D], _ape [coff*D, ratio], _norm [D] from
+ * <hp><h>.wkv/.wgate/.ape/.norm. */
+static qx_status v4_compressor(cv_plan *pl, int L, const char *hp, const char *g, const char *h, int64_t D, int64_t coff, int64_t ratio,
+                               qx_err *e) {
     int64_t E = pl->cfg.hidden_size;
     char gn[GF_NAME_MAX + 32], hn[256];
-#define GH(gs, hs) (snprintf(gn, sizeof gn, "blk.%d.%s" gs, L, g), snprintf(hn, sizeof hn, "layers.%d.%s" hs, L, h), gn), hn
+#define GH(gs, hs) (snprintf(gn, sizeof gn, "blk.%d.%s" gs, L, g), snprintf(hn, sizeof hn, "%s%s" hs, hp, h), gn), hn
     QX_TRY(cv_add1(pl, GH("_kv.weight", ".wkv.weight"), 2, NE(E, coff * D), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
     QX_TRY(cv_add1(pl, GH("_gate.weight", ".wgate.weight"), 2, NE(E, coff * D), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
     QX_TRY(cv_add1(pl, GH("_ape.weight", ".ape"), 2, NE(coff * D, ratio), CV_CAT_ATTN, L, false, XF_ROWS, NULL, e));
@@ -133,14 +144,16 @@ static qx_status v4_compressor(cv_plan *pl, int L, const char *g, const char *h,
     return QX_OK;
 }
 
-static qx_status v4_block(cv_plan *pl, int L, qx_err *e) {
+/* GGUF block L from the checkpoint's tensors under hp ("layers.L.", or "mtp.m." for an MTP block,
+ * which llama.cpp's converter renames to layers.<layers + m>. before mapping). */
+static qx_status v4_block(cv_plan *pl, int L, const char *hp, qx_err *e) {
     const hf_config *c = &pl->cfg;
     int64_t E = c->hidden_size, H = c->n_heads, D = c->head_dim, QL = c->q_lora_rank, OG = c->o_groups, OL = c->o_lora_rank;
     int64_t HC = c->hc_mult, MIX = (2 + HC) * HC, X = c->n_routed_experts, Fe = c->moe_intermediate_size, Fs = Fe * c->n_shared_experts;
     int64_t ratio = c->compress_ratios[L];
     char g[GF_NAME_MAX + 16], h[256];
 #define G(s) (snprintf(g, sizeof g, "blk.%d." s, L), g)
-#define H_(s) (snprintf(h, sizeof h, "layers.%d." s, L), h)
+#define H_(s) (snprintf(h, sizeof h, "%s" s, hp), h)
 #define ADD(gs, hs, nd, ne, cat) QX_TRY(cv_add1(pl, G(gs), H_(hs), nd, ne, cat, L, false, XF_ROWS, NULL, e))
     ADD("attn_norm.weight", "attn_norm.weight", 1, NE(E), CV_CAT_F32);
     ADD("attn_sinks.weight", "attn.attn_sink", 1, NE(H), CV_CAT_F32);
@@ -159,20 +172,20 @@ static qx_status v4_block(cv_plan *pl, int L, qx_err *e) {
     ADD("hc_ffn_fn.weight", "hc_ffn_fn", 2, NE(HC * E, MIX), CV_CAT_ATTN);
     ADD("hc_ffn_base.weight", "hc_ffn_base", 1, NE(MIX), CV_CAT_F32);
     ADD("hc_ffn_scale.weight", "hc_ffn_scale", 1, NE(3), CV_CAT_F32);
-    if (ratio != 0) QX_TRY(v4_compressor(pl, L, "attn_compressor", "attn.compressor", D, ratio == 4 ? 2 : 1, ratio, e));
+    if (ratio != 0) QX_TRY(v4_compressor(pl, L, hp, "attn_compressor", "attn.compressor", D, ratio == 4 ? 2 : 1, ratio, e));
     if (ratio == 4) {
         int64_t IH = c->index_n_heads, ID = c->index_head_dim;
         ADD("indexer.proj.weight", "attn.indexer.weights_proj.weight", 2, NE(E, IH), CV_CAT_ATTN);
         ADD("indexer.attn_q_b.weight", "attn.indexer.wq_b.weight", 2, NE(QL, IH * ID), CV_CAT_ATTN);
-        QX_TRY(v4_compressor(pl, L, "indexer_compressor", "attn.indexer.compressor", ID, 2, 4, e));
+        QX_TRY(v4_compressor(pl, L, hp, "indexer_compressor", "attn.indexer.compressor", ID, 2, 4, e));
     }
     ADD("ffn_gate_inp.weight", "ffn.gate.weight", 2, NE(E, X), CV_CAT_F32);
     if (L < c->num_hash_layers) QX_TRY(v4_tid2eid(pl, L, G("ffn_gate_tid2eid.weight"), e));
     else ADD("exp_probs_b.bias", "ffn.gate.bias", 1, NE(X), CV_CAT_F32);
     ADD("ffn_norm.weight", "ffn_norm.weight", 1, NE(E), CV_CAT_F32);
-    QX_TRY(v4_exps(pl, L, G("ffn_gate_exps.weight"), "w1", E, Fe, e));
-    QX_TRY(v4_exps(pl, L, G("ffn_down_exps.weight"), "w2", Fe, E, e));
-    QX_TRY(v4_exps(pl, L, G("ffn_up_exps.weight"), "w3", E, Fe, e));
+    QX_TRY(v4_exps(pl, L, hp, G("ffn_gate_exps.weight"), "w1", E, Fe, e));
+    QX_TRY(v4_exps(pl, L, hp, G("ffn_down_exps.weight"), "w2", Fe, E, e));
+    QX_TRY(v4_exps(pl, L, hp, G("ffn_up_exps.weight"), "w3", E, Fe, e));
     if (Fs > 0) {
         ADD("ffn_gate_shexp.weight", "ffn.shared_experts.w1.weight", 2, NE(E, Fs), CV_CAT_SHEXP);
         ADD("ffn_down_shexp.weight", "ffn.shared_experts.w2.weight", 2, NE(Fs, E), CV_CAT_SHEXP);
@@ -184,25 +197,89 @@ static qx_status v4_block(cv_plan *pl, int L, qx_err *e) {
     return QX_OK;
 }
 
+/* The MTP block's own tensors as blk.L.nextn.* (hp "mtp.m."): eh_proj [2E, E] whose row r is
+ * [e_proj row r | h_proj row r] (the converter's torch.cat(dim=1)), enorm, hnorm, and its final
+ * norm as shared_head_norm. */
+static qx_status v4_nextn(cv_plan *pl, int L, const char *hp, qx_err *e) {
+    int64_t E = pl->cfg.hidden_size;
+    char g[GF_NAME_MAX + 16], h[256];
+#define G(s) (snprintf(g, sizeof g, "blk.%d.nextn." s, L), g)
+#define H_(s) (snprintf(h, sizeof h, "%s" s, hp), h)
+    const st_tensor *eh[2];
+    QX_TRY(cv_need(pl, H_("e_proj.weight"), 2, NE(E, E), &eh[0], e));
+    QX_TRY(cv_need(pl, H_("h_proj.weight"), 2, NE(E, E), &eh[1], e));
+    cv_out *o = cv_add_out(pl, G("eh_proj.weight"), 2, NE(2 * E, E), CV_CAT_MTP, L, XF_CAT, e);
+    if (!o) return e->code;
+    if (!(o->src = malloc(2 * sizeof *o->src))) return qx_fail(e, QX_ENOMEM, "out of memory");
+    o->src[0] = eh[0];
+    o->src[1] = eh[1];
+    o->n_src = 2;
+    QX_TRY(cv_add1(pl, G("enorm.weight"), H_("enorm.weight"), 1, NE(E), CV_CAT_F32, L, true, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("hnorm.weight"), H_("hnorm.weight"), 1, NE(E), CV_CAT_F32, L, true, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, G("shared_head_norm.weight"), H_("norm.weight"), 1, NE(E), CV_CAT_F32, L, true, XF_ROWS, NULL, e));
+#undef G
+#undef H_
+    return QX_OK;
+}
+
+int64_t cv_v4_mtp_layers(const hf_config *c, const cv_params *p) { return p->mtp_only ? c->num_nextn_predict_layers : 0; }
+
+/* What --mtp needs: no other MTP option, an MTP block in config.json and in the checkpoint,
+ * one that llama.cpp can hold, and a compress ratio for it. */
+static qx_status v4_check_mtp(cv_plan *pl, const cv_params *p, qx_err *e) {
+    const hf_config *c = &pl->cfg;
+    const char *dir = st_model_dir(pl->st);
+    if (p->no_mtp) return qx_fail(e, QX_EINVAL, "--mtp and --no-mtp together (--mtp writes only the MTP block)");
+    if (c->num_nextn_predict_layers <= 0)
+        return qx_fail(e, QX_ENOTFOUND, "%s: --mtp: the checkpoint has no MTP block (config.json num_nextn_predict_layers %lld)", dir,
+                       (long long)c->num_nextn_predict_layers);
+    if (c->num_nextn_predict_layers > V4_MAX_MTP_BLOCKS)
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: --mtp: num_nextn_predict_layers %lld; llama.cpp's deepseek4 holds %d MTP block", dir,
+                       (long long)c->num_nextn_predict_layers, V4_MAX_MTP_BLOCKS);
+    if (c->n_compress_ratios < c->n_layers + c->num_nextn_predict_layers)
+        return qx_fail(e, QX_EFORMAT, "%s: --mtp: config.json compress_ratios has %lld entries, the MTP block (layer %lld) needs its own", dir,
+                       (long long)c->n_compress_ratios, (long long)c->n_layers);
+    if (!st_find(pl->st, "mtp.0.e_proj.weight"))
+        return qx_fail(e, QX_ENOTFOUND, "%s: --mtp: config.json has num_nextn_predict_layers %lld but the checkpoint has no 'mtp.0.e_proj.weight'",
+                       dir, (long long)c->num_nextn_predict_layers);
+    return QX_OK;
+}
+
 qx_status cv_map_deepseek4(cv_plan *pl, const cv_params *p, qx_err *e) {
     const hf_config *c = &pl->cfg;
     if (p->keep_mtp)
-        return qx_fail(e, QX_EUNSUPPORTED, "%s: --keep-mtp: a DeepSeek-V4 MTP block is not converted (llama.cpp writes it as a separate --mtp file)",
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: --keep-mtp: a DeepSeek-V4 model file holds no MTP block (llama.cpp writes it as a separate file: --mtp)",
                        st_model_dir(pl->st));
+    if (p->mtp_only) QX_TRY(v4_check_mtp(pl, p, e));
+    int64_t n_mtp = cv_v4_mtp_layers(c, p);
     /* shapes llama.cpp 34af94cd9ab2's graph cannot run (the file is still what its converter writes) */
     int64_t id = c->index_head_dim;
     if (id < 64 || (id & (id - 1)))
         cv_warn(pl, "config.json: index_head_dim %lld: llama.cpp rotates indexer keys with Hadamard matrices of 64, 128, ... and aborts on this size",
                 (long long)id);
     if (c->hc_mult != 4) cv_warn(pl, "config.json: hc_mult %lld: llama.cpp's deepseek4 graph asserts hc_mult == 4", (long long)c->hc_mult);
-    QX_TRY(v4_metadata(pl, e));
+    QX_TRY(v4_metadata(pl, n_mtp, e));
     int64_t E = c->hidden_size, V = c->vocab_size, HC = c->hc_mult;
+    char hp[64], hc[80];
     QX_TRY(cv_add1(pl, "token_embd.weight", "embed.weight", 2, NE(E, V), CV_CAT_EMBD, -1, false, XF_ROWS, NULL, e));
-    for (int L = 0; L < (int)c->n_layers; L++) QX_TRY(v4_block(pl, L, e));
+    if (!p->mtp_only)
+        for (int L = 0; L < (int)c->n_layers; L++) {
+            snprintf(hp, sizeof hp, "layers.%d.", L);
+            QX_TRY(v4_block(pl, L, hp, e));
+        }
+    for (int m = 0; m < (int)n_mtp; m++) {
+        snprintf(hp, sizeof hp, "mtp.%d.", m);
+        QX_TRY(v4_block(pl, (int)c->n_layers + m, hp, e));
+        QX_TRY(v4_nextn(pl, (int)c->n_layers + m, hp, e));
+    }
+    const char *hcp = p->mtp_only ? "mtp.0." : "";   /* the MTP block's own head mixer replaces the model's */
     QX_TRY(cv_add1(pl, "output_norm.weight", "norm.weight", 1, NE(E), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
-    QX_TRY(cv_add1(pl, "output_hc_fn.weight", "hc_head_fn", 2, NE(HC * E, HC), CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));
-    QX_TRY(cv_add1(pl, "output_hc_base.weight", "hc_head_base", 1, NE(HC), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
-    QX_TRY(cv_add1(pl, "output_hc_scale.weight", "hc_head_scale", 1, NE(1), CV_CAT_F32, -1, false, XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "output_hc_fn.weight", (snprintf(hc, sizeof hc, "%shc_head_fn", hcp), hc), 2, NE(HC * E, HC), CV_CAT_OUTPUT, -1, false,
+                   XF_ROWS, NULL, e));
+    QX_TRY(cv_add1(pl, "output_hc_base.weight", (snprintf(hc, sizeof hc, "%shc_head_base", hcp), hc), 1, NE(HC), CV_CAT_F32, -1, false, XF_ROWS,
+                   NULL, e));
+    QX_TRY(cv_add1(pl, "output_hc_scale.weight", (snprintf(hc, sizeof hc, "%shc_head_scale", hcp), hc), 1, NE(1), CV_CAT_F32, -1, false,
+                   XF_ROWS, NULL, e));
     QX_TRY(cv_add1(pl, "output.weight", "head.weight", 2, NE(E, V), CV_CAT_OUTPUT, -1, false, XF_ROWS, NULL, e));
     return QX_OK;
 }

@@ -14,7 +14,8 @@
  *                                        OUT.part is renamed to OUT only when complete.
  *
  * Architecture maps follow ../shared/GGUF-DEEPSEEK2.md §4-§6 (deepseek2 MLA layout with
- * attn_k_b/attn_v_b, *_exps stacks, exp_probs_b.bias, MTP dropped unless keep_mtp) and
+ * attn_k_b/attn_v_b, *_exps stacks, exp_probs_b.bias, MTP dropped unless keep_mtp; deepseek4's MTP
+ * block only as a separate MTP-only file, mtp_only) and
  * llama.cpp's converter for llama (q/k row permutation, rope_freqs for llama3 scaling) and
  * qwen2 (qkv biases).  Presets reproduce llama-quantize's per-tensor rules (§10); the DS-*
  * mixes are rule tables (convert/recipe.c) and easy to extend.
@@ -44,6 +45,8 @@ typedef struct {
     bool pure;                          /* every quantizable tensor at the default type */
     bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
     bool no_mtp;                        /* deepseek32 (which keeps it by default, as llama.cpp): drop it */
+    bool mtp_only;                      /* deepseek4 / deepseek32: write only the MTP block (with the embedding,
+                                           head and output norm it shares), as llama.cpp's converter --mtp does */
     int n_threads;                      /* 0: qx_default_threads() */
     bool resume;                        /* continue from OUT.part + OUT.part.journal */
     uint64_t split_max_bytes;           /* split output: max tensor bytes per file (0: none) */

@@ -13,6 +13,7 @@ typedef enum {
     XF_VB,       /* attn_v_b slice h = kv_b rows [h(N+Dv)+N, (h+1)(N+Dv)) -> [Dv, KVL] */
     XF_GEN,      /* values computed by the planner (rope_freqs) */
     XF_INT,      /* an integer table (I32/I64 source) written as I32 (deepseek4 ffn_gate_tid2eid) */
+    XF_CAT,      /* row r = [src[0] row r | src[1] row r] (deepseek4 nextn.eh_proj = [e_proj | h_proj]) */
 } cv_xform;
 
 typedef struct {
@@ -24,7 +25,7 @@ typedef struct {
     cv_category cat;
     int layer;                        /* -1: none */
     cv_xform xf;
-    const st_tensor **src;            /* n_src sources: one per slice (experts) or one */
+    const st_tensor **src;            /* n_src sources: one per slice (experts), one, or two (XF_CAT) */
     int64_t n_src;
     const gf_tensor *gsrc;            /* requantize: the GGUF source tensor */
     qt_type src_type;                 /* type a non-quantizable tensor keeps (F32 for HF) */
@@ -115,7 +116,10 @@ qx_status cv_add1(cv_plan *pl, const char *gguf, const char *hf, int n_dims, con
 /* ---- arch_v4.c ---- */
 /* deepseek4 (DeepSeek-V4): keys and tensors as llama.cpp's DeepseekV4Model writes them; the
  * routed experts stacked per layer (MXFP4 repack or re-quantized from FP4), FP8 decoded,
- * ffn_gate_tid2eid as I32 (XF_INT), MTP dropped. */
+ * ffn_gate_tid2eid as I32 (XF_INT), MTP dropped; with p->mtp_only the MTP-only file of its
+ * --mtp instead (cv_v4_mtp_layers blocks after the main ones). */
 qx_status cv_map_deepseek4(cv_plan *pl, const cv_params *p, qx_err *e);
+/* MTP blocks a deepseek4 plan writes: the config's num_nextn_predict_layers with mtp_only, else 0. */
+int64_t cv_v4_mtp_layers(const hf_config *c, const cv_params *p);
 
 #endif

@@ -87,6 +87,20 @@ static qx_status decode(const cv_out *o, int64_t x, int64_t r0, int64_t n, float
         memcpy(dst, o->gen, (size_t)ne0 * sizeof(float));
         return QX_OK;
     }
+    if (o->xf == XF_CAT) {   /* each source's rows into its own columns of dst */
+        int64_t c0 = 0;
+        for (int k = 0; k < 2; k++) {
+            const st_tensor *t = o->src[k];
+            int64_t ck = t->shape[1];
+            if (!grow((void **)&b->tmp, &b->tcap, (size_t)(n * ck) * sizeof(float))) return qx_fail(e, QX_ENOMEM, "out of memory");
+            QX_TRY(st_tensor_rows_f32(t, r0, r0 + n, b->tmp, e));
+            for (int64_t r = 0; r < n; r++) memcpy(dst + r * ne0 + c0, b->tmp + r * ck, (size_t)ck * sizeof(float));
+            uint64_t rowb = (uint64_t)ck * (uint64_t)st_dtype_size(t->dtype);
+            release_range(t->data + (uint64_t)r0 * rowb, (uint64_t)n * rowb);
+            c0 += ck;
+        }
+        return QX_OK;
+    }
     const st_tensor *t = o->src[o->n_src > 1 ? x : 0];
     uint64_t esz = (uint64_t)st_dtype_size(t->dtype);
     if (o->xf == XF_ROWS) {

@@ -91,6 +91,9 @@ static qx_status add_item(cv_plan *pl, const cv_item *it, qx_err *e) {
 static uint64_t src_row_bytes(const cv_out *o, int64_t slice) {
     if (o->gsrc) return qt_row_size(o->gsrc->type, o->ne[0]);
     if (o->xf == XF_GEN || !o->src) return 0;
+    if (o->xf == XF_CAT)
+        return (uint64_t)o->src[0]->shape[1] * (uint64_t)st_dtype_size(o->src[0]->dtype) +
+               (uint64_t)o->src[1]->shape[1] * (uint64_t)st_dtype_size(o->src[1]->dtype);
     const st_tensor *t = o->src[o->n_src > 1 ? slice : 0];
     int64_t cols = o->xf == XF_KB || o->xf == XF_VB ? o->KVL : o->xf == XF_INT ? t->shape[1] : o->ne[0];
     if (t->dtype == ST_FP4_PACKED) return (uint64_t)cols / 2 + (uint64_t)cols / (uint64_t)t->group;   /* codes + E8M0 scales */
@@ -258,6 +261,10 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
                      : pl->cfg.arch == HF_ARCH_DEEPSEEK_V4 ? "deepseek4"
                      : pl->cfg.arch == HF_ARCH_LLAMA ? "llama" : pl->cfg.arch == HF_ARCH_QWEN2 ? "qwen2" : NULL;
     if (!arch) return qx_fail(e, QX_EUNSUPPORTED, "%s: unsupported architecture '%s'", dir, pl->cfg.architecture);
+    if (p->mtp_only && strcmp(arch, "deepseek4") && strcmp(arch, "deepseek32"))   /* llama.cpp's converter: supports_mtp_export */
+        return qx_fail(e, QX_EUNSUPPORTED, "%s: --mtp (an MTP-only file) is for DeepSeek-V4 and V3.2; %s", dir,
+                       !strcmp(arch, "deepseek2") ? "deepseek2 drops its MTP block unless --keep-mtp keeps it in the model file"
+                                                  : "this architecture has no MTP block");
     snprintf(pl->arch, sizeof pl->arch, "%s", arch);
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_ARCHITECTURE, arch, e));
     QX_TRY(gf_writer_set_str(pl->w, GF_KEY_TYPE, "model", e));
@@ -278,7 +285,7 @@ static qx_status plan_hf(cv_plan *pl, const char *dir, const cv_params *p, qx_er
     int n_layer, n_expert = 0, n_gqa = 1;
     if (!strcmp(arch, "deepseek4")) {
         QX_TRY(cv_map_deepseek4(pl, p, e));
-        n_layer = (int)pl->cfg.n_layers;
+        n_layer = (int)(pl->cfg.n_layers + cv_v4_mtp_layers(&pl->cfg, p));   /* block_count, as llama-quantize's n_layer_all */
         n_expert = (int)pl->cfg.n_routed_experts;
         n_gqa = (int)pl->cfg.n_heads;   /* one shared K=V head */
     } else if (!strcmp(arch, "deepseek2") || !strcmp(arch, "deepseek32")) {

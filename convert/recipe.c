@@ -333,8 +333,11 @@ bool cv_quantizable(const char *name, int n_dims) {
  * mixers (hc_*, output_hc_*: a few MB, F32 in the checkpoint), the compressors' position biases
  * (*_ape) and the indexer's head weights (indexer.proj, which llama.cpp's converter writes F32)
  * stay F32; the compressors' kv/gate and the indexer's query projection are at least Q8_0 (the
- * preset's own type when that is a float type).  Returns t unchanged for other tensors. */
+ * preset's own type when that is a float type).  An MTP-only file's nextn.eh_proj is Q8_0 in
+ * every preset, float ones included, as llama.cpp's converter forces it (tensor_force_quant).
+ * Returns t unchanged for other tensors. */
 static qt_type v4_protect(const char *name, qt_type t) {
+    if (strstr(name, "nextn.eh_proj.weight")) return QT_Q8_0;
     if (strstr(name, "hc_") || strstr(name, "_ape.weight") || strstr(name, "indexer.proj.weight")) return QT_F32;
     if (strstr(name, "compressor_kv.weight") || strstr(name, "compressor_gate.weight") || strstr(name, "indexer.attn_q_b.weight"))
         return t == QT_F32 || t == QT_F16 || t == QT_BF16 || t == QT_Q8_0 ? t : QT_Q8_0;

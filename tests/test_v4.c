@@ -15,7 +15,15 @@
  *    the type policy (hyper-connection, compressor, indexer tensors protected; FP4 experts MXFP4
  *    unless a preset gives them fewer bits) in Q4_K_M, Q2_K and IQ2_XXS, the last with an
  *    imatrix that has no hc entries and attn_output_a in llama-imatrix's flat layout; a bad
- *    expert id and a missing compressor are one-line errors with no output file. */
+ *    expert id and a missing compressor are one-line errors with no output file;
+ *  - convert --mtp (tiny-v4 and tiny-v4b): the MTP-only file of llama.cpp's converter --mtp:
+ *    its keys (block_count and clamp arrays with the MTP block, nextn_predict_layers 1), exactly
+ *    the loader's tensors for the block plus the shared embedding/head, their types, values
+ *    decoded here (output_hc_* from the MTP block's own hc_head_*), the MTP experts' repack,
+ *    nextn.eh_proj = [e_proj | h_proj] (F32 bit for bit with --tensor-type; the forced Q8_0
+ *    within half a step); Q4_K_M and Q2_K; one-line errors (no MTP block, two MTP blocks, no
+ *    compress ratio for it, no e_proj, --no-mtp/--keep-mtp/--target-size, deepseek2); V3.2 --mtp
+ *    equals the default V3.2 file without its main blocks. */
 #include "tests/util/tu.h"
 #include "formats/formats.h"
 #include "convert/convert.h"
@@ -260,9 +268,12 @@ static json_t *load_cfg(const char *dir) {
 }
 static int64_t ci(json_t *c, const char *k) { return json_integer_value(json_object_get(c, k)); }
 
-/* The tensors llama.cpp's deepseek4 loader creates for this config (src/models/deepseek4.cpp). */
+/* The tensors llama.cpp's deepseek4 loader creates for this config (src/models/deepseek4.cpp):
+ * the model's blocks, or (mtp) the MTP-only file's: its block(s) after num_hidden_layers with the
+ * nextn tensors the converter writes (eh_proj [2E, E], enorm, hnorm, shared_head_norm; the
+ * optional embed_tokens / shared_head_head are not in the checkpoint). */
 typedef struct { char name[64]; int nd; int64_t ne[3]; } want_t;
-static int want_list(json_t *c, want_t *w) {
+static int want_list(json_t *c, want_t *w, bool mtp) {
     int64_t E = ci(c, "hidden_size"), V = ci(c, "vocab_size"), H = ci(c, "num_attention_heads"), D = ci(c, "head_dim");
     int64_t QL = ci(c, "q_lora_rank"), OG = ci(c, "o_groups"), OL = ci(c, "o_lora_rank"), HC = ci(c, "hc_mult");
     int64_t X = ci(c, "n_routed_experts"), K = ci(c, "num_experts_per_tok"), F = ci(c, "moe_intermediate_size");
@@ -276,7 +287,8 @@ static int want_list(json_t *c, want_t *w) {
     W(2, HC * E, HC, 1, "output_hc_fn.weight");
     W(1, HC, 1, 1, "output_hc_base.weight");
     W(1, 1, 1, 1, "output_hc_scale.weight");
-    for (int64_t l = 0; l < ci(c, "num_hidden_layers"); l++) {
+    int64_t l0 = mtp ? ci(c, "num_hidden_layers") : 0, l1 = ci(c, "num_hidden_layers") + (mtp ? ci(c, "num_nextn_predict_layers") : 0);
+    for (int64_t l = l0; l < l1; l++) {
         int L = (int)l;
         int64_t ratio = json_integer_value(json_array_get(json_object_get(c, "compress_ratios"), (size_t)l));
         W(1, E, 1, 1, "blk.%d.attn_norm.weight", L);
@@ -319,6 +331,12 @@ static int want_list(json_t *c, want_t *w) {
         W(2, E, F, 1, "blk.%d.ffn_gate_shexp.weight", L);
         W(2, F, E, 1, "blk.%d.ffn_down_shexp.weight", L);
         W(2, E, F, 1, "blk.%d.ffn_up_shexp.weight", L);
+        if (mtp) {
+            W(2, 2 * E, E, 1, "blk.%d.nextn.eh_proj.weight", L);
+            W(1, E, 1, 1, "blk.%d.nextn.enorm.weight", L);
+            W(1, E, 1, 1, "blk.%d.nextn.hnorm.weight", L);
+            W(1, E, 1, 1, "blk.%d.nextn.shared_head_norm.weight", L);
+        }
     }
 #undef W
     return n;
@@ -335,8 +353,10 @@ static void key_f32(const gf_file *g, const char *k, double want) {
     TU_CHECK(kv && kv->type == GF_F32 && kv->v.f32 == (float)want, "%s: f32 %g (type %s)", k, want, kv ? gf_type_name(kv->type) : "absent");
 }
 
-static void check_keys(const gf_file *g, json_t *c) {
-    int64_t L = ci(c, "num_hidden_layers");
+/* n_mtp: MTP blocks in the file (an MTP-only file: block_count and the clamp arrays count them,
+ * nextn_predict_layers is written). */
+static void check_keys(const gf_file *g, json_t *c, int64_t n_mtp) {
+    int64_t L = ci(c, "num_hidden_layers") + n_mtp;
     json_t *rs = json_object_get(c, "rope_scaling");
     const char *sk[][2] = {{"general.architecture", "deepseek4"}, {"deepseek4.rope.scaling.type", "yarn"}, {"tokenizer.ggml.pre", "deepseek-v3"}};
     for (size_t i = 0; i < 3; i++) {
@@ -344,7 +364,7 @@ static void check_keys(const gf_file *g, json_t *c) {
         TU_CHECK(kv && kv->type == GF_STRING && !strcmp(kv->str, sk[i][1]), "%s = %s", sk[i][0], sk[i][1]);
     }
     struct { const char *k; const char *ck; } u[] = {
-        {"block_count", "num_hidden_layers"}, {"context_length", "max_position_embeddings"}, {"embedding_length", "hidden_size"},
+        {"context_length", "max_position_embeddings"}, {"embedding_length", "hidden_size"},
         {"attention.head_count", "num_attention_heads"}, {"attention.head_count_kv", "num_key_value_heads"},
         {"expert_count", "n_routed_experts"}, {"expert_used_count", "num_experts_per_tok"}, {"attention.key_length", "head_dim"},
         {"attention.value_length", "head_dim"}, {"rope.dimension_count", "qk_rope_head_dim"}, {"attention.q_lora_rank", "q_lora_rank"},
@@ -359,6 +379,7 @@ static void check_keys(const gf_file *g, json_t *c) {
         snprintf(k, sizeof k, "deepseek4.%s", u[i].k);
         key_u32(g, k, ci(c, u[i].ck));
     }
+    key_u32(g, "deepseek4.block_count", L);
     key_u32(g, "deepseek4.expert_gating_func", 4);
     key_u32(g, "deepseek4.embedding_length_out", ci(c, "hidden_size") * ci(c, "hc_mult"));
     key_u32(g, "deepseek4.rope.scaling.original_context_length", ci(rs, "original_max_position_embeddings"));
@@ -385,9 +406,11 @@ static void check_keys(const gf_file *g, json_t *c) {
     bool ok = kv && kv->type == GF_ARRAY && kv->arr_type == GF_I32 && kv->n == json_array_size(cr);
     for (uint64_t j = 0; ok && j < kv->n; j++) ok = ((const int32_t *)kv->arr)[j] == json_integer_value(json_array_get(cr, j));
     TU_CHECK(ok, "compress_ratios: i32[%zu] = config.json's list (MTP entry included)", json_array_size(cr));
-    const char *absent[] = {"deepseek4.nextn_predict_layers", "deepseek4.feed_forward_length", "deepseek4.expert_group_count",
-                            "deepseek4.leading_dense_block_count", "deepseek4.attention.kv_lora_rank"};
-    for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++) TU_CHECK(!gf_find_kv(g, absent[i]), "%s must be absent", absent[i]);
+    const char *absent[] = {"deepseek4.feed_forward_length", "deepseek4.expert_group_count", "deepseek4.leading_dense_block_count",
+                            "deepseek4.attention.kv_lora_rank", "deepseek4.nextn_predict_layers"};
+    size_t n_absent = sizeof absent / sizeof absent[0] - (n_mtp > 0);
+    for (size_t i = 0; i < n_absent; i++) TU_CHECK(!gf_find_kv(g, absent[i]), "%s must be absent", absent[i]);
+    if (n_mtp > 0) key_u32(g, "deepseek4.nextn_predict_layers", n_mtp);
 }
 
 /* The source tensor of an output 2-D float tensor, decoded here; NULL name = not checked. */
@@ -425,9 +448,9 @@ static void test_convert_f32(void) {
         json_decref(c); gf_close(g); st_close(m);
         return;
     }
-    check_keys(g, c);
+    check_keys(g, c, 0);
     static want_t w[512];
-    int n = want_list(c, w), missing = 0, bad_shape = 0;
+    int n = want_list(c, w, false), missing = 0, bad_shape = 0;
     for (int i = 0; i < n; i++) {
         const gf_tensor *t = gf_find_tensor(g, w[i].name);
         if (!t) { missing++; fprintf(stderr, "missing %s\n", w[i].name); continue; }
@@ -869,7 +892,7 @@ static void test_flash_plan(void) {
     /* parameters counted here from the shapes of config.json (43 layers, no MTP) */
     json_t *c = load_cfg(dir);
     static want_t w[4096];
-    int n = want_list(c, w);
+    int n = want_list(c, w, false);
     uint64_t want = 0, got = cv_plan_n_elems(pl);
     for (int i = 0; i < n; i++) want += (uint64_t)w[i].ne[0] * (uint64_t)w[i].ne[1] * (uint64_t)w[i].ne[2];
     TU_CHECK((size_t)n == cv_plan_tensor_count(pl) && got == want, "v4-flash: %zu tensors (loader list %d), %llu parameters (counted %llu)",
@@ -878,6 +901,324 @@ static void test_flash_plan(void) {
            cv_plan_file_size(pl) / 1e9);
     json_decref(c);
     cv_plan_free(pl);
+}
+
+/* ---- --mtp: the MTP-only file of llama.cpp's converter --mtp (DeepseekV4Model, mtp_only) ---- */
+static float ref_f16(uint16_t h) {   /* s | e5 | m10, bias 15 */
+    int sg = h >> 15, ex = (h >> 10) & 31, mt = h & 1023;
+    float v = ex == 0 ? ldexpf((float)mt, -24) : ex == 31 ? (mt ? NAN : INFINITY) : ldexpf(1.0f + (float)mt / 1024.0f, ex - 15);
+    return sg ? -v : v;
+}
+/* Element (r, c) of an FP8 weight w with its E8M0 128x128 scale sc, decoded here. */
+static float ref_fp8_at(const st_tensor *w, const st_tensor *sc, int64_t r, int64_t c) {
+    if (!w || !sc || w->dtype != ST_F8_E4M3) return NAN;
+    int64_t cols = w->shape[1];
+    return ref_e4m3(w->data[r * cols + c]) * ref_e8m0(sc->data[(r / 128) * ((cols + 127) / 128) + c / 128]);
+}
+/* nextn.eh_proj [2E, E]: row r = [e_proj row r | h_proj row r].  F32: bit for bit.  Q8_0 (the
+ * type llama.cpp's converter forces): every 32-block decoded here (f16 d, int8 q) is within half
+ * a step of the source, d/2 (1 + 2^-10), and d is amax/127 rounded to f16 (2^-10 relative). */
+static int check_eh_proj(const gf_tensor *t, const st_model *m, const char *mp, int64_t E) {
+    if (!t || t->ne[0] != 2 * E || t->ne[1] != E) return -1;
+    const st_tensor *src[2][2];   /* e_proj, h_proj: weight, scale */
+    const char *part[2] = {"e_proj", "h_proj"}, *suf[2] = {"weight", "scale"};
+    for (int i = 0; i < 4; i++) {
+        char n[96];
+        snprintf(n, sizeof n, "%s%s.%s", mp, part[i / 2], suf[i % 2]);
+        src[i / 2][i % 2] = st_find(m, n);
+    }
+    int bad = 0;
+    for (int64_t r = 0; r < E; r++) {
+        float w[4096];
+        for (int64_t c = 0; c < 2 * E; c++) w[c] = c < E ? ref_fp8_at(src[0][0], src[0][1], r, c) : ref_fp8_at(src[1][0], src[1][1], r, c - E);
+        if (t->type == QT_F32) {
+            for (int64_t c = 0; c < 2 * E; c++) bad += !same_bits(((const float *)(const void *)t->data)[r * 2 * E + c], w[c]);
+            continue;
+        }
+        if (t->type != QT_Q8_0) return -1;
+        const uint8_t *row = t->data + (uint64_t)r * (uint64_t)(2 * E / 32) * 34;
+        for (int64_t b = 0; b < 2 * E / 32; b++) {
+            uint16_t h = (uint16_t)(row[b * 34] | row[b * 34 + 1] << 8);
+            float d = ref_f16(h), amax = 0;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(w[b * 32 + j]));
+            bad += fabsf(d - amax / 127.0f) > amax / 127.0f / 1024.0f;
+            for (int j = 0; j < 32; j++) {
+                float q = (float)(int8_t)row[b * 34 + 2 + j] * d;
+                bad += !(fabsf(q - w[b * 32 + j]) <= 0.5f * d * (1.0f + 1.0f / 1024.0f));
+            }
+        }
+    }
+    return bad;
+}
+
+/* One MTP-only file of checkpoint dir against the checkpoint, decoded here. */
+static void check_mtp_file(const char *dir, const char *out, const char *out_ehf32, const char *what) {
+    qx_err e;
+    json_t *c = load_cfg(dir);
+    gf_file *g = NULL, *g2 = NULL;
+    st_model *m = NULL;
+    if (!c || gf_open(&g, out, &e) != QX_OK || gf_open(&g2, out_ehf32, &e) != QX_OK || st_open(&m, dir, &e) != QX_OK) {
+        TU_CHECK(false, "%s: open: %s", what, e.msg);
+        json_decref(c); gf_close(g); gf_close(g2); st_close(m);
+        return;
+    }
+    int64_t NL = ci(c, "num_hidden_layers"), E = ci(c, "hidden_size"), X = ci(c, "n_routed_experts");
+    check_keys(g, c, 1);
+    static want_t w[256];
+    int n = want_list(c, w, true), missing = 0, bad_shape = 0, bad_type = 0;
+    for (int i = 0; i < n; i++) {
+        const gf_tensor *t = gf_find_tensor(g, w[i].name);
+        if (!t) { missing++; fprintf(stderr, "%s: missing %s\n", what, w[i].name); continue; }
+        bool ok = t->n_dims == w[i].nd;
+        for (int d = 0; d < 3 && ok; d++) ok = t->ne[d] == w[i].ne[d];
+        if (!ok) bad_shape++;
+        qt_type want = strstr(t->name, "nextn.eh_proj") ? QT_Q8_0 : strstr(t->name, "_exps.weight") ? QT_MXFP4 : QT_F32;
+        if (t->type != want) { bad_type++; fprintf(stderr, "%s: %s is %s\n", what, t->name, qt_type_name(t->type)); }
+    }
+    TU_CHECK(missing == 0 && bad_shape == 0 && (size_t)n == gf_tensor_count(g),
+             "%s: %d of %d tensors missing, %d misshapen; file has %zu (want exactly the MTP block, embedding, head)", what, missing, n,
+             bad_shape, gf_tensor_count(g));
+    TU_CHECK(bad_type == 0, "%s: %d tensors not F32 / MXFP4 experts / Q8_0 eh_proj", what, bad_type);
+    char L[16];
+    snprintf(L, sizeof L, "blk.%lld.", (long long)NL);
+    struct { const char *g, *h; } vt[] = {
+        {"token_embd.weight", "embed.weight"}, {"output.weight", "head.weight"}, {"output_norm.weight", "norm.weight"},
+        {"output_hc_fn.weight", "mtp.0.hc_head_fn"}, {"output_hc_base.weight", "mtp.0.hc_head_base"},
+        {"output_hc_scale.weight", "mtp.0.hc_head_scale"}, {"nextn.enorm.weight", "mtp.0.enorm.weight"},
+        {"nextn.hnorm.weight", "mtp.0.hnorm.weight"}, {"nextn.shared_head_norm.weight", "mtp.0.norm.weight"},
+        {"attn_q_a.weight", "mtp.0.attn.wq_a.weight"}, {"attn_output_a.weight", "mtp.0.attn.wo_a.weight"},
+        {"attn_sinks.weight", "mtp.0.attn.attn_sink"}, {"hc_attn_fn.weight", "mtp.0.hc_attn_fn"},
+        {"hc_ffn_scale.weight", "mtp.0.hc_ffn_scale"}, {"ffn_gate_inp.weight", "mtp.0.ffn.gate.weight"},
+        {"exp_probs_b.bias", "mtp.0.ffn.gate.bias"}, {"ffn_down_shexp.weight", "mtp.0.ffn.shared_experts.w2.weight"}};
+    for (size_t i = 0; i < sizeof vt / sizeof vt[0]; i++) {
+        char gn[96];
+        snprintf(gn, sizeof gn, "%s%s", strncmp(vt[i].h, "mtp.0.", 6) || !strncmp(vt[i].g, "output_hc", 9) ? "" : L, vt[i].g);
+        const gf_tensor *t = gf_find_tensor(g, gn);
+        int bad = t ? check_values(t, m, vt[i].h) : -1;
+        TU_CHECK(bad == 0, "%s: %s: %d values differ from the decode of '%s'", what, gn, bad, vt[i].h);
+    }
+    const gf_tensor *hc = gf_find_tensor(g, "output_hc_fn.weight");
+    TU_CHECK(hc && check_values(hc, m, "hc_head_fn") > 0, "%s: output_hc_fn is the MTP block's head mixer, not the model's", what);
+    int64_t bad_mx = 0, slices = 0;
+    const char *proj[3][2] = {{"ffn_gate_exps", "w1"}, {"ffn_down_exps", "w2"}, {"ffn_up_exps", "w3"}};
+    uint8_t row[4096];
+    for (int p = 0; p < 3; p++) {
+        char gn[96], hn[96], sn[96];
+        snprintf(gn, sizeof gn, "%s%s.weight", L, proj[p][0]);
+        const gf_tensor *t = gf_find_tensor(g, gn);
+        if (!t || t->type != QT_MXFP4) { bad_mx++; continue; }
+        int64_t cols = t->ne[0], rows = t->ne[1];
+        uint64_t rb = (uint64_t)cols / 32 * 17;
+        for (int64_t x = 0; x < X; x++, slices++) {
+            snprintf(hn, sizeof hn, "mtp.0.ffn.experts.%lld.%s.weight", (long long)x, proj[p][1]);
+            snprintf(sn, sizeof sn, "mtp.0.ffn.experts.%lld.%s.scale", (long long)x, proj[p][1]);
+            const st_tensor *sw = st_find(m, hn), *ss = st_find(m, sn);
+            if (!sw || !ss) { bad_mx++; continue; }
+            for (int64_t r = 0; r < rows; r++) {
+                ref_repack(sw->data + r * cols / 2, ss->data + r * cols / 32, cols, row);
+                bad_mx += memcmp(row, t->data + ((uint64_t)(x * rows + r)) * rb, rb) != 0;
+            }
+        }
+    }
+    TU_CHECK(bad_mx == 0 && slices == 3 * X, "%s: MTP experts: %lld rows differ from the reference repack", what, (long long)bad_mx);
+    char eh[96];
+    snprintf(eh, sizeof eh, "%snextn.eh_proj.weight", L);
+    int b1 = check_eh_proj(gf_find_tensor(g, eh), m, "mtp.0.", E), b2 = check_eh_proj(gf_find_tensor(g2, eh), m, "mtp.0.", E);
+    TU_CHECK(b1 == 0 && b2 == 0, "%s: eh_proj = [e_proj | h_proj]: %d Q8_0 values off by more than half a step, %d F32 values not exact",
+             what, b1, b2);
+    const gf_tensor *t2 = gf_find_tensor(g2, eh);
+    TU_CHECK(t2 && t2->type == QT_F32 && gf_tensor_count(g2) == gf_tensor_count(g), "%s: --tensor-type overrides eh_proj's forced Q8_0", what);
+    json_decref(c);
+    gf_close(g);
+    gf_close(g2);
+    st_close(m);
+}
+
+static void test_mtp(void) {
+    char d0[1000], d1[1000];
+    const char *dir[2] = {d0, d1};
+    snprintf(d0, sizeof d0, "%s", tu_tmp_path("tiny-v4"));   /* test_convert_f32's checkpoint, seed 7 */
+    snprintf(d1, sizeof d1, "%s", tu_tmp_path("tiny-v4b"));  /* other shapes: E 192, FP8 tiles cut at 128 */
+    qx_err e;
+    TU_OK(st_synth("tiny-v4b", d1, 5, false, 0, &e), &e);
+    for (int k = 0; k < 2; k++) {
+        char out[1100], out2[1100];
+        snprintf(out, sizeof out, "%s.mtp.gguf", dir[k]);
+        snprintf(out2, sizeof out2, "%s.mtp-ehf32.gguf", dir[k]);
+        TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --mtp --quiet > /dev/null", tu_qforge(), dir[k], out) == 0, "convert --mtp");
+        TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --mtp --tensor-type 'nextn\\.eh_proj=F32' --quiet > /dev/null", tu_qforge(),
+                           dir[k], out2) == 0, "convert --mtp, eh_proj F32");
+        check_mtp_file(dir[k], out, out2, k ? "tiny-v4b --mtp" : "tiny-v4 --mtp");
+    }
+    {   /* the engine does not run an MTP-only file: one line saying so */
+        char txt[1100], log[1100], mf[1100];
+        snprintf(txt, sizeof txt, "%s", tu_tmp_path("mtp-text.txt"));
+        snprintf(log, sizeof log, "%s", tu_tmp_path("mtp-ppl.log"));
+        snprintf(mf, sizeof mf, "%s.mtp.gguf", d0);
+        static const char words[] = "the quick brown fox jumps over the lazy dog and then some more words follow here ";
+        char buf[sizeof words * 8];
+        buf[0] = 0;
+        for (int i = 0; i < 8; i++) strcat(buf, words);
+        tu_write_file(txt, buf, strlen(buf));
+        int rc = tu_system("%s ppl '%s' --text '%s' --ctx 16 --chunks 1 > /dev/null 2> '%s'", tu_qforge(), mf, txt, log);
+        size_t n;
+        char *t = tu_read_file(log, &n);
+        TU_CHECK(rc != 0 && t && strstr(t, "an MTP-only file (convert --mtp"), "qforge ppl on an MTP-only file: exit %d, '%s'", rc, t ? t : "");
+        free(t);
+    }
+    /* quantized presets: the block follows the preset (experts MXFP4 at >= 4.25 bits, re-quantized
+     * below), the V4 protections hold, eh_proj stays Q8_0 */
+    const char *pre[2] = {"Q4_K_M", "Q2_K"};
+    for (int k = 0; k < 2; k++) {
+        char out[1100];
+        snprintf(out, sizeof out, "%s.mtp.%s.gguf", dir[0], pre[k]);
+        TU_CHECK(tu_system("%s convert '%s' -o '%s' --type %s --mtp --quiet > /dev/null", tu_qforge(), dir[0], out, pre[k]) == 0,
+                 "convert --mtp --type %s", pre[k]);
+        gf_file *g = NULL;
+        if (gf_open(&g, out, &e) != QX_OK) { TU_CHECK(false, "%s", e.msg); continue; }
+        const gf_tensor *eh = gf_find_tensor(g, "blk.4.nextn.eh_proj.weight"), *up = gf_find_tensor(g, "blk.4.ffn_up_exps.weight"),
+                        *hc = gf_find_tensor(g, "blk.4.hc_attn_fn.weight"), *qb = gf_find_tensor(g, "blk.4.attn_q_a.weight");
+        TU_CHECK(eh && up && hc && qb && eh->type == QT_Q8_0 && hc->type == QT_F32 && (up->type == QT_MXFP4) == (k == 0) &&
+                 qb->type == (k ? QT_Q2_K : QT_Q4_K) && gf_tensor_count(g) == 34,
+                 "--mtp %s: eh_proj Q8_0, hc F32, experts %s, attn_q_a at the preset's type, 34 tensors", pre[k], k ? "re-quantized" : "MXFP4");
+        gf_close(g);
+    }
+}
+
+/* Replaces every occurrence of `from` by `to` (same length) in file path. */
+static bool patch_file(const char *path, const char *from, const char *to) {
+    size_t n, k = strlen(from);
+    char *d = tu_read_file(path, &n);
+    if (!d) return false;
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(d + i, from, k)) memcpy(d + i, to, k);
+    bool ok = tu_write_file(path, d, n) == 0;
+    free(d);
+    return ok;
+}
+
+/* `convert ARGS` fails with exactly one line on stderr containing needle, and writes no file. */
+static void mtp_fault(const char *in, const char *args, const char *needle) {
+    const char *out = tu_tmp_path("mtp-bad.gguf"), *log = tu_tmp_path("mtp-bad.log");
+    char o[1100], l[1100];
+    snprintf(o, sizeof o, "%s", out);
+    snprintf(l, sizeof l, "%s", log);
+    int rc = tu_system("%s convert '%s' -o '%s' --type F32 %s --quiet > /dev/null 2> '%s'", tu_qforge(), in, o, args, l);
+    size_t n;
+    char *txt = tu_read_file(l, &n);
+    int lines = 0;
+    for (size_t i = 0; txt && i < n; i++) lines += txt[i] == '\n';
+    TU_CHECK(rc != 0 && txt && lines == 1 && strstr(txt, needle) && access(o, F_OK) != 0, "%s: exit %d, %d lines '%s', want '%s'", args, rc,
+             lines, txt ? txt : "", needle);
+    free(txt);
+}
+
+static void set_cfg(const char *dir, const char *key, json_t *v) {
+    json_t *c = load_cfg(dir);
+    char cp[1100];
+    snprintf(cp, sizeof cp, "%s/config.json", dir);
+    json_object_set_new(c, key, v);
+    TU_CHECK(c && json_dump_file(c, cp, JSON_INDENT(1)) == 0, "write %s", cp);
+    json_decref(c);
+}
+
+static void test_mtp_faults(void) {
+    char dir[1100], d3[1100], d32[1100];
+    snprintf(dir, sizeof dir, "%s", tu_tmp_path("mtp-faults"));
+    snprintf(d3, sizeof d3, "%s", tu_tmp_path("mtp-v3"));
+    snprintf(d32, sizeof d32, "%s", tu_tmp_path("mtp-v32"));
+    qx_err e;
+    TU_OK(st_synth("tiny-v4b", dir, 4, false, 0, &e), &e);
+    mtp_fault(dir, "--mtp --no-mtp", "--mtp and --no-mtp together");
+    mtp_fault(dir, "--keep-mtp", "--keep-mtp: a DeepSeek-V4 model file holds no MTP block");
+    mtp_fault(dir, "--mtp --target-size 1G", "--mtp with --target-size/--target-bpw");
+    set_cfg(dir, "num_nextn_predict_layers", json_integer(0));
+    mtp_fault(dir, "--mtp", "--mtp: the checkpoint has no MTP block (config.json num_nextn_predict_layers 0)");
+    set_cfg(dir, "num_nextn_predict_layers", json_integer(2));
+    mtp_fault(dir, "--mtp", "num_nextn_predict_layers 2; llama.cpp's deepseek4 holds 1 MTP block");
+    set_cfg(dir, "num_nextn_predict_layers", json_integer(1));
+    set_cfg(dir, "compress_ratios", json_pack("[i,i,i]", 4, 0, 128));
+    mtp_fault(dir, "--mtp", "compress_ratios has 3 entries, the MTP block (layer 3) needs its own");
+    set_cfg(dir, "compress_ratios", json_pack("[i,i,i,i]", 4, 0, 128, 0));
+    char p[1200];
+    bool ok = true;
+    for (int i = 1; i <= 2; i++) {
+        snprintf(p, sizeof p, "%s/model-%05d-of-%06d.safetensors", dir, i, 2);
+        ok &= patch_file(p, "mtp.0.e_proj.", "mtp.0.e_prox.");
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    ok &= patch_file(p, "mtp.0.e_proj.", "mtp.0.e_prox.");
+    TU_CHECK(ok, "rename mtp.0.e_proj in the checkpoint");
+    mtp_fault(dir, "--mtp", "num_nextn_predict_layers 1 but the checkpoint has no 'mtp.0.e_proj.weight'");
+    TU_OK(st_synth("tiny-v3", d3, 1, true, 0, &e), &e);   /* sparse: only config.json and headers are read */
+    mtp_fault(d3, "--mtp", "--mtp (an MTP-only file) is for DeepSeek-V4 and V3.2; deepseek2 drops its MTP block unless --keep-mtp");
+    TU_OK(st_synth("tiny-v32", d32, 1, true, 0, &e), &e);
+    mtp_fault(d32, "--mtp --keep-mtp", "--mtp and --keep-mtp together");
+    set_cfg(d32, "num_nextn_predict_layers", json_integer(0));
+    mtp_fault(d32, "--mtp", "--mtp: the checkpoint has no MTP block (config.json num_nextn_predict_layers 0)");
+}
+
+/* --mtp on V3.2 (deepseek32; llama.cpp's DeepseekV32Model has it too: filter_tensors keeps the
+ * NextN block and model.embed_tokens / model.norm / lm_head): the file equals the default V3.2
+ * file (which keeps the NextN block and was compared with llama.cpp's converter, docs/family.md)
+ * with the main blocks left out: the same deepseek32.* keys and file type, and every other
+ * tensor with the same type, shape and bytes. */
+static void test_mtp_v32(void) {
+    char dir[1000], full[1100], mtp[1100];
+    snprintf(dir, sizeof dir, "%s", tu_tmp_path("mtp-v32-full"));
+    snprintf(full, sizeof full, "%s.f32.gguf", dir);
+    snprintf(mtp, sizeof mtp, "%s.mtp.gguf", dir);
+    qx_err e;
+    TU_OK(st_synth("tiny-v32", dir, 1, false, 0, &e), &e);
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --quiet > /dev/null", tu_qforge(), dir, full) == 0, "convert tiny-v32");
+    TU_CHECK(tu_system("%s convert '%s' -o '%s' --type F32 --mtp --quiet > /dev/null", tu_qforge(), dir, mtp) == 0, "convert tiny-v32 --mtp");
+    json_t *c = load_cfg(dir);
+    gf_file *gf = NULL, *gm = NULL;
+    if (!c || gf_open(&gf, full, &e) != QX_OK || gf_open(&gm, mtp, &e) != QX_OK) {
+        TU_CHECK(false, "v32 --mtp: open: %s", e.msg);
+        json_decref(c); gf_close(gf); gf_close(gm);
+        return;
+    }
+    int64_t NL = ci(c, "num_hidden_layers");
+    size_t want = 0, bad = 0, nextn = 0;
+    for (size_t i = 0; i < gf_tensor_count(gf); i++) {
+        const gf_tensor *a = gf_tensor_at(gf, i), *b = gf_find_tensor(gm, a->name);
+        int l;
+        bool main_blk = sscanf(a->name, "blk.%d.", &l) == 1 && l < NL;
+        if (main_blk) { bad += b != NULL; continue; }
+        want++;
+        nextn += strstr(a->name, ".nextn.") != NULL;
+        bad += !b || b->type != a->type || b->n_dims != a->n_dims || memcmp(b->ne, a->ne, sizeof a->ne) || b->nbytes != a->nbytes ||
+               memcmp(b->data, a->data, a->nbytes);
+    }
+    TU_CHECK(bad == 0 && want == gf_tensor_count(gm) && nextn == 6,
+             "v32 --mtp: %zu tensors (want the %zu outside the main blocks, 6 nextn), %zu differ from the full file's", gf_tensor_count(gm),
+             want, bad);
+    size_t keys = 0, kbad = 0;
+    for (size_t i = 0; i < gf_kv_count(gf); i++) {
+        const gf_kv *a = gf_kv_at(gf, i), *b;
+        if (strncmp(a->key, "deepseek32.", 11) && strcmp(a->key, "general.file_type")) continue;
+        keys++;
+        b = gf_find_kv(gm, a->key);
+        bool ok = b && b->type == a->type && b->n == a->n;
+        if (ok && a->type == GF_ARRAY) ok = b->arr_type == a->arr_type && a->arr && !memcmp(b->arr, a->arr, a->n * gf_type_size(a->arr_type));
+        else if (ok && a->type != GF_STRING) ok = !memcmp(&b->v, &a->v, gf_type_size(a->type));
+        if (!ok) { kbad++; fprintf(stderr, "v32 --mtp: key %s differs\n", a->key); }
+    }
+    const gf_kv *nx = gf_find_kv(gm, "deepseek32.nextn_predict_layers"), *bc = gf_find_kv(gm, "deepseek32.block_count");
+    TU_CHECK(kbad == 0 && keys > 25 && nx && nx->v.u32 == 1 && bc && bc->v.u32 == (uint32_t)NL + 1,
+             "v32 --mtp: %zu of %zu deepseek32 keys differ; block_count layers + 1, nextn_predict_layers 1", kbad, keys);
+    char txt[1100], log[1100];
+    snprintf(txt, sizeof txt, "%s", tu_tmp_path("mtp-text.txt"));   /* written by test_mtp */
+    snprintf(log, sizeof log, "%s", tu_tmp_path("mtp-ppl32.log"));
+    int rc = tu_system("%s ppl '%s' --text '%s' --ctx 16 --chunks 1 > /dev/null 2> '%s'", tu_qforge(), mtp, txt, log);
+    size_t n;
+    char *t = tu_read_file(log, &n);
+    TU_CHECK(rc != 0 && t && strstr(t, "an MTP-only file (convert --mtp"), "qforge ppl on a V3.2 MTP-only file: exit %d, '%s'", rc, t ? t : "");
+    free(t);
+    json_decref(c);
+    gf_close(gf);
+    gf_close(gm);
 }
 
 int main(void) {
@@ -890,6 +1231,9 @@ int main(void) {
     test_presets();
     test_target_size();
     test_convert_faults();
+    test_mtp();
+    test_mtp_faults();
+    test_mtp_v32();
     test_flash_plan();
     return tu_done("test_v4");
 }
