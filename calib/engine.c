@@ -35,15 +35,15 @@ static void attention(const fwd_ctx *c, const kn_attn_args *a) {
     (c->ref ? kn_attention_ref : kn_attention)(a);
 }
 
-/* SwiGLU MLP on x [T, E] -> y [T, E]. */
-static qx_status mlp(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d, cal_wkind kg, int expert,
-                     const float *x, int64_t T, float *y, qx_err *e) {
+qx_status cal_mlp(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d, cal_wkind kg, int expert, float limit,
+                  const float *x, int64_t T, float *y, qx_err *e) {
     const int64_t E = c->m->hp.n_embd, F = g->w.rows;
     float *gb = xmalloc((size_t)(T * F) * sizeof(float), e), *ub = xmalloc((size_t)(T * F) * sizeof(float), e);
     if (!gb || !ub) { free(gb); free(ub); return QX_ENOMEM; }
     cal_mm(c, g, kg, expert, x, E, T, NULL, gb, F);
     cal_mm(c, u, (cal_wkind)(kg + 1), expert, x, E, T, NULL, ub, F);
-    kn_silu_mul(gb, ub, F, T, F, gb, F);
+    if (limit > 0) kn_silu_mul_clamp(gb, ub, F, T, F, limit, gb, F);
+    else kn_silu_mul(gb, ub, F, T, F, gb, F);
     cal_mm(c, d, (cal_wkind)(kg + 2), expert, gb, F, T, NULL, y, E);
     free(gb); free(ub);
     return QX_OK;
@@ -91,7 +91,7 @@ static qx_status moe(fwd_ctx *c, const cal_layer *l, const float *x, int64_t T, 
             memcpy(xe + j * E, x + (li[j] / k) * E, (size_t)E * sizeof(float));
             we[j] = rw[li[j]];
         }
-        if ((s = mlp(c, &l->eg[x2], &l->eu[x2], &l->ed[x2], CAL_W_EXP_GATE, (int)x2, xe, n, ye, e)) != QX_OK) goto done;
+        if ((s = cal_mlp(c, &l->eg[x2], &l->eu[x2], &l->ed[x2], CAL_W_EXP_GATE, (int)x2, 0.0f, xe, n, ye, e)) != QX_OK) goto done;
         for (int64_t j = 0; j < n; j++) {
             float *yt = y + (li[j] / k) * E;
             const float *src = ye + j * E;
@@ -99,7 +99,7 @@ static qx_status moe(fwd_ctx *c, const cal_layer *l, const float *x, int64_t T, 
         }
     }
     if (l->has_shared) {
-        if ((s = mlp(c, &l->sg, &l->su, &l->sd, CAL_W_SH_GATE, -1, x, T, ye, e)) != QX_OK) goto done;
+        if ((s = cal_mlp(c, &l->sg, &l->su, &l->sd, CAL_W_SH_GATE, -1, 0.0f, x, T, ye, e)) != QX_OK) goto done;
         kn_add_scaled(y, E, ye, E, NULL, T, E);
     }
     s = QX_OK;
@@ -338,7 +338,7 @@ qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_
     if (s != QX_OK) goto done;
     kn_add_scaled(h, E, y, E, NULL, T, E);
     kn_rmsnorm(h, E, l->ffn_norm, T, E, hp->norm_eps, xn, E);
-    s = l->moe ? moe(c, l, xn, T, y, e) : mlp(c, &l->gate, &l->up, &l->down, CAL_W_GATE, -1, xn, T, y, e);
+    s = l->moe ? moe(c, l, xn, T, y, e) : cal_mlp(c, &l->gate, &l->up, &l->down, CAL_W_GATE, -1, 0.0f, xn, T, y, e);
     if (s != QX_OK) goto done;
     kn_add_scaled(h, E, y, E, NULL, T, E);
 done:

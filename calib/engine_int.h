@@ -97,6 +97,11 @@ typedef struct {
 
 /* One decoder layer on the batch h [T, E] of c->t0's windows (updated in place); the
  * engine's own step, shared with the one-stream sensitivity pass (calib/sens_stream.c). */
+/* SwiGLU MLP on x [T, E] -> y [T, E] (gate g, up u, down d; kg the gate's observer kind,
+ * expert -1 for a dense or shared MLP); limit > 0 clamps as deepseek4's SwiGLU does
+ * (kn_silu_mul_clamp), else plain SwiGLU (kn_silu_mul). */
+qx_status cal_mlp(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d, cal_wkind kg, int expert, float limit,
+                  const float *x, int64_t T, float *y, qx_err *e);
 qx_status cal_layer_fwd(fwd_ctx *c, const cal_layer *l, float *h, int64_t T, qx_err *e);
 /* calib/engine_v4.c: one deepseek4 layer on the state h [T, hc*E] (updated in place), and the
  * hyper-connection head: h [T, hc*E] -> x [T, E] (what output_norm reads). */

@@ -135,20 +135,6 @@ done:
     return s;
 }
 
-/* Clamped SwiGLU MLP on x [T, E] -> y [T, E]. */
-static qx_status mlp_v4(fwd_ctx *c, const cal_w *g, const cal_w *u, const cal_w *d, cal_wkind kg, int expert,
-                        float limit, const float *x, int64_t T, float *y, qx_err *e) {
-    const int64_t E = c->m->hp.n_embd, F = g->w.rows;
-    float *gb = xmalloc((size_t)(T * F) * sizeof(float), e), *ub = xmalloc((size_t)(T * F) * sizeof(float), e);
-    if (!gb || !ub) { free(gb); free(ub); return QX_ENOMEM; }
-    cal_mm(c, g, kg, expert, x, E, T, NULL, gb, F);
-    cal_mm(c, u, (cal_wkind)(kg + 1), expert, x, E, T, NULL, ub, F);
-    kn_silu_mul_clamp(gb, ub, F, T, F, limit, gb, F);
-    cal_mm(c, d, (cal_wkind)(kg + 2), expert, gb, F, T, NULL, y, E);
-    free(gb); free(ub);
-    return QX_OK;
-}
-
 /* MoE FFN of xn [T, E] into y [T, E]: route, run each expert once over its tokens, + shared. */
 static qx_status ffn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t T, float *y, qx_err *e) {
     const cal_hparams *hp = &c->m->hp;
@@ -186,7 +172,7 @@ static qx_status ffn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t
             continue;
         }
         for (int64_t j = 0; j < n; j++) memcpy(xe + j * E, xn + (li[j] / k) * E, (size_t)E * sizeof(float));
-        if ((s = mlp_v4(c, &l->eg[x], &l->eu[x], &l->ed[x], CAL_W_EXP_GATE, (int)x, l->clamp_exp, xe, n, ye, e)) != QX_OK)
+        if ((s = cal_mlp(c, &l->eg[x], &l->eu[x], &l->ed[x], CAL_W_EXP_GATE, (int)x, l->clamp_exp, xe, n, ye, e)) != QX_OK)
             goto done;
         for (int64_t j = 0; j < n; j++) {
             float *yt = y + (li[j] / k) * E;
@@ -194,7 +180,7 @@ static qx_status ffn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_t
             for (int64_t i = 0; i < E; i++) yt[i] += wj * src[i];
         }
     }
-    if ((s = mlp_v4(c, &l->sg, &l->su, &l->sd, CAL_W_SH_GATE, -1, l->clamp_shexp, xn, T, ye, e)) != QX_OK) goto done;
+    if ((s = cal_mlp(c, &l->sg, &l->su, &l->sd, CAL_W_SH_GATE, -1, l->clamp_shexp, xn, T, ye, e)) != QX_OK) goto done;
     kn_add_scaled(y, E, ye, E, NULL, T, E);
     s = QX_OK;
 done:
