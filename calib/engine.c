@@ -279,9 +279,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
     kn_rope(q + N, H * QD, T, (int)H, QD, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     kn_rope(kva + KVL, LD, T, 1, 0, (int)R, c->pos, hp->rope_inv_freq, hp->rope_mscale, hp->rope_neox);
     for (int64_t h = 0; h < H; h++) {
-        cal_w kb = l->k_b;
-        kb.w.rows = KVL;
-        kb.w.data = (const uint8_t *)l->k_b.w.data + (uint64_t)(h * KVL) * l->k_b.w.row_bytes;
+        cal_w kb = cal_w_rows(&l->k_b, h * KVL, KVL);
         cal_mm(c, &kb, CAL_W_K_B, (int)h, q + h * QD, H * QD, T, NULL, ql + h * LD, H * LD);
         for (int64_t t = 0; t < T; t++)
             memcpy(ql + (t * H + h) * LD + KVL, q + t * H * QD + h * QD + N, (size_t)R * sizeof(float));
@@ -290,9 +288,7 @@ static qx_status attn_mla_absorbed(fwd_ctx *c, const cal_layer *l, const float *
                        ql, H * LD, LD, kva, LD, 0, kva, LD, 0, ol, H * KVL, hp->attn_scale, sel, hp->index_topk };
     attention(c, &a);
     for (int64_t h = 0; h < H; h++) {
-        cal_w vb = l->v_b;
-        vb.w.rows = Dv;
-        vb.w.data = (const uint8_t *)l->v_b.w.data + (uint64_t)(h * Dv) * l->v_b.w.row_bytes;
+        cal_w vb = cal_w_rows(&l->v_b, h * Dv, Dv);
         cal_mm(c, &vb, CAL_W_V_B, (int)h, ol + h * KVL, H * KVL, T, NULL, o + h * Dv, H * Dv);
     }
     cal_mm(c, &l->o, CAL_W_O, -1, o, H * Dv, T, NULL, out, E);

@@ -16,6 +16,15 @@ typedef struct {
     const gf_tensor *gt;       /* source tensor (GGUF), released after the layer */
 } cal_w;
 
+/* Rows [r0, r0 + n) of w as a view (same pages, owner and scale pointer): a head of k_b/v_b, a
+ * group of attn_output_a, an expert of a stacked GGUF tensor.  Only for unscaled weights. */
+static inline cal_w cal_w_rows(const cal_w *w, int64_t r0, int64_t n) {
+    cal_w v = *w;
+    v.w.rows = n;
+    v.w.data = (const uint8_t *)w->w.data + (uint64_t)r0 * w->w.row_bytes;
+    return v;
+}
+
 typedef struct {
     float *attn_norm, *ffn_norm, *q_a_norm, *kv_a_norm;   /* owned f32 vectors */
     float *bq, *bk, *bv;                                  /* qwen2 biases */

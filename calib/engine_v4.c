@@ -123,9 +123,7 @@ static qx_status attn_v4(fwd_ctx *c, const cal_layer *l, const float *xn, int64_
     for (int64_t t = 0; t < T; t++) neg[t] = -c->pos[t];
     kn_rope(o + NOPE, H * D, T, (int)H, D, (int)R, neg, inv, 1.0f, false);   /* de-rope: the inverse rotation */
     for (int64_t g = 0; g < G; g++) {
-        cal_w wg = l->o_a;
-        wg.w.rows = OL;
-        wg.w.data = (const uint8_t *)l->o_a.w.data + (uint64_t)(g * OL) * l->o_a.w.row_bytes;
+        cal_w wg = cal_w_rows(&l->o_a, g * OL, OL);
         cal_mm(c, &wg, CAL_W_O_A, (int)g, o + g * OGD, H * D, T, NULL, oa + g * OL, G * OL);
     }
     cal_mm(c, &l->o_b, CAL_W_O_B, -1, oa, G * OL, T, NULL, y, E);

@@ -258,9 +258,7 @@ static qx_status experts(cal_model *m, int layer, const char *nm, int64_t rows, 
     cal_w all;
     QX_TRY(gw(m, n, X * rows, cols, false, &all, e));
     for (int64_t x = 0; x < X; x++) {
-        w[x] = all;
-        w[x].w.rows = rows;
-        w[x].w.data = (const uint8_t *)all.w.data + (uint64_t)x * (uint64_t)rows * all.w.row_bytes;
+        w[x] = cal_w_rows(&all, x * rows, rows);
         if (x) w[x].gt = NULL;
     }
     return QX_OK;

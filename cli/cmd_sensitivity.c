@@ -61,10 +61,9 @@ static int werr_only(const char *model, const char *outp, const char *imp, const
     cp.preset = "Q8_0";
     cp.imatrix = imp;
     cv_plan *pl = NULL, *fl = NULL;
-    bool gguf = qx_ends_with(model, ".gguf");
-    if ((gguf ? cv_plan_from_gguf(&pl, model, &cp, &e) : cv_plan_create(&pl, model, &cp, &e)) != QX_OK) return cli_fail(&e);
+    if (cv_plan_open(&pl, model, &cp, &e) != QX_OK) return cli_fail(&e);
     cp.preset = "IQ1_S";
-    if ((gguf ? cv_plan_from_gguf(&fl, model, &cp, &e) : cv_plan_create(&fl, model, &cp, &e)) != QX_OK) { cv_plan_free(pl); return cli_fail(&e); }
+    if (cv_plan_open(&fl, model, &cp, &e) != QX_OK) { cv_plan_free(pl); return cli_fail(&e); }
     int nthr = threads > 0 ? (int)threads : qx_default_threads();
     int rc = 0;
     if (dry) {
@@ -195,8 +194,7 @@ static int measure(const char *model, const char *text, const char *outp, const 
     cv_default_params(&cp);
     cp.preset = "Q8_0";
     cv_plan *pl = NULL;
-    bool gguf = qx_ends_with(model, ".gguf");
-    if ((gguf ? cv_plan_from_gguf(&pl, model, &cp, &e) : cv_plan_create(&pl, model, &cp, &e)) != QX_OK) return cli_fail(&e);
+    if (cv_plan_open(&pl, model, &cp, &e) != QX_OK) return cli_fail(&e);
     im_matrix *im = NULL;
     if (imp && im_load(&im, imp, &e) != QX_OK) { cv_plan_free(pl); return cli_fail(&e); }
     /* items: every quantizable tensor x candidate, nmeas of them measured */

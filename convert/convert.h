@@ -110,6 +110,8 @@ qx_status cv_plan_create(cv_plan **out, const char *hf_dir, const cv_params *p, 
 /* Plans requantizing an F32/F16/BF16 (or any decodable) GGUF of any architecture: all
  * metadata is carried over (general.file_type updated), every tensor kept in order. */
 qx_status cv_plan_from_gguf(cv_plan **out, const char *gguf_path, const cv_params *p, qx_err *e);
+/* cv_plan_from_gguf for a path ending in ".gguf", else cv_plan_create (an HF checkpoint dir). */
+qx_status cv_plan_open(cv_plan **out, const char *path, const cv_params *p, qx_err *e);
 void cv_plan_free(cv_plan *pl);
 
 size_t cv_plan_tensor_count(const cv_plan *pl);

@@ -396,6 +396,10 @@ qx_status cv_plan_from_gguf(cv_plan **out, const char *gguf_path, const cv_param
     return QX_OK;
 }
 
+qx_status cv_plan_open(cv_plan **out, const char *path, const cv_params *p, qx_err *e) {
+    return qx_ends_with(path, ".gguf") ? cv_plan_from_gguf(out, path, p, e) : cv_plan_create(out, path, p, e);
+}
+
 /* ---- accessors ---- */
 size_t cv_plan_tensor_count(const cv_plan *pl) { return pl->n_outs; }
 void cv_plan_tensor(const cv_plan *pl, size_t i, cv_tensor_info *out) {

@@ -85,10 +85,9 @@ static void pass_run(const char *model, const char *im, int threads, uint64_t gr
     cp.preset = "Q8_0";
     cp.imatrix = im;
     cv_plan *pl = NULL, *fl = NULL;
-    bool gguf = qx_ends_with(model, ".gguf");
-    TU_OK(gguf ? cv_plan_from_gguf(&pl, model, &cp, &e) : cv_plan_create(&pl, model, &cp, &e), &e);
+    TU_OK(cv_plan_open(&pl, model, &cp, &e), &e);
     cp.preset = "IQ1_S";
-    TU_OK(gguf ? cv_plan_from_gguf(&fl, model, &cp, &e) : cv_plan_create(&fl, model, &cp, &e), &e);
+    TU_OK(cv_plan_open(&fl, model, &cp, &e), &e);
     ps_werr_params wp = { threads, SUBSET, group, NULL, NULL };
     ps_werr_stats st;
     memset(out, 0, sizeof *out);

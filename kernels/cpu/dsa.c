@@ -59,31 +59,36 @@ void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s) {
         if (beats(s, (int32_t)j, h[0])) adjust_heap(h, 0, k, (int32_t)j, s);
 }
 
-/* Query i of sequence s; sc (S floats), keep (S bytes) and heap (top_k) are scratch. */
-static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, float *sc, unsigned char *keep, int32_t *heap,
-                       float (*dot)(const float *, const float *, int64_t)) {
-    const int64_t base = s * a->S, t = base + i, K = a->top_k;
-    int32_t *out = a->sel + t * K;
-    if (i < K) {   /* every causal key */
-        for (int64_t j = 0; j < K; j++) out[j] = j <= i ? (int32_t)j : -1;
+void kn_index_topk(const float *qi, const float *wi, int n_heads, int64_t dh, const float *kbase, int64_t ldk, int64_t nv,
+                   int64_t top_k, float *sc, unsigned char *keep, int32_t *heap, float (*dot)(const float *, const float *, int64_t),
+                   int32_t *out) {
+    if (nv <= top_k) {   /* every key */
+        for (int64_t j = 0; j < top_k; j++) out[j] = j < nv ? (int32_t)j : -1;
         return;
     }
-    const float *qi = a->q + t * a->ldq, *wi = a->w + t * a->ldw;
-    for (int64_t j = 0; j <= i; j++) {
-        const float *kj = a->k + (base + j) * a->ldk;
+    for (int64_t j = 0; j < nv; j++) {
+        const float *kj = kbase + j * ldk;
         float v = 0.0f;
-        for (int h = 0; h < a->n_heads; h++) {
-            float d = dot(qi + (int64_t)h * a->dh, kj, a->dh);
+        for (int h = 0; h < n_heads; h++) {
+            float d = dot(qi + (int64_t)h * dh, kj, dh);
             v += (d > 0.0f ? d : 0.0f) * wi[h];
         }
         sc[j] = isnan(v) ? -INFINITY : v;
     }
-    kn_heap_select(heap, K, i + 1, sc);
-    memset(keep, 0, (size_t)(i + 1));
-    for (int64_t r = 0; r < K; r++) keep[heap[r]] = 1;
+    kn_heap_select(heap, top_k, nv, sc);
+    for (int64_t j = 0; j < nv; j++) keep[j] = 0;
+    for (int64_t r = 0; r < top_k; r++) keep[heap[r]] = 1;
     int64_t n = 0;
-    for (int64_t j = 0; j <= i; j++)
+    for (int64_t j = 0; j < nv; j++)
         if (keep[j]) out[n++] = (int32_t)j;
+}
+
+/* Query i of sequence s (its i + 1 causal keys); sc (S floats), keep (S bytes) and heap (top_k) are scratch. */
+static void select_one(const kn_dsa_args *a, int64_t s, int64_t i, float *sc, unsigned char *keep, int32_t *heap,
+                       float (*dot)(const float *, const float *, int64_t)) {
+    const int64_t t = s * a->S + i;
+    kn_index_topk(a->q + t * a->ldq, a->w + t * a->ldw, a->n_heads, a->dh, a->k + s * a->S * a->ldk, a->ldk, i + 1, a->top_k, sc,
+                  keep, heap, dot, a->sel + t * a->top_k);
 }
 
 static void dsa_run(const kn_dsa_args *a, float (*dot)(const float *, const float *, int64_t), bool par) {

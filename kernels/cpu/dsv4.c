@@ -165,28 +165,9 @@ void kn_v4_compress_ref(const kn_comp_args *a) { compress_run(a, false); }
 
 static void select_one(const kn_v4_sel_args *a, int64_t s, int64_t i, float *sc, unsigned char *keep, int32_t *heap,
                        float (*dot)(const float *, const float *, int64_t)) {
-    const int64_t t = s * a->S + i, K = a->top_k, nb = a->S / a->r, nv = (i + 1) / a->r;
-    int32_t *out = a->sel + t * K;
-    if (nv <= K) {
-        for (int64_t j = 0; j < K; j++) out[j] = j < nv ? (int32_t)j : -1;
-        return;
-    }
-    const float *qi = a->q + t * a->ldq, *wi = a->w + t * a->ldw;
-    for (int64_t j = 0; j < nv; j++) {
-        const float *kj = a->k + (s * nb + j) * a->ldk;
-        float v = 0.0f;
-        for (int h = 0; h < a->n_heads; h++) {
-            float d = dot(qi + (int64_t)h * a->dh, kj, a->dh);
-            v += (d > 0.0f ? d : 0.0f) * wi[h];
-        }
-        sc[j] = isnan(v) ? -INFINITY : v;
-    }
-    kn_heap_select(heap, K, nv, sc);
-    for (int64_t j = 0; j < nv; j++) keep[j] = 0;
-    for (int64_t m = 0; m < K; m++) keep[heap[m]] = 1;
-    int64_t n = 0;
-    for (int64_t j = 0; j < nv; j++)
-        if (keep[j]) out[n++] = (int32_t)j;
+    const int64_t t = s * a->S + i, nb = a->S / a->r;   /* the (i + 1) / r blocks complete at query i */
+    kn_index_topk(a->q + t * a->ldq, a->w + t * a->ldw, a->n_heads, a->dh, a->k + s * nb * a->ldk, a->ldk, (i + 1) / a->r, a->top_k, sc,
+                  keep, heap, dot, a->sel + t * a->top_k);
 }
 
 static void select_run(const kn_v4_sel_args *a, float (*dot)(const float *, const float *, int64_t), bool par) {

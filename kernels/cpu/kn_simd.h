@@ -23,4 +23,11 @@ void kn_dot4x2(const float *w0, const float *w1, const float *w2, const float *w
 /* libstdc++'s std::partial_sort heap selection (what llama.cpp's CPU top_k runs): keeps k of
  * the n scores s[0..n) (by s[a] > s[b]) in h[0..k), k <= n (kernels/cpu/dsa.c). */
 void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s);
+/* The lightning indexer's choice for one query (DSA over keys, V4 over compressed blocks): the
+ * nv keys kbase[j * ldk] scored Σ_h relu(q_h · k_j) w_h (NaN as -inf), the top_k kept by
+ * kn_heap_select and written to out[0..top_k) in key order, -1 after; nv <= top_k keeps all.
+ * sc (nv floats), keep (nv bytes) and heap (top_k) are scratch. */
+void kn_index_topk(const float *qi, const float *wi, int n_heads, int64_t dh, const float *kbase, int64_t ldk, int64_t nv,
+                   int64_t top_k, float *sc, unsigned char *keep, int32_t *heap, float (*dot)(const float *, const float *, int64_t),
+                   int32_t *out);
 #endif
