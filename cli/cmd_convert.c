@@ -26,6 +26,10 @@ static void usage(FILE *f, bool quantize) {
                "  --output-tensor-type T    type of output.weight\n"
                "  --token-embedding-type T  type of token_embd.weight\n"
                "  --pure                    every quantizable tensor at the preset's default type\n"
+               "  --llama-types             deepseek4: the types llama-quantize gives, exactly: no protection of the\n"
+               "                            hyper-connection, compressor and indexer tensors, and FP4 experts re-quantized\n"
+               "                            to the preset's type even where it is >= 4.25 bits (default: protected, kept\n"
+               "                            MXFP4; docs/family.md 'Types on purpose')\n"
                "  --imatrix FILE            importance matrix (llama.cpp GGUF imatrix or legacy .dat)\n"
                "  --keep-mtp                deepseek2: keep the MTP block (nextn_predict_layers)\n"
                "  --no-mtp                  deepseek32 (V3.2, which keeps it by default): drop the MTP block\n"
@@ -271,6 +275,7 @@ int cli_convert_main(int argc, char **argv, bool quantize) {
         else if (!strcmp(a, "--token-embedding-type")) p.token_embedding_type = VAL();
         else if (!strcmp(a, "--imatrix")) p.imatrix = VAL();
         else if (!strcmp(a, "--pure")) p.pure = true;
+        else if (!strcmp(a, "--llama-types")) p.llama_types = true;
         else if (!strcmp(a, "--keep-mtp")) p.keep_mtp = true;
         else if (!strcmp(a, "--no-mtp")) p.no_mtp = true;
         else if (!strcmp(a, "--mtp") && !quantize) p.mtp_only = true;

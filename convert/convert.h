@@ -43,6 +43,9 @@ typedef struct {
     const char *output_tensor_type;     /* NULL: preset rule */
     const char *token_embedding_type;   /* NULL: preset rule */
     bool pure;                          /* every quantizable tensor at the default type */
+    bool llama_types;                   /* deepseek4: llama-quantize's types exactly (no protection of the
+                                           hc/compressor/indexer tensors, FP4 experts re-quantized to the
+                                           preset's type instead of kept MXFP4); other archs: no effect */
     bool keep_mtp;                      /* deepseek2: write the MTP block (nextn_predict_layers) */
     bool no_mtp;                        /* deepseek32 (which keeps it by default, as llama.cpp): drop it */
     bool mtp_only;                      /* deepseek4 / deepseek32: write only the MTP block (with the embedding,

@@ -198,7 +198,7 @@ struct cv_recipe {
     int n_user;
     rule_rx *table;           /* compiled preset rules */
     int n_table;
-    bool pure, has_out_type, has_embd_type;
+    bool pure, llama_types, has_out_type, has_embd_type;
     qt_type out_type, embd_type;
     /* llama-quantize's counters */
     int i_attention_wv, n_attention_wv, i_ffn_down;
@@ -274,6 +274,7 @@ qx_status cv_recipe_create(cv_recipe **out, const cv_params *p, qx_err *e) {
     }
     snprintf(r->name, sizeof r->name, "%s", pr ? pr->name : qt_type_name(r->preset.def));
     r->pure = r->pure || p->pure;
+    r->llama_types = p->llama_types;
     if (r->preset.rules) {
         int n = 0;
         while (r->preset.rules[n].re) n++;
@@ -526,7 +527,9 @@ qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, 
                 }
             }
         }
-        bool v4_own = v4 && !user_set(r, o->name);
+        bool v4_own = v4 && !user_set(r, o->name) && !r->llama_types;
+        if (v4 && r->llama_types && strstr(o->name, "nextn.eh_proj.weight") && !user_set(r, o->name))
+            t = QT_Q8_0;   /* the converter's own force (not a protection of ours) */
         if (v4_own) t = v4_protect(o->name, t);
         o->wanted = t;
         o->type = cv_type_fallback(t, o->ne[0]);

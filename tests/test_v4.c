@@ -901,6 +901,58 @@ static void test_flash_plan(void) {
            cv_plan_file_size(pl) / 1e9);
     json_decref(c);
     cv_plan_free(pl);
+    /* --llama-types: tensor data equal to `llama-quantize --dry-run` of llama.cpp 34af94cd9ab2
+     * (its "quant size", MiB to 2 decimals) on the BF16 skeleton of this same tensor list
+     * (scripts/dryrun_vs_llama.py /tmp/v4f W --llama-quantize ... -- --llama-types; there all
+     * 1328 tensors have llama-quantize's type in all 18 presets).  These 7 presets choose the same
+     * types without an imatrix (IQ3_XXS does not: llama.cpp's rule depends on one).  By default
+     * (protection on) the same presets differ exactly in the protected tensors and kept experts. */
+    static const struct { const char *p; double mib; qt_type attn_kv; } ref[] = {
+        {"Q8_0", 288244.36, QT_Q8_0}, {"Q6_K", 222583.23, QT_Q6_K}, {"Q4_K_M", 163947.41, QT_Q4_K},
+        {"Q3_K_M", 129131.14, QT_Q3_K}, {"Q2_K", 98370.37, QT_Q2_K}, {"IQ2_XXS", 70765.59, QT_IQ2_XXS},
+        {"IQ1_S", 54268.91, QT_IQ1_S},
+    };
+    for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++) {
+        if (tu_quick() && i % 3) continue;
+        cv_plan *lp = NULL, *dp = NULL;
+        cv_default_params(&p);
+        p.preset = ref[i].p;
+        p.llama_types = true;
+        TU_OK(cv_plan_create(&lp, dir, &p, &e), &e);
+        p.llama_types = false;
+        TU_OK(cv_plan_create(&dp, dir, &p, &e), &e);
+        if (!lp || !dp) { cv_plan_free(lp); cv_plan_free(dp); continue; }
+        double mib = cv_plan_tensor_bytes(lp) / 1048576.0;
+        TU_NEAR(mib, ref[i].mib, 0.0051, "v4-flash %s --llama-types: %.2f MiB, llama-quantize %.2f MiB", ref[i].p, mib, ref[i].mib);
+        int n_diff = 0, n_bad = 0;
+        for (size_t k = 0; k < cv_plan_tensor_count(lp); k++) {
+            cv_tensor_info a, b;
+            cv_plan_tensor(lp, k, &a);
+            cv_plan_tensor(dp, k, &b);
+            if (a.type == b.type) continue;
+            n_diff++;
+            const char *n = a.name;
+            bool hc = strstr(n, "hc_") || strstr(n, "_ape.weight") || strstr(n, "indexer.proj.weight");
+            bool q8 = strstr(n, "compressor_kv.weight") || strstr(n, "compressor_gate.weight") || strstr(n, "indexer.attn_q_b.weight");
+            bool exps = strstr(n, "_exps.weight") != NULL;
+            bool ok = (hc && b.type == QT_F32) || (q8 && b.type == QT_Q8_0) || (exps && b.type == QT_MXFP4);
+            if (!ok && n_bad++ < 3)
+                TU_CHECK(0, "v4-flash %s: %s is %s by default, %s with --llama-types: not a protection", ref[i].p, n,
+                         qt_type_name(b.type), qt_type_name(a.type));
+        }
+        TU_CHECK(n_bad == 0 && n_diff >= 170, "v4-flash %s: %d tensors differ from llama's types, %d not protections",
+                 ref[i].p, n_diff, n_bad);
+        cv_tensor_info t;
+        for (size_t k = 0; k < cv_plan_tensor_count(lp); k++) {
+            cv_plan_tensor(lp, k, &t);
+            if (!strcmp(t.name, "blk.20.attn_kv.weight"))
+                TU_CHECK(t.type == ref[i].attn_kv, "v4-flash %s: blk.20.attn_kv is %s", ref[i].p, qt_type_name(t.type));
+        }
+        printf("v4-flash %-7s --llama-types %.2f MiB (llama-quantize %.2f), default %.2f MiB, %d tensors protected\n", ref[i].p,
+               mib, ref[i].mib, cv_plan_tensor_bytes(dp) / 1048576.0, n_diff);
+        cv_plan_free(lp);
+        cv_plan_free(dp);
+    }
 }
 
 /* ---- --mtp: the MTP-only file of llama.cpp's converter --mtp (DeepseekV4Model, mtp_only) ---- */
