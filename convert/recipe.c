@@ -18,7 +18,7 @@
 enum { FT_F32 = 0, FT_F16 = 1, FT_Q8_0 = 7, FT_Q2_K = 10, FT_Q3_K_S = 11, FT_Q3_K_M = 12, FT_Q3_K_L = 13,
        FT_Q4_K_S = 14, FT_Q4_K_M = 15, FT_Q5_K_S = 16, FT_Q5_K_M = 17, FT_Q6_K = 18, FT_Q2_K_S = 21,
        FT_IQ2_XXS = 19, FT_IQ2_XS = 20, FT_IQ3_XXS = 23, FT_IQ1_S = 24, FT_IQ3_S = 26, FT_IQ3_M = 27,
-       FT_IQ2_S = 28, FT_IQ2_M = 29, FT_IQ1_M = 31, FT_BF16 = 32 };
+       FT_IQ2_S = 28, FT_IQ2_M = 29, FT_IQ1_M = 31, FT_BF16 = 32, FT_MXFP4_MOE = 38 };
 
 typedef struct {
     const char *re;      /* POSIX ERE over the GGUF name */
@@ -146,6 +146,7 @@ static const cv_preset presets[] = {
     {"IQ2_XXS", FT_IQ2_XXS, QT_IQ2_XXS, true, NULL},
     {"IQ1_M", FT_IQ1_M, QT_IQ1_M, true, NULL},
     {"IQ1_S", FT_IQ1_S, QT_IQ1_S, true, NULL},
+    {"MXFP4_MOE", FT_MXFP4_MOE, QT_Q8_0, true, NULL},   /* llama.cpp: experts MXFP4, every other matrix Q8_0 */
     {"DS-Q2_K_XL", FT_Q2_K, QT_Q2_K, false, ds_q2_k_xl},
     {"DS-Q3_K_XL", FT_Q3_K_M, QT_Q3_K, false, ds_q3_k_xl},
     {"DS-2.5", FT_Q2_K, QT_Q2_K, false, ds_2_5},
@@ -156,7 +157,7 @@ static const cv_preset presets[] = {
 
 const char *cv_preset_names(void) {
     return "F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q4_K_M, Q4_K_S, Q3_K_M, Q2_K, Q2_K_S, "
-           "IQ3_M, IQ3_S, IQ3_XXS, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S (imatrix), "
+           "IQ3_M, IQ3_S, IQ3_XXS, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S (imatrix), MXFP4_MOE, "
            "DS-Q2_K_XL, DS-Q3_K_XL, DS-2.5, DS-2.2, DS-1.73, DS-1.58 (imatrix), or a bare type (Q4_K, Q8_0, ...: every quantizable tensor at it)";
 }
 
@@ -380,6 +381,9 @@ static bool ft_iq2_sm(uint32_t ft) { return ft == FT_IQ2_S || ft == FT_IQ2_M; }
 /* llama_tensor_get_type_impl for the K-quant/Q8_0 and IQ1/IQ2/IQ3 ftypes we offer. */
 static qt_type llama_rules(cv_recipe *r, const cv_out *o, qt_type t, bool tied, int n_layer, int n_expert, int n_gqa) {
     uint32_t ft = r->preset.ftype;
+    /* MXFP4_MOE: stacked experts (ne[2] > 1) MXFP4, every other matrix (output and token_embd
+     * included) Q8_0; llama.cpp takes this branch before its counters, so none advance */
+    if (ft == FT_MXFP4_MOE) return o->n_dims >= 3 && o->ne[2] > 1 ? QT_MXFP4 : QT_Q8_0;
     lcat c = llama_category(o->name);
     if (c == LC_OUTPUT || (tied && c == LC_EMBD)) {
         int blk = qt_get_traits(t)->blck;

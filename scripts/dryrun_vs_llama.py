@@ -27,7 +27,7 @@ import subprocess
 import sys
 
 LLAMA_PRESETS = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_M", "Q2_K", "Q2_K_S",
-                 "IQ3_M", "IQ3_S", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]
+                 "IQ3_M", "IQ3_S", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "MXFP4_MOE"]
 QFORGE_ONLY = ["DS-Q3_K_XL", "DS-Q2_K_XL", "DS-2.5", "DS-2.2", "DS-1.73", "DS-1.58"]
 
 LQ_TENSOR = re.compile(r"^\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[.*\], type =\s*(\S+), size =\s*([\d.]+) MiB(?: ->\s*([\d.]+) MiB \((\S+)\))?")

@@ -78,6 +78,28 @@ static void test_671b(void) {
         fprintf(stderr, "  671B %-8s %.2f MiB (llama.cpp %.2f), planned in %.1f s\n", ref[i].p, mib, ref[i].mib, qx_now() - t0);
         cv_plan_free(pl);
     }
+    {   /* MXFP4_MOE (llama.cpp ftype 38): `llama-quantize --dry-run` of the BF16 skeleton of this tensor
+         * list prints 348423.47 MiB (scripts/dryrun_vs_llama.py --presets MXFP4_MOE: all 1086 tensors
+         * of the same type); 3-D tensors MXFP4 (the experts and, as in llama.cpp, MLA's per-head
+         * attn_k_b / attn_v_b), every other matrix (output and embedding too) Q8_0 */
+        cv_params p;
+        cv_default_params(&p);
+        p.preset = "MXFP4_MOE";
+        cv_plan *pl = NULL;
+        TU_OK(cv_plan_create(&pl, dir, &p, &e), &e);
+        if (pl) {
+            double mib = cv_plan_tensor_bytes(pl) / 1048576.0;
+            TU_NEAR(mib, 348423.47, 0.0051, "MXFP4_MOE: %.2f MiB vs llama.cpp 348423.47 MiB", mib);
+            check_type(pl, "MXFP4_MOE", "blk.30.ffn_down_exps.weight", QT_MXFP4);
+            check_type(pl, "MXFP4_MOE", "blk.3.ffn_gate_exps.weight", QT_MXFP4);
+            check_type(pl, "MXFP4_MOE", "blk.30.ffn_down_shexp.weight", QT_Q8_0);
+            check_type(pl, "MXFP4_MOE", "blk.30.attn_k_b.weight", QT_MXFP4);   /* 3-D [.., .., heads]: llama.cpp's ne[2] > 1 test */
+            check_type(pl, "MXFP4_MOE", "blk.30.attn_kv_a_mqa.weight", QT_Q8_0);
+            check_type(pl, "MXFP4_MOE", "output.weight", QT_Q8_0);
+            check_type(pl, "MXFP4_MOE", "token_embd.weight", QT_Q8_0);
+            cv_plan_free(pl);
+        }
+    }
     static const struct { const char *p; double gib; qt_type exps, down_early; } ds[] = {
         {"DS-1.58", 131, QT_IQ1_S, QT_IQ2_XXS},
         {"DS-1.73", 158, QT_IQ1_M, QT_Q4_K},

@@ -906,11 +906,12 @@ static void test_flash_plan(void) {
      * (scripts/dryrun_vs_llama.py /tmp/v4f W --llama-quantize ... -- --llama-types; there all
      * 1328 tensors have llama-quantize's type in all 18 presets).  These 7 presets choose the same
      * types without an imatrix (IQ3_XXS does not: llama.cpp's rule depends on one).  By default
-     * (protection on) the same presets differ exactly in the protected tensors and kept experts. */
+     * (protection on) the same presets differ exactly in the protected tensors and kept experts
+     * (MXFP4_MOE: llama.cpp's ftype 38, experts MXFP4 and the rest Q8_0; only the 170 F32 ones). */
     static const struct { const char *p; double mib; qt_type attn_kv; } ref[] = {
         {"Q8_0", 288244.36, QT_Q8_0}, {"Q6_K", 222583.23, QT_Q6_K}, {"Q4_K_M", 163947.41, QT_Q4_K},
         {"Q3_K_M", 129131.14, QT_Q3_K}, {"Q2_K", 98370.37, QT_Q2_K}, {"IQ2_XXS", 70765.59, QT_IQ2_XXS},
-        {"IQ1_S", 54268.91, QT_IQ1_S},
+        {"IQ1_S", 54268.91, QT_IQ1_S}, {"MXFP4_MOE", 147892.36, QT_Q8_0},
     };
     for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++) {
         if (tu_quick() && i % 3) continue;
