@@ -687,7 +687,7 @@ static void test_presets(void) {
     /* every other preset with the same imatrix: converts, protections hold */
     static const char *const all[] = {"Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_S", "Q3_K_M", "Q2_K_S", "IQ3_M", "IQ3_S", "IQ3_XXS",
                                       "IQ2_M", "IQ2_S", "IQ2_XS", "IQ1_M", "IQ1_S", "DS-Q2_K_XL", "DS-Q3_K_XL", "DS-2.5", "DS-2.2",
-                                      "DS-1.73", "DS-1.58", "F16", "BF16"};
+                                      "DS-1.73", "DS-1.58", "F16", "BF16", "MXFP4_MOE"};
     size_t n_all = tu_quick() ? 3 : sizeof all / sizeof all[0];
     for (size_t i = 0; i < n_all; i++) {
         p.preset = all[i];
@@ -697,7 +697,7 @@ static void test_presets(void) {
         TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
         cv_plan_free(pl);
         bool hi = !strcmp(all[i], "Q8_0") || !strcmp(all[i], "Q6_K") || !strncmp(all[i], "Q5_K", 4) || !strcmp(all[i], "Q4_K_S") ||
-                  !strcmp(all[i], "F16") || !strcmp(all[i], "BF16");
+                  !strcmp(all[i], "F16") || !strcmp(all[i], "BF16") || !strcmp(all[i], "MXFP4_MOE");
         bool lo = !strncmp(all[i], "IQ1", 3) || !strncmp(all[i], "IQ2", 3);
         if (strcmp(all[i], "F16") && strcmp(all[i], "BF16")) check_types(out, all[i], hi ? 1 : lo ? 0 : -1);
         else {   /* float presets: experts MXFP4, compressors at the preset's type */
@@ -726,6 +726,20 @@ static void test_presets(void) {
                 }
                 gf_close(g);
             }
+        }
+        if (!strcmp(all[i], "MXFP4_MOE")) {   /* the experts are the checkpoint's FP4 values: the F32 file's bytes */
+            gf_file *g = NULL, *f32 = NULL;
+            int n_same = 0, n_exps = 0;
+            if (gf_open(&g, out, &e) == QX_OK && gf_open(&f32, tu_tmp_path("tiny-v4.f32.gguf"), &e) == QX_OK)
+                for (size_t k = 0; k < gf_tensor_count(g); k++) {
+                    const gf_tensor *x = gf_tensor_at(g, k), *y = gf_find_tensor(f32, x->name);
+                    if (!strstr(x->name, "_exps.weight")) continue;
+                    n_exps++;
+                    n_same += y && x->type == QT_MXFP4 && y->type == QT_MXFP4 && x->nbytes == y->nbytes && !memcmp(x->data, y->data, x->nbytes);
+                }
+            TU_CHECK(n_exps == 12 && n_same == n_exps, "MXFP4_MOE: %d of %d expert stacks are the F32 file's MXFP4 bytes", n_same, n_exps);
+            gf_close(g);
+            gf_close(f32);
         }
     }
 }
