@@ -167,6 +167,18 @@ qx_status cv_finish_plan(cv_plan *pl, const cv_params *p, int n_layer, int n_exp
         cv_warn(pl, "%zu tensors take a fallback type (row length not a multiple of the block size; llama-quantize does the same, see --dry-run)", pl->n_fallback);
     attach_imatrix(pl);
     if (pl->im && pl->n_imatrix_used == 0) cv_warn(pl, "the imatrix has no entry for any quantized tensor of this model");
+    if (pl->im) {
+        size_t n_miss = 0;
+        const cv_out *first = NULL;
+        for (size_t i = 0; i < pl->n_outs; i++) {
+            const cv_out *o = &pl->outs[i];
+            if (!cv_quantizable(o->name, o->n_dims) || !cv_requires_imatrix(o) || o->imp) continue;
+            if (n_miss++ == 0) first = o;
+        }
+        if (n_miss)
+            cv_warn(pl, "%zu tensors (first: %s at %s) need an importance matrix and the imatrix has no usable entry for them: "
+                    "only --dry-run works (give them other types with --tensor-type)", n_miss, first->name, qt_type_name(first->type));
+    }
 
     bool all_f32 = true, mxfp4 = false;
     for (size_t i = 0; i < pl->n_outs; i++) {

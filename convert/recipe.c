@@ -570,11 +570,18 @@ bool cv_requires_imatrix(const cv_out *o) {
     return tr && tr->needs_imatrix;
 }
 
+/* Without an imatrix: every tensor whose type needs one is refused.  With one: every such
+ * tensor must have an entry attached (as llama-quantize refuses "missing importance matrix for
+ * tensor ... in a very low-bit quantization"), e.g. an MTP block, which no imatrix covers. */
 qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e) {
-    if (pl->im) return QX_OK;
-    for (size_t i = 0; i < pl->n_outs; i++)
-        if (cv_quantizable(pl->outs[i].name, pl->outs[i].n_dims) && cv_requires_imatrix(&pl->outs[i]))
+    for (size_t i = 0; i < pl->n_outs; i++) {
+        const cv_out *o = &pl->outs[i];
+        if (!cv_quantizable(o->name, o->n_dims) || !cv_requires_imatrix(o) || o->imp) continue;
+        if (!pl->im)
             return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix (--imatrix FILE; make one with qforge imatrix)",
-                           pl->outs[i].name, qt_type_name(pl->outs[i].type));
+                           o->name, qt_type_name(o->type));
+        return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix, and the imatrix has no usable entry for it "
+                       "(give it a type that needs none with --tensor-type, or an imatrix that covers it)", o->name, qt_type_name(o->type));
+    }
     return QX_OK;
 }

@@ -636,6 +636,34 @@ static void test_presets(void) {
     TU_OK(cv_execute(pl, out, &p, NULL, &e), &e);
     cv_plan_free(pl);
     check_types(out, "IQ2_XXS", 0);
+    {   /* the MTP-only file with this imatrix (no entry covers the MTP block, blk.4): refused as
+         * llama-quantize refuses a very low-bit tensor without importance, nothing written; with
+         * the block given a type that needs none, it converts */
+        cv_params pm = p;
+        pm.mtp_only = true;
+        char mo[1100];
+        snprintf(mo, sizeof mo, "%s", tu_tmp_path("tiny-v4.mtp.IQ2_XXS.gguf"));
+        unlink(mo);
+        cv_plan *mp = NULL;
+        TU_OK(cv_plan_create(&mp, dir, &pm, &e), &e);
+        if (mp) {
+            qx_status st = cv_execute(mp, mo, &pm, NULL, &e);
+            TU_CHECK(st == QX_EINVAL && strstr(e.msg, "tensor 'blk.4.") && strstr(e.msg, "no usable entry") && access(mo, F_OK) != 0,
+                     "MTP IQ2_XXS without importance for blk.4: status %d '%s'", (int)st, st ? e.msg : "");
+            TU_CHECK(strstr(cv_plan_warnings(mp), "need an importance matrix and the imatrix has no usable entry") != NULL,
+                     "MTP IQ2_XXS plan warning '%s'", cv_plan_warnings(mp));
+            cv_plan_free(mp);
+        }
+        const char *tt[] = {"blk\\.4\\.=Q4_K"};
+        pm.tensor_types = tt;
+        pm.n_tensor_types = 1;
+        TU_OK(cv_plan_create(&mp, dir, &pm, &e), &e);
+        if (mp) {
+            TU_OK(cv_execute(mp, mo, &pm, NULL, &e), &e);
+            cv_plan_free(mp);
+        }
+        TU_CHECK(access(mo, F_OK) == 0, "MTP IQ2_XXS with blk.4 at Q4_K: written");
+    }
     /* attn_output_a: group k's rows quantized with group k's importance (rows of the F32 file,
      * the IQ2_XXS encoder with in_sum2[k * ne0 + j] / count as written above) */
     {
