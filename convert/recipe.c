@@ -573,6 +573,17 @@ bool cv_requires_imatrix(const cv_out *o) {
 /* Without an imatrix: every tensor whose type needs one is refused.  With one: every such
  * tensor must have an entry attached (as llama-quantize refuses "missing importance matrix for
  * tensor ... in a very low-bit quantization"), e.g. an MTP block, which no imatrix covers. */
+/* The MTP (NextN) block o belongs to (its blk.N has a nextn.eh_proj), or -1. */
+static int mtp_block_of(const cv_plan *pl, const cv_out *o) {
+    int L;
+    if (sscanf(o->name, "blk.%d.", &L) != 1 || L < 0) return -1;
+    char n[64];
+    snprintf(n, sizeof n, "blk.%d.nextn.eh_proj.weight", L);
+    for (size_t i = 0; i < pl->n_outs; i++)
+        if (!strcmp(pl->outs[i].name, n)) return L;
+    return -1;
+}
+
 qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e) {
     for (size_t i = 0; i < pl->n_outs; i++) {
         const cv_out *o = &pl->outs[i];
@@ -580,6 +591,10 @@ qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e) {
         if (!pl->im)
             return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix (--imatrix FILE; make one with qforge imatrix)",
                            o->name, qt_type_name(o->type));
+        const int L = mtp_block_of(pl, o);
+        if (L >= 0)
+            return qx_fail(e, QX_EINVAL, "tensor '%s': %s needs importance; no imatrix covers the MTP block: "
+                           "--tensor-type 'blk\\.%d\\.=Q4_K' or --no-mtp", o->name, qt_type_name(o->type), L);
         return qx_fail(e, QX_EINVAL, "tensor '%s': type %s needs an importance matrix, and the imatrix has no usable entry for it "
                        "(give it a type that needs none with --tensor-type, or an imatrix that covers it)", o->name, qt_type_name(o->type));
     }
