@@ -79,7 +79,9 @@ qx_status kn_cuda_stream_layers(int n, const void *const *src, const size_t *byt
 }
 
 /* DeepSeek-V4 twins (kernels/cuda/ops_v4.cu): the CPU _refs, which the twins claim to equal
- * where they are bit-exact (collapse, expand, the indexer's selection). */
+ * where they are bit-exact (collapse, expand, the indexer's selection).  check_v4_emu.sh
+ * defines KN_CUDA_CPU_NO_V4 and links the emulated ops_v4.cu instead. */
+#ifndef KN_CUDA_CPU_NO_V4
 void kn_cuda_hc_coeffs(const kn_hc_args *a, const float *m, int64_t ldm, int64_t T, float *pre, float *post, float *comb) { kn_hc_coeffs_ref(a, m, ldm, T, pre, post, comb); }
 void kn_cuda_hc_collapse(const float *x, const float *pre, int hc, int64_t T, int64_t n, float *y) { kn_hc_collapse_ref(x, pre, hc, T, n, y); }
 void kn_cuda_hc_expand(const float *y, const float *res, const float *post, const float *comb, int hc, int64_t T, int64_t n, float *out) { kn_hc_expand_ref(y, res, post, comb, hc, T, n, out); }
@@ -91,3 +93,4 @@ void kn_cuda_v4_route(const kn_v4_route_args *a, const float *l, int64_t T, int3
     if (bad) *bad = !ok;
 }
 void kn_cuda_silu_mul_clamp(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float lim, float *o, int64_t ldo) { kn_silu_mul_clamp(g, u, ld, T, n, lim, o, ldo); }
+#endif
