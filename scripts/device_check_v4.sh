@@ -5,8 +5,13 @@
 # header), then, when compute-sanitizer is there, its quick subset (QF_QUICK=1) under memcheck
 # and racecheck.  Each step has a time limit; the whole check stays under 3 minutes after the
 # build.  Exit status 0 when every step passed, 1 when one failed, 2 when none failed but a
-# sanitizer step ran out of time (TIMEOUT: not a verdict).  Usage: scripts/device_check_v4.sh [build]
+# sanitizer step ran out of time (TIMEOUT: not a verdict).
+# Usage: scripts/device_check_v4.sh [--prebuilt] [build dir]   (--prebuilt: no make, use the binary there)
+# On this project's lent device machines (no jansson etc. there): sh bench/gpu/prepare.sh here
+# first, then run(command="sh scripts/device_check_v4.sh --prebuilt build-gpu",
+# carry=["build-gpu/tests/cuda"], timeout_s=240); logs also go to $OUT when it is set.
 cd "$(dirname "$0")/.." || exit 1
+PRE=0; [ "$1" = --prebuilt ] && { PRE=1; shift; }
 B=${1:-build}
 T=$B/tests/cuda/test_cuda_v4
 fail=0; late=0
@@ -22,7 +27,9 @@ step() {   # step <label> <seconds> <command...>: runs it, keeps its log, prints
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "note: nvidia-smi failed"
 mkdir -p "$B"
-make -j"$(nproc)" BUILD="$B" "$T" > "$B/device_check_v4.build.log" 2>&1 || { echo "FAIL build"; tail -n 25 "$B/device_check_v4.build.log"; exit 1; }
+if [ $PRE -eq 0 ] || [ ! -x "$T" ]; then
+    make -j"$(nproc)" BUILD="$B" "$T" > "$B/device_check_v4.build.log" 2>&1 || { echo "FAIL build"; tail -n 25 "$B/device_check_v4.build.log"; exit 1; }
+fi
 step test_cuda_v4 90 "$T"
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$CS" ]; then
@@ -31,6 +38,7 @@ if [ -n "$CS" ]; then
 else
     echo "note: compute-sanitizer not found: memcheck and racecheck not run"
 fi
+[ -n "$OUT" ] && cp "$B"/device_check_v4.*.log "$OUT"/ 2>/dev/null
 if [ $fail -ne 0 ]; then echo "== device_check_v4: FAILED"; exit 1; fi
 if [ $late -ne 0 ]; then echo "== device_check_v4: passed, but a sanitizer step did not finish"; exit 2; fi
 echo "== device_check_v4: all passed"
