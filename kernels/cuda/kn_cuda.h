@@ -122,10 +122,13 @@ void kn_cuda_logsoftmax_stats(const float *logits, int64_t ld, int64_t T, int64_
  * rest differ from the CPU by CUDA's expf/logf (within 2 ulp of glibc's) and, in attention,
  * by the order of the dot-product and softmax sums; v4_route's choice therefore equals the
  * CPU's unless two candidates' p + bias lie within those few ulp of each other.
+ * Exact before fast: v4_select scores each block on one thread in the CPU's order
+ * (n_heads*dh multiply-adds) and runs the heap on one thread per query (V4-Flash at S 16384:
+ * ~2.7e11 multiply-adds per layer); attention is one block per (token, head).
  * Limits, checked on the host (abort: a programming error, as the CPU twins do for theirs):
  *   hc_coeffs      1 <= hc <= KN_V4_MAX_HC;
  *   v4_compress    1 <= r <= KN_V4_MAX_RATIO;
- *   v4_select      n_seq*S <= KN_CUDA_MAX_ITEMS, and 5*(S/r) + 4*top_k <= KN_CUDA_V4_SELECT_SMEM
+ *   v4_select      r >= 1, n_seq*S <= KN_CUDA_MAX_ITEMS, 5*(S/r) + 4*top_k <= KN_CUDA_V4_SELECT_SMEM
  *                  bytes (e.g. S/r 8192 with top_k 2048; V4-Flash S 16384, r 4, top_k 512: 22 KiB);
  *   v4_attention   n_swa >= 0, r >= 0, n_seq*S*n_heads <= KN_CUDA_MAX_ITEMS, and
  *                  4*(d + min(n_swa, S) + C) bytes + 1 KiB within the device's opt-in shared
