@@ -7,11 +7,13 @@
  * parse) and runs tests/cuda/test_cuda_v4.c on the result.
  *
  * Model: the blocks of a launch run one after another; the threads of a block are fibers
- * (ucontext stacks, switched with _setjmp/_longjmp) run round-robin until each finishes or
- * waits.  __syncthreads waits until every unfinished thread of the block waits there;
- * __shfl_xor_sync until all 32 lanes of the warp arrive (a lane that has returned is an
- * error, as on the GPU with a full mask); a state where nobody can move is reported as a
- * deadlock (a divergent barrier).  __shared__ variables are static (one block at a time).
+ * (ucontext stacks, switched with _setjmp/_longjmp) run until each finishes or waits, a warp
+ * at a time between barriers, in thread order in even blocks and backwards in odd ones (a
+ * read that misses a barrier then sees unwritten data in one of the two).  __syncthreads
+ * waits until every unfinished thread of the block waits there; __shfl_xor_sync until all 32
+ * lanes of the warp arrive (a lane that has returned or waits at __syncthreads meanwhile is
+ * reported: a divergent shuffle, undefined with a full mask).  __shared__ variables are
+ * static (one block at a time).
  * Math is the host's (glibc expf, IEEE + and *): the emulation checks logic, not CUDA's
  * rounding.  Not part of the library; a test tool only. */
 #ifndef QF_CUDA_EMU_H
@@ -86,58 +88,65 @@ inline void trampoline() {
     _longjmp(b.sched, 1);
 }
 
-/* Runs one block to completion; aborts on a deadlock or a shuffle with a finished lane. */
-inline void run_block() {
+/* Runs fiber i until it finishes or waits. */
+inline void step(int i) {
     block_state &b = bs();
-    const int n = (int)b.f.size();
-    for (int i = 0; i < n; i++) { b.f[(size_t)i].state = WAIT_NONE; b.f[(size_t)i].started = false; }
+    fiber &f = b.f[(size_t)i];
+    b.cur = i;
+    if (!_setjmp(b.sched)) {
+        if (!f.started) {
+            f.started = true;
+            getcontext(&f.uc);
+            f.uc.uc_stack.ss_sp = f.stack.data();
+            f.uc.uc_stack.ss_size = f.stack.size();
+            f.uc.uc_link = nullptr;
+            makecontext(&f.uc, trampoline, 0);
+            setcontext(&f.uc);
+        }
+        _longjmp(f.jb, 1);
+    }
+}
+
+/* Runs warp w as far as it goes alone: through its shuffles, up to __syncthreads or the end. */
+inline void run_warp(int w, bool back) {
+    block_state &b = bs();
+    const int l0 = w * 32, l1 = l0 + 32 < (int)b.f.size() ? l0 + 32 : (int)b.f.size();
     for (;;) {
-        for (int i = 0; i < n; i++) {
-            fiber &f = b.f[(size_t)i];
-            if (f.state != WAIT_NONE) continue;
-            b.cur = i;
-            if (!_setjmp(b.sched)) {
-                if (!f.started) {
-                    f.started = true;
-                    getcontext(&f.uc);
-                    f.uc.uc_stack.ss_sp = f.stack.data();
-                    f.uc.uc_stack.ss_size = f.stack.size();
-                    f.uc.uc_link = nullptr;
-                    makecontext(&f.uc, trampoline, 0);
-                    setcontext(&f.uc);
-                }
-                _longjmp(f.jb, 1);
-            }
+        for (int k = l0; k < l1; k++) {
+            const int i = back ? l1 - 1 - (k - l0) : k;
+            if (b.f[(size_t)i].state == WAIT_NONE) step(i);
         }
-        int done = 0, at_block = 0;
-        for (int i = 0; i < n; i++) { done += b.f[(size_t)i].state == DONE; at_block += b.f[(size_t)i].state == WAIT_BLOCK; }
-        if (done == n) return;
-        bool moved = false;
-        for (int w = 0; w * 32 < n; w++) {
-            int at_warp = 0, fin = 0;
-            for (int l = w * 32; l < w * 32 + 32 && l < n; l++) {
-                at_warp += b.f[(size_t)l].state == WAIT_WARP;
-                fin += b.f[(size_t)l].state == DONE;
-            }
-            if (at_warp && fin) {
-                fprintf(stderr, "cuda emu: block %u warp %d: a shuffle with %d finished lanes\n", b.bid.x, w, fin);
-                abort();
-            }
-            if (at_warp == 32 || (at_warp && w * 32 + 32 > n && at_warp == n - w * 32)) {
-                for (int l = w * 32; l < w * 32 + 32 && l < n; l++) b.f[(size_t)l].state = WAIT_NONE;
-                moved = true;
-            }
+        int at_warp = 0, fin = 0;
+        for (int l = l0; l < l1; l++) {
+            at_warp += b.f[(size_t)l].state == WAIT_WARP;
+            fin += b.f[(size_t)l].state == DONE;
         }
-        if (!moved && at_block == n - done) {
-            for (int i = 0; i < n; i++)
-                if (b.f[(size_t)i].state == WAIT_BLOCK) b.f[(size_t)i].state = WAIT_NONE;
-            moved = true;
-        }
-        if (!moved) {
-            fprintf(stderr, "cuda emu: block %u deadlocks (%d at __syncthreads, %d done of %d)\n", b.bid.x, at_block,
-                    done, n);
+        if (!at_warp) return;
+        if (at_warp != l1 - l0) {
+            fprintf(stderr, "cuda emu: block %u warp %d: %d lanes at a shuffle, %d finished, the rest at __syncthreads\n",
+                    b.bid.x, w, at_warp, fin);
             abort();
         }
+        for (int l = l0; l < l1; l++) b.f[(size_t)l].state = WAIT_NONE;
+    }
+}
+
+/* Runs one block to completion, one warp at a time between barriers (in warp order in even
+ * blocks, backwards in odd ones, so a read that misses a barrier sees the other warps' data
+ * not yet written in one of the two); aborts on a divergent shuffle. */
+inline void run_block() {
+    block_state &b = bs();
+    const int n = (int)b.f.size(), nw = (n + 31) / 32;
+    const bool back = b.bid.x % 2;
+    for (int i = 0; i < n; i++) { b.f[(size_t)i].state = WAIT_NONE; b.f[(size_t)i].started = false; }
+    for (;;) {
+        for (int k = 0; k < nw; k++) run_warp(back ? nw - 1 - k : k, back);
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            done += b.f[(size_t)i].state == DONE;
+            if (b.f[(size_t)i].state == WAIT_BLOCK) b.f[(size_t)i].state = WAIT_NONE;
+        }
+        if (done == n) return;
     }
 }
 
