@@ -92,6 +92,7 @@ static void test_hc(void) {
             TU_CHECK(worst(post1, post0, NULL, T * hc, 1e-6, 1e-5) <= 1, "hc_coeffs post");
             double wc = worst(comb1, comb0, NULL, T * hc * hc, 1e-6, 1e-5);
             TU_CHECK(wc <= 1, "hc_coeffs comb (Sinkhorn, 20 iterations) off by %.3g of its tolerance", wc);
+            fprintf(stderr, "  hc_coeffs comb (Sinkhorn, 20 iterations)    %.3g of the tolerance\n", wc);
         }
         kn_cuda_free((void *)d.scale); kn_cuda_free((void *)d.base); kn_cuda_free(dm); kn_cuda_free(dpre);
         kn_cuda_free(dpost); kn_cuda_free(dcomb);
@@ -134,6 +135,7 @@ static void check_compress(int r, bool overlap, int64_t n_seq, int64_t S, int d)
     down(o1, g.out, (size_t)no * 4);
     double wv = worst(o1, o0, NULL, no, 1e-6, 1e-5);
     TU_CHECK(wv <= 1, "v4_compress r=%d overlap=%d off by %.3g of its tolerance", r, overlap, wv);
+    fprintf(stderr, "  v4_compress r=%-3d overlap=%d d=%-3d             %.3g of the tolerance\n", r, overlap, d, wv);
     kn_cuda_free((void *)g.kv); kn_cuda_free((void *)g.score); kn_cuda_free((void *)g.ape); kn_cuda_free(g.out);
     free(kv); free(sc); free(ape); free(o0); free(o1);
 }
@@ -419,7 +421,9 @@ static void test_silu_clamp(void) {
         kn_cuda_memset(dy, 0, (size_t)(T * ld) * 4);
         kn_cuda_silu_mul_clamp(dg, du, ld, T, n, limits[i], dy, ld);
         down(y1, dy, (size_t)(T * ld) * 4);
-        TU_CHECK(worst(y1, y0, NULL, T * ld, 1e-6, 1e-5) <= 1, "silu_mul_clamp (limit %g)", limits[i]);
+        double wv = worst(y1, y0, NULL, T * ld, 1e-6, 1e-5);
+        TU_CHECK(wv <= 1, "silu_mul_clamp (limit %g) off by %.3g of its tolerance", limits[i], wv);
+        fprintf(stderr, "  silu_mul_clamp limit %-3g                      %.3g of the tolerance\n", limits[i], wv);
     }
     kn_cuda_free(dg); kn_cuda_free(du); kn_cuda_free(dy);
     free(g); free(u); free(y0); free(y1);

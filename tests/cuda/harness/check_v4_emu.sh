@@ -5,9 +5,10 @@
 # tests/cuda/test_cuda_v4.c (QF_QUICK=1: without the two V4-Flash-size cases), then the whole
 # test (those included) without sanitizers at -O2; the rest of the kn_cuda API comes from the
 # CPU stand-in kn_cuda_cpu.c.  Checks the kernels' logic (indices, bounds, shared-memory
-# sizes, barrier structure) on a machine without a GPU; not their rounding (host math) and
-# not a substitute for `make test-cuda`.  About 4 minutes on 2 cores.  Exit status: 0 when
-# both runs pass.
+# sizes, barrier structure) on a machine without a GPU; not their rounding (host math, though
+# a third run moves every expf/logf by up to 2 ulp, CUDA's documented bound, to check the
+# tolerances' headroom) and not a substitute for `make test-cuda`.  About 5 minutes on 2
+# cores.  Exit status: 0 when all three runs pass.
 set -e
 cd "$(dirname "$0")/../../.."
 B=build-harness
@@ -33,3 +34,9 @@ g++ -fopenmp $B/emu/test_cuda_v4_o2.o $B/emu/kn_cuda_cpu_o2.o $B/emu/tu_o2.o $B/
     -ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread -o $B/emu/test_cuda_v4_o2
 echo "== emulated kernels at -O2, every case"
 $B/emu/test_cuda_v4_o2
+sed -e 's/\([^_a-z]\)expf(/\1emu_expf(/g' -e 's/\([^_a-z]\)logf(/\1emu_logf(/g' $B/emu/ops_v4_emu.cpp > $B/emu/ops_v4_ulp.cpp
+g++ -std=c++17 -O2 -g -Wall -Wextra -Itests/cuda/harness/emu -Ikernels/cuda -I. -c $B/emu/ops_v4_ulp.cpp -o $B/emu/ops_v4_ulp.o
+g++ -fopenmp $B/emu/test_cuda_v4_o2.o $B/emu/kn_cuda_cpu_o2.o $B/emu/tu_o2.o $B/emu/ops_v4_ulp.o $B/libqforge.a \
+    -ljansson -lxxhash -lpcre2-8 -lz -lm -lpthread -o $B/emu/test_cuda_v4_ulp
+echo "== emulated kernels at -O2 with expf/logf off by up to 2 ulp (CUDA's bound), every case"
+$B/emu/test_cuda_v4_ulp

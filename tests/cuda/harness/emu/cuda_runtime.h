@@ -197,6 +197,19 @@ inline float __shfl_xor_sync(unsigned mask, float v, int o) {
     return r;
 }
 
+/* expf/logf off by -2..2 ulp (a fixed function of the argument): check_v4_emu.sh's third run
+ * calls these instead of expf/logf, to see the tolerances hold with CUDA's error bound. */
+inline float emu_ulps(float r, float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u ^= u >> 15; u *= 0x2c1b3c6dU; u ^= u >> 12;
+    const int k = (int)(u % 5) - 2;
+    for (int i = 0; i < (k < 0 ? -k : k); i++) r = nextafterf(r, k < 0 ? -INFINITY : INFINITY);
+    return r;
+}
+inline float emu_expf(float x) { return emu_ulps(expf(x), x); }
+inline float emu_logf(float x) { return emu_ulps(logf(x), x); }
+
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline int atomicOr(int *p, int v) { int o = *p; *p = o | v; return o; }
