@@ -420,7 +420,8 @@ extern "C" void kn_cuda_v4_attention(const kn_v4_attn_args *a) {
     const int64_t comp = a->r > 0 ? (a->sel ? a->n_sel : nb) : 0;
     const size_t sm = ((size_t)a->d + (size_t)win + (size_t)comp) * sizeof(float);
     if (sm + 1024 > smem_optin()) abort();   /* past kn_cuda.h's limit for this device (1 KiB: the static part) */
-    if (sm > 48 * 1024) cudaFuncSetAttribute(k_v4_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+    if (sm + 1024 > 48 * 1024)   /* static + dynamic past the default 48 KiB: opt in */
+        cudaFuncSetAttribute(k_v4_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
     static_assert(sizeof(kn_v4_attn_args) < 4096, "kernel parameter size");
     k_v4_attention<<<(unsigned)(T * a->n_heads), BLK, sm, KN_STREAM>>>(*a, nb);
 }
