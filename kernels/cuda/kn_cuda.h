@@ -112,6 +112,49 @@ void kn_cuda_logsoftmax_stats(const float *logits, int64_t ld, int64_t T, int64_
                               const float *base_logp, const float *base_rest, double *lse,
                               int32_t *argmax, double *nll, double *kld);
 
+/* ---- DeepSeek-V4 operations (kernels/cuda/ops_v4.cu; CPU twins in kernels/cpu/dsv4.c) ----
+ * The contracts of kernels.h's "DeepSeek-V4 operations" with every pointer a DEVICE pointer,
+ * the pointers inside the argument structs included (kn_hc_args scale/base, ape, q/k/w/sel,
+ * kv/ck/sinks/o, route bias/hash/tok); the structs themselves are read on the host.
+ * Results: collapse, expand and the indexer scores are the CPU _ref's bits (the kernels round
+ * a*b + c twice, as gcc -std=c11 does); so v4_select keeps exactly the blocks kn_v4_select_ref
+ * keeps, ties included (the same libstdc++ heap selection, run by one thread per query).  The
+ * rest differ from the CPU by CUDA's expf/logf (within 2 ulp of glibc's) and, in attention,
+ * by the order of the dot-product and softmax sums; v4_route's choice therefore equals the
+ * CPU's unless two candidates' p + bias lie within those few ulp of each other.
+ * Exact before fast: v4_select scores each block on one thread in the CPU's order
+ * (n_heads*dh multiply-adds) and runs the heap on one thread per query (V4-Flash at S 16384:
+ * ~2.7e11 multiply-adds per layer); attention is one block per (token, head).
+ * Limits, checked on the host (abort: a programming error, as the CPU twins do for theirs):
+ *   hc_coeffs      1 <= hc <= KN_V4_MAX_HC;
+ *   v4_compress    1 <= r <= KN_V4_MAX_RATIO;
+ *   v4_select      r >= 1, n_seq*S <= KN_CUDA_MAX_ITEMS, 5*(S/r) + 4*top_k <= KN_CUDA_V4_SELECT_SMEM
+ *                  bytes (e.g. S/r 8192 with top_k 2048; V4-Flash S 16384, r 4, top_k 512: 22 KiB);
+ *   v4_attention   n_swa >= 0, r >= 0, n_seq*S*n_heads <= KN_CUDA_MAX_ITEMS, and
+ *                  4*(d + min(n_swa, S) + C) bytes + 1 KiB within the device's opt-in shared
+ *                  memory per block (227 KiB on H100/H200), C = n_sel with sel, S/r without
+ *                  (V4-Flash d 512, n_swa 128, S 16384, r 4 dense: 19 KiB);
+ *   v4_route       1 <= n_exp <= KN_V4_MAX_EXPERTS, k >= 0, k <= n_exp without hash,
+ *                  T <= KN_CUDA_MAX_ITEMS. */
+#define KN_CUDA_MAX_ITEMS 2147483647LL        /* one CUDA block per item: the grid's x limit */
+#define KN_CUDA_V4_SELECT_SMEM (48 * 1024)    /* default dynamic shared memory of a block */
+void kn_cuda_hc_coeffs(const kn_hc_args *a, const float *mixes, int64_t ldm, int64_t T, float *pre, float *post,
+                       float *comb);
+void kn_cuda_hc_collapse(const float *x, const float *pre, int hc, int64_t T, int64_t n, float *y);
+void kn_cuda_hc_expand(const float *y, const float *res, const float *post, const float *comb, int hc, int64_t T,
+                       int64_t n, float *out);
+void kn_cuda_v4_compress(const kn_comp_args *a);
+void kn_cuda_v4_select(const kn_v4_sel_args *a);
+void kn_cuda_v4_attention(const kn_v4_attn_args *a);
+/* kn_v4_route's choice and weights; instead of returning false, it sets the device int
+ * *bad to 1 when a hash entry lies outside [0, n_exp) (0 otherwise; the flag is cleared on the
+ * stream first, so read it after kn_cuda_sync; bad NULL: not reported).  Ids and weights are
+ * computed as the CPU's in every case (a bad entry counts as expert 0). */
+void kn_cuda_v4_route(const kn_v4_route_args *a, const float *logits, int64_t T, int32_t *ids, float *w,
+                      int32_t *bad);
+void kn_cuda_silu_mul_clamp(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float limit,
+                            float *out, int64_t ldo);
+
 /* ---- layer streaming on the device ---- */
 /* Runs a kn_stream plan (kernels.h) with two CUDA streams: uploads of layer L+1 (host
  * memory -> pinned staging buffers -> device slot, asynchronously on a copy stream) overlap

@@ -39,7 +39,8 @@ static double worst(const float *a, const float *b, const double *scale, int64_t
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]), s = scale ? scale[i] : fabs((double)b[i]);
         double r = d / (atol + rtol * s);
-        if (!(r <= w)) w = r;   /* NaN propagates as a failure */
+        if (isnan(r)) return r;   /* a NaN anywhere is a failure */
+        if (r > w) w = r;
     }
     return w;
 }

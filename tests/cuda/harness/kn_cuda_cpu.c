@@ -77,3 +77,20 @@ qx_status kn_cuda_stream_layers(int n, const void *const *src, const size_t *byt
     if (copy_s) *copy_s = 0;
     return kn_stream_layers_host(n, 2, src, bytes, sl_cb, &a, e);
 }
+
+/* DeepSeek-V4 twins (kernels/cuda/ops_v4.cu): the CPU _refs, which the twins claim to equal
+ * where they are bit-exact (collapse, expand, the indexer's selection).  check_v4_emu.sh
+ * defines KN_CUDA_CPU_NO_V4 and links the emulated ops_v4.cu instead. */
+#ifndef KN_CUDA_CPU_NO_V4
+void kn_cuda_hc_coeffs(const kn_hc_args *a, const float *m, int64_t ldm, int64_t T, float *pre, float *post, float *comb) { kn_hc_coeffs_ref(a, m, ldm, T, pre, post, comb); }
+void kn_cuda_hc_collapse(const float *x, const float *pre, int hc, int64_t T, int64_t n, float *y) { kn_hc_collapse_ref(x, pre, hc, T, n, y); }
+void kn_cuda_hc_expand(const float *y, const float *res, const float *post, const float *comb, int hc, int64_t T, int64_t n, float *out) { kn_hc_expand_ref(y, res, post, comb, hc, T, n, out); }
+void kn_cuda_v4_compress(const kn_comp_args *a) { kn_v4_compress_ref(a); }
+void kn_cuda_v4_select(const kn_v4_sel_args *a) { kn_v4_select_ref(a); }
+void kn_cuda_v4_attention(const kn_v4_attn_args *a) { kn_v4_attention_ref(a); }
+void kn_cuda_v4_route(const kn_v4_route_args *a, const float *l, int64_t T, int32_t *ids, float *w, int32_t *bad) {
+    bool ok = kn_v4_route(a, l, T, ids, w);
+    if (bad) *bad = !ok;
+}
+void kn_cuda_silu_mul_clamp(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float lim, float *o, int64_t ldo) { kn_silu_mul_clamp(g, u, ld, T, n, lim, o, ldo); }
+#endif
