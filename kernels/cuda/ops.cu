@@ -342,7 +342,8 @@ extern "C" void kn_cuda_attention(const kn_attn_args *a) {
     if (a->n_seq <= 0 || a->S <= 0 || a->n_heads <= 0) return;
     size_t sm = ((size_t)a->dk + (size_t)a->S) * sizeof(float);
     static_assert(sizeof(kn_attn_args) < 4096, "kernel parameter size");
-    if (sm > 48 * 1024) cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+    /* static (red[32]) + dynamic past the default 48 KiB: opt in (1 KiB covers the static part) */
+    if (sm + 1024 > 48 * 1024) cudaFuncSetAttribute(k_attention, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
     int64_t items = a->n_seq * a->n_heads * a->S;
     k_attention<<<(unsigned)items, 128, sm, KN_STREAM>>>(*a);
 }
