@@ -8,42 +8,14 @@
  *   routing: identical expert ids (ties far from float noise on random data), weights 1e-6;
  *   log-sum-exp, NLL, KLD: 1e-9 relative (double on both sides).
  * Needs a GPU (make test-cuda); exits 1 with the CUDA error when there is none. */
-#include "tests/util/tu.h"
+#define TU_CUDA_SEED 0x853c49e6748fea9bull
+#include "tests/cuda/tu_cuda.h"
 #include "kernels/kernels.h"
 #include "kernels/cuda/kn_cuda.h"
 #include "formats/formats.h"
 
 #include <stdint.h>
 
-static uint64_t rs = 0x853c49e6748fea9bull;
-static uint32_t ru(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (uint32_t)(rs >> 16); }
-static float rf(void) { return (float)(ru() & 0xffffff) / 8388608.0f - 1.0f; }
-static void fill(float *p, int64_t n, float s) { for (int64_t i = 0; i < n; i++) p[i] = rf() * s; }
-
-static void *up(const void *h, size_t n) {
-    void *d = kn_cuda_malloc(n);
-    qx_err e = {0};
-    TU_CHECK(d != NULL, "cudaMalloc %zu", n);
-    if (d) TU_OK(kn_cuda_upload(d, h, n, &e), &e);
-    return d;
-}
-static void down(void *h, const void *d, size_t n) {
-    qx_err e = {0};
-    TU_OK(kn_cuda_sync(&e), &e);
-    TU_OK(kn_cuda_download(h, d, n, &e), &e);
-}
-
-/* max over elements of |a-b| / (atol + rtol*scale[i]) (scale NULL: |b|); <= 1 passes */
-static double worst(const float *a, const float *b, const double *scale, int64_t n, double atol, double rtol) {
-    double w = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]), s = scale ? scale[i] : fabs((double)b[i]);
-        double r = d / (atol + rtol * s);
-        if (isnan(r)) return r;   /* a NaN anywhere is a failure */
-        if (r > w) w = r;
-    }
-    return w;
-}
 
 /* A weight of type t (rows x cols) from f32 values, host bytes malloc'd; FP8 gets a scale grid. */
 typedef struct { kn_weight w; uint8_t *q; float *scale; } hweight;

@@ -25,42 +25,14 @@
  * QF_QUICK=1 leaves out the two V4-Flash-size cases (for the CPU emulation of
  * tests/cuda/harness/check_v4_emu.sh).
  * Needs a GPU (make test-cuda); exits 1 with the CUDA error when there is none. */
-#include "tests/util/tu.h"
+#define TU_CUDA_SEED 0x9e3779b97f4a7c15ull
+#include "tests/cuda/tu_cuda.h"
 #include "kernels/kernels.h"
 #include "kernels/cuda/kn_cuda.h"
 
 #include <stdint.h>
 
-static uint64_t rs = 0x9e3779b97f4a7c15ull;
-static uint32_t ru(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (uint32_t)(rs >> 16); }
-static float rf(void) { return (float)(ru() & 0xffffff) / 8388608.0f - 1.0f; }
-static void fill(float *p, int64_t n, float s) { for (int64_t i = 0; i < n; i++) p[i] = rf() * s; }
 static float *falloc(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
-
-static void *up(const void *h, size_t n) {
-    void *d = kn_cuda_malloc(n);
-    qx_err e = {0};
-    TU_CHECK(d != NULL, "cudaMalloc %zu", n);
-    if (d) TU_OK(kn_cuda_upload(d, h, n, &e), &e);
-    return d;
-}
-static void down(void *h, const void *d, size_t n) {
-    qx_err e = {0};
-    TU_OK(kn_cuda_sync(&e), &e);
-    TU_OK(kn_cuda_download(h, d, n, &e), &e);
-}
-
-/* max over elements of |a-b| / (atol + rtol*scale[i]) (scale NULL: |b|); <= 1 passes */
-static double worst(const float *a, const float *b, const double *scale, int64_t n, double atol, double rtol) {
-    double w = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]), s = scale ? scale[i] : fabs((double)b[i]);
-        double r = d / (atol + rtol * s);
-        if (isnan(r)) return r;   /* a NaN anywhere is a failure */
-        if (r > w) w = r;
-    }
-    return w;
-}
 
 /* ---- hyper-connections ---- */
 
