@@ -4,60 +4,15 @@
  * the engine's (calib/engine.c); this file only scores and selects.  Contract: kernels.h. */
 #include "../kernels.h"
 #include "kn_simd.h"
+#include "kn_twin.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- top-k selection with llama.cpp's tie behaviour ----
- * llama.cpp's CPU top_k (ggml-cpu/ops.cpp, ggml_compute_forward_top_k_f32) keeps the first k of
- * std::partial_sort(idx, idx + k, idx + n, s[a] > s[b]).  Which of several equal scores survive
- * is not specified by C++; it is fixed by libstdc++'s heap selection (__heap_select:
- * __make_heap over the first k, then every later index whose score beats the heap top replaces
- * it through __pop_heap / __adjust_heap / __push_heap), which the functions below follow step
- * for step.  The kept set (not its order) is what matters.  Ties are common where every
- * indexer head has q·k <= 0 (score exactly 0). */
-
-static inline bool beats(const float *s, int32_t a, int32_t b) { return s[a] > s[b]; }
-
-static void push_heap(int32_t *h, int64_t hole, int64_t top, int32_t v, const float *s) {
-    int64_t parent = (hole - 1) / 2;
-    while (hole > top && beats(s, h[parent], v)) {
-        h[hole] = h[parent];
-        hole = parent;
-        parent = (hole - 1) / 2;
-    }
-    h[hole] = v;
-}
-
-static void adjust_heap(int32_t *h, int64_t hole, int64_t len, int32_t v, const float *s) {
-    const int64_t top = hole;
-    int64_t child = hole;
-    while (child < (len - 1) / 2) {
-        child = 2 * (child + 1);
-        if (beats(s, h[child], h[child - 1])) child--;
-        h[hole] = h[child];
-        hole = child;
-    }
-    if ((len & 1) == 0 && child == (len - 2) / 2) {
-        child = 2 * (child + 1);
-        h[hole] = h[child - 1];
-        hole = child - 1;
-    }
-    push_heap(h, hole, top, v, s);
-}
-
-/* Keeps k of the n scores s[0..n) in h[0..k) (k <= n).  Shared with kernels/cpu/dsv4.c. */
-void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s) {
-    for (int64_t j = 0; j < k; j++) h[j] = (int32_t)j;
-    if (k >= 2)
-        for (int64_t parent = (k - 2) / 2;; parent--) {
-            adjust_heap(h, parent, k, h[parent], s);
-            if (parent == 0) break;
-        }
-    for (int64_t j = k; j < n; j++)
-        if (beats(s, (int32_t)j, h[0])) adjust_heap(h, 0, k, (int32_t)j, s);
-}
+/* Keeps k of the n scores s[0..n) in h[0..k) (k <= n) with llama.cpp's CPU top_k ties
+ * (kn_twin.h, the text the CUDA twin runs too).  Shared with kernels/cpu/dsv4.c. */
+void kn_heap_select(int32_t *h, int64_t k, int64_t n, const float *s) { kn_twin_heap_select(h, k, n, s); }
 
 void kn_index_topk(const float *qi, const float *wi, int n_heads, int64_t dh, const float *kbase, int64_t ldk, int64_t nv,
                    int64_t top_k, float *sc, unsigned char *keep, int32_t *heap, float (*dot)(const float *, const float *, int64_t),

@@ -7,6 +7,7 @@
  * items, so the two agree bit for bit.  Contracts: kernels.h. */
 #include "../kernels.h"
 #include "kn_simd.h"
+#include "kn_twin.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -254,46 +255,17 @@ void kn_v4_attention_ref(const kn_v4_attn_args *a) { attn_run(a, kn_dot_ref, fal
 /* ---- routing and the SwiGLU clamp ---- */
 
 bool kn_v4_route(const kn_v4_route_args *a, const float *logits, int64_t T, int32_t *ids, float *w) {
-    const int X = a->n_exp, k = a->k;
+    const int X = a->n_exp;
+    if (X > KN_V4_MAX_EXPERTS) abort();   /* the loader refuses more */
     bool ok = true;
     for (int64_t t = 0; t < T; t++) {
         const float *l = logits + t * X;
-        int32_t *it = ids + t * k;
-        float *wt = w + t * k;
         float p[KN_V4_MAX_EXPERTS];
-        if (X > KN_V4_MAX_EXPERTS) abort();   /* the loader refuses more */
         for (int x = 0; x < X; x++) {
             float sp = l[x] > 20.0f ? l[x] : logf(1.0f + expf(l[x]));
             p[x] = sqrtf(sp);
         }
-        if (a->hash) {
-            for (int j = 0; j < k; j++) {
-                int32_t e = a->hash[(int64_t)a->tok[t] * k + j];
-                if (e < 0 || e >= X) { ok = false; e = 0; }
-                it[j] = e;
-            }
-        } else {
-            for (int j = 0; j < k; j++) {   /* k best of p + bias, ties toward the lower index */
-                int best = -1;
-                float bv = -INFINITY;
-                for (int x = 0; x < X; x++) {
-                    bool taken = false;
-                    for (int m = 0; m < j; m++) taken |= it[m] == x;
-                    float v = p[x] + (a->bias ? a->bias[x] : 0.0f);
-                    if (!taken && (best < 0 || v > bv)) { best = x; bv = v; }
-                }
-                it[j] = best;
-            }
-        }
-        float sum = 0.0f;
-        for (int j = 0; j < k; j++) { wt[j] = p[it[j]]; sum += wt[j]; }
-        if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
-        for (int j = 0; j < k; j++) wt[j] = (a->norm ? wt[j] / sum : wt[j]) * a->scale;
-        for (int j = 1; j < k; j++)   /* ascending ids, weights along */
-            for (int m = j; m > 0 && it[m - 1] > it[m]; m--) {
-                int32_t ti = it[m]; it[m] = it[m - 1]; it[m - 1] = ti;
-                float tw = wt[m]; wt[m] = wt[m - 1]; wt[m - 1] = tw;
-            }
+        ok &= kn_twin_v4_route_pick(a, p, t, ids + t * a->k, w + t * a->k);   /* kn_twin.h: the CUDA twin's text too */
     }
     return ok;
 }

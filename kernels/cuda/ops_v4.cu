@@ -13,6 +13,7 @@
  * Every output element comes from one fixed sequence of operations: deterministic run to
  * run, no float atomics.  No fast-math. */
 #include "kn_cuda.h"
+#include "kernels/cpu/kn_twin.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -163,48 +164,8 @@ __global__ void k_v4_compress(kn_comp_args a, int64_t nb) {
 }
 
 /* ---- indexer top-k over compressed blocks ----
- * libstdc++'s heap selection, step for step as kernels/cpu/dsa.c runs it (kn_heap_select):
+ * libstdc++'s heap selection, the same text kernels/cpu/dsa.c runs (kernels/cpu/kn_twin.h):
  * the same comparisons on the same scores keep the same blocks, ties included. */
-__device__ __forceinline__ bool beats(const float *s, int32_t x, int32_t y) { return s[x] > s[y]; }
-
-__device__ void push_heap_d(int32_t *h, int64_t hole, int64_t top, int32_t v, const float *s) {
-    int64_t parent = (hole - 1) / 2;
-    while (hole > top && beats(s, h[parent], v)) {
-        h[hole] = h[parent];
-        hole = parent;
-        parent = (hole - 1) / 2;
-    }
-    h[hole] = v;
-}
-
-__device__ void adjust_heap_d(int32_t *h, int64_t hole, int64_t len, int32_t v, const float *s) {
-    const int64_t top = hole;
-    int64_t child = hole;
-    while (child < (len - 1) / 2) {
-        child = 2 * (child + 1);
-        if (beats(s, h[child], h[child - 1])) child--;
-        h[hole] = h[child];
-        hole = child;
-    }
-    if ((len & 1) == 0 && child == (len - 2) / 2) {
-        child = 2 * (child + 1);
-        h[hole] = h[child - 1];
-        hole = child - 1;
-    }
-    push_heap_d(h, hole, top, v, s);
-}
-
-__device__ void heap_select_d(int32_t *h, int64_t k, int64_t n, const float *s) {
-    for (int64_t j = 0; j < k; j++) h[j] = (int32_t)j;
-    if (k >= 2)
-        for (int64_t parent = (k - 2) / 2;; parent--) {
-            adjust_heap_d(h, parent, k, h[parent], s);
-            if (parent == 0) break;
-        }
-    for (int64_t j = k; j < n; j++)
-        if (beats(s, (int32_t)j, h[0])) adjust_heap_d(h, 0, k, (int32_t)j, s);
-}
-
 /* One block per query t.  Shared memory: sc [nb] floats | heap [top_k] int32 | keep [nb] bytes.
  * Each thread scores whole blocks in the CPU's order (kn_dot_ref: left to right, then the
  * ReLU-weighted head sum), so sc[] holds the CPU _ref's bits; thread 0 then selects. */
@@ -233,7 +194,7 @@ __global__ void k_v4_select(kn_v4_sel_args a, int64_t nb) {
     }
     __syncthreads();
     if (threadIdx.x != 0) return;
-    heap_select_d(heap, a.top_k, nv, sc);
+    kn_twin_heap_select(heap, a.top_k, nv, sc);
     for (int64_t j = 0; j < nv; j++) keep[j] = 0;
     for (int64_t r = 0; r < a.top_k; r++) keep[heap[r]] = 1;
     int64_t n = 0;
@@ -317,39 +278,7 @@ __global__ void k_v4_route(kn_v4_route_args a, const float *logits, int32_t *ids
     }
     __syncthreads();
     if (threadIdx.x != 0) return;
-    int32_t *it = ids + t * k;
-    float *wt = w + t * k;
-    if (a.hash) {
-        for (int j = 0; j < k; j++) {
-            int32_t e = a.hash[(int64_t)a.tok[t] * k + j];
-            if (e < 0 || e >= X) {
-                if (bad) atomicOr(bad, 1);
-                e = 0;
-            }
-            it[j] = e;
-        }
-    } else {
-        for (int j = 0; j < k; j++) {   /* k best of p + bias, ties toward the lower index */
-            int best = -1;
-            float bv = -INFINITY;
-            for (int x = 0; x < X; x++) {
-                bool taken = false;
-                for (int m = 0; m < j; m++) taken |= it[m] == x;
-                const float v = p[x] + (a.bias ? a.bias[x] : 0.0f);
-                if (!taken && (best < 0 || v > bv)) { best = x; bv = v; }
-            }
-            it[j] = best;
-        }
-    }
-    float sum = 0.0f;
-    for (int j = 0; j < k; j++) { wt[j] = p[it[j]]; sum += wt[j]; }
-    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
-    for (int j = 0; j < k; j++) wt[j] = (a.norm ? wt[j] / sum : wt[j]) * a.scale;
-    for (int j = 1; j < k; j++)   /* ascending ids, weights along */
-        for (int m = j; m > 0 && it[m - 1] > it[m]; m--) {
-            const int32_t ti = it[m]; it[m] = it[m - 1]; it[m - 1] = ti;
-            const float tw = wt[m]; wt[m] = wt[m - 1]; wt[m - 1] = tw;
-        }
+    if (!kn_twin_v4_route_pick(&a, p, t, ids + t * k, w + t * k) && bad) atomicOr(bad, 1);   /* kn_twin.h: the CPU's text */
 }
 
 __global__ void k_silu_mul_clamp(const float *g, const float *u, int64_t ld, int64_t T, int64_t n, float limit,
