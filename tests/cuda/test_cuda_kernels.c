@@ -430,14 +430,7 @@ static void test_mini_v3(void) {
 }
 
 int main(void) {
-    qx_err e = {0};
-    if (kn_cuda_init(&e) != QX_OK) {
-        fprintf(stderr, "FAIL: make test-cuda needs a GPU: %s\n", e.msg);
-        return 1;
-    }
-    char d[128];
-    kn_cuda_describe(d, sizeof d);
-    fprintf(stderr, "device: %s\n", d);
+    if (!tu_cuda_start()) return 1;
     test_matmul_types();
     test_grouped();
     test_bucket_stacked();

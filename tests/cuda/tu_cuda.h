@@ -8,10 +8,26 @@
 #include "kernels/cuda/kn_cuda.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifndef TU_CUDA_SEED
 #error "define TU_CUDA_SEED before including tests/cuda/tu_cuda.h"
+/* main()'s start: false (after one "FAIL: ... needs a GPU" line) when no CUDA device is there,
+ * else prints the device and returns true. */
+static bool tu_cuda_start(void) {
+    qx_err e = {0};
+    if (kn_cuda_init(&e) != QX_OK) {
+        fprintf(stderr, "FAIL: make test-cuda needs a GPU: %s\n", e.msg);
+        return false;
+    }
+    char d[128];
+    kn_cuda_describe(d, sizeof d);
+    fprintf(stderr, "device: %s\n", d);
+    return true;
+}
+
 #endif
 
 static uint64_t rs = TU_CUDA_SEED;
@@ -46,6 +62,20 @@ static double worst(const float *a, const float *b, const double *scale, int64_t
         if (r > w) w = r;
     }
     return w;
+}
+
+/* main()'s start: false (after one "FAIL: ... needs a GPU" line) when no CUDA device is there,
+ * else prints the device and returns true. */
+static bool tu_cuda_start(void) {
+    qx_err e = {0};
+    if (kn_cuda_init(&e) != QX_OK) {
+        fprintf(stderr, "FAIL: make test-cuda needs a GPU: %s\n", e.msg);
+        return false;
+    }
+    char d[128];
+    kn_cuda_describe(d, sizeof d);
+    fprintf(stderr, "device: %s\n", d);
+    return true;
 }
 
 #endif
