@@ -95,7 +95,8 @@ bool cv_quantizable(const char *name, int n_dims);
 qx_status cv_recipe_apply(cv_recipe *r, cv_plan *pl, int n_layer, int n_expert, int n_gqa, qx_err *e);
 /* llama-quantize's rule: this output tensor's type needs importance data. */
 bool cv_requires_imatrix(const cv_out *o);
-/* QX_EINVAL naming the first such tensor when the plan has no imatrix (cv_execute calls it). */
+/* QX_EINVAL naming the first such tensor that has no attached imatrix entry, the plan having
+ * no imatrix or one without a usable entry for it (cv_execute calls it). */
 qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e);
 
 /* ---- arch.c ---- */

@@ -570,9 +570,6 @@ bool cv_requires_imatrix(const cv_out *o) {
     return tr && tr->needs_imatrix;
 }
 
-/* Without an imatrix: every tensor whose type needs one is refused.  With one: every such
- * tensor must have an entry attached (as llama-quantize refuses "missing importance matrix for
- * tensor ... in a very low-bit quantization"), e.g. an MTP block, which no imatrix covers. */
 /* The MTP (NextN) block o belongs to (its blk.N has a nextn.eh_proj), or -1. */
 static int mtp_block_of(const cv_plan *pl, const cv_out *o) {
     int L;
@@ -584,6 +581,9 @@ static int mtp_block_of(const cv_plan *pl, const cv_out *o) {
     return -1;
 }
 
+/* Without an imatrix: every tensor whose type needs one is refused.  With one: every such
+ * tensor must have an entry attached (as llama-quantize refuses "missing importance matrix for
+ * tensor ... in a very low-bit quantization"), e.g. an MTP block, which no imatrix covers. */
 qx_status cv_check_imatrix(const cv_plan *pl, qx_err *e) {
     for (size_t i = 0; i < pl->n_outs; i++) {
         const cv_out *o = &pl->outs[i];
