@@ -14,20 +14,6 @@
 
 #ifndef TU_CUDA_SEED
 #error "define TU_CUDA_SEED before including tests/cuda/tu_cuda.h"
-/* main()'s start: false (after one "FAIL: ... needs a GPU" line) when no CUDA device is there,
- * else prints the device and returns true. */
-static bool tu_cuda_start(void) {
-    qx_err e = {0};
-    if (kn_cuda_init(&e) != QX_OK) {
-        fprintf(stderr, "FAIL: make test-cuda needs a GPU: %s\n", e.msg);
-        return false;
-    }
-    char d[128];
-    kn_cuda_describe(d, sizeof d);
-    fprintf(stderr, "device: %s\n", d);
-    return true;
-}
-
 #endif
 
 static uint64_t rs = TU_CUDA_SEED;
