@@ -71,11 +71,8 @@ static qx_status load_w(cal_model *m, const char *name, int64_t rows, int64_t co
         w->scale = malloc((size_t)(sr * sc) * sizeof(float));
         if (!w->scale) return qx_fail(e, QX_ENOMEM, "tensor '%s': out of memory", name);
         if (s->dtype == ST_F32) memcpy(w->scale, s->data, (size_t)(sr * sc) * sizeof(float));
-        else   /* DeepSeek-V4: E8M0 bytes, 2^(b - 127) (b = 255: NaN) */
-            for (int64_t i = 0; i < sr * sc; i++) {
-                const uint8_t b = ((const uint8_t *)s->data)[i];
-                w->scale[i] = b == 255 ? NAN : ldexpf(1.0f, (int)b - 127);
-            }
+        else   /* DeepSeek-V4: E8M0 bytes */
+            for (int64_t i = 0; i < sr * sc; i++) w->scale[i] = qt_e8m0_to_f32(((const uint8_t *)s->data)[i]);
         if (q == QT_F8_E5M2)
             return qx_fail(e, QX_EUNSUPPORTED, "tensor '%s': block-scaled F8_E5M2 is not supported", name);
     }

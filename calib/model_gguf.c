@@ -67,7 +67,6 @@ static qx_status gvec(cal_model *m, const char *name, int64_t n, bool optional, 
     return QX_OK;
 }
 
-/* The keys every architecture has: sizes, norm epsilon, rope base and scaling. */
 /* n_vocab from token_embd's rows, the BOS id and whether to add it (llama.cpp's defaults
  * when the keys are absent: no BOS id, add_bos true). */
 static qx_status vocab_params(cal_model *m, cal_hparams *hp, qx_err *e) {
@@ -83,6 +82,7 @@ static qx_status vocab_params(cal_model *m, cal_hparams *hp, qx_err *e) {
     return QX_OK;
 }
 
+/* The keys every architecture has: sizes, norm epsilon, rope base and scaling. */
 static qx_status base_params(cal_model *m, kctx *k, qx_err *e) {
     cal_hparams *hp = &m->hp;
     hf_config *c = &m->cfg;

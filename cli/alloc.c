@@ -253,11 +253,10 @@ static int allocate(cli_alloc_opts *o, const char *cmd, const char *in, bool ggu
         qt_type *ty = types + n * CV_SENS_MAX_OPT;
         int k = tensor_options(&cm, st, &t, ft ? ft[i] : -1, op, ty);
         if (exact) {   /* an exact MXFP4 expert: the smaller candidates, and keeping it at no cost */
-            uint64_t keep = qx_pad(t.nbytes, ALIGN);
             int m = 0;
             for (int j = 0; j < k; j++)
-                if (op[j].bytes < keep) { op[m] = op[j]; ty[m++] = ty[j]; }
-            if (m < CV_SENS_MAX_OPT) { op[m].bytes = keep; op[m].cost = 0.0; ty[m++] = QT_MXFP4; }
+                if (cv_alloc_allows(&t, ty[j])) { op[m] = op[j]; ty[m++] = ty[j]; }
+            if (m < CV_SENS_MAX_OPT) { op[m].bytes = qx_pad(t.nbytes, ALIGN); op[m].cost = 0.0; ty[m++] = QT_MXFP4; }
             k = m;
         }
         if (!k) { fprintf(stderr, "qforge %s: error: tensor '%s': %s has no measured point to predict its costs from\n", cmd, t.name, o->sens); rc = 1; break; }

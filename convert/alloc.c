@@ -169,14 +169,15 @@ int cv_sens_candidates(int64_t ne0, bool have_imp, qt_type *out) {
 
 bool cv_alloc_exact(const cv_tensor_info *t) { return t->wanted == QT_MXFP4 && t->n_dims >= 2; }
 
+bool cv_alloc_allows(const cv_tensor_info *t, qt_type q) {
+    return !cv_alloc_exact(t) || qt_row_size(q, t->ne[0]) < qt_row_size(QT_MXFP4, t->ne[0]);
+}
+
 int cv_alloc_candidates(const cv_tensor_info *t, bool have_imp, qt_type *out) {
     if (t->n_dims < 2 || (t->wanted != QT_Q8_0 && !cv_alloc_exact(t))) return 0;
-    int n = cv_sens_candidates(t->ne[0], have_imp, out);
-    if (!cv_alloc_exact(t)) return n;
-    const uint64_t cap = qt_row_size(QT_MXFP4, t->ne[0]);
-    int k = 0;
+    int n = cv_sens_candidates(t->ne[0], have_imp, out), k = 0;
     for (int i = 0; i < n; i++)
-        if (qt_row_size(out[i], t->ne[0]) < cap) out[k++] = out[i];
+        if (cv_alloc_allows(t, out[i])) out[k++] = out[i];
     return k;
 }
 

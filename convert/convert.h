@@ -237,6 +237,9 @@ int cv_alloc_candidates(const cv_tensor_info *t, bool have_imp, qt_type *out);
 /* True for a tensor whose Q8_0 plan keeps its source's exact quantized values (MXFP4 experts):
  * --target-size may keep that type at no cost. */
 bool cv_alloc_exact(const cv_tensor_info *t);
+/* Whether type q is a candidate for t: any type for a tensor the Q8_0 plan quantizes, only the
+ * types with smaller rows than MXFP4 for an exact one (cv_alloc_exact). */
+bool cv_alloc_allows(const cv_tensor_info *t, qt_type q);
 /* llama-quantize's row-length fallback (tensor_type_fallback): t when its block divides ne0. */
 qt_type cv_type_fallback(qt_type t, int64_t ne0);
 

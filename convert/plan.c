@@ -434,6 +434,9 @@ uint64_t cv_plan_tensor_bytes(const cv_plan *pl) { return pl->tensor_bytes; }
 uint64_t cv_plan_n_elems(const cv_plan *pl) { return pl->n_elems; }
 uint64_t cv_plan_input_bytes(const cv_plan *pl) { return pl->input_bytes; }
 size_t cv_plan_item_count(const cv_plan *pl) { return pl->n_items; }
+/* The importance (and GPTQ) matrices of o: its output groups, else its ne[2] x ne[3] slices. */
+static int64_t out_matrices(const cv_out *o) { return o->imp_rows > 0 ? o->ne[1] / o->imp_rows : o->ne[2] * o->ne[3]; }
+
 int64_t cv_item_matrix(const cv_plan *pl, const cv_item *it) {
     const cv_out *o = &pl->outs[it->tensor];
     return o->imp_rows > 0 ? it->r0 / o->imp_rows : it->slice;
@@ -441,13 +444,13 @@ int64_t cv_item_matrix(const cv_plan *pl, const cv_item *it) {
 int64_t cv_plan_matrices(const cv_plan *pl, size_t i) {
     if (i >= pl->n_outs) return 1;
     const cv_out *o = &pl->outs[i];
-    int64_t m = o->imp_rows > 0 ? o->ne[1] / o->imp_rows : o->ne[2] * o->ne[3];
+    int64_t m = out_matrices(o);
     return m > 0 ? m : 1;
 }
 int64_t cv_plan_items_per_slice(const cv_plan *pl, size_t i) {
     if (i >= pl->n_outs) return 0;
     const cv_out *o = &pl->outs[i];
-    int64_t slices = o->imp_rows > 0 ? o->ne[1] / o->imp_rows : o->ne[2] * o->ne[3];
+    int64_t slices = out_matrices(o);
     return slices > 0 ? (int64_t)o->n_items / slices : 0;
 }
 size_t cv_plan_fallback_count(const cv_plan *pl) { return pl->n_fallback; }

@@ -49,7 +49,7 @@ static int candidates(const cv_plan *pl, const cv_plan *floor, size_t i, bool as
     if (!n) return 0;
     int ft = floor_type(floor, i, t.name);
     if (ft >= 0 && n < CV_SENS_MAX_OPT && !has(out, n, (qt_type)ft) && qt_row_size((qt_type)ft, t.ne[0]) &&
-        encodable((qt_type)ft, have) && (!cv_alloc_exact(&t) || qt_row_size((qt_type)ft, t.ne[0]) < qt_row_size(QT_MXFP4, t.ne[0])))
+        encodable((qt_type)ft, have) && cv_alloc_allows(&t, (qt_type)ft))
         out[n++] = (qt_type)ft;
     return n;
 }
