@@ -273,10 +273,10 @@ static qx_status put_int4(sctx *c, const char *name, int64_t rows, int64_t cols,
 /* A BF16 matrix [rows, cols] of gen_matrix values: an embedding (base 16: rows of std ~0.7),
  * an output head (base 1: logits of std ~1, so a synthetic model has a finite, sane
  * perplexity) or one of V4's BF16 linears. */
-static qx_status put_bf16_matrix(sctx *c, const char *name, int64_t vocab, int64_t hidden, float base, qx_err *e) {
-    int64_t sh[2] = {vocab, hidden};
+static qx_status put_bf16_matrix(sctx *c, const char *name, int64_t rows, int64_t cols, float base, qx_err *e) {
+    int64_t sh[2] = {rows, cols};
     if (c->sparse) return put(c, name, ST_BF16, 2, sh, NULL, 0, e);
-    float *w = gen_matrix(name, c->seed, vocab, hidden, base);
+    float *w = gen_matrix(name, c->seed, rows, cols, base);
     if (!w) return qx_fail(e, QX_ENOMEM, "out of memory");
     qx_status s = put_bf16(c, name, 2, sh, w, e);
     free(w);
@@ -909,7 +909,6 @@ static qx_status put_f32_gauss(sctx *c, const char *name, int nd, const int64_t 
     free(v);
     return s;
 }
-
 
 /* The hyper-connection mixer of one site (`pfx` + "hc_attn" etc.): fn [mix, hc*E] F32,
  * base [mix], scale [n_scale]. */
